@@ -1,0 +1,121 @@
+"""Command lines: the study's `python -m sqlite_bench.before_after` and `...scale_benchmark`, and
+`sqlite-bench` with one subcommand each. A thin layer over runner.py."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from collections.abc import Callable
+
+from .configs import CONFIGS, parse_configs
+from .generator import DEFAULT_SEED, PHASES
+from .paths import parse_paths
+from .runner import Plan, plan_cells, resume, start
+from .units import parse_scale, parse_scales
+
+
+def _phases(text: str) -> list[str]:
+    phases = [p.strip() for p in text.split(",") if p.strip()]
+    unknown = [p for p in phases if p not in PHASES]
+    if unknown or not phases:
+        raise ValueError(f"phases are a comma list of {', '.join(PHASES)}")
+    return [p for p in PHASES if p in phases]
+
+
+def _typed(parse: Callable[[str], object]) -> Callable[[str], object]:
+    def convert(text: str) -> object:
+        try:
+            return parse(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    convert.__name__ = parse.__name__
+    return convert
+
+
+def _common(parser: argparse.ArgumentParser, *, scales: str, mode: str, phases: str, output_dir: str) -> None:
+    parser.add_argument("--scales", type=_typed(parse_scales), default=parse_scales(scales),
+                        help=f"row counts to checkpoint at, e.g. 10K,1.5M,2000000 (default {scales})")
+    parser.add_argument("--mode", type=_typed(parse_paths), default=parse_paths(mode),
+                        help=f"write paths: orm, raw, both, all or a comma list (default {mode})")
+    parser.add_argument("--phases", type=_typed(_phases), default=_phases(phases),
+                        help=f"insert, then upsert of the same keys with a new payload (default {phases})")
+    parser.add_argument("--chunk-size", type=_typed(parse_scale), default=None,
+                        help="rows per transaction for every path (default: the configuration's)")
+    parser.add_argument("--output-dir", default=output_dir, help=f"where results.json goes (default {output_dir})")
+    parser.add_argument("--resume", metavar="FILE", default=None,
+                        help="continue the run in FILE with the settings it was started with")
+    parser.add_argument("--db-dir", default=tempfile.gettempdir(),
+                        help="where each cell's fresh temporary database directory is made (local disk)")
+    parser.add_argument("--keep-db", action="store_true", help="keep each cell's database after it passes")
+    parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help="generator seed (fixes keys and payloads)")
+    parser.add_argument("--sample-interval", type=float, default=1.0,
+                        help="seconds between RSS samples in the measured process; 0 turns the sampler off")
+    parser.add_argument("--no-instrumentation", dest="instrumented", action="store_false",
+                        help="no sampler, no per-chunk latencies, no progress: to measure their overhead")
+    parser.add_argument("--max-retries", type=int, default=10,
+                        help="times a chunk that hit 'database is locked' is retried whole before the cell fails")
+
+
+def before_after_parser(prog: str = "python -m sqlite_bench.before_after") -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog, description=(
+        "ORM vs raw executemany (and turbolite's paths as they land) on the study's table, each path in "
+        "a fresh process and database, every path at the same chunk size."))
+    _common(parser, scales="10M,50M", mode="both", phases="insert,upsert", output_dir="results/before_after")
+    parser.add_argument("--config", choices=list(CONFIGS), default="baseline",
+                        help="the SQLite configuration every path runs under (default baseline)")
+    parser.add_argument("--study-chunks", action="store_true",
+                        help="also run the study's published set-up, ORM at 5K-row chunks and raw at 50K")
+    return parser
+
+
+def scale_parser(prog: str = "python -m sqlite_bench.scale_benchmark") -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog, description=(
+        "The study's configuration sweep: each configuration in a fresh process and database, "
+        "checkpointed at every scale."))
+    _common(parser, scales="3M,5M,10M", mode="orm", phases="insert", output_dir="results/scale")
+    parser.add_argument("--configs", type=_typed(parse_configs), default=parse_configs("all"),
+                        help="all, presets, chunks, pools or a comma list of names (default all)")
+    return parser
+
+
+def _plan(args: argparse.Namespace, benchmark: str, configs: list[str], study_chunks: bool) -> Plan:
+    return Plan(
+        benchmark=benchmark,
+        cells=plan_cells(args.mode, configs, chunk_size=args.chunk_size, study_chunks=study_chunks),
+        scales=args.scales, phases=args.phases, seed=args.seed, sample_interval=args.sample_interval,
+        instrumented=args.instrumented, max_retries=args.max_retries, db_dir=args.db_dir, keep_db=args.keep_db,
+    )
+
+
+def before_after(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    args = before_after_parser().parse_args(argv)
+    if args.resume:
+        return resume(args.resume, argv, "sqlite_bench.before_after")
+    plan = _plan(args, "before_after", [args.config], args.study_chunks)
+    return start(plan, args.output_dir, argv, "sqlite_bench.before_after")
+
+
+def scale_benchmark(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    args = scale_parser().parse_args(argv)
+    if args.resume:
+        return resume(args.resume, argv, "sqlite_bench.scale_benchmark")
+    plan = _plan(args, "scale_benchmark", [c.name for c in args.configs], False)
+    return start(plan, args.output_dir, argv, "sqlite_bench.scale_benchmark")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`sqlite-bench before-after ...` and `sqlite-bench scale ...`."""
+    argv = sys.argv[1:] if argv is None else argv
+    commands = {"before-after": before_after, "scale": scale_benchmark}
+    if not argv or argv[0] not in commands:
+        print("usage: sqlite-bench {before-after,scale} [options]  (each takes --help)", file=sys.stderr)
+        return 2
+    return commands[argv[0]](argv[1:])
+
+
+if __name__ == "__main__":
+    sys.exit(main())
