@@ -9,7 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from turbolite.profiles import Profile
+from sqlalchemy import create_engine
+from sqlalchemy.engine import Engine
+
+from turbolite.profiles import Profile, install
 
 
 @dataclass(frozen=True)
@@ -76,3 +79,15 @@ def parse_configs(spec: str) -> list[BenchConfig]:
     if not names:
         raise ValueError("no configurations given")
     return [CONFIGS[n] for n in dict.fromkeys(names)]
+
+
+def open_engine(config: BenchConfig, db_path: str) -> Engine:
+    """An engine on `db_path` with the config's pool, every connection set up by its profile."""
+    engine = create_engine(
+        f"sqlite:///{db_path}",
+        pool_size=config.pool_size,
+        max_overflow=config.max_overflow,
+        connect_args={"check_same_thread": False},  # the pool configs hand connections to writer threads
+    )
+    install(engine, config.profile)
+    return engine

@@ -22,28 +22,57 @@ def _ms(value: float | None) -> str:
     return "-" if value is None else f"{value:,.0f} ms" if value >= 10 else f"{value:,.1f} ms"
 
 
+def _rate(cell: dict[str, Any], phase: str, rows: int) -> float | None:
+    for cp in cell["checkpoints"]:
+        if cp["phase"] == phase and cp["rows"] == rows:
+            return cp["cumulative"]["rows_per_s"] or None
+    return None
+
+
+def _peer(done: list[dict[str, Any]], path: str, config: str, chunk: int) -> dict[str, Any] | None:
+    return next((c for c in done if c["path"] == path and c["config"] == config and c["chunk_size"] == chunk), None)
+
+
 def speedups(data: dict[str, Any]) -> list[dict[str, Any]]:
     """raw ÷ orm throughput at each phase and scale: equal chunks (fair), and the study's 50K vs 5K."""
     done = [c for c in data["cells"] if c["status"] == "done"]
     rows = []
-    for cell in done:
-        if cell["path"] != "raw":
-            continue
+    for cell in (c for c in done if c["path"] == "raw"):
         if cell["variant"] == "fair":
-            orm = [c for c in done if c["path"] == "orm" and c["variant"] == "fair"
-                   and c["config"] == cell["config"] and c["chunk_size"] == cell["chunk_size"]]
+            orm = _peer([c for c in done if c["variant"] == "fair"], "orm", cell["config"], cell["chunk_size"])
             label = f"raw ÷ orm, equal {format_count(cell['chunk_size'])} chunks"
         else:
-            orm = [c for c in done if c["path"] == "orm" and c["config"] == cell["config"] and c["chunk_size"] == 5_000]
+            orm = _peer(done, "orm", cell["config"], 5_000)
             label = "raw ÷ orm, study's chunks (raw 50K, orm 5K)"
-        if not orm:
+        if orm is None:
             continue
         for cp in cell["checkpoints"]:
-            match = [o for o in orm[0]["checkpoints"] if o["phase"] == cp["phase"] and o["rows"] == cp["rows"]]
-            if match and match[0]["cumulative"]["rows_per_s"]:
+            base = _rate(orm, cp["phase"], cp["rows"])
+            if base:
                 rows.append({"label": label, "config": cell["config"], "phase": cp["phase"], "rows": cp["rows"],
-                             "ratio": cp["cumulative"]["rows_per_s"] / match[0]["cumulative"]["rows_per_s"]})
+                             "ratio": cp["cumulative"]["rows_per_s"] / base})
     return rows
+
+
+def ratios(data: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each fair cell's throughput at the largest scale as a multiple of raw executemany and of the
+    SQLite engine alone (INSERT ... SELECT), both measured at the same chunk size in the same run."""
+    done = [c for c in data["cells"] if c["status"] == "done" and c["variant"] == "fair"]
+    top = data["settings"]["scales"][-1]
+    out = []
+    for cell in done:
+        raw = _peer(done, "raw", cell["config"], cell["chunk_size"])
+        engine = _peer(done, "engine", cell["config"], cell["chunk_size"])
+        for phase in data["settings"]["phases"]:
+            rate = _rate(cell, phase, top)
+            if rate is None:
+                continue
+            base_raw = raw and _rate(raw, phase, top)
+            base_engine = engine and _rate(engine, phase, top)
+            out.append({"path": cell["path"], "config": cell["config"], "phase": phase, "rows": top, "rows_per_s": rate,
+                        "vs_raw": rate / base_raw if base_raw else None,
+                        "vs_engine": rate / base_engine if base_engine else None})
+    return out
 
 
 def print_summary(data: dict[str, Any], console: Console) -> None:
@@ -64,11 +93,21 @@ def print_summary(data: dict[str, Any], console: Console) -> None:
                           format_count(cp["rows"]), f"{cum['rows_per_s']:,.0f}", _duration(cum["write_s"]),
                           _ms(cum["batches"]["p99_ms"]), f"{cum['peak_rss_mb']:,.0f} MB", status)
     console.print(table)
-    ratios = speedups(data)
-    if ratios:
+    multiples = ratios(data)
+    if any(r["vs_raw"] or r["vs_engine"] for r in multiples):
+        versus = Table(title=f"throughput as a multiple of raw executemany and of SQLite alone, at {format_count(data['settings']['scales'][-1])} rows")
+        for column in ("path", "config", "phase", "rows/s", "× raw", "× engine"):
+            versus.add_column(column, justify="left" if column in ("path", "config", "phase") else "right", no_wrap=True)
+        for r in sorted(multiples, key=lambda r: (r["phase"], r["rows_per_s"])):
+            versus.add_row(r["path"], r["config"], r["phase"], f"{r['rows_per_s']:,.0f}",
+                           "-" if r["vs_raw"] is None else f"{r['vs_raw']:.2f}",
+                           "-" if r["vs_engine"] is None else f"{r['vs_engine']:.2f}")
+        console.print(versus)
+    ratios_ = speedups(data)
+    if ratios_:
         speed = Table(title="speedup (throughput ratio, same run)")
         for column in ("comparison", "config", "phase", "scale", "ratio"):
             speed.add_column(column, justify="right" if column in ("scale", "ratio") else "left", no_wrap=True)
-        for s in ratios:
+        for s in ratios_:
             speed.add_row(s["label"], s["config"], s["phase"], format_count(s["rows"]), f"[bold]{s['ratio']:.2f}×[/]")
         console.print(speed)

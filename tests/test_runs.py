@@ -1,0 +1,127 @@
+"""End to end: the study's commands run in fresh processes, verify their cells, survive SIGKILL and resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+from sqlite_bench import results
+from sqlite_bench.cell import verify
+from sqlite_bench.cli import before_after, scale_benchmark
+from sqlite_bench.generator import RowGenerator
+from sqlite_bench.runner import plan_cells
+
+pytestmark = pytest.mark.slow
+FAST = ["--sample-interval", "0.2"]
+
+
+def _expected_checkpoints(scales, phases):
+    return [(phase, rows) for phase in phases for rows in scales]
+
+
+def test_the_smoke_run_verifies_every_cell_and_conforms_to_the_schema(tmp_path, capsys):
+    out = tmp_path / "out"
+    code = before_after(["--scales", "5K,10K", "--mode", "both", "--chunk-size", "2500", "--output-dir", str(out),
+                         "--db-dir", str(tmp_path), *FAST])
+    assert code == 0
+    data = results.load(out / "results.json")
+    jsonschema.validate(data, results.json_schema())
+    assert [c["id"] for c in data["cells"]] == ["orm/baseline@2500", "raw/baseline@2500"]
+    for cell in data["cells"]:
+        assert cell["status"] == "done" and cell["verification"]["passed"]
+        assert cell["verification"]["row_count"] == 10_000
+        assert [(c["phase"], c["rows"]) for c in cell["checkpoints"]] == _expected_checkpoints([5_000, 10_000],
+                                                                                               ["insert", "upsert"])
+        assert cell["profile_readback"]["journal_mode"] == "wal"
+        assert cell["checkpoints"][-1]["cumulative"]["batches"]["count"] == 4
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith("sqlite_bench-")]  # passed cells clean up
+    printed = capsys.readouterr().out
+    assert "raw ÷ orm, equal 2.5K chunks" in printed and "rows/s" in printed
+
+
+def test_pool_configs_write_from_as_many_threads_as_connections(tmp_path):
+    out = tmp_path / "out"
+    code = scale_benchmark(["--scales", "20K", "--configs", "pool_3", "--mode", "raw", "--chunk-size", "1000",
+                            "--output-dir", str(out), "--db-dir", str(tmp_path), *FAST])
+    assert code == 0
+    (cell,) = results.load(out / "results.json")["cells"]
+    assert cell["writers"] == 3 and cell["verification"]["passed"]
+    assert cell["checkpoints"][0]["segment"]["batches"]["count"] == 20
+
+
+def test_study_chunks_add_the_published_unequal_cells():
+    cells = plan_cells(["orm", "raw"], ["baseline"], study_chunks=True)
+    assert [(c["id"], c["chunk_size"], c["variant"]) for c in cells] == [
+        ("orm/baseline", 5_000, "fair"), ("raw/baseline", 5_000, "fair"), ("raw/baseline@50000", 50_000, "study-chunks")]
+
+
+def test_verification_fails_a_cell_with_a_missing_or_stale_row(bench_engine):
+    engine = bench_engine()
+    gen = RowGenerator(3)
+    from sqlite_bench.paths import PATHS
+
+    writer = PATHS["raw"].open(engine)
+    writer.insert(list(gen.rows(0, 1_000)))
+    assert verify(engine, gen, 1_000, ["insert"])["passed"]
+    writer.upsert(list(gen.rows(0, 999, "upsert")))  # one row keeps its insert payload
+    writer.close()
+    report = verify(engine, gen, 1_000, ["insert", "upsert"])
+    assert not report["passed"]
+    assert any("insert payload" in p for p in report["problems"])
+    with engine.begin() as conn:
+        conn.exec_driver_sql("DELETE FROM bench_rows WHERE entity_id = 0 AND sub_entity_id = 0")
+    assert any("row count" in p for p in verify(engine, gen, 1_000, ["insert", "upsert"])["problems"])
+
+
+def _wait_for(predicate, path: Path, deadline_s: float):
+    """Poll the results file until `predicate(data)` holds; the runner writes it atomically."""
+    end = time.monotonic() + deadline_s
+    while time.monotonic() < end:
+        if path.exists():
+            data = json.loads(path.read_text())
+            if predicate(data):
+                return data
+        time.sleep(0.02)
+    raise AssertionError(f"condition not reached within {deadline_s}s")
+
+
+@pytest.mark.parametrize("kill_after", [1, 4], ids=["mid-insert", "mid-upsert"])
+def test_a_run_killed_with_sigkill_resumes_to_the_same_counts_without_duplicates(tmp_path, kill_after):
+    out = tmp_path / "out"
+    scales, phases = [4_000, 8_000, 12_000], ["insert", "upsert"]
+    argv = ["--scales", "4K,8K,12K", "--mode", "both", "--chunk-size", "500", "--output-dir", str(out),
+            "--db-dir", str(tmp_path), *FAST]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "sqlite_bench.before_after", *argv], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    target = out / "results.json"
+    try:
+        at_kill = _wait_for(lambda d: len(d["cells"][0]["checkpoints"]) >= kill_after, target, 60)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # runner and cell process together, as a crash would
+        proc.wait()
+    orm = at_kill["cells"][0]
+    assert orm["status"] == "running" and len(orm["checkpoints"]) < len(scales) * len(phases)
+
+    resumed = subprocess.run([sys.executable, "-m", "sqlite_bench.before_after", "--resume", str(target)],
+                             env=env, capture_output=True, text=True, timeout=120)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    data = results.load(target)
+    jsonschema.validate(data, results.json_schema())
+    assert [c["id"] for c in data["cells"]] == ["orm/baseline@500", "raw/baseline@500"]
+    assert [i["resumed"] for i in data["invocations"]] == [False, True]
+    for cell in data["cells"]:
+        assert cell["status"] == "done", cell["error"]
+        assert [(c["phase"], c["rows"]) for c in cell["checkpoints"]] == _expected_checkpoints(scales, phases)
+        assert cell["verification"]["row_count"] == 12_000 and cell["verification"]["passed"]
+        assert cell["checkpoints"][-1]["cumulative"]["batches"]["count"] == 24  # every chunk once, none twice
+    assert data["cells"][0]["attempts"] == 2
+    assert data["cells"][0]["checkpoints"][:len(orm["checkpoints"])] == orm["checkpoints"]  # earlier work kept
