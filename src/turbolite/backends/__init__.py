@@ -1,0 +1,1 @@
+"""Per-dialect execution of one chunk: SQLite (executemany) now; PostgreSQL (COPY) to come."""

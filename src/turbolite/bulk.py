@@ -1,0 +1,274 @@
+"""bulk_insert and bulk_upsert: rows in, chunks out, each chunk one statement executed with executemany.
+
+The per-row path is kept short: values are read with operator.itemgetter, processed column by
+column only where the column's type has a bind processor, and handed to the driver as tuples.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from itertools import islice
+from operator import itemgetter
+from typing import Any
+
+from sqlalchemy import Table
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.orm import Session
+
+from .backends.sqlite import ChunkFailed, SqliteChunkWriter
+from .compile import Kind, WritePlan, compile_plan, key_map, nan_position, table_of
+from .errors import BulkWriteError, SchemaMismatchError, UnsupportedTargetError
+
+Target = Engine | Connection | Session
+
+
+def bulk_insert(target: Target, model: Any, rows: Iterable[Any], *, chunk_size: int = 5000) -> int:
+    """Insert `rows` into `model`'s table at executemany speed, storing what the ORM would store.
+
+    `target` is an Engine (each chunk commits on its own) or a Connection or Session (the caller's
+    transaction; the caller commits). Rows are dicts keyed by attribute or column name, model
+    instances, or tuples in the table's column order. Returns the number of rows written.
+    Raises SchemaMismatchError before any SQL runs, or BulkWriteError naming the row and column.
+    """
+    return _write(target, model, rows, "insert", chunk_size, (), None)
+
+
+def bulk_upsert(target: Target, model: Any, rows: Iterable[Any], *, conflict: Sequence[str],
+                update: Sequence[str] | None = None, chunk_size: int = 5000) -> int:
+    """Insert `rows`, updating the stored row where `conflict` (a unique key) matches.
+
+    `update=None` updates every column outside the conflict target and the primary key that the
+    rows supply, plus columns with an `onupdate`. Duplicates within one call resolve last-wins.
+    """
+    return _write(target, model, rows, "upsert", chunk_size, tuple(conflict), None if update is None else tuple(update))
+
+
+class _Context:
+    """What a context-sensitive column default reads: the current row's parameters."""
+
+    __slots__ = ("provided", "values")
+
+    def __init__(self, provided: tuple[str, ...]) -> None:
+        self.provided = provided
+        self.values: Sequence[Any] = ()
+
+    def get_current_parameters(self, isolate_multiinsert_groups: bool = True) -> dict[str, Any]:
+        return dict(zip(self.provided, self.values))
+
+    @property
+    def current_parameters(self) -> dict[str, Any]:
+        return self.get_current_parameters()
+
+
+class _Reader:
+    """Reads value tuples, in the plan's `provided` order, from rows of one shape."""
+
+    def __init__(self, model: Any, table: Table, first: Any) -> None:
+        names = key_map(model, table)
+        self.table = table
+        if isinstance(first, dict):
+            self.shape = "dict"
+            keys = list(first)
+        elif isinstance(first, (tuple, list)):
+            self.shape = "tuple"
+            keys = []
+            if len(first) != len(table.columns):
+                raise SchemaMismatchError(
+                    f"row 0 has {len(first)} values; table {table.name!r} has {len(table.columns)} columns "
+                    "(tuples must follow the table's column order)"
+                )
+            self.provided = tuple(c.key for c in table.columns)
+        elif hasattr(first, "__dict__") and not isinstance(model, Table) and isinstance(first, model):
+            self.shape = "instance"
+            keys = [k for k in vars(first) if k in names]
+        else:
+            raise SchemaMismatchError(
+                f"row 0 is a {type(first).__name__}; rows must be dicts, tuples or {getattr(model, '__name__', 'model')} instances"
+            )
+        if self.shape != "tuple":
+            unknown = [k for k in keys if k not in names]
+            if unknown:
+                raise SchemaMismatchError(
+                    f"row 0 has key(s) {', '.join(map(repr, unknown))} that are not columns of table {table.name!r}"
+                )
+            self.provided = tuple(names[k] for k in keys)
+            if len(set(self.provided)) != len(self.provided):
+                raise SchemaMismatchError("row 0 names the same column twice (by attribute and by column name)")
+        self.keys = keys
+        self.width = len(keys) if self.shape != "tuple" else len(self.provided)
+        getter = itemgetter(*keys) if keys else (lambda _r: ())
+        self.get = (lambda r: (getter(r),)) if len(keys) == 1 else getter
+
+    def values(self, chunk: list[Any], start: int) -> list[Sequence[Any]]:
+        try:
+            if self.shape == "tuple":
+                values = [tuple(r) for r in chunk]
+            elif self.shape == "dict":
+                values = list(map(self.get, chunk))
+            else:
+                values = [self.get(vars(r)) for r in chunk]
+        except (KeyError, TypeError, AttributeError):
+            values = None
+        if values is None or set(map(len, chunk if self.shape != "instance" else values)) != {self.width}:
+            raise self._shape_error(chunk, start)
+        return values
+
+    def _shape_error(self, chunk: list[Any], start: int) -> BulkWriteError:
+        for i, row in enumerate(chunk):
+            if self.shape == "instance":
+                row = vars(row) if hasattr(row, "__dict__") else row
+            if self.shape in ("dict", "instance") and isinstance(row, dict):
+                missing = [k for k in self.keys if k not in row]
+                extra = [k for k in row if k not in self.keys and (self.shape == "dict" or not k.startswith("_sa"))]
+                if missing or (self.shape == "dict" and extra):
+                    what = f"lacks key {missing[0]!r}" if missing else f"has key {extra[0]!r}"
+                    return _row_error(self.table, start + i, (missing or extra)[0], None,
+                                      f"row {start + i} {what} that row 0 does not; every row must supply the same keys")
+            elif self.shape == "tuple" and (not isinstance(row, (tuple, list)) or len(row) != self.width):
+                return _row_error(self.table, start + i, None, type(row).__name__,
+                                  f"row {start + i} is not a tuple of {self.width} values")
+            elif not isinstance(row, (dict, tuple, list)):
+                return _row_error(self.table, start + i, None, type(row).__name__,
+                                  f"row {start + i} is a {type(row).__name__}, unlike row 0")
+        return _row_error(self.table, start, None, None, "rows changed shape within the chunk")
+
+
+def _row_error(table: Table, row: int | None, column: str | None, value_type: str | None, message: str,
+               committed: int | None = None) -> BulkWriteError:
+    return BulkWriteError(f"table {table.name!r}: {message}", table=table.name, row=row, column=column,
+                          value_type=value_type, committed=committed)
+
+
+def _params(plan: WritePlan, reader: _Reader, chunk: list[Any], start: int) -> tuple[list[Sequence[Any]], list[Sequence[Any]]]:
+    """The chunk's parameter tuples in statement order, and the raw value tuples they came from."""
+    values = reader.values(chunk, start)
+    columns: list[Sequence[Any]] | None = None
+    if plan.check_nan:
+        columns = list(zip(*values))
+        for i in plan.check_nan:
+            at = nan_position(columns[i])
+            if at >= 0:
+                key = plan.provided[i]
+                raise _row_error(plan.table, start + at, key, "float",
+                                 f"row {start + at}, column {key!r}: NaN would be stored as NULL; pass None if NULL is meant")
+    if plan.passthrough:
+        return values, values
+    if columns is None:
+        columns = list(zip(*values))
+    n = len(values)
+    context = _Context(plan.provided)
+    out = []
+    for param in plan.params:
+        if param.source is not None:
+            column: Sequence[Any] = columns[param.source]
+        elif param.scalar:
+            column = [param.generate(context)] * n  # type: ignore[misc]
+        else:
+            column = []
+            for row_values in values:
+                context.values = row_values
+                column.append(param.generate(context))  # type: ignore[misc]
+        if param.process is not None:
+            try:
+                column = list(map(param.process, column))
+            except Exception as exc:
+                at = next(i for i, v in enumerate(column) if _fails(param.process, v))
+                raise _row_error(plan.table, start + at, param.column.key, type(column[at]).__name__,
+                                 f"row {start + at}, column {param.column.key!r}: {type(column[at]).__name__} value "
+                                 f"{column[at]!r:.80} is not valid for {param.column.type}: {exc}") from exc
+        out.append(column)
+    return list(zip(*out)), values
+
+
+def _fails(process: Any, value: Any) -> bool:
+    try:
+        process(value)
+    except Exception:
+        return True
+    return False
+
+
+@contextmanager
+def _chunk_writer(target: Target) -> Iterator[tuple[SqliteChunkWriter, Any, bool]]:
+    """A chunk writer on the target's DBAPI connection: (writer, dialect, commits each chunk)."""
+    if isinstance(target, Engine):
+        _require_sqlite(target.dialect)
+        pooled = target.raw_connection()
+        try:
+            yield SqliteChunkWriter(pooled.dbapi_connection, own_transactions=True), target.dialect, True  # type: ignore[arg-type]
+        finally:
+            pooled.close()
+    elif isinstance(target, Session):
+        target.flush()  # pending ORM objects first, so rows may refer to them
+        connection = target.connection()
+        _require_sqlite(connection.dialect)
+        yield SqliteChunkWriter(connection.connection.dbapi_connection, own_transactions=False), connection.dialect, False  # type: ignore[arg-type]
+    elif isinstance(target, Connection):
+        _require_sqlite(target.dialect)
+        if not target.in_transaction():
+            target.begin()  # autobegin, as Connection.execute would; the caller commits
+        yield SqliteChunkWriter(target.connection.dbapi_connection, own_transactions=False), target.dialect, False  # type: ignore[arg-type]
+    else:
+        raise UnsupportedTargetError(f"target must be an Engine, Connection or Session, not {type(target).__name__}")
+
+
+def _require_sqlite(dialect: Any) -> None:
+    if dialect.name != "sqlite":
+        raise UnsupportedTargetError(f"turbolite's bulk paths support SQLite in this version, not {dialect.name}")
+
+
+def _write(target: Target, model: Any, rows: Iterable[Any], kind: Kind, chunk_size: int,
+           conflict: tuple[str, ...], update: tuple[str, ...] | None) -> int:
+    if chunk_size < 1:
+        raise ValueError("chunk_size must be at least 1")
+    table = table_of(model)
+    names = key_map(model, table)
+    conflict = tuple(names.get(c, c) for c in conflict)
+    update = None if update is None else tuple(names.get(c, c) for c in update)
+    iterator = iter(rows)
+    chunk = list(islice(iterator, chunk_size))
+    if not chunk:
+        return 0
+    reader = _Reader(model, table, chunk[0])
+    written = 0
+    with _chunk_writer(target) as (writer, dialect, commits):
+        plan = compile_plan(table, dialect, kind, reader.provided, conflict, update)
+        while chunk:
+            try:
+                params, values = _params(plan, reader, chunk, written)
+            except BulkWriteError as refused:  # found before any SQL for this chunk ran
+                if commits:
+                    refused.committed = written
+                    refused.args = (f"{refused}; nothing of this chunk was written; {written:,} rows were committed before it",)
+                raise
+            try:
+                writer.write(plan, params)
+            except ChunkFailed as failed:
+                raise _failure(plan, failed, values, written, len(chunk), commits) from failed.cause
+            written += len(chunk)
+            chunk = list(islice(iterator, chunk_size))
+    return written
+
+
+def _failure(plan: WritePlan, failed: ChunkFailed, values: list[Sequence[Any]], start: int, size: int,
+             commits: bool) -> BulkWriteError:
+    row = None if failed.index is None else start + failed.index
+    param = None if failed.param is None else plan.params[failed.param]
+    column = param.column.key if param is not None else None
+    value_type = None
+    if param is not None and param.source is not None and failed.index is not None:
+        value_type = type(values[failed.index][param.source]).__name__
+    where = f"row {row}" if row is not None else f"rows {start}..{start + size - 1}"
+    if column:
+        where += f", column {column!r}" + (f" ({value_type})" if value_type else "")
+    if commits:
+        after = f"the chunk was rolled back; {start:,} rows were committed before it"
+    elif failed.whole_transaction:
+        after = "SQLite rolled back the whole enclosing transaction"
+    else:
+        after = "the chunk was rolled back; the caller's transaction is still open and holds the earlier chunks"
+    cause = failed.cause
+    return _row_error(plan.table, row, column, value_type,
+                      f"bulk {plan.kind} failed at {where}: {type(cause).__name__}: {cause}; {after}",
+                      committed=start if commits else None)

@@ -1,0 +1,102 @@
+"""The write paths store the same thing, upsert really conflicts, and the ORM upsert respects SQLite's limits."""
+
+import sqlite3
+
+import pytest
+from sqlalchemy import event
+
+from sqlite_bench.generator import RowGenerator
+from sqlite_bench.paths import PATHS, error_kind, parse_paths
+from sqlite_bench.schema import COLUMNS
+
+from .conftest import dump
+
+
+def _write(engine, path, phase, rows, chunk):
+    writer = PATHS[path].open(engine)
+    try:
+        gen = RowGenerator(11)
+        for part in gen.chunks(0, rows, chunk, phase):
+            if hasattr(writer, "prepare"):
+                writer.prepare(phase, part)
+            getattr(writer, phase)(part)
+    finally:
+        writer.close()
+
+
+@pytest.mark.parametrize("phases", [["insert"], ["insert", "upsert"]], ids=["insert", "insert+upsert"])
+def test_orm_and_raw_leave_identical_tables(bench_engine, phases):
+    engines = {path: bench_engine(path) for path in ("orm", "raw")}
+    for path, engine in engines.items():
+        for phase in phases:
+            _write(engine, path, phase, 3_000, 1_000)
+    orm, raw = (dump(engines[p].url.database) for p in ("orm", "raw"))
+    assert len(orm) == 3_000
+    assert orm == raw
+
+
+@pytest.mark.parametrize("path", list(PATHS))
+def test_the_upsert_pass_conflicts_on_every_row(bench_engine, path):
+    engine = bench_engine(path)
+    _write(engine, path, "insert", 2_000, 500)
+    before = {r[0]: r for r in dump(engine.url.database)}
+    _write(engine, path, "upsert", 2_000, 500)
+    after = {r[0]: r for r in dump(engine.url.database)}
+    assert after.keys() == before.keys()  # same row_ids: every row updated in place, none inserted
+    status_index = 2 * COLUMNS.index("status")  # dump() holds each value then its storage class
+    assert all(row[status_index] == 1 for row in after.values())
+    assert all(row[status_index] == 0 for row in before.values())
+
+
+def test_orm_upsert_splits_statements_under_the_bound_parameter_limit(bench_engine):
+    engine = bench_engine("limited")
+
+    @event.listens_for(engine, "connect")
+    def lower_limit(dbapi_connection, _record):
+        dbapi_connection.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 999)
+
+    engine.dispose()  # reconnect so the lowered limit applies
+    writer = PATHS["orm"].open(engine)
+    try:
+        assert writer.rows_per_statement == 999 // 13
+        gen = RowGenerator(11)
+        writer.upsert(list(gen.rows(0, 5_000, "upsert")))  # 65,000 parameters in one chunk
+    finally:
+        writer.close()
+    assert len(dump(engine.url.database)) == 5_000
+
+
+@pytest.mark.parametrize("path", list(PATHS))
+def test_a_failing_chunk_rolls_back_whole(bench_engine, path):
+    engine = bench_engine(path)
+    rows = list(RowGenerator(11).rows(0, 1_000))
+    rows[700] = dict(rows[700], measurement_x=None)  # NOT NULL
+    writer = PATHS[path].open(engine)
+    prepare = getattr(writer, "prepare", lambda phase, rows: None)
+    try:
+        with pytest.raises(Exception) as failure:
+            prepare("insert", rows)
+            writer.insert(rows)
+        assert error_kind(failure.value) == "integrity"
+        prepare("insert", rows[:10])
+        writer.insert(rows[:10])  # the writer is usable afterwards
+    finally:
+        writer.close()
+    assert len(dump(engine.url.database)) == 10
+
+
+def test_error_kinds():
+    assert error_kind(sqlite3.OperationalError("database is locked")) == "locked"
+    assert error_kind(sqlite3.IntegrityError("UNIQUE constraint failed")) == "integrity"
+    assert error_kind(ValueError("x")) == "other"
+
+
+@pytest.mark.parametrize("spec, paths", [("both", ["orm", "raw"]), ("raw", ["raw"]), ("raw,orm", ["orm", "raw"]),
+                                         ("all", list(PATHS))])
+def test_modes_parse(spec, paths):
+    assert parse_paths(spec) == paths
+
+
+def test_an_unknown_mode_is_named():
+    with pytest.raises(ValueError, match="'turbo9'"):
+        parse_paths("orm,turbo9")
