@@ -6,7 +6,8 @@ column only where the column's type has a bind processor, and handed to the driv
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+import functools
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from itertools import islice
 from operator import itemgetter
@@ -140,8 +141,44 @@ def _row_error(table: Table, row: int | None, column: str | None, value_type: st
                           value_type=value_type, committed=committed)
 
 
+@functools.lru_cache(maxsize=256)
+def _row_converter(plan: WritePlan, shape: str, keys: tuple[Any, ...]) -> Callable[[list[Any]], list[tuple[Any, ...]]] | None:
+    """A list comprehension built for this plan and key order, the same shape as hand-written code:
+    `[(r[k0], p1(r[k1]), ...) for r in rows]`. Keys and processors are bound as default arguments, so
+    no caller-supplied text ever becomes source code. None when a parameter is generated per row."""
+    if shape not in ("dict", "tuple") or any(p.source is None for p in plan.params):
+        return None
+    names: dict[str, Any] = {}
+    items = []
+    for i, param in enumerate(plan.params):
+        key = keys[param.source] if shape == "dict" else param.source  # type: ignore[index]
+        names[f"k{i}"] = key
+        item = f"r[k{i}]"
+        if param.process is not None:
+            names[f"p{i}"] = param.process
+            item = f"p{i}({item})"
+        items.append(item)
+    arguments = ", ".join(f"{name}={name}" for name in names)
+    source = f"def convert(rows, {arguments}):\n    return [({', '.join(items)},) for r in rows]\n"
+    namespace: dict[str, Any] = {}
+    exec(compile(source, f"<turbolite row converter for {plan.table.name}>", "exec"), names, namespace)
+    return namespace["convert"]  # type: ignore[no-any-return]
+
+
 def _params(plan: WritePlan, reader: _Reader, chunk: list[Any], start: int) -> tuple[list[Sequence[Any]], list[Sequence[Any]]]:
     """The chunk's parameter tuples in statement order, and the raw value tuples they came from."""
+    convert = _row_converter(plan, reader.shape, tuple(reader.keys) if reader.shape == "dict" else ())
+    if convert is not None:
+        try:
+            if set(map(len, chunk)) == {reader.width}:
+                params = convert(chunk)
+                if plan.check_nan:
+                    _refuse_nan(plan, params, start)
+                return params, _LazyValues(reader, chunk, start)  # type: ignore[return-value]
+        except BulkWriteError:
+            raise
+        except Exception:
+            pass  # a missing key or a value the processor refuses: the column-wise path names it
     values = reader.values(chunk, start)
     columns: list[Sequence[Any]] | None = None
     if plan.check_nan:
@@ -169,16 +206,46 @@ def _params(plan: WritePlan, reader: _Reader, chunk: list[Any], start: int) -> t
             for row_values in values:
                 context.values = row_values
                 column.append(param.generate(context))  # type: ignore[misc]
-        if param.process is not None:
+        if param.process_column is not None:
             try:
-                column = list(map(param.process, column))
+                column = param.process_column(column)
             except Exception as exc:
-                at = next(i for i, v in enumerate(column) if _fails(param.process, v))
+                at = next(i for i, v in enumerate(column) if _fails(param.process, v))  # type: ignore[arg-type]
                 raise _row_error(plan.table, start + at, param.column.key, type(column[at]).__name__,
                                  f"row {start + at}, column {param.column.key!r}: {type(column[at]).__name__} value "
                                  f"{column[at]!r:.80} is not valid for {param.column.type}: {exc}") from exc
         out.append(column)
     return list(zip(*out)), values
+
+
+def _refuse_nan(plan: WritePlan, params: list[tuple[Any, ...]], start: int) -> None:
+    """Raise if a floating-point column holds NaN (SQLite would store NULL); one C-level pass when clean."""
+    positions = [i for i, p in enumerate(plan.params) if p.source in plan.check_nan]
+    for i in positions:
+        try:
+            total = sum(map(itemgetter(i), params), 0.0)  # NaN (or inf - inf) makes the sum NaN
+            if total == total:
+                continue
+        except (TypeError, OverflowError):
+            pass  # None in a nullable column, Decimal, text: look one by one
+        at = nan_position([row[i] for row in params])
+        if at >= 0:
+            key = plan.params[i].column.key
+            raise _row_error(plan.table, start + at, key, "float",
+                             f"row {start + at}, column {key!r}: NaN would be stored as NULL; pass None if NULL is meant")
+
+
+class _LazyValues:
+    """The raw value tuples, read only if a failure needs them to report a value's type."""
+
+    def __init__(self, reader: _Reader, chunk: list[Any], start: int) -> None:
+        self.reader, self.chunk, self.start = reader, chunk, start
+        self._values: list[Sequence[Any]] | None = None
+
+    def __getitem__(self, index: int) -> Sequence[Any]:
+        if self._values is None:
+            self._values = self.reader.values(self.chunk, self.start)
+        return self._values[index]
 
 
 def _fails(process: Any, value: Any) -> bool:

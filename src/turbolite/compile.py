@@ -6,6 +6,7 @@ and which bind processor it needs. Compiled once per (table, columns, dialect, k
 from __future__ import annotations
 
 import functools
+from operator import attrgetter, methodcaller
 from datetime import datetime
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ class Param:
     generate: Callable[[Any], Any] | None  # a Python-side default or onupdate, called with a context
     scalar: bool  # `generate` ignores the row: compute once per chunk
     process: Callable[[Any], Any] | None  # the type's bind processor for this dialect, if any
+    process_column: Callable[[Sequence[Any]], Sequence[Any]] | None = None  # the same, a whole column at once
 
 
 @dataclass(frozen=True)
@@ -111,23 +113,51 @@ def compile_plan(table: Table, dialect: Dialect, kind: Kind, provided: tuple[str
         if name.startswith(_ONUPDATE):
             column = columns[name[len(_ONUPDATE):]]
             generate, scalar = _generator(column.onupdate)
-            params.append(Param(column, None, generate, scalar, _processor(column, dialect)))
+            params.append(_param(column, None, generate, scalar, dialect))
             continue
         column = columns[name]
         if name in provided:
-            params.append(Param(column, provided.index(name), None, True, _processor(column, dialect)))
+            params.append(_param(column, provided.index(name), None, True, dialect))
         else:
             generate, scalar = _generator(column.default)
             if generate is None:
                 raise SchemaMismatchError(f"column {table.name}.{name} needs a value the rows do not supply")
-            params.append(Param(column, None, generate, scalar, _processor(column, dialect)))
+            params.append(_param(column, None, generate, scalar, dialect))
     floating = tuple(i for i, k in enumerate(provided) if _is_floating(columns[k]))
     return WritePlan(table, kind, compiled.string, provided, tuple(params), floating)
 
 
-def _processor(column: Column[Any], dialect: Dialect) -> Callable[[Any], Any] | None:
+def _param(column: Column[Any], source: int | None, generate: Callable[[Any], Any] | None, scalar: bool,
+           dialect: Dialect) -> Param:
     process = column.type.dialect_impl(dialect).bind_processor(dialect)
-    return _fast_datetime(process) if _python_type(column) is datetime else process
+    if process is None:
+        return Param(column, source, generate, scalar, None, None)
+    if _python_type(column) is datetime:
+        fast = _fast_datetime(process)
+        if fast is not process:
+            return Param(column, source, generate, scalar, fast, _datetime_column(fast))
+    return Param(column, source, generate, scalar, process, lambda values: list(map(process, values)))
+
+
+def _datetime_column(per_value: Callable[[Any], Any]) -> Callable[[Sequence[Any]], Sequence[Any]]:
+    """Format a column of naive datetimes (and None) with C-level calls; anything else value by value."""
+    iso = methodcaller("isoformat", " ", "microseconds")
+    tz = attrgetter("tzinfo")
+    plain = {datetime, type(None)}
+
+    def process(values: Sequence[Any]) -> Sequence[Any]:
+        kinds = set(map(type, values))
+        if kinds <= plain:
+            present = values if len(kinds) == 1 else [v for v in values if v is not None]
+            if not any(map(tz, present)) if datetime in kinds else True:
+                if datetime not in kinds:
+                    return values  # all None
+                if len(kinds) == 1:
+                    return list(map(iso, values))
+                return [None if v is None else iso(v) for v in values]
+        return list(map(per_value, values))
+
+    return process
 
 
 _PROBES = (datetime(2001, 2, 3, 4, 5, 6, 7), datetime(1999, 12, 31, 23, 59, 59))
@@ -140,7 +170,9 @@ def _fast_datetime(process: Callable[[Any], Any] | None) -> Callable[[Any], Any]
         return process
 
     def fast(value: Any, _datetime: type = datetime, _slow: Callable[[Any], Any] = process) -> Any:
-        if type(value) is _datetime and value.tzinfo is None:
+        if value is None:
+            return None
+        if value.__class__ is _datetime and value.tzinfo is None:
             return value.isoformat(" ", "microseconds")
         return _slow(value)
 
