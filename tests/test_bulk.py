@@ -350,3 +350,17 @@ def test_repository_upsert_expires_objects_it_replaced(engines):
         assert loaded.value == 3.0
         repo.bulk_upsert([dict(readings(5)[3], value=-3.0)], conflict=("sensor", "slot"))
         assert loaded.value == -3.0
+
+
+def test_datetimes_that_are_not_naive_are_stored_as_the_orm_stores_them(engines):
+    """The fast DateTime conversion covers naive datetimes; aware ones and dates take SQLAlchemy's own."""
+    from datetime import date, datetime, timezone
+
+    values = [datetime(2021, 5, 6, 7, 8, 9, tzinfo=timezone.utc), date(2021, 5, 6), datetime(2021, 5, 6), None]
+    rows = [{"id": i + 1, "name": "n", "when": v} for i, v in enumerate(values)]
+    orm, fast = engines("orm"), engines("fast")
+    with Session(orm) as session:
+        session.add_all([Every(**r) for r in rows])
+        session.commit()
+    turbolite.bulk_insert(fast, Every, rows)
+    assert dump(fast, "every") == dump(orm, "every")

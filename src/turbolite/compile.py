@@ -176,6 +176,7 @@ def _fast_datetime(process: Callable[[Any], Any] | None) -> Callable[[Any], Any]
             return value.isoformat(" ", "microseconds")
         return _slow(value)
 
+    fast.inline_datetime = process  # type: ignore[attr-defined]  # lets generated converters inline it
     return fast
 
 
