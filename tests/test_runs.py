@@ -125,3 +125,8 @@ def test_a_run_killed_with_sigkill_resumes_to_the_same_counts_without_duplicates
         assert cell["checkpoints"][-1]["cumulative"]["batches"]["count"] == 24  # every chunk once, none twice
     assert data["cells"][0]["attempts"] == 2
     assert data["cells"][0]["checkpoints"][:len(orm["checkpoints"])] == orm["checkpoints"]  # earlier work kept
+
+
+def test_resuming_from_a_missing_file_says_so(tmp_path, capsys):
+    assert before_after(["--resume", str(tmp_path / "nowhere.json")]) == 2
+    assert "cannot resume from" in capsys.readouterr().err

@@ -16,11 +16,14 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import func, select, text
 from sqlalchemy.engine import Engine
+
+from turbolite.diagnostics import count_queries
 
 from .configs import CONFIGS, open_engine
 from .generator import Phase, RowGenerator
@@ -225,16 +228,20 @@ class CellRun:
             self.emit(event="resumed", phase=last["phase"], rows=last["rows"], trimmed=trimmed)
 
         writers = [self.path.open(self.engine) for _ in range(spec["writers"])]
+        counting = count_queries(self.engine) if spec.get("count_queries") else nullcontext(None)
         try:
-            for phase in spec["phases"]:
-                previous = 0
-                for scale in spec["scales"]:
-                    if (phase, scale) not in completed:
-                        self.checkpoint(phase, scale, previous, self.segment(writers, phase, previous, scale))
-                    previous = scale
+            with counting as counted:
+                for phase in spec["phases"]:
+                    previous = 0
+                    for scale in spec["scales"]:
+                        if (phase, scale) not in completed:
+                            self.checkpoint(phase, scale, previous, self.segment(writers, phase, previous, scale))
+                        previous = scale
         finally:
             for writer in writers:
                 writer.close()
+        if counted is not None:
+            self.emit(event="queries", **counted.as_dict())
         self.emit(event="verified", **verify(self.engine, self.generator, spec["scales"][-1], spec["phases"]))
         self.engine.dispose()
         if self.sampler:

@@ -45,7 +45,7 @@ def _common(parser: argparse.ArgumentParser, *, scales: str, mode: str, phases: 
                         help="rows per transaction for every path (default: the configuration's)")
     parser.add_argument("--output-dir", default=output_dir, help=f"where results.json goes (default {output_dir})")
     parser.add_argument("--resume", metavar="FILE", default=None,
-                        help="continue the run in FILE with the settings it was started with")
+                        help="continue the run in FILE with the settings it was started with (other options are ignored)")
     parser.add_argument("--db-dir", default=tempfile.gettempdir(),
                         help="where each cell's fresh temporary database directory is made (local disk)")
     parser.add_argument("--keep-db", action="store_true", help="keep each cell's database after it passes")
@@ -54,6 +54,8 @@ def _common(parser: argparse.ArgumentParser, *, scales: str, mode: str, phases: 
                         help="seconds between RSS samples in the measured process; 0 turns the sampler off")
     parser.add_argument("--no-instrumentation", dest="instrumented", action="store_false",
                         help="no sampler, no per-chunk latencies, no progress: to measure their overhead")
+    parser.add_argument("--count-queries", action="store_true",
+                        help="run each cell's writes under turbolite.count_queries and record the statement counts")
     parser.add_argument("--max-retries", type=int, default=10,
                         help="times a chunk that hit 'database is locked' is retried whole before the cell fails")
 
@@ -85,15 +87,24 @@ def _plan(args: argparse.Namespace, benchmark: str, configs: list[str], study_ch
         benchmark=benchmark,
         cells=plan_cells(args.mode, configs, chunk_size=args.chunk_size, study_chunks=study_chunks),
         scales=args.scales, phases=args.phases, seed=args.seed, sample_interval=args.sample_interval,
-        instrumented=args.instrumented, max_retries=args.max_retries, db_dir=args.db_dir, keep_db=args.keep_db,
+        instrumented=args.instrumented, max_retries=args.max_retries, count_queries=args.count_queries,
+        db_dir=args.db_dir, keep_db=args.keep_db,
     )
+
+
+def _resume(path: str, argv: list[str], module: str) -> int:
+    try:
+        return resume(path, argv, module)
+    except (OSError, ValueError) as exc:
+        print(f"cannot resume from {path}: {exc}", file=sys.stderr)
+        return 2
 
 
 def before_after(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = before_after_parser().parse_args(argv)
     if args.resume:
-        return resume(args.resume, argv, "sqlite_bench.before_after")
+        return _resume(args.resume, argv, "sqlite_bench.before_after")
     plan = _plan(args, "before_after", [args.config], args.study_chunks)
     return start(plan, args.output_dir, argv, "sqlite_bench.before_after")
 
@@ -102,7 +113,7 @@ def scale_benchmark(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = scale_parser().parse_args(argv)
     if args.resume:
-        return resume(args.resume, argv, "sqlite_bench.scale_benchmark")
+        return _resume(args.resume, argv, "sqlite_bench.scale_benchmark")
     plan = _plan(args, "scale_benchmark", [c.name for c in args.configs], False)
     return start(plan, args.output_dir, argv, "sqlite_bench.scale_benchmark")
 

@@ -43,6 +43,7 @@ class Plan:
     sample_interval: float = 1.0
     instrumented: bool = True
     max_retries: int = 10
+    count_queries: bool = False
     db_dir: str = field(default_factory=tempfile.gettempdir)
     keep_db: bool = False
 
@@ -50,7 +51,8 @@ class Plan:
         return {
             "scales": self.scales, "phases": self.phases, "seed": self.seed,
             "sample_interval": self.sample_interval, "instrumented": self.instrumented,
-            "max_retries": self.max_retries, "db_dir": self.db_dir, "keep_db": self.keep_db,
+            "max_retries": self.max_retries, "count_queries": self.count_queries, "db_dir": self.db_dir,
+            "keep_db": self.keep_db,
         }
 
 
@@ -143,6 +145,7 @@ class Runner:
         spec = {
             "path": cell["path"], "config": cell["config"], "chunk_size": cell["chunk_size"],
             "writers": cell["writers"], "db_path": cell["db_path"], "completed": cell["checkpoints"],
+            "count_queries": self.settings.get("count_queries", False),
             **{k: self.settings[k] for k in ("scales", "phases", "seed", "sample_interval", "instrumented",
                                               "max_retries")},
         }
@@ -179,6 +182,8 @@ class Runner:
                     f"{'-' if p99 is None else f'{p99:,.0f} ms'}, peak RSS {cum['peak_rss_mb']:,.0f} MB, "
                     f"db {cp['files']['db_bytes'] / 2**20:,.0f} MB"
                 )
+            elif kind == "queries":
+                cell["queries"] = event
             elif kind == "verified":
                 cell["verification"] = event
             elif kind == "error":

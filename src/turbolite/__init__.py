@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from .bulk import bulk_insert, bulk_upsert
-from .errors import (BulkWriteError, ProfileError, SchemaMismatchError, TurboliteError,
-                     UnsupportedTargetError)
+from .diagnostics import count_queries, explain, log_slow_queries, no_n_plus_one, pool_status, raiseload_all
+from .errors import (BulkWriteError, NPlusOneError, NPlusOneWarning, ProfileError, QueryBudgetError,
+                     SchemaMismatchError, TurboliteError, UnsupportedTargetError)
 from .profiles import Profile
 from .repository import Repository
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "BulkWriteError", "Profile", "ProfileError", "Repository", "SchemaMismatchError", "TurboliteError",
-    "UnsupportedTargetError", "bulk_insert", "bulk_upsert", "__version__",
+    "BulkWriteError", "NPlusOneError", "NPlusOneWarning", "Profile", "ProfileError", "QueryBudgetError", "Repository",
+    "SchemaMismatchError", "TurboliteError", "UnsupportedTargetError", "__version__", "bulk_insert", "bulk_upsert",
+    "count_queries", "explain", "log_slow_queries", "no_n_plus_one", "pool_status", "raiseload_all",
 ]

@@ -37,3 +37,15 @@ class BulkWriteError(TurboliteError):
         self.column = column
         self.value_type = value_type
         self.committed = committed
+
+
+class QueryBudgetError(TurboliteError, AssertionError):
+    """More statements ran than a block allowed (assert_max_queries)."""
+
+
+class NPlusOneError(TurboliteError):
+    """The same SELECT shape ran more times in a block than the guard allows: an N+1 query pattern."""
+
+
+class NPlusOneWarning(UserWarning):
+    """no_n_plus_one(..., action="warn") reports through this warning instead of raising."""
