@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -81,6 +82,17 @@ def test_verification_fails_a_cell_with_a_missing_or_stale_row(bench_engine):
     assert any("row count" in p for p in verify(engine, gen, 1_000, ["insert", "upsert"])["problems"])
 
 
+def _rows_in(db_path: str) -> int:
+    """Rows committed so far, read by a separate connection (WAL lets it read beside the writer)."""
+    conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=5)
+    try:
+        return conn.execute("SELECT count(*) FROM bench_rows").fetchone()[0]
+    except sqlite3.OperationalError:
+        return 0  # the table is not there yet
+    finally:
+        conn.close()
+
+
 def _wait_for(predicate, path: Path, deadline_s: float):
     """Poll the results file until `predicate(data)` holds; the runner writes it atomically."""
     end = time.monotonic() + deadline_s
@@ -103,13 +115,24 @@ def test_a_run_killed_with_sigkill_resumes_to_the_same_counts_without_duplicates
     proc = subprocess.Popen([sys.executable, "-m", "sqlite_bench.before_after", *argv], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     target = out / "results.json"
+
+    def past_a_checkpoint(data) -> bool:
+        cell = data["cells"][0]
+        if len(cell["checkpoints"]) < kill_after:
+            return False
+        if kill_after > 1:
+            return True
+        # mid-insert: wait until chunks past the checkpoint are committed, so the resume must remove them
+        return _rows_in(cell["db_path"]) > cell["checkpoints"][-1]["rows"]
+
     try:
-        at_kill = _wait_for(lambda d: len(d["cells"][0]["checkpoints"]) >= kill_after, target, 60)
+        at_kill = _wait_for(past_a_checkpoint, target, 60)
     finally:
         os.killpg(proc.pid, signal.SIGKILL)  # runner and cell process together, as a crash would
         proc.wait()
     orm = at_kill["cells"][0]
     assert orm["status"] == "running" and len(orm["checkpoints"]) < len(scales) * len(phases)
+    committed_at_kill = _rows_in(orm["db_path"])
 
     resumed = subprocess.run([sys.executable, "-m", "sqlite_bench.before_after", "--resume", str(target)],
                              env=env, capture_output=True, text=True, timeout=120)
@@ -124,6 +147,9 @@ def test_a_run_killed_with_sigkill_resumes_to_the_same_counts_without_duplicates
         assert cell["verification"]["row_count"] == 12_000 and cell["verification"]["passed"]
         assert cell["checkpoints"][-1]["cumulative"]["batches"]["count"] == 24  # every chunk once, none twice
     assert data["cells"][0]["attempts"] == 2
+    if kill_after == 1:
+        assert committed_at_kill > orm["checkpoints"][-1]["rows"]  # there was work past the checkpoint to undo
+        assert f"removed {committed_at_kill - orm['checkpoints'][-1]['rows']:,} rows" in resumed.stderr
     assert data["cells"][0]["checkpoints"][:len(orm["checkpoints"])] == orm["checkpoints"]  # earlier work kept
 
 
