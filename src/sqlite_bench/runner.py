@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, Task, TaskID, TextColumn, TimeRemainingColumn
+from rich.text import Text
 
 from . import results
 from .configs import CONFIGS
@@ -75,6 +76,13 @@ def plan_cells(paths: list[str], configs: list[str], *, chunk_size: int | None =
     return cells
 
 
+class RateColumn(ProgressColumn):
+    """Rows per second over rich's recent progress updates (the cell reports every 0.25 s)."""
+
+    def render(self, task: Task) -> Text:
+        return Text(f"{task.speed:,.0f} rows/s" if task.speed else "- rows/s")
+
+
 def wide_console(stderr: bool = False) -> Console:
     """A console that keeps table rows on one line when output goes to a file or a CI log."""
     console = Console(stderr=stderr)
@@ -108,7 +116,7 @@ class Runner:
         self.save()
         with Progress(
             TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-            TextColumn("{task.fields[rate]} rows/s"), TimeRemainingColumn(),
+            RateColumn(), TimeRemainingColumn(),
             console=self.err, transient=False,
         ) as progress:
             for cell in self.data["cells"]:
@@ -155,7 +163,7 @@ class Runner:
         tasks: dict[str, TaskID] = {}
         for phase in self.settings["phases"]:
             done_rows = max((c["rows"] for c in cell["checkpoints"] if c["phase"] == phase), default=0)
-            tasks[phase] = progress.add_task(f"{cell['id']} {phase}", total=total, completed=done_rows, rate="-")
+            tasks[phase] = progress.add_task(f"{cell['id']} {phase}", total=total, completed=done_rows)
 
         proc = subprocess.Popen([sys.executable, "-m", "sqlite_bench.cell", str(spec_file)],
                                 stdout=subprocess.PIPE, text=True, preexec_fn=_die_with_parent)
@@ -173,7 +181,7 @@ class Runner:
                 cell["rss_samples"].extend(event.pop("rss_samples"))
                 cp = results.add_checkpoint(cell, event)
                 cum = cp["cumulative"]
-                progress.update(tasks[cp["phase"]], completed=cp["rows"], rate=f"{cum['rows_per_s']:,.0f}")
+                progress.update(tasks[cp["phase"]], completed=cp["rows"])
                 self.save()
                 p99 = cum["batches"]["p99_ms"]
                 console.print(
