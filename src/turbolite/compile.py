@@ -142,17 +142,16 @@ def _param(column: Column[Any], source: int | None, generate: Callable[[Any], An
 def _datetime_column(per_value: Callable[[Any], Any]) -> Callable[[Sequence[Any]], Sequence[Any]]:
     """Format a column of naive datetimes (and None) with C-level calls; anything else value by value."""
     iso = methodcaller("isoformat", " ", "microseconds")
-    tz = attrgetter("tzinfo")
-    plain = {datetime, type(None)}
+    tzinfo = attrgetter("tzinfo")
 
     def process(values: Sequence[Any]) -> Sequence[Any]:
         kinds = set(map(type, values))
-        if kinds <= plain:
-            present = values if len(kinds) == 1 else [v for v in values if v is not None]
-            if not any(map(tz, present)) if datetime in kinds else True:
-                if datetime not in kinds:
-                    return values  # all None
-                if len(kinds) == 1:
+        if kinds == {type(None)}:
+            return values
+        if kinds <= {datetime, type(None)}:
+            present = [v for v in values if v is not None] if type(None) in kinds else values
+            if not any(map(tzinfo, present)):
+                if len(present) == len(values):
                     return list(map(iso, values))
                 return [None if v is None else iso(v) for v in values]
         return list(map(per_value, values))
