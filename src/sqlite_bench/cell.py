@@ -100,7 +100,7 @@ class CellRun:
         self.emit = emit
         self.config = CONFIGS[spec["config"]]
         self.path = PATHS[spec["path"]]
-        self.generator = RowGenerator(spec["seed"])
+        self.generator = RowGenerator(spec["seed"], key=spec.get("key", "uuid4"))
         self.instrumented: bool = spec["instrumented"]
         self.max_retries: int = spec["max_retries"]
         interval = spec["sample_interval"]
@@ -216,7 +216,7 @@ class CellRun:
         spec = self.spec
         if self.sampler:
             self.sampler.start()
-        create_schema(self.engine)
+        create_schema(self.engine, spec.get("schema", "study"))
         with self.engine.connect() as conn:
             readback = self.config.profile.verify(conn.connection.dbapi_connection)
         self.emit(event="started", pid=os.getpid(), profile=readback)

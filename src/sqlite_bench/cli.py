@@ -9,9 +9,10 @@ import tempfile
 from collections.abc import Callable
 
 from .configs import CONFIGS, parse_configs
-from .generator import DEFAULT_SEED, PHASES
+from .generator import DEFAULT_SEED, KEYS, PHASES
 from .paths import parse_paths
 from .runner import Plan, plan_cells, resume, start
+from .schema import SCHEMAS
 from .units import parse_scale, parse_scales
 
 
@@ -21,6 +22,17 @@ def _phases(text: str) -> list[str]:
     if unknown or not phases:
         raise ValueError(f"phases are a comma list of {', '.join(PHASES)}")
     return [p for p in PHASES if p in phases]
+
+
+def _choices(allowed: tuple[str, ...], what: str) -> Callable[[str], tuple[str, ...]]:
+    def parse(text: str) -> tuple[str, ...]:
+        chosen = [p.strip() for p in text.split(",") if p.strip()]
+        if not chosen or any(c not in allowed for c in chosen):
+            raise ValueError(f"{what} is a comma list of {', '.join(allowed)}")
+        return tuple(dict.fromkeys(chosen))
+
+    parse.__name__ = what
+    return parse
 
 
 def _typed(parse: Callable[[str], object]) -> Callable[[str], object]:
@@ -41,6 +53,11 @@ def _common(parser: argparse.ArgumentParser, *, scales: str, mode: str, phases: 
                         help=f"write paths: orm, raw, both, all or a comma list (default {mode})")
     parser.add_argument("--phases", type=_typed(_phases), default=_phases(phases),
                         help=f"insert, then upsert of the same keys with a new payload (default {phases})")
+    parser.add_argument("--schema", type=_typed(_choices(SCHEMAS, "schema")), default=("study",),
+                        help="study (the published table) and/or lean (without the index that duplicates the unique "
+                             "constraint's leading column); a comma list runs each side by side")
+    parser.add_argument("--key", type=_typed(_choices(KEYS, "key")), default=("uuid4",),
+                        help="uuid4 (random, as the study) and/or uuid7 (time-ordered) primary keys")
     parser.add_argument("--chunk-size", type=_typed(parse_scale), default=None,
                         help="rows per transaction for every path (default: the configuration's)")
     parser.add_argument("--output-dir", default=output_dir, help=f"where results.json goes (default {output_dir})")
@@ -85,7 +102,8 @@ def scale_parser(prog: str = "python -m sqlite_bench.scale_benchmark") -> argpar
 def _plan(args: argparse.Namespace, benchmark: str, configs: list[str], study_chunks: bool) -> Plan:
     return Plan(
         benchmark=benchmark,
-        cells=plan_cells(args.mode, configs, chunk_size=args.chunk_size, study_chunks=study_chunks),
+        cells=plan_cells(args.mode, configs, chunk_size=args.chunk_size, study_chunks=study_chunks,
+                         schemas=args.schema, keys=args.key),
         scales=args.scales, phases=args.phases, seed=args.seed, sample_interval=args.sample_interval,
         instrumented=args.instrumented, max_retries=args.max_retries, count_queries=args.count_queries,
         db_dir=args.db_dir, keep_db=args.keep_db,

@@ -18,9 +18,13 @@ from typing import Literal
 
 Phase = Literal["insert", "upsert"]
 PHASES: tuple[Phase, ...] = ("insert", "upsert")
+Key = Literal["uuid4", "uuid7"]
+KEYS: tuple[Key, ...] = ("uuid4", "uuid7")
 BLOCK = 1_000
 DEFAULT_SEED = 20_240_611
 _EPOCH = datetime(2025, 1, 1)
+_EPOCH_MS = 1_735_689_600_000  # _EPOCH as Unix milliseconds
+_V7_RANDOM = (1 << 74) - 1
 _MS = timedelta(milliseconds=1)
 _DAY = timedelta(days=1)
 
@@ -30,11 +34,25 @@ def row_index(entity_id: int, sub_entity_id: int, bucket_index: int) -> int:
     return bucket_index * 1_000_000 + sub_entity_id * 1_000 + entity_id
 
 
-class RowGenerator:
-    """Rows of `bench_rows` for one seed: a fixed tenant, deterministic keys and payloads."""
+def _uuid7_text(ms: int, random_bits: int) -> str:
+    """A UUIDv7 for a given millisecond and 74 random bits (RFC 9562 layout: 48-bit time, version 7,
+    12 bits, variant 10, 62 bits). Built here, not by uuid-utils, because the benchmark needs the same
+    key for row n on every run; turbolite.uuid7() is what applications use."""
+    value = (ms << 80) | (0x7 << 76) | ((random_bits >> 62) << 64) | (0b10 << 62) | (random_bits & ((1 << 62) - 1))
+    return str(uuid.UUID(int=value))
 
-    def __init__(self, seed: int = DEFAULT_SEED) -> None:
+
+class RowGenerator:
+    """Rows of `bench_rows` for one seed: a fixed tenant, deterministic keys and payloads.
+
+    key="uuid4" draws random UUIDv4 keys, as the study; key="uuid7" gives row n a UUIDv7 whose time is
+    its created_at, so keys grow with n as they would when rows arrive over time."""
+
+    def __init__(self, seed: int = DEFAULT_SEED, key: Key = "uuid4") -> None:
+        if key not in KEYS:
+            raise ValueError(f"key must be one of {KEYS}, not {key!r}")
         self.seed = seed
+        self.key = key
         self.tenant_id = str(uuid.UUID(int=random.Random(f"tenant:{seed}").getrandbits(128), version=4))
 
     def rows(self, start: int, stop: int, phase: Phase = "insert") -> Iterator[dict]:
@@ -44,13 +62,15 @@ class RowGenerator:
         upsert = phase == "upsert"
         tenant = self.tenant_id
         UUID = uuid.UUID
+        time_ordered = self.key == "uuid7"
         for block in range(start // BLOCK, -(-stop // BLOCK)):
             ids = random.Random(f"id:{self.seed}:{block}")
             pay = random.Random(f"{phase}:{self.seed}:{block}")
             first = block * BLOCK
             for n in range(first, first + BLOCK):
                 # Draw for every row of the block, kept or not, so values never depend on `start`.
-                row_id = str(UUID(int=ids.getrandbits(128), version=4))
+                bits = ids.getrandbits(128)
+                row_id = _uuid7_text(_EPOCH_MS + n, bits & _V7_RANDOM) if time_ordered else str(UUID(int=bits, version=4))
                 x = round(pay.uniform(-1000.0, 1000.0), 6)
                 y = round(pay.uniform(-1000.0, 1000.0), 6)
                 z = round(pay.uniform(0.0, 100.0), 6)

@@ -42,11 +42,13 @@ def new_results(benchmark: str, command: str, settings: dict[str, Any], system: 
 
 
 def new_cell(cell_id: str, path: str, config: str, chunk_size: int, writers: int, variant: str,
-             profile: dict[str, Any]) -> dict[str, Any]:
+             profile: dict[str, Any], schema: str = "study", key: str = "uuid4") -> dict[str, Any]:
     return {
         "id": cell_id,
         "path": path,
         "config": config,
+        "schema": schema,
+        "key": key,
         "chunk_size": chunk_size,
         "writers": writers,
         "variant": variant,

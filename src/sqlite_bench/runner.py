@@ -58,9 +58,10 @@ class Plan:
 
 
 def plan_cells(paths: list[str], configs: list[str], *, chunk_size: int | None = None,
-               study_chunks: bool = False) -> list[dict[str, Any]]:
-    """Every path under every config at one chunk size; with study_chunks, also the study's
-    unequal set-up (ORM at 5K-row chunks, raw at 50K) where it differs from the fair cells."""
+               study_chunks: bool = False, schemas: tuple[str, ...] = ("study",),
+               keys: tuple[str, ...] = ("uuid4",)) -> list[dict[str, Any]]:
+    """Every path under every config at one chunk size, for each table variant (schema x key); with
+    study_chunks, also the study's unequal set-up (ORM at 5K-row chunks, raw at 50K) where it differs."""
     cells = []
     for name in configs:
         config = CONFIGS[name]
@@ -69,10 +70,13 @@ def plan_cells(paths: list[str], configs: list[str], *, chunk_size: int | None =
         if study_chunks:
             wanted += [(p, STUDY_CHUNKS[p], "study-chunks") for p in paths
                        if p in STUDY_CHUNKS and STUDY_CHUNKS[p] != chunk]
-        for path, size, variant in wanted:
-            cell_id = f"{path}/{name}" + ("" if size == config.chunk_size else f"@{size}")
-            cells.append(results.new_cell(cell_id, path, name, size, config.writers, variant,
-                                          dict(config.profile.pragmas)))
+        for schema in schemas:
+            for key in keys:
+                table = "".join(f"+{v}" for v, default in ((schema, "study"), (key, "uuid4")) if v != default)
+                for path, size, variant in wanted:
+                    cell_id = f"{path}/{name}" + ("" if size == config.chunk_size else f"@{size}") + table
+                    cells.append(results.new_cell(cell_id, path, name, size, config.writers, variant,
+                                                  dict(config.profile.pragmas), schema, key))
     return cells
 
 
@@ -152,6 +156,7 @@ class Runner:
         self.save()
         spec = {
             "path": cell["path"], "config": cell["config"], "chunk_size": cell["chunk_size"],
+            "schema": cell.get("schema", "study"), "key": cell.get("key", "uuid4"),
             "writers": cell["writers"], "db_path": cell["db_path"], "completed": cell["checkpoints"],
             "count_queries": self.settings.get("count_queries", False),
             **{k: self.settings[k] for k in ("scales", "phases", "seed", "sample_interval", "instrumented",

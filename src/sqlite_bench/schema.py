@@ -64,6 +64,17 @@ UPSERT_SQL = (
 )
 
 
-def create_schema(engine: Engine) -> None:
-    """Create `bench_rows` and its indexes if they do not exist yet."""
+SCHEMAS = ("study", "lean")
+# The study's separate tenant_id index duplicates the unique constraint's leading column.
+REDUNDANT_INDEX = "ix_bench_rows_tenant_id"
+
+
+def create_schema(engine: Engine, schema: str = "study") -> None:
+    """Create `bench_rows` if it does not exist: the study's table, or `lean` = the same table without
+    the index that duplicates the unique constraint's leading column (same data, one B-tree fewer)."""
+    if schema not in SCHEMAS:
+        raise ValueError(f"schema must be one of {SCHEMAS}, not {schema!r}")
     Base.metadata.create_all(engine)
+    if schema == "lean":
+        with engine.begin() as conn:
+            conn.exec_driver_sql(f"DROP INDEX IF EXISTS {REDUNDANT_INDEX}")

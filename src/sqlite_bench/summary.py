@@ -29,8 +29,20 @@ def _rate(cell: dict[str, Any], phase: str, rows: int) -> float | None:
     return None
 
 
-def _peer(done: list[dict[str, Any]], path: str, config: str, chunk: int) -> dict[str, Any] | None:
-    return next((c for c in done if c["path"] == path and c["config"] == config and c["chunk_size"] == chunk), None)
+def _table(cell: dict[str, Any]) -> tuple[str, str]:
+    return cell.get("schema", "study"), cell.get("key", "uuid4")
+
+
+def _peer(done: list[dict[str, Any]], path: str, config: str, chunk: int,
+          table: tuple[str, str] = ("study", "uuid4")) -> dict[str, Any] | None:
+    return next((c for c in done if c["path"] == path and c["config"] == config and c["chunk_size"] == chunk
+                 and _table(c) == table), None)
+
+
+def _label(cell: dict[str, Any]) -> str:
+    """The path, with the table variant when it is not the study's (e.g. raw +lean+uuid7)."""
+    schema, key = _table(cell)
+    return cell["path"] + "".join(f" +{v}" for v, default in ((schema, "study"), (key, "uuid4")) if v != default)
 
 
 def speedups(data: dict[str, Any]) -> list[dict[str, Any]]:
@@ -39,10 +51,11 @@ def speedups(data: dict[str, Any]) -> list[dict[str, Any]]:
     rows = []
     for cell in (c for c in done if c["path"] == "raw"):
         if cell["variant"] == "fair":
-            orm = _peer([c for c in done if c["variant"] == "fair"], "orm", cell["config"], cell["chunk_size"])
+            orm = _peer([c for c in done if c["variant"] == "fair"], "orm", cell["config"], cell["chunk_size"],
+                        _table(cell))
             label = f"raw ÷ orm, equal {format_count(cell['chunk_size'])} chunks"
         else:
-            orm = _peer(done, "orm", cell["config"], 5_000)
+            orm = _peer(done, "orm", cell["config"], 5_000, _table(cell))
             label = "raw ÷ orm, study's chunks (raw 50K, orm 5K)"
         if orm is None:
             continue
@@ -61,15 +74,16 @@ def ratios(data: dict[str, Any]) -> list[dict[str, Any]]:
     top = data["settings"]["scales"][-1]
     out = []
     for cell in done:
-        raw = _peer(done, "raw", cell["config"], cell["chunk_size"])
-        engine = _peer(done, "engine", cell["config"], cell["chunk_size"])
+        raw = _peer(done, "raw", cell["config"], cell["chunk_size"], _table(cell))
+        engine = _peer(done, "engine", cell["config"], cell["chunk_size"], _table(cell))
         for phase in data["settings"]["phases"]:
             rate = _rate(cell, phase, top)
             if rate is None:
                 continue
             base_raw = raw and _rate(raw, phase, top)
             base_engine = engine and _rate(engine, phase, top)
-            out.append({"path": cell["path"], "config": cell["config"], "phase": phase, "rows": top, "rows_per_s": rate,
+            out.append({"path": cell["id"].split("/")[0] + "".join(cell["id"].partition("+")[1:]),
+                        "config": cell["config"], "phase": phase, "rows": top, "rows_per_s": rate,
                         "vs_raw": rate / base_raw if base_raw else None,
                         "vs_engine": rate / base_engine if base_engine else None})
     return out
@@ -86,10 +100,10 @@ def print_summary(data: dict[str, Any], console: Console) -> None:
     for cell in data["cells"]:
         status = cell["status"] if cell["status"] != "failed" else "[red]failed[/]"
         if not cell["checkpoints"]:
-            table.add_row(cell["path"], cell["config"], format_count(cell["chunk_size"]), *["-"] * 6, status)
+            table.add_row(_label(cell), cell["config"], format_count(cell["chunk_size"]), *["-"] * 6, status)
         for cp in cell["checkpoints"]:
             cum = cp["cumulative"]
-            table.add_row(cell["path"], cell["config"], format_count(cell["chunk_size"]), cp["phase"],
+            table.add_row(_label(cell), cell["config"], format_count(cell["chunk_size"]), cp["phase"],
                           format_count(cp["rows"]), f"{cum['rows_per_s']:,.0f}", _duration(cum["write_s"]),
                           _ms(cum["batches"]["p99_ms"]), f"{cum['peak_rss_mb']:,.0f} MB", status)
     console.print(table)

@@ -1,0 +1,207 @@
+"""advise: read a SQLite database's schema and statistics and say what slows its writes, with the fix.
+
+Advice is text plus the exact SQL or model change; nothing is changed. Effects quoted are measured on
+sqlite_bench's table (see the README) or estimated from the database's own numbers.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sqlite3
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.engine import Connection, Engine
+
+from .errors import UnsupportedTargetError
+
+_USED_INDEX = re.compile(r"USING (?:COVERING )?INDEX (\S+)")
+_SAMPLE = 2_000
+
+
+@dataclass(frozen=True)
+class Advice:
+    rule: str  # random_primary_key | redundant_index | unused_index | many_indexes_over_cache | small_transactions
+    table: str | None
+    message: str
+    effect: str
+    fix: str  # the exact SQL, or the model change
+
+    def __str__(self) -> str:
+        return f"[{self.rule}] {self.message}\n  effect: {self.effect}\n  fix: {self.fix}"
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+@contextmanager
+def _sqlite(target: Any) -> Iterator[sqlite3.Connection]:
+    """A DBAPI connection to read from: the engine's own (so its PRAGMAs apply) or a read-only one on a path."""
+    if isinstance(target, (str, os.PathLike)):
+        path = os.fspath(target)
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"no database at {path}")
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        conn.execute("PRAGMA trusted_schema = OFF")  # the file may not be ours: run none of its schema's code
+        try:
+            yield conn
+        finally:
+            conn.close()
+    elif isinstance(target, Engine):
+        if target.dialect.name != "sqlite":
+            raise UnsupportedTargetError("advise reads SQLite databases")
+        pooled = target.raw_connection()
+        try:
+            yield pooled.dbapi_connection  # type: ignore[misc]
+        finally:
+            pooled.close()
+    elif isinstance(target, Connection):
+        yield target.connection.dbapi_connection  # type: ignore[misc]
+    else:
+        raise UnsupportedTargetError(f"advise takes a path, Engine or Connection, not {type(target).__name__}")
+
+
+def _tables(conn: sqlite3.Connection) -> list[tuple[str, str]]:
+    return conn.execute(
+        "SELECT name, coalesce(sql, '') FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
+    ).fetchall()
+
+
+def _indexes(conn: sqlite3.Connection, table: str) -> list[dict[str, Any]]:
+    out = []
+    for _seq, name, unique, origin, partial in conn.execute(f"PRAGMA index_list({_quote(table)})"):
+        columns = [r[2] for r in conn.execute(f"PRAGMA index_info({_quote(name)})")]
+        out.append({"name": name, "unique": bool(unique), "origin": origin, "partial": bool(partial),
+                    "columns": columns})
+    return out
+
+
+def _ordered_fraction(values: list[Any]) -> float:
+    pairs = list(zip(values, values[1:]))
+    return sum(a < b for a, b in pairs) / len(pairs) if pairs else 1.0
+
+
+def _random_keys(conn: sqlite3.Connection, table: str, sql: str) -> Advice | None:
+    if "WITHOUT ROWID" in sql.upper():
+        return None
+    info = conn.execute(f"PRAGMA table_info({_quote(table)})").fetchall()
+    pk = [r for r in info if r[5]]
+    if len(pk) != 1 or pk[0][2].upper() in ("INTEGER",):
+        return None  # composite keys are out of scope; an INTEGER primary key is the rowid itself
+    column = pk[0][1]
+    values = [r[0] for r in conn.execute(
+        f"SELECT {_quote(column)} FROM {_quote(table)} ORDER BY rowid LIMIT {_SAMPLE}")]
+    if len(values) < 100 or any(not isinstance(v, (str, bytes)) for v in values):
+        return None
+    ordered = _ordered_fraction(values)
+    if ordered >= 0.9:
+        return None  # keys grow with insertion order: UUIDv7, ULID, timestamps
+    return Advice(
+        "random_primary_key", table,
+        f"{table}.{column} is a text/blob primary key whose values look random ({ordered:.0%} of consecutive inserts "
+        "have a larger key): every insert lands on a random page of the key's B-tree",
+        "measured on sqlite_bench's table at 1M rows: time-ordered keys kept insert throughput up as the table grew "
+        "(see README, 'Writes that stay fast'); the gap widens once the key index outgrows the page cache",
+        f"generate new keys in time order: in the model, `{column}: Mapped[str] = turbolite.uuid7_primary_key()` "
+        "(or default=turbolite.uuid7); existing keys can stay",
+    )
+
+
+def _redundant(table: str, indexes: list[dict[str, Any]]) -> list[Advice]:
+    advice = []
+    for index in indexes:
+        if index["unique"] or index["partial"] or index["origin"] != "c":
+            continue  # unique and constraint indexes enforce something; partial ones cover other rows
+        for other in indexes:
+            if other is index or other["partial"]:
+                continue
+            cols, longer = index["columns"], other["columns"]
+            if len(cols) <= len(longer) and longer[: len(cols)] == cols and \
+                    (len(cols) < len(longer) or other["unique"] or other["name"] < index["name"]):
+                advice.append(Advice(
+                    "redundant_index", table,
+                    f"index {index['name']} on ({', '.join(cols)}) is a prefix of {other['name']} on "
+                    f"({', '.join(longer)}): any lookup it serves, the longer index serves too",
+                    "one B-tree fewer to update on every insert, update of those columns and delete "
+                    "(sqlite_bench's table without it: see README)",
+                    f"DROP INDEX {_quote(index['name'])}",
+                ))
+                break
+    return advice
+
+
+def _used_indexes(conn: sqlite3.Connection, statements: Iterable[str]) -> set[str]:
+    used = set()
+    for statement in statements:
+        text = statement.strip()
+        if not text or not text.split(None, 1)[0].upper() in ("SELECT", "WITH", "UPDATE", "DELETE"):
+            continue
+        try:
+            rows = conn.execute("EXPLAIN QUERY PLAN " + text, [None] * text.count("?")).fetchall()
+        except sqlite3.Error:
+            continue  # named parameters or a statement for another database: nothing to learn
+        for row in rows:
+            match = _USED_INDEX.search(row[3])
+            if match:
+                used.add(match.group(1))
+    return used
+
+
+def _cache_bytes(conn: sqlite3.Connection, page_size: int) -> int:
+    cache = conn.execute("PRAGMA cache_size").fetchone()[0]
+    return -cache * 1024 if cache < 0 else cache * page_size
+
+
+def advise(target: Any, *, statements: Iterable[str] | None = None,
+           rows_per_transaction: int | None = None) -> list[Advice]:
+    """What slows writes to this SQLite database (a path, Engine or Connection), each with its fix.
+
+    `statements`: SQL seen in use (e.g. `count_queries(engine, keep_statements=True).statements`);
+    indexes none of them uses are reported. `rows_per_transaction`: the write batch size in use.
+    """
+    seen = list(statements) if statements is not None else None
+    found: list[Advice] = []
+    with _sqlite(target) as conn:
+        page_size = conn.execute("PRAGMA page_size").fetchone()[0]
+        db_bytes = conn.execute("PRAGMA page_count").fetchone()[0] * page_size
+        cache = _cache_bytes(conn, page_size)
+        used = _used_indexes(conn, seen) if seen is not None else set()
+        for table, sql in _tables(conn):
+            indexes = _indexes(conn, table)
+            random_key = _random_keys(conn, table, sql)
+            if random_key:
+                found.append(random_key)
+            found.extend(_redundant(table, indexes))
+            if seen is not None:
+                for index in indexes:
+                    if index["origin"] == "c" and not index["unique"] and index["name"] not in used:
+                        found.append(Advice(
+                            "unused_index", table,
+                            f"index {index['name']} on ({', '.join(index['columns'])}) was used by none of the "
+                            f"{len(seen)} statements seen",
+                            "one B-tree fewer to update per write; confirm against all of the application's queries first",
+                            f"DROP INDEX {_quote(index['name'])}",
+                        ))
+            trees = len(indexes) + (0 if "WITHOUT ROWID" in sql.upper() else 1)
+            if len(indexes) >= 3 and db_bytes > cache:
+                found.append(Advice(
+                    "many_indexes_over_cache", table,
+                    f"{table} has {len(indexes)} indexes ({trees} B-trees written per insert) and the database "
+                    f"({db_bytes / 2**20:,.1f} MiB) is larger than the page cache ({cache / 2**20:,.1f} MiB)",
+                    f"estimated: inserts with scattered keys miss the cache in up to {trees} B-trees each; "
+                    "throughput falls as the table grows (sqlite_bench: less than half by 1M rows)",
+                    f"PRAGMA cache_size = -{max(db_bytes // 1024, 1):d}  -- or drop the indexes writes do not need",
+                ))
+    if rows_per_transaction is not None and rows_per_transaction < 1_000:
+        found.append(Advice(
+            "small_transactions", None,
+            f"writes commit every {rows_per_transaction} rows: each commit pays a WAL write and sync",
+            "measured on sqlite_bench: 50K-row transactions ran about 2x faster than 5K-row ones at 1M rows; "
+            "below 1,000 rows per commit the per-commit cost dominates",
+            "batch writes: turbolite.bulk_insert(..., chunk_size=5000), or the WriteQueue's group commit",
+        ))
+    return found
