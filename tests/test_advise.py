@@ -119,3 +119,18 @@ def test_doctor_says_so_when_there_is_no_database(tmp_path):
     out = subprocess.run([sys.executable, "-m", "turbolite", "doctor", str(tmp_path / "none.db")],
                          capture_output=True, text=True)
     assert out.returncode == 2 and "no database at" in out.stderr
+
+
+@pytest.mark.parametrize("columns, fires", [("entity, sub", True), ("sub, entity", False)],
+                         ids=["fastest-changing column first fires", "arrival order silent"])
+def test_an_index_whose_column_order_scatters_arriving_rows(tmp_path, columns, fires):
+    db = tmp_path / "o.db"
+    conn = sqlite3.connect(db)
+    conn.execute(f"CREATE TABLE r (id INTEGER PRIMARY KEY, entity INTEGER, sub INTEGER, UNIQUE ({columns}))")
+    conn.executemany("INSERT INTO r (entity, sub) VALUES (?, ?)", [(n % 100, n // 100) for n in range(5_000)])
+    conn.commit()
+    conn.close()
+    found = [a for a in turbolite.advise(str(db)) if a.rule == "scattering_index_order"]
+    assert bool(found) is fires
+    if fires:
+        assert "UniqueConstraint('sub', 'entity')" in found[0].fix and found[0].table == "r"

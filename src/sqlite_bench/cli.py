@@ -54,8 +54,9 @@ def _common(parser: argparse.ArgumentParser, *, scales: str, mode: str, phases: 
     parser.add_argument("--phases", type=_typed(_phases), default=_phases(phases),
                         help=f"insert, then upsert of the same keys with a new payload (default {phases})")
     parser.add_argument("--schema", type=_typed(_choices(SCHEMAS, "schema")), default=("study",),
-                        help="study (the published table) and/or lean (without the index that duplicates the unique "
-                             "constraint's leading column); a comma list runs each side by side")
+                        help="study (the published table), lean (without the index that duplicates the unique "
+                             "constraint's leading column), ordered (lean, unique constraint in arrival order); "
+                             "a comma list runs each side by side")
     parser.add_argument("--key", type=_typed(_choices(KEYS, "key")), default=("uuid4",),
                         help="uuid4 (random, as the study) and/or uuid7 (time-ordered) primary keys")
     parser.add_argument("--chunk-size", type=_typed(parse_scale), default=None,
