@@ -112,8 +112,8 @@ def _random_keys(conn: sqlite3.Connection, table: str, sql: str) -> Advice | Non
         "random_primary_key", table,
         f"{table}.{column} is a text/blob primary key whose values look random (only {ordered:.1%} of the first "
         f"{len(values):,} rows had a key larger than all before them): inserts land on random pages of the key's B-tree",
-        "measured on sqlite_bench's table at 1M rows: time-ordered keys kept insert throughput up as the table grew "
-        "(see README, 'Writes that stay fast'); the gap widens once the key index outgrows the page cache",
+        "measured on sqlite_bench's table at 1M rows: UUIDv7 keys inserted 1.9x as fast as UUIDv4 "
+        "(README, 'Writes that stay fast'); the gap widens as the key's B-tree outgrows the page cache",
         f"generate new keys in time order: in the model, `{column}: Mapped[str] = turbolite.uuid7_primary_key()` "
         "(or default=turbolite.uuid7); existing keys can stay",
     )
@@ -176,8 +176,9 @@ def _scattering_order(conn: sqlite3.Connection, table: str, sql: str,
             f"{kind} {index['name']} on ({', '.join(columns)}) receives rows out of order: its column "
             f"{columns[changes.index(max(changes))]} changes fastest as rows arrive, so consecutive inserts land on "
             f"scattered pages; in the order ({', '.join(better)}) they would append",
-            "measured on sqlite_bench's table at 1M rows: about 4x the insert throughput, flat as the table grows "
-            "(README, 'Writes that stay fast'). Queries filtering on a leading prefix of the old order lose it",
+            "measured on sqlite_bench's table at 1M rows (UUIDv7 keys both ways): 3.5x the insert throughput, flat "
+            "as the table grows (README, 'Writes that stay fast'). Queries filtering on a leading prefix of the old "
+            "order lose it",
             fix,
         ))
     return advice
@@ -257,8 +258,8 @@ def advise(target: Any, *, statements: Iterable[str] | None = None,
         found.append(Advice(
             "small_transactions", None,
             f"writes commit every {rows_per_transaction} rows: each commit pays a WAL write and sync",
-            "measured on sqlite_bench: 50K-row transactions ran about 2x faster than 5K-row ones at 1M rows; "
-            "below 1,000 rows per commit the per-commit cost dominates",
+            "measured on sqlite_bench's table at 500K rows: 1K-row transactions ran at 0.44x the speed of 5K-row "
+            "ones where inserts scatter (README); where keys arrive in order, commits this small cost little",
             "batch writes: turbolite.bulk_insert(..., chunk_size=5000), or the WriteQueue's group commit",
         ))
     return found

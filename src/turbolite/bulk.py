@@ -31,6 +31,8 @@ def bulk_insert(target: Target, model: Any, rows: Iterable[Any], *, chunk_size: 
     `target` is an Engine (each chunk commits on its own) or a Connection or Session (the caller's
     transaction; the caller commits). Rows are dicts keyed by attribute or column name, model
     instances, or tuples in the table's column order. Returns the number of rows written.
+    `chunk_size` rows go in one transaction: 5,000 keeps full speed where keys arrive in order (p99 under
+    60 ms in sqlite_bench); where inserts scatter, larger chunks trade latency for throughput (README).
     Raises SchemaMismatchError before any SQL runs, or BulkWriteError naming the row and column.
     """
     return _write(target, model, rows, "insert", chunk_size, (), None)
