@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 
-.PHONY: bench test clean
+.PHONY: bench test clean reference-curve
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +19,16 @@ bench: $(VENV)/.installed
 ## The test suite.
 test: $(VENV)/.installed
 	$(PY) -m pytest -q
+
+## The 10M-row reference curve (about an hour on 2 cores): results and plot in docs/results/curve-10m/.
+CURVE := docs/results/curve-10m
+reference-curve: $(VENV)/.installed
+	for table in study:uuid4 lean:uuid7 ordered:uuid7; do \
+	  $(PY) -m sqlite_bench.scale_benchmark --scales 1M,2M,3M,4M,5M,6M,7M,8M,9M,10M --configs baseline \
+	    --mode raw,turbo --schema $${table%%:*} --key $${table##*:} --output-dir $(CURVE)/$${table%%:*}-$${table##*:} \
+	    || exit 1; \
+	done
+	$(PY) -m sqlite_bench.cli plot-curve $(CURVE)/*/results.json --out $(CURVE)/curve.png
 
 clean:
 	rm -rf $(VENV) results .pytest_cache .hypothesis

@@ -156,3 +156,20 @@ def test_a_run_killed_with_sigkill_resumes_to_the_same_counts_without_duplicates
 def test_resuming_from_a_missing_file_says_so(tmp_path, capsys):
     assert before_after(["--resume", str(tmp_path / "nowhere.json")]) == 2
     assert "cannot resume from" in capsys.readouterr().err
+
+
+def test_the_curve_plot_is_a_png_with_one_series_per_cell(tmp_path):
+    from sqlite_bench.cli import plot_curve
+    from sqlite_bench.plots import throughput_over_rows
+
+    out = tmp_path / "out"
+    assert scale_benchmark(["--scales", "4K,8K", "--configs", "baseline", "--mode", "raw,turbo", "--key", "uuid4,uuid7",
+                            "--chunk-size", "1000", "--output-dir", str(out), "--db-dir", str(tmp_path), *FAST]) == 0
+    data = results.load(out / "results.json")
+    labels = throughput_over_rows([data], tmp_path / "curve.png")
+    assert labels == [
+        "raw, study table + uuid4 keys, baseline, 1K-row chunks", "turbo, study table + uuid4 keys, baseline, 1K-row chunks",
+        "raw, study table + uuid7 keys, baseline, 1K-row chunks", "turbo, study table + uuid7 keys, baseline, 1K-row chunks"]
+    assert (tmp_path / "curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert plot_curve([str(out / "results.json"), "--out", str(tmp_path / "cli.png")]) == 0
+    assert (tmp_path / "cli.png").stat().st_size > 10_000

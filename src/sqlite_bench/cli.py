@@ -137,12 +137,32 @@ def scale_benchmark(argv: list[str] | None = None) -> int:
     return start(plan, args.output_dir, argv, "sqlite_bench.scale_benchmark")
 
 
+def plot_curve(argv: list[str] | None = None) -> int:
+    """`sqlite-bench plot-curve RESULTS... --out FILE.png`: per-segment throughput against rows."""
+    from . import results as results_module
+    from .plots import throughput_over_rows
+
+    parser = argparse.ArgumentParser(prog="sqlite-bench plot-curve", description=plot_curve.__doc__)
+    parser.add_argument("results", nargs="+", help="results.json files")
+    parser.add_argument("--out", required=True, help="the PNG to write")
+    parser.add_argument("--phase", choices=PHASES, default="insert")
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        loaded = [results_module.load(p) for p in args.results]
+    except (OSError, ValueError) as exc:
+        print(f"cannot read results: {exc}", file=sys.stderr)
+        return 2
+    labels = throughput_over_rows(loaded, args.out, args.phase)
+    print(f"{args.out}: {len(labels)} series")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
-    """`sqlite-bench before-after ...` and `sqlite-bench scale ...`."""
+    """`sqlite-bench before-after ...`, `sqlite-bench scale ...`, `sqlite-bench plot-curve ...`."""
     argv = sys.argv[1:] if argv is None else argv
-    commands = {"before-after": before_after, "scale": scale_benchmark}
+    commands = {"before-after": before_after, "scale": scale_benchmark, "plot-curve": plot_curve}
     if not argv or argv[0] not in commands:
-        print("usage: sqlite-bench {before-after,scale} [options]  (each takes --help)", file=sys.stderr)
+        print("usage: sqlite-bench {before-after,scale,plot-curve} [options]  (each takes --help)", file=sys.stderr)
         return 2
     return commands[argv[0]](argv[1:])
 
