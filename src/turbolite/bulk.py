@@ -1,15 +1,16 @@
 """bulk_insert and bulk_upsert: rows in, chunks out, each chunk one statement executed with executemany.
 
-The per-row path is kept short: values are read with operator.itemgetter, processed column by
-column only where the column's type has a bind processor, and handed to the driver as tuples.
+The per-row path is what a hand-written loader would do: a comprehension generated once per plan builds
+each row's tuple, calling a type's bind processor only for the columns that have one. Rows that need
+per-row defaults, and model instances, take a column-wise path that does the same work.
 """
 
 from __future__ import annotations
 
 import functools
-from datetime import datetime
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from datetime import datetime
 from itertools import islice
 from operator import itemgetter
 from typing import Any
