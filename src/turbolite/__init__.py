@@ -5,17 +5,23 @@ from __future__ import annotations
 from .advise import Advice, advise
 from .bulk import bulk_insert, bulk_upsert
 from .diagnostics import count_queries, explain, log_slow_queries, no_n_plus_one, pool_status, raiseload_all
-from .errors import (BulkWriteError, NPlusOneError, NPlusOneWarning, ProfileError, QueryBudgetError,
-                     SchemaMismatchError, TurboliteError, UnsupportedTargetError)
+from .engine import create_engine, reader
+from .errors import (BackupError, BulkWriteError, CorruptDatabaseError, DatabaseLockedError, DiskFullError,
+                     MigrationError, NPlusOneError, NPlusOneWarning, ProfileError, QueryBudgetError,
+                     QueueClosedError, QueueFullError, ReadOnlyDatabaseError, SchemaMismatchError, TurboliteError,
+                     UnsupportedTargetError)
 from .keys import uuid7, uuid7_bytes, uuid7_primary_key
-from .profiles import Profile
+from .profiles import PROFILES, Profile
 from .repository import Repository
+from .writequeue import QueueStats, WriteQueue, WriteResult
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "Advice", "BulkWriteError", "NPlusOneError", "NPlusOneWarning", "Profile", "ProfileError", "QueryBudgetError", "Repository",
-    "SchemaMismatchError", "TurboliteError", "UnsupportedTargetError", "__version__", "bulk_insert", "bulk_upsert",
-    "advise", "count_queries", "explain", "log_slow_queries", "no_n_plus_one", "pool_status", "raiseload_all", "uuid7",
-    "uuid7_bytes", "uuid7_primary_key",
+    "Advice", "BackupError", "BulkWriteError", "CorruptDatabaseError", "DatabaseLockedError", "DiskFullError",
+    "MigrationError", "NPlusOneError", "NPlusOneWarning", "PROFILES", "Profile", "ProfileError", "QueryBudgetError",
+    "QueueClosedError", "QueueFullError", "QueueStats", "ReadOnlyDatabaseError", "Repository", "SchemaMismatchError",
+    "TurboliteError", "UnsupportedTargetError", "WriteQueue", "WriteResult", "__version__", "advise", "bulk_insert",
+    "bulk_upsert", "count_queries", "create_engine", "explain", "log_slow_queries", "no_n_plus_one", "pool_status",
+    "raiseload_all", "reader", "uuid7", "uuid7_bytes", "uuid7_primary_key",
 ]

@@ -49,3 +49,63 @@ class NPlusOneError(TurboliteError):
 
 class NPlusOneWarning(UserWarning):
     """no_n_plus_one(..., action="warn") reports through this warning instead of raising."""
+
+
+class DatabaseLockedError(TurboliteError):
+    """Another connection held the write lock for longer than busy_timeout (SQLITE_BUSY / SQLITE_LOCKED)."""
+
+
+class DiskFullError(TurboliteError):
+    """The disk or quota is full (SQLITE_FULL): the write was rolled back and nothing was stored."""
+
+
+class ReadOnlyDatabaseError(TurboliteError):
+    """A write was attempted on a read-only connection, file or filesystem (SQLITE_READONLY)."""
+
+
+class CorruptDatabaseError(TurboliteError):
+    """The file is not a database or is damaged (SQLITE_CORRUPT / SQLITE_NOTADB)."""
+
+
+class QueueClosedError(TurboliteError):
+    """Work was submitted to a WriteQueue after close() was called."""
+
+
+class QueueFullError(TurboliteError):
+    """A WriteQueue already held max_pending items and none drained within the caller's timeout."""
+
+
+class MigrationError(TurboliteError):
+    """A migration could not be applied (its transaction was rolled back), or the database is newer than the code."""
+
+
+class BackupError(TurboliteError):
+    """A backup could not be completed, or its copy failed the integrity check (the copy was removed)."""
+
+
+# SQLite primary result codes (sqlite3.Error.sqlite_errorcode & 0xff) -> (error class, what to do).
+_BY_CODE: dict[int, tuple[type[TurboliteError], str]] = {
+    5: (DatabaseLockedError, "another connection held the write lock past busy_timeout; send writes through one "
+                             "turbolite.WriteQueue, keep write transactions short, or raise busy_timeout"),
+    6: (DatabaseLockedError, "a table is locked by another statement on the same connection; finish or close "
+                             "open cursors before writing"),
+    8: (ReadOnlyDatabaseError, "check the file's and its directory's permissions (SQLite needs to create the "
+                               "-wal and -shm files next to it), or open a read-write connection"),
+    11: (CorruptDatabaseError, "restore from a backup; `turbolite doctor` runs quick_check"),
+    13: (DiskFullError, "free disk space (the WAL and temporary files need room too), then retry"),
+    26: (CorruptDatabaseError, "the file is not an SQLite database, or is encrypted"),
+}
+
+
+def translate(exc: BaseException) -> TurboliteError | None:
+    """The turbolite error for a driver (sqlite3) error, with its cause set; None when it has no better name."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is None:
+        text = str(exc).lower()
+        code = 5 if "database is locked" in text else 13 if "database or disk is full" in text else None
+    if code is None or (code & 0xFF) not in _BY_CODE:
+        return None
+    cls, advice = _BY_CODE[code & 0xFF]
+    error = cls(f"{exc}: {advice}")
+    error.__cause__ = exc
+    return error

@@ -1,0 +1,373 @@
+"""WriteQueue: one thread owns the only write connection and commits concurrent writers' work in batches.
+
+Callers from any thread or asyncio task hand over a statement or a function. The writer takes every
+pending item (up to `max_batch`) into one transaction, runs each in its own SAVEPOINT so a failing item
+is undone and answered with its own exception while the others stay, then COMMITs once, and only then
+answers the callers. One commit (and, with synchronous FULL, one fsync) serves the whole batch, and no
+caller ever sees "database is locked" from its neighbours.
+
+Only one thread writes at a time, on the queue's one connection. As in LevelDB's group commit, a
+blocking `execute()` that finds the writer idle does the writing itself (its batch includes whatever
+else is pending), which spares a lone writer two thread switches per write; otherwise the queue's own
+thread writes, and is the only writer for `submit()` and `aexecute()` work.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass
+from itertools import islice
+from typing import Any, NamedTuple
+
+from sqlalchemy import text
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.sql.base import Executable
+
+from .engine import dedicated_writer, profile_of
+from .errors import QueueClosedError, QueueFullError, TurboliteError, translate
+
+Params = Mapping[str, Any] | Sequence[Mapping[str, Any]] | None
+Work = Executable | str | Callable[[Connection], Any]
+
+
+class WriteResult(NamedTuple):
+    """What a statement sent through the queue did, known once its batch committed."""
+
+    rowcount: int
+    lastrowid: int | None
+
+
+@dataclass
+class QueueStats:
+    """Counters since the queue started: how well writes are being grouped."""
+
+    items: int = 0
+    failed: int = 0
+    batches: int = 0
+    largest_batch: int = 0
+    retried_batches: int = 0
+
+    @property
+    def mean_batch(self) -> float:
+        return self.items / self.batches if self.batches else 0.0
+
+
+class _Item:
+    """One write and how its caller hears back: a Future (submit) or a held lock it waits on (execute)."""
+
+    __slots__ = ("work", "params", "future", "waiter", "finished", "ok", "value")
+
+    def __init__(self, work: Work, params: Params, future: Future[Any] | None) -> None:
+        self.work = work
+        self.params = params
+        self.future = future
+        self.waiter: Any = None
+        self.finished = False
+        self.ok = False
+        self.value: Any = None
+        if future is None:
+            self.waiter = threading.Lock()
+            self.waiter.acquire()
+
+    def finish(self, ok: bool, value: Any) -> None:
+        self.ok, self.value, self.finished = ok, value, True
+        if self.future is not None:
+            if ok:
+                self.future.set_result(value)
+            else:
+                self.future.set_exception(value)
+        else:
+            self.waiter.release()
+
+    def result(self, timeout: float | None) -> Any:
+        if not self.finished and not self.waiter.acquire(timeout=-1 if timeout is None else timeout):
+            raise TimeoutError(f"the write was not committed within {timeout} s (it stays queued)")
+        if not self.ok:
+            raise self.value
+        return self.value
+
+
+class WriteQueue:
+    """Group commit for one SQLite database: `execute`/`submit`/`aexecute` from any thread or task.
+
+    `max_batch` items at most go in one transaction. When the previous batch held more than one item
+    (writers are concurrent), the writer waits up to `max_wait_ms` for the batch to fill before it
+    commits; a lone writer never waits. `max_pending` bounds the queue: `submit` then blocks until
+    there is room, for at most `put_timeout` seconds (None: as long as it takes), then raises
+    QueueFullError. `close()` answers everything already submitted, then stops the thread.
+    """
+
+    def __init__(self, engine: Engine, *, max_batch: int = 1000, max_wait_ms: float = 2.0,
+                 max_pending: int = 100_000, put_timeout: float | None = None) -> None:
+        if max_batch < 1 or max_pending < 1 or max_wait_ms < 0:
+            raise ValueError("max_batch and max_pending must be at least 1, max_wait_ms at least 0")
+        self.max_batch = max_batch
+        self.max_wait = max_wait_ms / 1000
+        self.max_pending = max_pending
+        self.put_timeout = put_timeout
+        self.stats = QueueStats()
+        self._pending: deque[_Item] = deque()
+        self._lock = threading.Lock()
+        self._arrived = threading.Condition(self._lock)
+        self._room = threading.Condition(self._lock)
+        self._closed = False
+        self._full_waiters = 0
+        self._writing = False  # a thread (the queue's own or a leading caller) holds the write connection
+        self._own_engine = dedicated_writer(engine) if profile_of(engine) is not None else None
+        self._engine = self._own_engine or engine
+        self._sqlite = self._engine.dialect.name == "sqlite"
+        self._begin_here = self._sqlite and self._own_engine is None  # turbolite engines begin IMMEDIATE themselves
+        self._connection = self._engine.connect()  # opened here, so a bad database fails the constructor
+        self._thread = threading.Thread(target=self._run, name="turbolite-writequeue", daemon=True)
+        self._thread.start()
+
+    # -- producers -----------------------------------------------------------------------------------
+
+    def submit(self, work: Work, params: Params = None) -> Future[Any]:
+        """Queue a statement (SQLAlchemy executable or SQL text) with its parameters, or a function given the
+        write Connection. The Future resolves after COMMIT: a WriteResult for a statement, the function's
+        return value for a function, or the item's own exception."""
+        future: Future[Any] = Future()
+        self._enqueue(work, params, future, lead=False)
+        return future
+
+    def _enqueue(self, work: Work, params: Params, future: Future[Any] | None, *, lead: bool) -> tuple[_Item, bool]:
+        """Append an item, waiting for room; with `lead`, also claim the writer if it is idle (returned)."""
+        if isinstance(work, str):
+            work = text(work)
+        elif not isinstance(work, Executable) and not callable(work):
+            raise TypeError(f"submit takes a SQLAlchemy statement, SQL text or a callable, not {type(work).__name__}")
+        item = _Item(work, params, future)
+        with self._lock:
+            if self._closed:
+                raise QueueClosedError("this WriteQueue is closed; create a new one to write again")
+            if len(self._pending) >= self.max_pending:
+                deadline = None if self.put_timeout is None else time.monotonic() + self.put_timeout
+                while len(self._pending) >= self.max_pending and not self._closed:
+                    remaining = None if deadline is None else deadline - time.monotonic()
+                    if remaining is not None and remaining <= 0:
+                        raise QueueFullError(f"{self.max_pending} writes already pending for {self.put_timeout} s; "
+                                             "the database cannot keep up: raise max_pending or slow producers")
+                    self._full_waiters += 1
+                    try:
+                        self._room.wait(remaining)
+                    finally:
+                        self._full_waiters -= 1
+                if self._closed:
+                    raise QueueClosedError("this WriteQueue was closed while waiting for room")
+            self._pending.append(item)
+            if self._writing:
+                return item, False
+            if lead:
+                self._writing = True
+                return item, True
+            self._arrived.notify()
+        return item, False
+
+    def execute(self, work: Work, params: Params = None, *, timeout: float | None = None) -> Any:
+        """submit() and wait: returns once the write is committed, or raises the item's own error.
+        When the writer is idle, the calling thread commits the pending batch itself."""
+        item, lead = self._enqueue(work, params, None, lead=True)
+        if lead:
+            try:
+                while not item.finished:
+                    with self._lock:
+                        batch = self._pop()
+                    if not batch:
+                        break
+                    self._commit(batch)
+            finally:
+                with self._lock:
+                    self._writing = False
+                    if self._pending or self._closed:
+                        self._arrived.notify()  # the queue's thread takes over what arrived meanwhile
+        return item.result(timeout)
+
+    async def aexecute(self, work: Work, params: Params = None) -> Any:
+        """execute() for asyncio: awaits the commit without blocking the event loop."""
+        try:
+            future = self._submit_nowait(work, params)
+        except QueueFullError:
+            future = await asyncio.get_running_loop().run_in_executor(None, self.submit, work, params)
+        return await asyncio.wrap_future(future)
+
+    def _submit_nowait(self, work: Work, params: Params) -> Future[Any]:
+        with self._lock:
+            full = len(self._pending) >= self.max_pending and not self._closed
+        if full:
+            raise QueueFullError("full")
+        return self.submit(work, params)
+
+    def bulk_insert(self, model: Any, rows: Iterable[Any], *, chunk_size: int = 5000) -> int:
+        """turbolite.bulk_insert through the queue: each chunk is one queued item; returns rows written.
+        As with an Engine target, chunks before a failing one stay committed."""
+        from .bulk import bulk_insert
+        return self._bulk(lambda conn, chunk: bulk_insert(conn, model, chunk, chunk_size=chunk_size), rows, chunk_size)
+
+    def bulk_upsert(self, model: Any, rows: Iterable[Any], *, conflict: Sequence[str],
+                    update: Sequence[str] | None = None, chunk_size: int = 5000) -> int:
+        """turbolite.bulk_upsert through the queue, chunk by chunk like bulk_insert."""
+        from .bulk import bulk_upsert
+        return self._bulk(lambda conn, chunk: bulk_upsert(conn, model, chunk, conflict=conflict, update=update,
+                                                          chunk_size=chunk_size), rows, chunk_size)
+
+    def _bulk(self, write: Callable[[Connection, list[Any]], int], rows: Iterable[Any], chunk_size: int) -> int:
+        it = iter(rows)
+        futures: list[Future[Any]] = []
+        while chunk := list(islice(it, chunk_size)):
+            futures.append(self.submit(lambda conn, chunk=chunk: write(conn, chunk)))
+        return sum(f.result() for f in futures)
+
+    def close(self, timeout: float | None = None) -> None:
+        """Stop taking work, answer everything already queued, then release the write connection."""
+        with self._lock:
+            self._closed = True
+            self._arrived.notify_all()
+            self._room.notify_all()
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            return  # still draining; the daemon thread finishes on its own
+        self._connection.close()
+        if self._own_engine is not None:
+            self._own_engine.dispose()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def __enter__(self) -> WriteQueue:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    # -- the writer thread ---------------------------------------------------------------------------
+
+    def _pop(self) -> list[_Item]:
+        """Up to max_batch pending items; the caller holds the lock."""
+        batch = [self._pending.popleft() for _ in range(min(self.max_batch, len(self._pending)))]
+        if batch and self._full_waiters:
+            self._room.notify_all()
+        return batch
+
+    def _take(self, last_size: int) -> list[_Item]:
+        """The queue thread's next batch, once no caller is writing; empty when closed and drained."""
+        with self._lock:
+            while (not self._pending or self._writing) and not (self._closed and not self._pending and not self._writing):
+                self._arrived.wait()
+            if not self._pending:
+                return []
+            if last_size > 1 and self.max_wait and len(self._pending) < self.max_batch and not self._closed:
+                deadline = time.monotonic() + self.max_wait
+                while len(self._pending) < self.max_batch and (left := deadline - time.monotonic()) > 0:
+                    self._arrived.wait(left)
+            self._writing = True
+            return self._pop()
+
+    def _run(self) -> None:
+        size = 0
+        while True:
+            batch = self._take(size)
+            if not batch:
+                return  # closed and drained
+            size = len(batch)
+            try:
+                self._commit(batch)
+            finally:
+                with self._lock:
+                    self._writing = False
+
+    def _commit(self, batch: list[_Item]) -> None:
+        """Run a batch in one transaction, each item in a savepoint; answer the callers after COMMIT."""
+        conn = self._connection
+        outcomes: list[tuple[bool, Any]] = []
+        try:
+            with conn.begin():
+                if self._begin_here and not conn.connection.dbapi_connection.in_transaction:  # type: ignore[union-attr]
+                    conn.exec_driver_sql("BEGIN IMMEDIATE")  # an engine turbolite did not set up
+                alone = len(batch) == 1  # nothing to protect from its failure: no savepoint needed
+                for item in batch:
+                    if not alone:
+                        self._savepoint(conn, "SAVEPOINT turbolite_item")
+                    try:
+                        value = self._run_item(conn, item)
+                    except Exception as exc:
+                        if alone:
+                            raise _Alone(exc) from exc
+                        if not self._undo(conn):
+                            # SQLite rolled the whole transaction back: the others did nothing wrong; run them again
+                            self._fail(item, exc)
+                            self.stats.retried_batches += 1
+                            rest = [i for i in batch if i is not item]
+                            with self._lock:
+                                self._pending.extendleft(reversed(rest))
+                            raise _Abandoned() from None
+                        outcomes.append((False, exc))
+                    else:
+                        if not alone:
+                            self._savepoint(conn, "RELEASE turbolite_item")
+                        outcomes.append((True, value))
+        except _Abandoned:
+            return
+        except _Alone as failed:
+            self.stats.batches += 1
+            self.stats.items += 1
+            self._fail(batch[0], failed.error)
+            return
+        except Exception as exc:  # BEGIN or COMMIT failed: nothing in the batch was stored
+            error = exc if isinstance(exc, TurboliteError) else translate(getattr(exc, "orig", exc)) or exc
+            for item in batch:
+                self._fail(item, error)
+            return
+        self.stats.batches += 1
+        self.stats.largest_batch = max(self.stats.largest_batch, len(batch))
+        self.stats.items += len(batch)
+        for item, (ok, value) in zip(batch, outcomes):
+            if not ok:
+                self.stats.failed += 1
+            item.finish(ok, value)
+
+    def _fail(self, item: _Item, exc: BaseException) -> None:
+        self.stats.failed += 1
+        item.finish(False, exc)
+
+    @staticmethod
+    def _run_item(conn: Connection, item: _Item) -> Any:
+        work = item.work
+        if isinstance(work, Executable):
+            result = conn.execute(work, item.params)  # type: ignore[arg-type]
+            lastrowid = result.lastrowid if not isinstance(item.params, (list, tuple)) else None
+            return WriteResult(result.rowcount, lastrowid)
+        return work(conn)
+
+    def _savepoint(self, conn: Connection, sql: str) -> None:
+        if self._sqlite:  # straight to the driver: these two statements run for every item of a batch
+            conn.connection.dbapi_connection.execute(sql)  # type: ignore[union-attr]
+        else:
+            conn.exec_driver_sql(sql)
+
+    def _undo(self, conn: Connection) -> bool:
+        """Roll back to the item's savepoint; False when the enclosing transaction is already gone."""
+        try:
+            self._savepoint(conn, "ROLLBACK TO turbolite_item")
+            self._savepoint(conn, "RELEASE turbolite_item")
+        except Exception:
+            return False
+        return True
+
+
+class _Alone(Exception):
+    """Internal: the only item of a batch failed; the transaction is rolled back and the item answered."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+class _Abandoned(Exception):
+    """Internal: the batch's transaction was lost; its surviving items went back to the queue."""
