@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .advise import Advice, advise
+from .backup import BackupReport, backup
 from .bulk import bulk_insert, bulk_upsert
 from .diagnostics import count_queries, explain, log_slow_queries, no_n_plus_one, pool_status, raiseload_all
 from .engine import create_engine, reader
@@ -10,7 +11,9 @@ from .errors import (BackupError, BulkWriteError, CorruptDatabaseError, Database
                      MigrationError, NPlusOneError, NPlusOneWarning, ProfileError, QueryBudgetError,
                      QueueClosedError, QueueFullError, ReadOnlyDatabaseError, SchemaMismatchError, TurboliteError,
                      UnsupportedTargetError)
+from .health import HealthReport, health
 from .keys import uuid7, uuid7_bytes, uuid7_primary_key
+from .migrate import MigrationReport, migrate
 from .profiles import PROFILES, Profile
 from .repository import Repository
 from .writequeue import QueueStats, WriteQueue, WriteResult
@@ -18,7 +21,7 @@ from .writequeue import QueueStats, WriteQueue, WriteResult
 __version__ = "0.1.0"
 
 __all__ = [
-    "Advice", "BackupError", "BulkWriteError", "CorruptDatabaseError", "DatabaseLockedError", "DiskFullError",
+    "Advice", "BackupError", "BackupReport", "HealthReport", "MigrationReport", "backup", "health", "migrate", "BulkWriteError", "CorruptDatabaseError", "DatabaseLockedError", "DiskFullError",
     "MigrationError", "NPlusOneError", "NPlusOneWarning", "PROFILES", "Profile", "ProfileError", "QueryBudgetError",
     "QueueClosedError", "QueueFullError", "QueueStats", "ReadOnlyDatabaseError", "Repository", "SchemaMismatchError",
     "TurboliteError", "UnsupportedTargetError", "WriteQueue", "WriteResult", "__version__", "advise", "bulk_insert",

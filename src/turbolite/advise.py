@@ -6,17 +6,13 @@ sqlite_bench's table (see the README) or estimated from the database's own numbe
 
 from __future__ import annotations
 
-import os
 import re
 import sqlite3
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy.engine import Connection, Engine
-
-from .errors import UnsupportedTargetError
+from ._sqlite import reading
 
 _USED_INDEX = re.compile(r"USING (?:COVERING )?INDEX (\S+)")
 _SAMPLE = 2_000
@@ -37,33 +33,6 @@ class Advice:
 
 def _quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
-
-
-@contextmanager
-def _sqlite(target: Any) -> Iterator[sqlite3.Connection]:
-    """A DBAPI connection to read from: the engine's own (so its PRAGMAs apply) or a read-only one on a path."""
-    if isinstance(target, (str, os.PathLike)):
-        path = os.fspath(target)
-        if not os.path.exists(path):
-            raise FileNotFoundError(f"no database at {path}")
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-        conn.execute("PRAGMA trusted_schema = OFF")  # the file may not be ours: run none of its schema's code
-        try:
-            yield conn
-        finally:
-            conn.close()
-    elif isinstance(target, Engine):
-        if target.dialect.name != "sqlite":
-            raise UnsupportedTargetError("advise reads SQLite databases")
-        pooled = target.raw_connection()
-        try:
-            yield pooled.dbapi_connection  # type: ignore[misc]
-        finally:
-            pooled.close()
-    elif isinstance(target, Connection):
-        yield target.connection.dbapi_connection  # type: ignore[misc]
-    else:
-        raise UnsupportedTargetError(f"advise takes a path, Engine or Connection, not {type(target).__name__}")
 
 
 def _tables(conn: sqlite3.Connection) -> list[tuple[str, str]]:
@@ -222,7 +191,7 @@ def advise(target: Any, *, statements: Iterable[str] | None = None,
     """
     seen = list(statements) if statements is not None else None
     found: list[Advice] = []
-    with _sqlite(target) as conn:
+    with reading(target) as conn:
         page_size = conn.execute("PRAGMA page_size").fetchone()[0]
         db_bytes = conn.execute("PRAGMA page_count").fetchone()[0] * page_size
         cache = _cache_bytes(conn, page_size)

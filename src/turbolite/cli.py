@@ -1,36 +1,121 @@
-"""`turbolite ...`: a thin command line over the library."""
+"""`turbolite ...`: a thin command line over the library.
+
+Exit codes: 0 fine, 1 the command worked and found a problem (a red flag), 2 it could not do its job.
+"""
 
 from __future__ import annotations
 
 import argparse
+import sqlite3
 import sys
 
+from ._sqlite import database_path, open_file
 from .advise import advise
+from .backup import backup as run_backup
+from .errors import TurboliteError
+from .health import health
+from .migrate import migrate as run_migrate
+from .migrate import status
+
+
+def _fail(command: str, exc: BaseException) -> int:
+    print(f"turbolite {command}: {exc}", file=sys.stderr)
+    return 2
 
 
 def doctor(args: argparse.Namespace) -> int:
     try:
+        report = health(args.database)
         found = advise(args.database)
-    except (OSError, ValueError) as exc:
-        print(f"turbolite doctor: {exc}", file=sys.stderr)
-        return 2
-    print(f"turbolite doctor {args.database}")
+    except (OSError, ValueError, TurboliteError) as exc:
+        return _fail("doctor", exc)
+    print(f"turbolite doctor {args.database}\n")
+    print(report)
     print(f"\nwrite-performance advice ({len(found)} item{'s' if len(found) != 1 else ''}):")
     for item in found:
         print(f"\n{item}")
     if not found:
         print("  none: keys, indexes and cache look right for fast writes")
+    return 0 if report.ok else 1
+
+
+def backup(args: argparse.Namespace) -> int:
+    def progress(done: int, total: int) -> None:
+        if sys.stderr.isatty():
+            print(f"\r  {done:,}/{total:,} pages ({done / max(total, 1):.0%})", end="", file=sys.stderr, flush=True)
+
+    try:
+        report = run_backup(args.database, args.dest, method=args.method, progress=progress,
+                            pages_per_step=args.pages_per_step, overwrite=args.overwrite)
+    except (OSError, TurboliteError) as exc:
+        return _fail("backup", exc)
+    if sys.stderr.isatty():
+        print(file=sys.stderr)
+    print(report)
     return 0
+
+
+def migrate(args: argparse.Namespace) -> int:
+    try:
+        if args.list:
+            print(status(args.database, args.directory))
+            return 0
+        report = run_migrate(args.database, args.directory, dry_run=args.dry_run, to=args.to,
+                             progress=lambda m: print(f"  applied {m.version:04d} {m.name}", file=sys.stderr))
+    except (OSError, TurboliteError) as exc:
+        return _fail("migrate", exc)
+    print(report)
+    return 0
+
+
+def checkpoint(args: argparse.Namespace) -> int:
+    path = database_path(args.database)
+    try:
+        with open_file(path, read_only=False) as conn:  # type: ignore[arg-type]
+            busy, log, done = conn.execute(f"PRAGMA wal_checkpoint({args.mode.upper()})").fetchone()  # mode: a choice
+    except (OSError, sqlite3.Error, TurboliteError) as exc:
+        return _fail("checkpoint", exc)
+    if log == -1:
+        print(f"{path} is not in WAL mode: nothing to checkpoint")
+        return 0
+    print(f"{args.mode} checkpoint of {path}: {done} of {log} WAL frames copied into the database"
+          + (" (a reader or writer was busy: run again when it finishes)" if busy else ""))
+    return 1 if busy else 0
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="turbolite", description="turbolite's tools for SQLite databases")
     commands = parser.add_subparsers(dest="command", required=True)
-    check = commands.add_parser("doctor", help="read a database and report what slows it, with the fixes")
+
+    check = commands.add_parser("doctor", help="report a database's health and what slows its writes, with the fixes "
+                                              "(exit 1 on a red flag)")
     check.add_argument("database", help="path to the SQLite file (opened read-only)")
     check.set_defaults(run=doctor)
+
+    copy = commands.add_parser("backup", help="copy a live database safely, then check the copy")
+    copy.add_argument("database")
+    copy.add_argument("dest")
+    copy.add_argument("--method", choices=["online", "vacuum"], default="online",
+                      help="online: stepped backup of one snapshot (default); vacuum: compacted copy (VACUUM INTO)")
+    copy.add_argument("--pages-per-step", type=int, default=1024)
+    copy.add_argument("--overwrite", action="store_true", help="replace DEST if it exists")
+    copy.set_defaults(run=backup)
+
+    mig = commands.add_parser("migrate", help="apply numbered .sql files, tracked in PRAGMA user_version")
+    mig.add_argument("database")
+    mig.add_argument("directory")
+    mig.add_argument("--list", action="store_true", help="show the version and pending files; change nothing")
+    mig.add_argument("--dry-run", action="store_true", help="run the pending files and roll them back")
+    mig.add_argument("--to", type=int, default=None, help="stop at this version")
+    mig.set_defaults(run=migrate)
+
+    ckpt = commands.add_parser("checkpoint", help="copy the WAL into the database file")
+    ckpt.add_argument("database")
+    ckpt.add_argument("--mode", choices=["passive", "full", "restart", "truncate"], default="truncate")
+    ckpt.set_defaults(run=checkpoint)
+
     args = parser.parse_args(argv)
-    return args.run(args)
+    return int(args.run(args))
 
 
 if __name__ == "__main__":

@@ -15,7 +15,9 @@ thread writes, and is the only writer for `submit()` and `aexecute()` work.
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import threading
+import weakref
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -24,7 +26,8 @@ from dataclasses import dataclass
 from itertools import islice
 from typing import Any, NamedTuple
 
-from sqlalchemy import text
+from sqlalchemy import TextClause, text
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.sql.base import Executable
 
@@ -123,6 +126,9 @@ class WriteQueue:
         self._sqlite = self._engine.dialect.name == "sqlite"
         self._begin_here = self._sqlite and self._own_engine is None  # turbolite engines begin IMMEDIATE themselves
         self._connection = self._engine.connect()  # opened here, so a bad database fails the constructor
+        self._texts: dict[str, TextClause] = {}
+        self._compiled: weakref.WeakKeyDictionary[TextClause, tuple[str, tuple[str, ...] | None]] = weakref.WeakKeyDictionary()
+        self._cursor = self._connection.connection.dbapi_connection.cursor() if self._sqlite else None  # type: ignore[union-attr]
         self._thread = threading.Thread(target=self._run, name="turbolite-writequeue", daemon=True)
         self._thread.start()
 
@@ -139,7 +145,7 @@ class WriteQueue:
     def _enqueue(self, work: Work, params: Params, future: Future[Any] | None, *, lead: bool) -> tuple[_Item, bool]:
         """Append an item, waiting for room; with `lead`, also claim the writer if it is idle (returned)."""
         if isinstance(work, str):
-            work = text(work)
+            work = self._text(work)
         elif not isinstance(work, Executable) and not callable(work):
             raise TypeError(f"submit takes a SQLAlchemy statement, SQL text or a callable, not {type(work).__name__}")
         item = _Item(work, params, future)
@@ -168,6 +174,15 @@ class WriteQueue:
                 return item, True
             self._arrived.notify()
         return item, False
+
+    def _text(self, sql: str) -> TextClause:
+        """text(sql), kept for reuse so that SQL passed as a string is compiled once, not on every write."""
+        clause = self._texts.get(sql)
+        if clause is None:
+            if len(self._texts) >= 1024:
+                self._texts.clear()
+            clause = self._texts[sql] = text(sql)
+        return clause
 
     def execute(self, work: Work, params: Params = None, *, timeout: float | None = None) -> Any:
         """submit() and wait: returns once the write is committed, or raises the item's own error.
@@ -336,14 +351,54 @@ class WriteQueue:
         self.stats.failed += 1
         item.finish(False, exc)
 
-    @staticmethod
-    def _run_item(conn: Connection, item: _Item) -> Any:
+    def _run_item(self, conn: Connection, item: _Item) -> Any:
         work = item.work
+        if isinstance(work, TextClause) and self._sqlite:
+            names = self._names(work)
+            if names is not None:
+                return self._run_text(work, names, item.params)
         if isinstance(work, Executable):
             result = conn.execute(work, item.params)  # type: ignore[arg-type]
             lastrowid = result.lastrowid if not isinstance(item.params, (list, tuple)) else None
             return WriteResult(result.rowcount, lastrowid)
         return work(conn)
+
+    def _names(self, stmt: TextClause) -> tuple[str, ...] | None:
+        """The positional parameter names of a plain text() statement, compiled once per statement object;
+        None when a parameter needs SQLAlchemy (a typed or expanding bindparam), so it takes the full path."""
+        try:
+            return self._compiled[stmt][1]
+        except KeyError:
+            pass
+        compiled = stmt.compile(dialect=self._engine.dialect)
+        plain = all(not b.expanding and b.type.bind_processor(self._engine.dialect) is None
+                    for b in compiled.binds.values())
+        names = tuple(compiled.positiontup or ()) if plain else None
+        self._compiled[stmt] = (compiled.string, names)
+        return names
+
+    def _run_text(self, stmt: TextClause, names: tuple[str, ...], params: Params) -> WriteResult:
+        """A plain text() statement straight on the driver's cursor: what SQLAlchemy would send, without its
+        per-statement bookkeeping, which is most of a one-row write's cost. Errors are wrapped as SQLAlchemy's."""
+        sql = self._compiled[stmt][0]
+        many = isinstance(params, (list, tuple))
+        try:
+            if many:
+                values: Any = [tuple(p[n] for n in names) for p in params]  # type: ignore[union-attr]
+            else:
+                values = tuple(params[n] for n in names) if names else ()  # type: ignore[index]
+        except (KeyError, TypeError) as exc:
+            raise sa_exc.ArgumentError(f"a value is required for bind parameter {exc}; the statement needs "
+                                       f"{', '.join(map(repr, dict.fromkeys(names)))}") from None
+        cursor = self._cursor
+        try:
+            if many:
+                cursor.executemany(sql, values)
+            else:
+                cursor.execute(sql, values)
+        except sqlite3.Error as exc:
+            raise translate(exc) or sa_exc.DBAPIError.instance(sql, values, exc, sqlite3.Error) from exc
+        return WriteResult(cursor.rowcount, None if many else cursor.lastrowid)
 
     def _savepoint(self, conn: Connection, sql: str) -> None:
         if self._sqlite:  # straight to the driver: these two statements run for every item of a batch
