@@ -277,11 +277,11 @@ class WriteQueue:
                 self._arrived.wait()
             if not self._pending:
                 return []
+            self._writing = True  # claimed before the wait below releases the lock, so no caller starts a batch
             if last_size > 1 and self.max_wait and len(self._pending) < self.max_batch and not self._closed:
                 deadline = time.monotonic() + self.max_wait
                 while len(self._pending) < self.max_batch and (left := deadline - time.monotonic()) > 0:
                     self._arrived.wait(left)
-            self._writing = True
             return self._pop()
 
     def _run(self) -> None:
@@ -371,7 +371,8 @@ class WriteQueue:
         except KeyError:
             pass
         compiled = stmt.compile(dialect=self._engine.dialect)
-        plain = all(not b.expanding and b.type.bind_processor(self._engine.dialect) is None
+        dialect = self._engine.dialect
+        plain = all(not b.expanding and b.type.dialect_impl(dialect).bind_processor(dialect) is None
                     for b in compiled.binds.values())
         names = tuple(compiled.positiontup or ()) if plain else None
         self._compiled[stmt] = (compiled.string, names)

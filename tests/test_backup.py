@@ -1,0 +1,137 @@
+"""backup: finishes under a busy writer, copies one consistent snapshot, and checks it before placing it."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+
+import pytest
+
+import turbolite
+from turbolite.cli import main as cli
+
+BATCH = 100
+
+
+def make_db(path, batches: int = 50):
+    engine = turbolite.create_engine(f"sqlite:///{path}")
+    with engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE t (id INTEGER PRIMARY KEY, batch INTEGER NOT NULL, pad TEXT)")
+        conn.exec_driver_sql("CREATE INDEX t_batch ON t (batch)")
+    for b in range(batches):
+        with engine.begin() as conn:
+            conn.exec_driver_sql("INSERT INTO t (batch, pad) SELECT ?, hex(randomblob(100)) FROM generate_series(1, ?)"
+                                 if sqlite3.sqlite_version_info >= (3, 47) else
+                                 "WITH RECURSIVE c(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM c WHERE n < ?) "
+                                 "INSERT INTO t (batch, pad) SELECT ?, hex(randomblob(100)) FROM c",
+                                 (b, BATCH) if sqlite3.sqlite_version_info >= (3, 47) else (BATCH, b))
+    return engine
+
+
+class Writer(threading.Thread):
+    """Commits batches of BATCH rows as fast as it can until stopped."""
+
+    def __init__(self, path):
+        super().__init__(daemon=True)
+        self.path, self.stop, self.batches = path, threading.Event(), 0
+
+    def run(self):
+        conn = sqlite3.connect(self.path, isolation_level=None)
+        conn.execute("PRAGMA busy_timeout = 5000")
+        while not self.stop.is_set():
+            conn.execute("BEGIN IMMEDIATE")
+            conn.executemany("INSERT INTO t (batch, pad) VALUES (?, ?)", [(10_000 + self.batches, "x" * 200)] * BATCH)
+            conn.execute("COMMIT")
+            self.batches += 1
+        conn.close()
+
+
+def batches_in(path) -> list[int]:
+    conn = sqlite3.connect(path)
+    try:
+        return [n for (n,) in conn.execute("SELECT count(*) FROM t GROUP BY batch")]
+    finally:
+        conn.close()
+
+
+def test_an_online_backup_under_continuous_writes_finishes_whole_and_consistent(tmp_path):
+    src = tmp_path / "live.db"
+    make_db(src)
+    writer = Writer(src)
+    writer.start()
+    time.sleep(0.3)
+    steps = []
+    started = writer.batches
+    report = turbolite.backup(src, tmp_path / "copy.db", pages_per_step=8,
+                              progress=lambda done, total: (steps.append((done, total)), time.sleep(0.001)))
+    writer.stop.set()
+    writer.join()
+    assert writer.batches > started, "the writer must have committed during the backup"
+    assert report.restarts == 0 and report.integrity == "ok" and report.steps == len(steps) > 10
+    assert [d for d, _ in steps] == sorted(d for d, _ in steps)  # progress only moves forward
+    counts = batches_in(tmp_path / "copy.db")
+    assert set(counts) == {BATCH}  # every batch in the copy is whole: a committed snapshot
+
+
+def test_a_plain_stepped_backup_restarts_under_the_same_writer(tmp_path):
+    """What the snapshot prevents: SQLite's stepped backup starts over each time another connection writes."""
+    src = tmp_path / "live.db"
+    make_db(src)
+    writer = Writer(src)
+    writer.start()
+    time.sleep(0.2)
+    remaining: list[int] = []
+
+    def step(_status, left, _total):
+        remaining.append(left)
+        time.sleep(0.002)
+        if len(remaining) > 400:
+            raise RuntimeError("gave up")
+
+    source, dest = sqlite3.connect(src), sqlite3.connect(tmp_path / "naive.db")
+    with pytest.raises(Exception):
+        source.backup(dest, pages=8, progress=step)
+    writer.stop.set()
+    writer.join()
+    assert any(b > a for a, b in zip(remaining, remaining[1:])), "it restarted"
+
+
+def test_vacuum_backup_compacts(tmp_path):
+    src = tmp_path / "live.db"
+    engine = make_db(src)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("DELETE FROM t WHERE batch % 2 = 0")
+    online = turbolite.backup(engine, tmp_path / "online.db")
+    vacuum = turbolite.backup(engine, tmp_path / "vacuum.db", method="vacuum")
+    assert vacuum.pages < online.pages and vacuum.integrity == "ok"
+    assert batches_in(tmp_path / "vacuum.db") == batches_in(src)
+
+
+def test_an_existing_destination_is_kept_unless_overwrite(tmp_path):
+    src = tmp_path / "live.db"
+    make_db(src, batches=2)
+    dest = tmp_path / "copy.db"
+    dest.write_bytes(b"precious")
+    with pytest.raises(turbolite.BackupError, match="exists; pass overwrite=True"):
+        turbolite.backup(src, dest)
+    assert dest.read_bytes() == b"precious"
+    turbolite.backup(src, dest, overwrite=True)
+    assert batches_in(dest) == [BATCH, BATCH]
+    assert not list(tmp_path.glob(".*partial*"))
+
+
+@pytest.mark.parametrize("bad, message", [("missing.db", "no database at"), ("same", "is the database itself")])
+def test_bad_sources_are_refused(tmp_path, bad, message):
+    src = tmp_path / "live.db"
+    make_db(src, batches=1)
+    with pytest.raises((turbolite.BackupError, FileNotFoundError), match=message):
+        turbolite.backup(tmp_path / bad if bad != "same" else src, src if bad == "same" else tmp_path / "c.db")
+
+
+def test_the_cli_backs_up(tmp_path, capsys):
+    src = tmp_path / "live.db"
+    make_db(src, batches=3)
+    assert cli(["backup", str(src), str(tmp_path / "b.db")]) == 0
+    assert "integrity ok" in capsys.readouterr().out
+    assert cli(["backup", str(src), str(tmp_path / "b.db")]) == 2

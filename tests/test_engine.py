@@ -1,0 +1,148 @@
+"""turbolite.create_engine and the profiles it applies: what every connection is, and what it refuses."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+
+import pytest
+from sqlalchemy import text
+
+import turbolite
+from turbolite.errors import DatabaseLockedError, ProfileError, ReadOnlyDatabaseError, translate
+from turbolite.profiles import PROFILES, Profile, resolve
+
+
+def pragmas(engine, *names):
+    with engine.connect() as conn:
+        return {n: conn.exec_driver_sql(f"PRAGMA {n}").scalar() for n in names}
+
+
+def test_production_profile_is_the_consensus_list(tmp_path):
+    engine = turbolite.create_engine(f"sqlite:///{tmp_path / 'app.db'}")
+    assert pragmas(engine, "journal_mode", "synchronous", "busy_timeout", "cache_size", "mmap_size", "temp_store",
+                   "foreign_keys", "wal_autocheckpoint", "auto_vacuum") == {
+        "journal_mode": "wal", "synchronous": 1, "busy_timeout": 5000, "cache_size": -64_000,
+        "mmap_size": 268_435_456, "temp_store": 2, "foreign_keys": 1, "wal_autocheckpoint": 1000, "auto_vacuum": 2}
+
+
+def test_durable_is_production_with_synchronous_full(tmp_path):
+    engine = turbolite.create_engine(f"sqlite:///{tmp_path / 'app.db'}", profile="durable")
+    assert pragmas(engine, "synchronous", "journal_mode") == {"synchronous": 2, "journal_mode": "wal"}
+    assert {k: v for k, v in PROFILES["durable"].pragmas.items() if k != "synchronous"} == \
+        {k: v for k, v in PROFILES["production"].pragmas.items() if k != "synchronous"}
+
+
+def test_new_database_only_settings_leave_an_existing_database_alone(tmp_path):
+    path = tmp_path / "old.db"
+    old = sqlite3.connect(path)
+    old.execute("CREATE TABLE t (x)")  # auto_vacuum can no longer change once a table exists
+    old.commit()
+    old.close()
+    engine = turbolite.create_engine(f"sqlite:///{path}")  # verification does not hold auto_vacuum against it
+    assert pragmas(engine, "auto_vacuum", "journal_mode") == {"auto_vacuum": 0, "journal_mode": "wal"}
+
+
+@pytest.mark.parametrize("name", [n for n in PROFILES if n.startswith("study:")])
+def test_the_study_configurations_are_profiles_too(tmp_path, name):
+    engine = turbolite.create_engine(f"sqlite:///{tmp_path / 'b.db'}", profile=name)
+    assert pragmas(engine, "busy_timeout")["busy_timeout"] == 10_000
+
+
+def test_profiles_compose_left_to_right():
+    composed = resolve(["production", {"cache_size": -200_000}])
+    assert composed.pragmas["cache_size"] == -200_000 and composed.pragmas["journal_mode"] == "WAL"
+    assert resolve(PROFILES["durable"]) is PROFILES["durable"]
+    with pytest.raises(ProfileError, match="no profile named 'fast'"):
+        resolve("fast")
+    with pytest.raises(ProfileError, match="synchronous"):
+        Profile("bad", {"synchronous": "SOMETIMES"})
+
+
+def test_write_transactions_begin_immediate(tmp_path):
+    """A deferred transaction that reads then writes would fail at once with SQLITE_BUSY_SNAPSHOT."""
+    engine = turbolite.create_engine(f"sqlite:///{tmp_path / 'app.db'}")
+    with engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE t (x)")
+    other = sqlite3.connect(tmp_path / "app.db", isolation_level=None)
+    other.execute("PRAGMA busy_timeout = 0")
+    with engine.connect() as conn:
+        conn.execute(text("SELECT count(*) FROM t")).scalar()  # the transaction has begun: it holds the lock
+        with pytest.raises(sqlite3.OperationalError, match="locked"):
+            other.execute("BEGIN IMMEDIATE")
+        conn.rollback()
+    other.execute("BEGIN IMMEDIATE")
+    other.execute("ROLLBACK")
+
+
+def test_readers_are_a_separate_read_only_pool(tmp_path):
+    engine = turbolite.create_engine(f"sqlite:///{tmp_path / 'app.db'}", readers=2)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE t (x)")
+        conn.exec_driver_sql("INSERT INTO t VALUES (1)")
+    reader = turbolite.reader(engine)
+    assert reader is not engine and reader is turbolite.reader(engine)
+    with engine.connect() as writing:  # WAL: a reader runs while the writer holds its transaction
+        writing.exec_driver_sql("INSERT INTO t VALUES (2)")
+        with reader.connect() as conn:
+            assert conn.exec_driver_sql("SELECT count(*) FROM t").scalar() == 1
+        writing.commit()
+    with reader.connect() as conn:
+        with pytest.raises(ReadOnlyDatabaseError, match="readonly"):
+            conn.exec_driver_sql("INSERT INTO t VALUES (3)")
+
+
+def test_an_in_memory_database_reads_through_its_one_connection():
+    engine = turbolite.create_engine("sqlite://")
+    assert turbolite.reader(engine) is engine
+    with engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE t (x)")
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT count(*) FROM t").scalar() == 0
+
+
+def test_a_held_write_lock_raises_database_locked_with_the_driver_error_as_cause(tmp_path):
+    engine = turbolite.create_engine(f"sqlite:///{tmp_path / 'app.db'}", profile=["production", {"busy_timeout": 50}])
+    with engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE t (x)")
+    other = sqlite3.connect(tmp_path / "app.db", isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    with pytest.raises(DatabaseLockedError, match="WriteQueue") as caught:
+        with engine.begin() as conn:
+            conn.exec_driver_sql("INSERT INTO t VALUES (1)")
+    assert isinstance(caught.value.__cause__, sqlite3.OperationalError)
+    assert isinstance(caught.value, turbolite.TurboliteError)
+    other.execute("ROLLBACK")
+
+
+def test_the_one_writer_connection_is_shared_in_turn(tmp_path):
+    engine = turbolite.create_engine(f"sqlite:///{tmp_path / 'app.db'}")
+    with engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE t (x)")
+
+    def write(n):
+        for i in range(50):
+            with engine.begin() as conn:
+                conn.execute(text("INSERT INTO t VALUES (:x)"), {"x": n * 100 + i})
+
+    threads = [threading.Thread(target=write, args=(n,)) for n in range(8)]
+    [t.start() for t in threads]
+    [t.join() for t in threads]
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT count(DISTINCT x) FROM t").scalar() == 400
+    assert engine.pool.size() == 1
+
+
+def test_non_sqlite_urls_are_refused_with_what_to_use():
+    with pytest.raises(turbolite.UnsupportedTargetError, match="sqlalchemy.create_engine"):
+        turbolite.create_engine("postgresql+psycopg://localhost/x")
+
+
+@pytest.mark.parametrize("code, cls", [(5, DatabaseLockedError), (13, turbolite.DiskFullError),
+                                       (8, ReadOnlyDatabaseError), (26, turbolite.CorruptDatabaseError)])
+def test_driver_errors_map_to_typed_errors(code, cls):
+    driver = sqlite3.OperationalError("boom")
+    driver.sqlite_errorcode = code
+    error = translate(driver)
+    assert isinstance(error, cls) and error.__cause__ is driver and "boom" in str(error)
+    assert translate(sqlite3.IntegrityError("UNIQUE constraint failed")) is None

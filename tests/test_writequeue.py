@@ -1,0 +1,210 @@
+"""WriteQueue: everything submitted is committed exactly once, answered after COMMIT, failures stay alone."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+import time
+from datetime import datetime
+
+import pytest
+import sqlalchemy
+from sqlalchemy import Column, DateTime, Integer, MetaData, String, Table, bindparam, insert, text
+from sqlalchemy import exc as sa_exc
+
+import turbolite
+from turbolite.profiles import PROFILES, install
+
+metadata = MetaData()
+events = Table("events", metadata, Column("id", Integer, primary_key=True), Column("producer", String, nullable=False),
+               Column("seq", Integer, nullable=False), Column("at", DateTime))
+INSERT = text("INSERT INTO events (producer, seq) VALUES (:producer, :seq)")
+
+
+@pytest.fixture(params=["turbolite", "sqlalchemy"])
+def engine(request, tmp_path):
+    """The queue on a turbolite engine, and on a plain SQLAlchemy engine with the same profile."""
+    url = f"sqlite:///{tmp_path / 'q.db'}"
+    if request.param == "turbolite":
+        made = turbolite.create_engine(url)
+    else:
+        made = sqlalchemy.create_engine(url, connect_args={"check_same_thread": False})
+        install(made, PROFILES["production"])
+    metadata.create_all(made)
+    yield made
+    made.dispose()
+
+
+def stored(engine) -> list[tuple[str, int]]:
+    conn = sqlite3.connect(engine.url.database)
+    try:
+        return conn.execute("SELECT producer, seq FROM events ORDER BY id").fetchall()
+    finally:
+        conn.close()
+
+
+def hold(queue: turbolite.WriteQueue) -> threading.Event:
+    """Keep the writer busy inside a batch until the returned event is set, so later items pile up."""
+    release, inside = threading.Event(), threading.Event()
+
+    def wait(_conn):
+        inside.set()
+        release.wait(10)
+
+    queue.submit(wait)
+    assert inside.wait(5)
+    return release
+
+
+def test_threads_and_asyncio_tasks_lose_nothing(engine):
+    threads, tasks, writes = 8, 8, 150
+    with turbolite.WriteQueue(engine, max_batch=64) as queue:
+        def produce(name):
+            for seq in range(writes):
+                queue.execute(INSERT, {"producer": name, "seq": seq})
+
+        async def produce_async(name):
+            for seq in range(writes):
+                await queue.aexecute(INSERT, {"producer": name, "seq": seq})
+
+        async def all_tasks():
+            await asyncio.gather(*(produce_async(f"task{n}") for n in range(tasks)))
+
+        workers = [threading.Thread(target=produce, args=(f"thread{n}",)) for n in range(threads)]
+        workers.append(threading.Thread(target=lambda: asyncio.run(all_tasks())))
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join()
+    rows = stored(engine)
+    assert len(rows) == (threads + tasks) * writes
+    by_producer: dict[str, list[int]] = {}
+    for producer, seq in rows:
+        by_producer.setdefault(producer, []).append(seq)
+    assert all(seqs == list(range(writes)) for seqs in by_producer.values())  # complete and in order
+    assert len(by_producer) == threads + tasks
+    assert queue.stats.items == len(rows) + 0 and queue.stats.failed == 0
+
+
+def test_a_caller_is_answered_only_after_commit(engine):
+    with turbolite.WriteQueue(engine) as queue:
+        result = queue.execute(INSERT, {"producer": "a", "seq": 1})
+        assert stored(engine) == [("a", 1)]  # another connection sees it: committed
+        assert result.rowcount == 1 and result.lastrowid == 1
+
+
+def test_one_bad_item_in_a_batch_fails_alone(engine):
+    with turbolite.WriteQueue(engine) as queue:
+        queue.execute(text("CREATE UNIQUE INDEX ux ON events (producer, seq)"))
+        release = hold(queue)
+        futures = [queue.submit(INSERT, {"producer": "p", "seq": n}) for n in range(5)]
+        bad = queue.submit(INSERT, {"producer": "p", "seq": 2})  # duplicates an item of the same batch
+        futures += [queue.submit(INSERT, {"producer": "p", "seq": n}) for n in range(5, 9)]
+        release.set()
+        with pytest.raises(sa_exc.IntegrityError, match="UNIQUE"):
+            bad.result(5)
+        assert [f.result(5).rowcount for f in futures] == [1] * 9
+        assert queue.stats.largest_batch >= 10
+    assert sorted(seq for _, seq in stored(engine)) == list(range(9))
+
+
+def test_an_item_that_rolls_back_the_whole_transaction_does_not_take_the_others_with_it(engine):
+    with turbolite.WriteQueue(engine) as queue:
+        queue.execute(text("CREATE UNIQUE INDEX ux ON events (producer, seq)"))
+        queue.execute(INSERT, {"producer": "p", "seq": 0})
+        release = hold(queue)
+        before = queue.submit(INSERT, {"producer": "p", "seq": 1})
+        bad = queue.submit(text("INSERT OR ROLLBACK INTO events (producer, seq) VALUES ('p', 0)"))
+        after = queue.submit(INSERT, {"producer": "p", "seq": 2})
+        release.set()
+        with pytest.raises(sa_exc.IntegrityError):
+            bad.result(5)
+        assert before.result(5).rowcount == after.result(5).rowcount == 1
+        assert queue.stats.retried_batches == 1
+    assert sorted(seq for _, seq in stored(engine)) == [0, 1, 2]
+
+
+def test_close_drains_pending_work_then_refuses_more(engine):
+    queue = turbolite.WriteQueue(engine)
+    release = hold(queue)
+    futures = [queue.submit(INSERT, {"producer": "p", "seq": n}) for n in range(100)]
+    threading.Timer(0.2, release.set).start()
+    queue.close()
+    assert all(f.done() and f.result().rowcount == 1 for f in futures)
+    assert len(stored(engine)) == 100
+    with pytest.raises(turbolite.QueueClosedError, match="closed"):
+        queue.submit(INSERT, {"producer": "p", "seq": 100})
+
+
+def test_a_full_queue_pushes_back_then_times_out(engine):
+    with turbolite.WriteQueue(engine, max_pending=3, put_timeout=0.2) as queue:
+        release = hold(queue)
+        for n in range(3):
+            queue.submit(INSERT, {"producer": "p", "seq": n})
+        began = time.monotonic()
+        with pytest.raises(turbolite.QueueFullError, match="3 writes already pending"):
+            queue.submit(INSERT, {"producer": "p", "seq": 3})
+        assert time.monotonic() - began >= 0.2
+        threading.Timer(0.1, release.set).start()
+        queue.execute(INSERT, {"producer": "p", "seq": 3})  # blocks until there is room, then commits
+    assert len(stored(engine)) == 4
+
+
+def test_functions_get_the_write_connection_and_their_return_value_back(engine):
+    with turbolite.WriteQueue(engine) as queue:
+        def transfer(conn):
+            conn.execute(INSERT, {"producer": "f", "seq": 1})
+            return conn.execute(text("SELECT count(*) FROM events")).scalar()
+
+        assert queue.execute(transfer) == 1
+        assert queue.submit(transfer).result(5) == 2
+
+
+@pytest.mark.parametrize("statement, params", [
+    (insert(events), {"producer": "core", "seq": 1, "at": datetime(2026, 1, 2, 3, 4, 5)}),
+    (text("INSERT INTO events (producer, seq, at) VALUES (:p, :s, :at)").bindparams(bindparam("at", type_=DateTime)),
+     {"p": "typed", "s": 1, "at": datetime(2026, 1, 2, 3, 4, 5)}),
+    ("INSERT INTO events (producer, seq) VALUES (:p, :s)", {"p": "string", "s": 1}),
+])
+def test_statements_of_every_kind_store_what_sqlalchemy_would(engine, statement, params):
+    with turbolite.WriteQueue(engine) as queue:
+        result = queue.execute(statement, params)
+    assert result.rowcount == 1 and result.lastrowid == 1
+    conn = sqlite3.connect(engine.url.database)
+    at = conn.execute("SELECT at FROM events").fetchone()[0]
+    assert at in (None, "2026-01-02 03:04:05.000000")
+
+
+def test_executemany_through_the_queue(engine):
+    with turbolite.WriteQueue(engine) as queue:
+        result = queue.execute(INSERT, [{"producer": "m", "seq": n} for n in range(10)])
+    assert result.rowcount == 10 and len(stored(engine)) == 10
+
+
+def test_a_missing_parameter_is_named(engine):
+    with turbolite.WriteQueue(engine) as queue:
+        with pytest.raises(sa_exc.ArgumentError, match="'seq'"):
+            queue.execute(INSERT, {"producer": "x"})
+
+
+def test_bulk_insert_goes_through_the_queue_in_chunks(engine):
+    rows = [{"producer": "bulk", "seq": n} for n in range(2_500)]
+    with turbolite.WriteQueue(engine) as queue:
+        assert queue.bulk_insert(events, rows, chunk_size=1000) == 2_500
+        assert queue.stats.items == 3
+        assert queue.bulk_upsert(events, [{"id": 1, "producer": "bulk", "seq": -1}], conflict=["id"]) == 1
+    assert len(stored(engine)) == 2_500 and stored(engine)[0] == ("bulk", -1)
+
+
+def test_a_lone_writer_commits_on_its_own_thread(engine):
+    """No thread switch for a lone writer: the caller runs its batch itself when the writer is idle."""
+    with turbolite.WriteQueue(engine) as queue:
+        seen = queue.execute(lambda conn: threading.current_thread().name)
+    assert seen == threading.current_thread().name
+
+
+def test_submit_refuses_what_it_cannot_run(engine):
+    with turbolite.WriteQueue(engine) as queue:
+        with pytest.raises(TypeError, match="callable"):
+            queue.submit(42)
