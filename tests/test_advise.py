@@ -134,3 +134,16 @@ def test_an_index_whose_column_order_scatters_arriving_rows(tmp_path, columns, f
     assert bool(found) is fires
     if fires:
         assert "UniqueConstraint('sub', 'entity')" in found[0].fix and found[0].table == "r"
+
+
+def test_small_transactions_are_read_from_a_write_queues_statistics(tmp_path):
+    import turbolite
+
+    engine = turbolite.create_engine(f"sqlite:///{tmp_path / 'q.db'}")
+    with engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE t (id INTEGER PRIMARY KEY, x INTEGER)")
+    with turbolite.WriteQueue(engine) as queue:
+        for n in range(150):  # one writer: every commit carries one row
+            queue.execute("INSERT INTO t (x) VALUES (:x)", {"x": n})
+        found = [a.rule for a in turbolite.advise(engine, queue=queue)]
+    assert "small_transactions" in found

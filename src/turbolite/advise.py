@@ -183,12 +183,15 @@ def _cache_bytes(conn: sqlite3.Connection, page_size: int) -> int:
 
 
 def advise(target: Any, *, statements: Iterable[str] | None = None,
-           rows_per_transaction: int | None = None) -> list[Advice]:
+           rows_per_transaction: int | None = None, queue: Any = None) -> list[Advice]:
     """What slows writes to this SQLite database (a path, Engine or Connection), each with its fix.
 
     `statements`: SQL seen in use (e.g. `count_queries(engine, keep_statements=True).statements`);
-    indexes none of them uses are reported. `rows_per_transaction`: the write batch size in use.
+    indexes none of them uses are reported. `rows_per_transaction`: the write batch size in use, or
+    `queue`: a WriteQueue whose statistics (mean items per commit, once it has committed 100 batches) say it.
     """
+    if rows_per_transaction is None and queue is not None and queue.stats.batches >= 100:
+        rows_per_transaction = max(1, round(queue.stats.mean_batch))
     seen = list(statements) if statements is not None else None
     found: list[Advice] = []
     with reading(target) as conn:
