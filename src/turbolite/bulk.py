@@ -267,32 +267,37 @@ def _fails(process: Any, value: Any) -> bool:
 
 
 @contextmanager
-def _chunk_writer(target: Target) -> Iterator[tuple[SqliteChunkWriter, Any, bool]]:
+def _chunk_writer(target: Target) -> Iterator[tuple[Any, Any, bool]]:
     """A chunk writer on the target's DBAPI connection: (writer, dialect, commits each chunk)."""
     if isinstance(target, Engine):
-        _require_sqlite(target.dialect)
+        writer_class = _backend(target.dialect)
         pooled = target.raw_connection()
         try:
-            yield SqliteChunkWriter(pooled.dbapi_connection, own_transactions=True), target.dialect, True  # type: ignore[arg-type]
+            yield writer_class(pooled.dbapi_connection, own_transactions=True), target.dialect, True
         finally:
             pooled.close()
     elif isinstance(target, Session):
         target.flush()  # pending ORM objects first, so rows may refer to them
         connection = target.connection()
-        _require_sqlite(connection.dialect)
-        yield SqliteChunkWriter(connection.connection.dbapi_connection, own_transactions=False), connection.dialect, False  # type: ignore[arg-type]
+        writer_class = _backend(connection.dialect)
+        yield writer_class(connection.connection.dbapi_connection, own_transactions=False), connection.dialect, False
     elif isinstance(target, Connection):
-        _require_sqlite(target.dialect)
+        writer_class = _backend(target.dialect)
         if not target.in_transaction():
             target.begin()  # autobegin, as Connection.execute would; the caller commits
-        yield SqliteChunkWriter(target.connection.dbapi_connection, own_transactions=False), target.dialect, False  # type: ignore[arg-type]
+        yield writer_class(target.connection.dbapi_connection, own_transactions=False), target.dialect, False
     else:
         raise UnsupportedTargetError(f"target must be an Engine, Connection or Session, not {type(target).__name__}")
 
 
-def _require_sqlite(dialect: Any) -> None:
-    if dialect.name != "sqlite":
-        raise UnsupportedTargetError(f"turbolite's bulk paths support SQLite in this version, not {dialect.name}")
+def _backend(dialect: Any) -> Any:
+    if dialect.name == "sqlite":
+        return SqliteChunkWriter
+    if dialect.name == "postgresql" and dialect.driver == "psycopg":
+        from .backends.postgresql import PostgresChunkWriter
+        return PostgresChunkWriter
+    raise UnsupportedTargetError(f"turbolite's bulk paths support SQLite and PostgreSQL through psycopg 3, not "
+                                 f"{dialect.name}+{dialect.driver}; use a postgresql+psycopg:// URL")
 
 
 def _write(target: Target, model: Any, rows: Iterable[Any], kind: Kind, chunk_size: int,

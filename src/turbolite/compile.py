@@ -5,6 +5,7 @@ and which bind processor it needs. Compiled once per (table, columns, dialect, k
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from operator import attrgetter, methodcaller
 from datetime import datetime
@@ -12,7 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from sqlalchemy import Table, bindparam, insert
+from sqlalchemy import BigInteger, MetaData, Table, bindparam, insert, select
 from sqlalchemy.engine import Dialect
 from sqlalchemy.schema import Column
 
@@ -32,6 +33,7 @@ class Param:
     scalar: bool  # `generate` ignores the row: compute once per chunk
     process: Callable[[Any], Any] | None  # the type's bind processor for this dialect, if any
     process_column: Callable[[Sequence[Any]], Sequence[Any]] | None = None  # the same, a whole column at once
+    onupdate: bool = False  # an upsert's SET value from a Python-side onupdate, not an inserted value
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,16 @@ class WritePlan:
     provided: tuple[str, ...]  # column keys the rows supply, in the order rows are read
     params: tuple[Param, ...]  # in the statement's parameter order
     check_nan: tuple[int, ...]  # provided positions whose type is floating point
+    # PostgreSQL: the columns a COPY fills, in params order (None: use executemany), and for upserts the
+    # temporary table's name and the INSERT ... SELECT ... ON CONFLICT that merges it into the table
+    copy_columns: tuple[str, ...] | None = None
+    temp_name: str = ""
+    merge_sql: str = ""
+    merge_binds: tuple[tuple[str, Param], ...] = ()
+
+    def merge_params(self) -> dict[str, Any]:
+        """Values for the merge statement's onupdate parameters, computed once per chunk."""
+        return {name: param.generate(None) for name, param in self.merge_binds}  # type: ignore[misc]
 
     @property
     def passthrough(self) -> bool:
@@ -101,6 +113,8 @@ def compile_plan(table: Table, dialect: Dialect, kind: Kind, provided: tuple[str
             "and no default"
         )
 
+    named = dialect
+    dialect = _positional(dialect)
     stmt: Any = insert(table)
     onupdate: list[Column[Any]] = []
     if kind == "upsert":
@@ -113,7 +127,7 @@ def compile_plan(table: Table, dialect: Dialect, kind: Kind, provided: tuple[str
         if name.startswith(_ONUPDATE):
             column = columns[name[len(_ONUPDATE):]]
             generate, scalar = _generator(column.onupdate)
-            params.append(_param(column, None, generate, scalar, dialect))
+            params.append(dataclasses.replace(_param(column, None, generate, scalar, dialect), onupdate=True))
             continue
         column = columns[name]
         if name in provided:
@@ -123,8 +137,66 @@ def compile_plan(table: Table, dialect: Dialect, kind: Kind, provided: tuple[str
             if generate is None:
                 raise SchemaMismatchError(f"column {table.name}.{name} needs a value the rows do not supply")
             params.append(_param(column, None, generate, scalar, dialect))
-    floating = tuple(i for i, k in enumerate(provided) if _is_floating(columns[k]))
-    return WritePlan(table, kind, compiled.string, provided, tuple(params), floating)
+    # SQLite stores NaN as NULL, so the fast path refuses it there; PostgreSQL stores NaN, as the ORM would
+    floating = tuple(i for i, k in enumerate(provided) if _is_floating(columns[k])) if dialect.name == "sqlite" else ()
+    plan = WritePlan(table, kind, compiled.string, provided, tuple(params), floating)
+    if dialect.name == "postgresql":
+        plan = _copy_plan(plan, named, conflict, update)
+    return plan
+
+
+@functools.lru_cache(maxsize=None)
+def _positional_dialect(cls: type) -> Dialect:
+    return cls(paramstyle="format")  # type: ignore[no-any-return]
+
+
+def _positional(dialect: Dialect) -> Dialect:
+    """The dialect itself when it binds by position (SQLite), else a 'format' (%s) twin (psycopg), so that
+    each chunk's rows can go to the driver as plain tuples in the statement's order."""
+    return dialect if dialect.positional else _positional_dialect(type(dialect))
+
+
+def _copy_plan(plan: WritePlan, dialect: Dialect, conflict: tuple[str, ...],
+               update: tuple[str, ...] | None) -> WritePlan:
+    """Add what PostgreSQL's COPY path needs, or leave the plan to executemany where COPY cannot do
+    what the INSERT does (a SQL-expression default, or an onupdate that differs row by row)."""
+    table = plan.table
+    given = {p.column.key for p in plan.params if not p.onupdate}
+    for column in table.columns:
+        default = column.default
+        if column.key not in given and default is not None and (
+                getattr(default, "is_clause_element", False) or getattr(default, "is_sequence", False)):
+            return plan
+    inserted = tuple(p for p in plan.params if not p.onupdate)
+    columns = tuple(p.column.name for p in inserted)
+    if plan.kind == "insert":
+        return dataclasses.replace(plan, copy_columns=columns)
+    if any(not p.scalar for p in plan.params if p.onupdate):
+        return plan
+    if inserted != plan.params[:len(inserted)]:
+        return plan  # onupdate parameters must follow the inserted ones for the rows to be sliced
+    temp_name = f"_turbolite_{table.name}"[:63]
+    temp = Table(temp_name, MetaData(), *(Column(c.name, c.type, key=c.key) for c in (p.column for p in inserted)),
+                 Column("_turbolite_ord", BigInteger))
+    keys = [p.column.key for p in inserted]
+    source = select(*(temp.c[k] for k in keys))
+    if conflict:
+        on = [temp.c[k] for k in conflict]
+        try:
+            from sqlalchemy.dialects.postgresql import distinct_on  # SQLAlchemy 2.1
+            source = source.ext(distinct_on(*on))
+        except ImportError:  # 2.0
+            source = source.distinct(*on)
+        source = source.order_by(*on, temp.c["_turbolite_ord"].desc())  # duplicates: the last row wins
+    stmt, _ = _upsert(table, dialect, plan.provided, conflict, update, source=(keys, source))
+    compiled = stmt.compile(dialect=dialect)
+    binds = tuple((name, p) for name in compiled.binds if name.startswith(_ONUPDATE)
+                  for p in plan.params if p.onupdate and p.column.key == name[len(_ONUPDATE):])
+    return dataclasses.replace(plan, copy_columns=columns, temp_name=temp_name, merge_sql=compiled.string,
+                               merge_binds=binds)
+
+
+
 
 
 def _param(column: Column[Any], source: int | None, generate: Callable[[Any], Any] | None, scalar: bool,
@@ -191,7 +263,7 @@ def _is_floating(column: Column[Any]) -> bool:
 
 
 def _upsert(table: Table, dialect: Dialect, provided: tuple[str, ...], conflict: tuple[str, ...],
-            update: tuple[str, ...] | None) -> tuple[Any, list[Column[Any]]]:
+            update: tuple[str, ...] | None, source: tuple[list[str], Any] | None = None) -> tuple[Any, list[Column[Any]]]:
     columns = table.columns
     if not conflict:
         raise SchemaMismatchError("an upsert needs a conflict target: conflict=('col', ...)")
@@ -217,6 +289,8 @@ def _upsert(table: Table, dialect: Dialect, provided: tuple[str, ...], conflict:
         raise SchemaMismatchError(f"upsert is not supported on {dialect.name}")
     dialect_insert = __import__(module, fromlist=["insert"]).insert
     stmt = dialect_insert(table)
+    if source is not None:
+        stmt = stmt.from_select(*source)
     onupdate = []
     sets: dict[str, Any] = {}
     for key in targets:

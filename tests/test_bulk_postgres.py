@@ -1,0 +1,186 @@
+"""turbolite.bulk_insert / bulk_upsert on PostgreSQL (COPY): what the ORM stores, nothing partial on failure."""
+
+from __future__ import annotations
+
+import math
+from datetime import timedelta
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from sqlalchemy import create_engine, func, select, text
+from sqlalchemy.exc import DataError
+from sqlalchemy.orm import Session
+
+import turbolite
+from turbolite import BulkWriteError
+from turbolite.compile import compile_plan
+
+from .models import FIXED, ODD, STRICT, Base, Every, odd_meta, strict_meta
+from .test_bulk import _strict, every_rows
+
+METAS = (Base.metadata, strict_meta, odd_meta)
+
+
+@pytest.fixture(scope="module")
+def pg(postgres_url):
+    engine = create_engine(postgres_url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def engine(pg):
+    """The test models' tables, created empty for each test and dropped after it."""
+    for meta in METAS:
+        meta.drop_all(pg)
+        meta.create_all(pg)
+    yield pg
+    for meta in METAS:
+        meta.drop_all(pg)
+
+
+def dump(engine, table) -> list[tuple]:
+    with engine.connect() as conn:
+        return [tuple(r) for r in conn.execute(select(table).order_by(*table.primary_key.columns))]
+
+
+def count(engine, table) -> int:
+    with engine.connect() as conn:
+        return conn.execute(select(func.count()).select_from(table)).scalar_one()
+
+
+def test_the_fast_path_is_copy(pg):
+    plan = compile_plan(STRICT, pg.dialect, "insert", ("id", "n", "x", "s"))
+    assert plan.copy_columns == ("id", "n", "x", "s")
+    upsert = compile_plan(STRICT, pg.dialect, "upsert", ("id", "n", "x", "s"), ("id",))
+    assert upsert.copy_columns and "ON CONFLICT (id) DO UPDATE" in upsert.merge_sql and "DISTINCT ON" in upsert.merge_sql
+    # a Python onupdate called per row (as the ORM calls it) cannot ride through COPY: executemany instead
+    assert compile_plan(Every.__table__, pg.dialect, "upsert", ("id", "name"), ("id",)).copy_columns is None
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(rows=every_rows())
+def test_bulk_insert_stores_exactly_what_the_orm_stores(engine, rows):
+    table = Every.__table__
+    with Session(engine) as session:
+        session.add_all([Every(**r) for r in rows])
+        try:
+            session.commit()
+        except DataError:  # PostgreSQL refuses what the ORM sent (a NUL in text): the fast path must refuse too
+            with pytest.raises(BulkWriteError) as failure:
+                turbolite.bulk_insert(engine, Every, rows, chunk_size=7)
+            assert count(engine, table) == failure.value.committed  # whole chunks only
+            with engine.begin() as conn:
+                conn.execute(table.delete())
+            return
+    expected = dump(engine, table)
+    with engine.begin() as conn:
+        conn.execute(table.delete())
+    assert turbolite.bulk_insert(engine, Every, rows, chunk_size=7) == len(rows)
+    assert dump(engine, table) == expected
+    with engine.begin() as conn:
+        conn.execute(table.delete())
+
+
+def test_upsert_twice_equals_upsert_once_and_the_last_duplicate_wins(engine):
+    rows = [{"id": i, "name": f"n{i}"} for i in range(1, 30)] + [{"id": 3, "name": "last"}]
+    turbolite.bulk_upsert(engine, Every, rows, conflict=["id"], chunk_size=1000)
+    once = dump(engine, Every.__table__)
+    turbolite.bulk_upsert(engine, Every, rows, conflict=["id"], chunk_size=1000)
+    twice = dump(engine, Every.__table__)
+    assert len(once) == 29 and [r for r in once if r[0] == 3][0][1] == "last"
+    stamped = [c.key for c in Every.__table__.columns].index("stamped")
+    assert {r[stamped] for r in twice} == {FIXED + timedelta(days=1)}  # onupdate applied on the second pass
+    assert [r[:stamped] for r in twice] == [r[:stamped] for r in once]
+
+
+def test_upsert_on_a_unique_constraint_of_quoted_columns(engine):
+    rows = [{"id": i, "order": f"o{i % 3}", "with space": i % 2, 'quote"d': str(i)} for i in range(6)]
+    turbolite.bulk_insert(engine, ODD, rows[:3])
+    turbolite.bulk_upsert(engine, ODD, [{"id": 100 + i, **{k: v for k, v in r.items() if k != "id"}} for i, r in
+                                        enumerate(rows)], conflict=["order", "with space"])
+    assert count(engine, ODD) == 6
+
+
+BAD = [
+    pytest.param(17, "n", {"n": "seven"}, "str", id="text into INTEGER"),
+    pytest.param(15, "n", {"n": 2**40}, "int", id="out of range for INTEGER"),
+    pytest.param(19, "n", {"n": None}, "NoneType", id="None into NOT NULL"),
+    pytest.param(14, "id", {"id": 11}, "int", id="duplicate key within the chunk"),
+    pytest.param(16, "s", {"s": object()}, "object", id="unsendable value"),  # a list would be stored as '{a}', as by Core
+]
+
+
+@pytest.mark.parametrize("target_kind", ["engine", "session"])
+@pytest.mark.parametrize("row, column, override, value_type", BAD)
+def test_a_bad_row_is_named_and_its_chunk_rolls_back_whole(engine, target_kind, row, column, override, value_type):
+    rows = [_strict(i) for i in range(20)]
+    rows[row] = rows[row] | override
+    if target_kind == "engine":
+        with pytest.raises(BulkWriteError) as failure:
+            turbolite.bulk_insert(engine, STRICT, rows, chunk_size=10)
+        assert failure.value.committed == 10
+    else:
+        with Session(engine) as session:
+            with pytest.raises(BulkWriteError) as failure:
+                turbolite.bulk_insert(session, STRICT, rows, chunk_size=10)
+            assert session.execute(select(func.count()).select_from(STRICT)).scalar_one() == 10
+            session.commit()
+    assert count(engine, STRICT) == 10  # the first chunk; nothing of the second
+    error = failure.value
+    assert (error.table, error.row, error.column) == ("strict_rows", row, column)
+    assert error.value_type == value_type and f"row {row}" in str(error)
+    turbolite.bulk_insert(engine, STRICT, [_strict(100)])  # the connection is usable afterwards
+
+
+@pytest.mark.parametrize("kind", ["insert", "upsert"])
+def test_a_duplicate_of_a_stored_row_is_named(engine, kind):
+    turbolite.bulk_insert(engine, ODD, [{"id": 1, "order": "a", "with space": 1, 'quote"d': "q"}])
+    rows = [{"id": i, "order": f"b{i}", "with space": i, 'quote"d': "q"} for i in range(2, 6)]
+    rows.append({"id": 9, "order": "a", "with space": 1, 'quote"d': "q"})  # clashes with the stored row's unique key
+    with pytest.raises(BulkWriteError) as failure:
+        if kind == "insert":
+            turbolite.bulk_insert(engine, ODD, rows)
+        else:
+            turbolite.bulk_upsert(engine, ODD, rows, conflict=["id"])
+    assert (failure.value.row, failure.value.column, failure.value.committed) == (4, "order", 0)
+    assert count(engine, ODD) == 1
+
+
+def test_nan_is_stored_as_the_orm_stores_it(engine):
+    turbolite.bulk_insert(engine, STRICT, [_strict(1, x=math.nan), _strict(2, x=math.inf)])
+    values = [r[2] for r in dump(engine, STRICT)]
+    assert math.isnan(values[0]) and values[1] == math.inf
+
+
+def test_a_generator_that_raises_midway_leaves_no_partial_chunk(engine):
+    def rows():
+        for i in range(25):
+            if i == 23:
+                raise RuntimeError("the source broke")
+            yield _strict(i)
+
+    with pytest.raises(RuntimeError, match="the source broke"):
+        turbolite.bulk_insert(engine, STRICT, rows(), chunk_size=10)
+    assert count(engine, STRICT) == 20  # two whole chunks, nothing of the third
+
+
+def test_inside_a_connection_nothing_is_committed_until_the_caller_commits(engine):
+    with engine.connect() as conn:
+        turbolite.bulk_insert(conn, STRICT, [_strict(i) for i in range(30)], chunk_size=7)
+        assert conn.execute(select(func.count()).select_from(STRICT)).scalar_one() == 30
+        assert count(engine, STRICT) == 0
+        conn.commit()
+    assert count(engine, STRICT) == 30
+
+
+def test_repository_works_unchanged(engine):
+    with Session(engine) as session:
+        repo = turbolite.Repository(session, Every)
+        repo.create(id=1, name="orm")
+        assert repo.bulk_insert([{"id": i, "name": f"b{i}"} for i in range(2, 50)]) == 48
+        assert repo.bulk_upsert([{"id": 1, "name": "fast"}], conflict=["id"]) == 1
+        assert repo.get(1).name == "fast"
+        session.commit()
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM every")).scalar() == 49
