@@ -133,9 +133,19 @@ def test_the_one_writer_connection_is_shared_in_turn(tmp_path):
     assert engine.pool.size() == 1
 
 
-def test_non_sqlite_urls_are_refused_with_what_to_use():
+def test_other_databases_are_refused_with_what_to_use():
     with pytest.raises(turbolite.UnsupportedTargetError, match="sqlalchemy.create_engine"):
-        turbolite.create_engine("postgresql+psycopg://localhost/x")
+        turbolite.create_engine("mysql://localhost/x")
+    with pytest.raises(turbolite.UnsupportedTargetError, match="psycopg 3"):
+        turbolite.create_engine("postgresql+psycopg2://localhost/x")
+
+
+def test_postgresql_urls_get_psycopg_and_a_pinging_pool(postgres_url):
+    engine = turbolite.create_engine(postgres_url.replace("+psycopg", ""))
+    assert engine.dialect.driver == "psycopg" and engine.pool._pre_ping and engine.pool.size() == 10
+    assert turbolite.reader(engine) is engine
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT 1").scalar() == 1
 
 
 @pytest.mark.parametrize("code, cls", [(5, DatabaseLockedError), (13, turbolite.DiskFullError),

@@ -145,6 +145,8 @@ class Runner:
                 console.print(f"[yellow]{cell['id']}: its database is gone; starting the cell again[/]")
         cell["checkpoints"], cell["rss_samples"] = [], []
         safe = cell["id"].replace("/", "-").replace("@", "-")
+        if self.settings["db_dir"]:
+            Path(self.settings["db_dir"]).mkdir(parents=True, exist_ok=True)  # --db-dir may name a new folder
         cell["work_dir"] = tempfile.mkdtemp(prefix=f"sqlite_bench-{safe}-", dir=self.settings["db_dir"])
         cell["db_path"] = str(Path(cell["work_dir"]) / "bench.db")
 

@@ -83,6 +83,46 @@ def checkpoint(args: argparse.Namespace) -> int:
     return 1 if busy else 0
 
 
+def copy(args: argparse.Namespace) -> int:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from .copy import copy_database
+    from .engine import create_engine
+
+    metadata = None
+    if args.models:
+        module_name, _, attribute = args.models.partition(":")
+        try:
+            import importlib
+
+            found = getattr(importlib.import_module(module_name), attribute or "metadata")
+        except (ImportError, AttributeError) as exc:
+            return _fail("copy", f"--models {args.models}: {exc}")
+        metadata = getattr(found, "metadata", found)
+    try:
+        source, dest = create_engine(_url(args.source)), create_engine(_url(args.dest))
+        with Progress(TextColumn("{task.description:<24}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                      transient=False) as bars:
+            tasks: dict[str, int] = {}
+
+            def progress(table: str, done: int, total: int) -> None:
+                if table not in tasks:
+                    tasks[table] = bars.add_task(table, total=total)
+                bars.update(tasks[table], completed=done)
+
+            report = copy_database(source, dest, metadata=metadata, tables=args.tables or None,
+                                   chunk_size=args.chunk_size, resume=args.resume, progress=progress)
+    except (OSError, TurboliteError) as exc:
+        return _fail("copy", exc)
+    print(report)
+    return 0
+
+
+def _url(text: str) -> str:
+    """A URL as given, or a path to an SQLite file."""
+    return text if "://" in text else f"sqlite:///{text}"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="turbolite", description="turbolite's tools for SQLite databases")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -92,14 +132,14 @@ def main(argv: list[str] | None = None) -> int:
     check.add_argument("database", help="path to the SQLite file (opened read-only)")
     check.set_defaults(run=doctor)
 
-    copy = commands.add_parser("backup", help="copy a live database safely, then check the copy")
-    copy.add_argument("database")
-    copy.add_argument("dest")
-    copy.add_argument("--method", choices=["online", "vacuum"], default="online",
+    save = commands.add_parser("backup", help="copy a live database safely, then check the copy")
+    save.add_argument("database")
+    save.add_argument("dest")
+    save.add_argument("--method", choices=["online", "vacuum"], default="online",
                       help="online: stepped backup of one snapshot (default); vacuum: compacted copy (VACUUM INTO)")
-    copy.add_argument("--pages-per-step", type=int, default=1024)
-    copy.add_argument("--overwrite", action="store_true", help="replace DEST if it exists")
-    copy.set_defaults(run=backup)
+    save.add_argument("--pages-per-step", type=int, default=1024)
+    save.add_argument("--overwrite", action="store_true", help="replace DEST if it exists")
+    save.set_defaults(run=backup)
 
     mig = commands.add_parser("migrate", help="apply numbered .sql files, tracked in PRAGMA user_version")
     mig.add_argument("database")
@@ -113,6 +153,17 @@ def main(argv: list[str] | None = None) -> int:
     ckpt.add_argument("database")
     ckpt.add_argument("--mode", choices=["passive", "full", "restart", "truncate"], default="truncate")
     ckpt.set_defaults(run=checkpoint)
+
+    move = commands.add_parser("copy", help="copy every table to another database through the fast paths "
+                                            "(SQLite -> PostgreSQL and back), checking row counts")
+    move.add_argument("source", help="URL (postgresql+psycopg://...) or SQLite path")
+    move.add_argument("dest", help="URL or SQLite path; missing tables are created")
+    move.add_argument("--tables", nargs="*", help="only these tables (default: all, in foreign-key order)")
+    move.add_argument("--models", help="module:Base (or module:metadata) to create the destination's tables from")
+    move.add_argument("--chunk-size", type=int, default=10_000)
+    move.add_argument("--resume", action="store_true",
+                      help="empty and copy again tables that hold only part of the source's rows")
+    move.set_defaults(run=copy)
 
     args = parser.parse_args(argv)
     return int(args.run(args))
