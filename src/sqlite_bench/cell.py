@@ -30,12 +30,19 @@ from .generator import Phase, RowGenerator
 from .monitor import RssSampler, memory_breakdown
 from .paths import PATHS, Writer, error_kind
 from .schema import TABLE, create_schema
+from .server import is_server
 
 Emit = Callable[..., None]
 _PROGRESS_EVERY_S = 0.25
 
 
-def file_sizes(db_path: str) -> dict[str, int]:
+def file_sizes(db_path: str, engine: Engine | None = None) -> dict[str, int]:
+    """The database file and its WAL and shared-memory files; on PostgreSQL, the database's size."""
+    if is_server(db_path):
+        assert engine is not None
+        with engine.connect() as conn:
+            size = conn.exec_driver_sql("SELECT pg_database_size(current_database())").scalar_one()
+        return {"db_bytes": int(size), "wal_bytes": 0, "shm_bytes": 0}
     sizes = {}
     for suffix, key in (("", "db_bytes"), ("-wal", "wal_bytes"), ("-shm", "shm_bytes")):
         try:
@@ -61,7 +68,8 @@ def verify(engine: Engine, generator: RowGenerator, rows: int, phases: list[Phas
     last = phases[-1]
     with engine.connect() as conn:
         count = conn.execute(select(func.count()).select_from(TABLE)).scalar_one()
-        quick_check = [r[0] for r in conn.exec_driver_sql("PRAGMA quick_check")]
+        sqlite = engine.dialect.name == "sqlite"
+        quick_check = [r[0] for r in conn.exec_driver_sql("PRAGMA quick_check")] if sqlite else ["ok"]
         if count != rows:
             problems.append(f"row count {count:,} != expected {rows:,}")
         if quick_check != ["ok"]:
@@ -86,7 +94,7 @@ def verify(engine: Engine, generator: RowGenerator, rows: int, phases: list[Phas
         "passed": not problems,
         "row_count": count,
         "expected_rows": rows,
-        "quick_check": quick_check[0] if quick_check == ["ok"] else "; ".join(quick_check[:5]),
+        "quick_check": ("ok" if sqlite else "not run (PostgreSQL)") if quick_check == ["ok"] else "; ".join(quick_check[:5]),
         "sampled_rows": len(samples),
         "problems": problems,
     }
@@ -217,8 +225,10 @@ class CellRun:
         if self.sampler:
             self.sampler.start()
         create_schema(self.engine, spec.get("schema", "study"))
-        with self.engine.connect() as conn:
-            readback = self.config.profile.verify(conn.connection.dbapi_connection)
+        readback: dict[str, Any] = {}
+        if self.engine.dialect.name == "sqlite":
+            with self.engine.connect() as conn:
+                readback = self.config.profile.verify(conn.connection.dbapi_connection)
         self.emit(event="started", pid=os.getpid(), profile=readback)
 
         completed = {(c["phase"], c["rows"]) for c in spec["completed"]}
@@ -262,7 +272,7 @@ class CellRun:
             peak_rss_mb=max(mb for _, mb in samples),
             rss_samples=samples,
             memory=memory_breakdown(),
-            files=file_sizes(self.spec["db_path"]),
+            files=file_sizes(self.spec["db_path"], self.engine),
             **segment,
         )
 

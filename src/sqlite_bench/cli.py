@@ -67,6 +67,10 @@ def _common(parser: argparse.ArgumentParser, *, scales: str, mode: str, phases: 
     parser.add_argument("--db-dir", default=tempfile.gettempdir(),
                         help="where each cell's fresh temporary database directory is made (local disk)")
     parser.add_argument("--keep-db", action="store_true", help="keep each cell's database after it passes")
+    parser.add_argument("--db", metavar="URL", default=None,
+                        help="run on a PostgreSQL server instead (postgresql+psycopg://user@host/db): each cell gets "
+                             "a fresh database there, dropped when it passes; the configuration's chunk and pool "
+                             "sizes apply, its SQLite PRAGMAs do not")
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help="generator seed (fixes keys and payloads)")
     parser.add_argument("--sample-interval", type=float, default=1.0,
                         help="seconds between RSS samples in the measured process; 0 turns the sampler off")
@@ -107,8 +111,18 @@ def _plan(args: argparse.Namespace, benchmark: str, configs: list[str], study_ch
                          schemas=args.schema, keys=args.key),
         scales=args.scales, phases=args.phases, seed=args.seed, sample_interval=args.sample_interval,
         instrumented=args.instrumented, max_retries=args.max_retries, count_queries=args.count_queries,
-        db_dir=args.db_dir, keep_db=args.keep_db,
+        db_dir=args.db_dir, keep_db=args.keep_db, db_url=_server(args),
     )
+
+
+def _server(args: argparse.Namespace) -> str | None:
+    if not args.db:
+        return None
+    if not args.db.startswith(("postgresql://", "postgresql+psycopg://")):
+        raise SystemExit(f"--db takes a postgresql+psycopg:// URL, not {args.db!r}")
+    if "engine" in args.mode:
+        raise SystemExit("the engine path measures SQLite's own limit; leave it out with --db")
+    return args.db.replace("postgresql://", "postgresql+psycopg://", 1)
 
 
 def _resume(path: str, argv: list[str], module: str) -> int:

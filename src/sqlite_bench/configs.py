@@ -69,7 +69,10 @@ def parse_configs(spec: str) -> list[BenchConfig]:
 
 
 def open_engine(config: BenchConfig, db_path: str) -> Engine:
-    """An engine on `db_path` with the config's pool, every connection set up by its profile."""
+    """An engine on `db_path` with the config's pool, every connection set up by its profile; on a
+    PostgreSQL URL, the same pool through psycopg 3 (PRAGMA profiles are SQLite's; the server's settings apply)."""
+    if "://" in db_path:
+        return create_engine(db_path, pool_size=config.pool_size, max_overflow=config.max_overflow)
     engine = create_engine(
         f"sqlite:///{db_path}",
         pool_size=config.pool_size,

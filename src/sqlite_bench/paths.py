@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Protocol
 
 from sqlalchemy import insert
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
@@ -71,8 +72,20 @@ def parse_paths(spec: str) -> list[str]:
 
 
 def variable_limit(dbapi_connection: sqlite3.Connection) -> int:
-    """SQLite's bound-parameter limit as this connection's library was built (999 before 3.32)."""
+    """SQLite's bound-parameter limit as this connection's library was built (999 before 3.32);
+    PostgreSQL's wire protocol allows 65,535 per statement."""
+    if not isinstance(dbapi_connection, sqlite3.Connection):
+        return 65_535
     return dbapi_connection.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
+
+
+def dialect_insert(engine: Engine):  # type: ignore[no-untyped-def]
+    """The INSERT construct with ON CONFLICT for the engine's database."""
+    return postgresql_insert if engine.dialect.name == "postgresql" else sqlite_insert
+
+
+def server_only(engine: Engine) -> bool:
+    return engine.dialect.name != "sqlite"
 
 
 @register("orm", "SQLAlchemy ORM: bulk_save_objects; upsert via insert().on_conflict_do_update")
@@ -84,6 +97,7 @@ class OrmWriter:
         limit = variable_limit(self.session.connection().connection.dbapi_connection)
         self.rows_per_statement = max(1, limit // len(COLUMNS))
         self.session.rollback()
+        self.dialect_insert = dialect_insert(engine)
 
     def insert(self, rows: list[dict]) -> None:
         try:
@@ -97,7 +111,7 @@ class OrmWriter:
         step = self.rows_per_statement
         try:
             for i in range(0, len(rows), step):
-                stmt = sqlite_insert(BenchRow).values(rows[i : i + step])
+                stmt = self.dialect_insert(BenchRow).values(rows[i : i + step])
                 stmt = stmt.on_conflict_do_update(
                     index_elements=list(NATURAL_KEY),
                     set_={c: stmt.excluded[c] for c in UPDATE_COLUMNS},
@@ -117,41 +131,52 @@ def _stamp(value: datetime | None) -> str | None:
     return None if value is None else value.isoformat(" ", "microseconds")
 
 
-@register("raw", "sqlite3 executemany of tuples on the DBAPI connection (the study's fast path)")
+@register("raw", "DBAPI executemany of tuples: sqlite3 (the study's fast path) or psycopg 3 on PostgreSQL")
 class RawWriter:
-    """Hand-written SQL and tuples, as in the study; one DBAPI connection held for the writer's life."""
+    """Hand-written SQL and tuples, as in the study; one DBAPI connection held for the writer's life.
+    On PostgreSQL the same SQL with %s placeholders, datetimes passed as they are (psycopg adapts them)."""
 
     def __init__(self, engine: Engine) -> None:
         self.pooled = engine.raw_connection()
         self.dbapi = self.pooled.dbapi_connection
+        self.sqlite = not server_only(engine)
+        self.insert_sql, self.upsert_sql = ((INSERT_SQL, UPSERT_SQL) if self.sqlite else
+                                            (INSERT_SQL.replace("?", "%s"), UPSERT_SQL.replace("?", "%s")))
 
     def _write(self, sql: str, rows: list[dict]) -> None:
+        stamp = _stamp if self.sqlite else _same
         params = [
             (r["row_id"], r["tenant_id"], r["entity_id"], r["sub_entity_id"], r["bucket_index"],
              r["measurement_x"], r["measurement_y"], r["measurement_z"], r["category_id"], r["weight"],
-             r["status"], _stamp(r["created_at"]), _stamp(r["updated_at"]))
+             r["status"], stamp(r["created_at"]), stamp(r["updated_at"]))
             for r in rows
         ]
         try:
-            self.dbapi.executemany(sql, params)
+            cursor = self.dbapi.cursor()
+            cursor.executemany(sql, params)
+            cursor.close()
             self.dbapi.commit()
         except BaseException:
             self.dbapi.rollback()
             raise
 
     def insert(self, rows: list[dict]) -> None:
-        self._write(INSERT_SQL, rows)
+        self._write(self.insert_sql, rows)
 
     def upsert(self, rows: list[dict]) -> None:
-        self._write(UPSERT_SQL, rows)
+        self._write(self.upsert_sql, rows)
 
     def close(self) -> None:
         self.pooled.close()
 
 
-def _upsert_statement(target: object) -> object:
+def _same(value: datetime | None) -> datetime | None:
+    return value
+
+
+def _upsert_statement(target: object, engine: Engine) -> object:
     """INSERT ... ON CONFLICT (natural key) DO UPDATE SET payload = excluded.payload, for executemany."""
-    stmt = sqlite_insert(target)
+    stmt = dialect_insert(engine)(target)
     return stmt.on_conflict_do_update(index_elements=list(NATURAL_KEY),
                                       set_={c: stmt.excluded[c] for c in UPDATE_COLUMNS})
 
@@ -161,7 +186,7 @@ class OrmBulkWriter:
     def __init__(self, engine: Engine) -> None:
         self.session = Session(engine)
         self.insert_stmt = insert(BenchRow)
-        self.upsert_stmt = _upsert_statement(BenchRow)
+        self.upsert_stmt = _upsert_statement(BenchRow, engine)
 
     def _run(self, stmt: object, rows: list[dict]) -> None:
         try:
@@ -186,7 +211,7 @@ class CoreWriter:
     def __init__(self, engine: Engine) -> None:
         self.connection = engine.connect()
         self.insert_stmt = TABLE.insert()
-        self.upsert_stmt = _upsert_statement(TABLE)
+        self.upsert_stmt = _upsert_statement(TABLE, engine)
 
     def _run(self, stmt: object, rows: list[dict]) -> None:
         with self.connection.begin():  # commits, or rolls back on error
@@ -226,6 +251,8 @@ class EngineLimitWriter:
     TEMP table (untimed); the timed write is one INSERT ... SELECT, so no Python runs per row."""
 
     def __init__(self, engine: Engine) -> None:
+        if server_only(engine):
+            raise ValueError("the engine path measures SQLite's own limit; it does not run on PostgreSQL")
         self.raw = RawWriter(engine)
         self.dbapi = self.raw.dbapi
         self.dbapi.execute("CREATE TEMP TABLE IF NOT EXISTS staging AS SELECT * FROM main.bench_rows WHERE 0")
@@ -265,5 +292,10 @@ def error_kind(exc: BaseException) -> str:
     if isinstance(orig, sqlite3.OperationalError) and any(w in str(orig).lower() for w in ("locked", "busy")):
         return "locked"
     if isinstance(orig, sqlite3.IntegrityError) or "NOT NULL constraint" in str(exc):
+        return "integrity"
+    kind = type(orig).__name__
+    if kind in ("DeadlockDetected", "LockNotAvailable", "SerializationFailure"):
+        return "locked"
+    if kind in ("UniqueViolation", "NotNullViolation", "IntegrityError", "ForeignKeyViolation", "CheckViolation"):
         return "integrity"
     return "other"

@@ -25,6 +25,7 @@ from rich.text import Text
 
 from . import results
 from .configs import CONFIGS
+from .server import create_database, database_exists, drop_database, is_server, redact
 from .summary import print_summary
 from .sysinfo import system_info
 from .units import format_count
@@ -47,13 +48,14 @@ class Plan:
     count_queries: bool = False
     db_dir: str = field(default_factory=tempfile.gettempdir)
     keep_db: bool = False
+    db_url: str | None = None  # a PostgreSQL server: each cell gets a fresh database there instead of a file
 
     def settings(self) -> dict[str, Any]:
         return {
             "scales": self.scales, "phases": self.phases, "seed": self.seed,
             "sample_interval": self.sample_interval, "instrumented": self.instrumented,
             "max_retries": self.max_retries, "count_queries": self.count_queries, "db_dir": self.db_dir,
-            "keep_db": self.keep_db,
+            "keep_db": self.keep_db, "db_url": self.db_url,
         }
 
 
@@ -135,12 +137,14 @@ class Runner:
     def _prepare(self, cell: dict[str, Any], console: Console) -> None:
         """Resume the cell in its database if it has checkpoints and the database survived; else start fresh."""
         db = cell.get("db_path")
-        if cell["checkpoints"] and db and Path(db).exists():
+        if cell["checkpoints"] and db and (database_exists(db) if is_server(db) else Path(db).exists()):
             last = cell["checkpoints"][-1]
             console.print(f"resuming {cell['id']} after its {last['phase']} checkpoint at {format_count(last['rows'])}")
             return
         if cell["work_dir"]:
             shutil.rmtree(cell["work_dir"], ignore_errors=True)
+            if is_server(db):
+                drop_database(db)  # type: ignore[arg-type]
             if cell["checkpoints"]:
                 console.print(f"[yellow]{cell['id']}: its database is gone; starting the cell again[/]")
         cell["checkpoints"], cell["rss_samples"] = [], []
@@ -148,7 +152,8 @@ class Runner:
         if self.settings["db_dir"]:
             Path(self.settings["db_dir"]).mkdir(parents=True, exist_ok=True)  # --db-dir may name a new folder
         cell["work_dir"] = tempfile.mkdtemp(prefix=f"sqlite_bench-{safe}-", dir=self.settings["db_dir"])
-        cell["db_path"] = str(Path(cell["work_dir"]) / "bench.db")
+        server = self.settings.get("db_url")
+        cell["db_path"] = create_database(server, safe) if server else str(Path(cell["work_dir"]) / "bench.db")
 
     def run_cell(self, cell: dict[str, Any], progress: Progress) -> None:
         console = progress.console
@@ -219,8 +224,11 @@ class Runner:
         cell["finished_at"] = results.utc_now()
         if cell["status"] == "done" and not self.settings["keep_db"]:
             shutil.rmtree(cell["work_dir"], ignore_errors=True)
+            if is_server(cell["db_path"]):
+                drop_database(cell["db_path"])
         elif cell["status"] == "failed":
-            console.print(f"  its database is kept for inspection in {cell['work_dir']}")
+            where = redact(cell["db_path"]) if is_server(cell["db_path"]) else cell["work_dir"]
+            console.print(f"  its database is kept for inspection in {where}")
         self.save()
 
 

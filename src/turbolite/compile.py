@@ -199,6 +199,7 @@ def _copy_plan(plan: WritePlan, dialect: Dialect, conflict: tuple[str, ...],
 
 
 
+
 def _param(column: Column[Any], source: int | None, generate: Callable[[Any], Any] | None, scalar: bool,
            dialect: Dialect) -> Param:
     process = column.type.dialect_impl(dialect).bind_processor(dialect)

@@ -71,16 +71,19 @@ class PostgresChunkWriter:
         if width != len(plan.params):  # an upsert's onupdate values go to the merge, not the COPY
             params = [row[:width] for row in params]
         if plan.kind == "insert":
-            self._copy(cursor, _table(plan), copy_columns, params, position, ordinal=False)
+            self._copy(cursor, _table(plan), plan, params, position, ordinal=False)
         else:
             temp = self._temp_table(cursor, plan)
-            self._copy(cursor, temp, copy_columns, params, position, ordinal=True)
+            self._copy(cursor, temp, plan, params, position, ordinal=True)
             cursor.execute(plan.merge_sql, plan.merge_params())  # type: ignore[arg-type]
 
     @staticmethod
-    def _copy(cursor: Any, target: sql.Composable, columns: tuple[str, ...], params: list[Sequence[Any]],
+    def _copy(cursor: Any, target: sql.Composable, plan: WritePlan, params: list[Sequence[Any]],
               position: list[int], *, ordinal: bool) -> None:
+        columns = plan.copy_columns or ()
         names = [*columns, _ORD] if ordinal else list(columns)
+        # Text format, as psycopg dumps each Python value: the server converts it as it would a bound value.
+        # (Binary COPY was faster here but silently truncates an int past int4 and refuses an int for text.)
         statement = sql.SQL("COPY {} ({}) FROM STDIN").format(target, sql.SQL(", ").join(map(sql.Identifier, names)))
         with cursor.copy(statement) as copy:
             write = copy.write_row
