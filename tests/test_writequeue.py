@@ -208,3 +208,28 @@ def test_submit_refuses_what_it_cannot_run(engine):
     with turbolite.WriteQueue(engine) as queue:
         with pytest.raises(TypeError, match="callable"):
             queue.submit(42)
+
+
+def test_the_queue_runs_on_postgresql_too(postgres_url):
+    engine = turbolite.create_engine(postgres_url)
+    metadata.drop_all(engine)
+    metadata.create_all(engine)
+    try:
+        with turbolite.WriteQueue(engine) as queue:
+            queue.execute(text("CREATE UNIQUE INDEX ux ON events (producer, seq)"))
+            release = hold(queue)
+            good = [queue.submit(INSERT, {"producer": "pg", "seq": n}) for n in range(20)]
+            bad = queue.submit(INSERT, {"producer": "pg", "seq": 3})
+            release.set()
+            with pytest.raises(sa_exc.IntegrityError):
+                bad.result(5)
+            assert all(f.result(5).rowcount == 1 for f in good)
+            threads = [threading.Thread(target=lambda n=n: [queue.execute(INSERT, {"producer": f"t{n}", "seq": s})
+                                                            for s in range(50)]) for n in range(4)]
+            [t.start() for t in threads]
+            [t.join() for t in threads]
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT count(*) FROM events")).scalar() == 220
+    finally:
+        metadata.drop_all(engine)
+        engine.dispose()

@@ -39,7 +39,8 @@ Work = Executable | str | Callable[[Connection], Any]
 
 
 class WriteResult(NamedTuple):
-    """What a statement sent through the queue did, known once its batch committed."""
+    """What a statement sent through the queue did, known once its batch committed (lastrowid: SQLite's rowid
+    of a single-row INSERT; None for executemany and on PostgreSQL, where RETURNING through a function does it)."""
 
     rowcount: int
     lastrowid: int | None
@@ -359,7 +360,8 @@ class WriteQueue:
                 return self._run_text(work, names, item.params)
         if isinstance(work, Executable):
             result = conn.execute(work, item.params)  # type: ignore[arg-type]
-            lastrowid = result.lastrowid if not isinstance(item.params, (list, tuple)) else None
+            # psycopg has no lastrowid (PostgreSQL answers RETURNING instead)
+            lastrowid = result.lastrowid if self._sqlite and not isinstance(item.params, (list, tuple)) else None
             return WriteResult(result.rowcount, lastrowid)
         return work(conn)
 
