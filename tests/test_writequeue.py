@@ -233,3 +233,12 @@ def test_the_queue_runs_on_postgresql_too(postgres_url):
     finally:
         metadata.drop_all(engine)
         engine.dispose()
+
+
+def test_an_in_memory_database_works_and_closing_the_queue_leaves_the_engine_usable():
+    engine = turbolite.create_engine("sqlite://")
+    metadata.create_all(engine)
+    with turbolite.WriteQueue(engine) as queue:
+        queue.execute(INSERT, {"producer": "m", "seq": 1})
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM events")).scalar() == 1

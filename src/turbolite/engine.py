@@ -108,8 +108,8 @@ def _in_memory(url: URL) -> bool:
 
 def _open(url: URL, profile: Profile, options: dict[str, Any], *, read_only: bool, size: int,
           timeout: float) -> Engine:
+    options = dict(options)  # the caller's dict is reused for the reader pool and the queue's connection
     connect_args = {"check_same_thread": False, **options.pop("connect_args", {})}
-    options = dict(options)
     if _in_memory(url):
         options.setdefault("poolclass", StaticPool)
     else:

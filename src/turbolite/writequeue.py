@@ -122,8 +122,9 @@ class WriteQueue:
         self._closed = False
         self._full_waiters = 0
         self._writing = False  # a thread (the queue's own or a leading caller) holds the write connection
-        self._own_engine = dedicated_writer(engine) if profile_of(engine) is not None else None
-        self._engine = self._own_engine or engine
+        child = dedicated_writer(engine) if profile_of(engine) is not None else engine
+        self._own_engine = child if child is not engine else None  # ours to dispose (never the caller's engine)
+        self._engine = child
         self._sqlite = self._engine.dialect.name == "sqlite"
         self._begin_here = self._sqlite and self._own_engine is None  # turbolite engines begin IMMEDIATE themselves
         self._connection = self._engine.connect()  # opened here, so a bad database fails the constructor
