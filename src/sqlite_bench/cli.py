@@ -171,12 +171,31 @@ def plot_curve(argv: list[str] | None = None) -> int:
     return 0
 
 
+def report(argv: list[str] | None = None) -> int:
+    """`sqlite-bench report RESULTS... --out DIR`: Markdown tables, PNG plots and one offline HTML page."""
+    from . import results as results_module
+    from .report import build_report
+
+    parser = argparse.ArgumentParser(prog="sqlite-bench report", description=report.__doc__)
+    parser.add_argument("results", nargs="+", help="results.json files (several machines merge into one table)")
+    parser.add_argument("--out", required=True, help="folder for report.md, report.html and the plots")
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        loaded = [results_module.load(p) for p in args.results]
+    except (OSError, ValueError) as exc:
+        print(f"cannot read results: {exc}", file=sys.stderr)
+        return 2
+    built = build_report(loaded, args.out)
+    print(f"{built.out / 'report.html'}: {len(built.tables)} tables, {len(built.plots)} plots")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
-    """`sqlite-bench before-after ...`, `sqlite-bench scale ...`, `sqlite-bench plot-curve ...`."""
+    """`sqlite-bench before-after ...`, `sqlite-bench scale ...`, `sqlite-bench plot-curve ...`, `sqlite-bench report ...`."""
     argv = sys.argv[1:] if argv is None else argv
-    commands = {"before-after": before_after, "scale": scale_benchmark, "plot-curve": plot_curve}
+    commands = {"before-after": before_after, "scale": scale_benchmark, "plot-curve": plot_curve, "report": report}
     if not argv or argv[0] not in commands:
-        print("usage: sqlite-bench {before-after,scale,plot-curve} [options]  (each takes --help)", file=sys.stderr)
+        print("usage: sqlite-bench {before-after,scale,plot-curve,report} [options]  (each takes --help)", file=sys.stderr)
         return 2
     return commands[argv[0]](argv[1:])
 

@@ -36,6 +36,7 @@ from turbolite.profiles import PROFILES, Profile, install
 from . import results
 from .cell import file_sizes
 from .monitor import memory_breakdown
+from .runner import write_report
 from .stats import percentile
 from .sysinfo import system_info
 
@@ -243,6 +244,7 @@ def main(argv: list[str] | None = None) -> int:
     work.cleanup()
     print_table(data, console)
     console.print(f"results: {out / results.FILENAME}")
+    write_report(data, out / "report", console)
     return 0 if all(c["status"] == "done" for c in cells) else 1
 
 

@@ -57,3 +57,146 @@ def throughput_over_rows(results: Iterable[dict[str, Any]], out: str | Path, pha
     fig.savefig(out, format="png")
     plt.close(fig)
     return labels
+
+
+def _save(fig: Any, out: str | Path) -> None:
+    fig.tight_layout()
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, format="png")
+    plt.close(fig)
+
+
+def _rows_axis(ax: Any) -> None:
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _p: format_count(int(v)) if v >= 1 else "0"))
+    ax.grid(True, alpha=0.3)
+
+
+def _short(cell: dict[str, Any]) -> str:
+    extra = "".join(f" +{v}" for v, d in ((cell.get("schema", "study"), "study"), (cell.get("key", "uuid4"), "uuid4"))
+                    if v != d)
+    return f"{cell['path']}{extra} {cell['config']} {format_count(cell['chunk_size'])}"
+
+
+def throughput_per_config(cells: list[dict[str, Any]], out: str | Path, phase: str = "insert") -> list[str]:
+    """Bars: rows/s at each cell's largest checkpoint of `phase`, one bar per cell, grouped by configuration."""
+    bars = []
+    for cell in cells:
+        points = [cp for cp in cell["checkpoints"] if cp["phase"] == phase]
+        if points:
+            bars.append((_short(cell), points[-1]["cumulative"]["rows_per_s"], cell["path"]))
+    fig, ax = plt.subplots(figsize=(10, max(3.0, 0.32 * len(bars) + 1.5)), dpi=110)
+    palette = plt.get_cmap("tab10").colors
+    paths = list(dict.fromkeys(p for _, _, p in bars))
+    ax.barh([b[0] for b in bars], [b[1] for b in bars], color=[palette[paths.index(b[2]) % 10] for b in bars])
+    ax.invert_yaxis()
+    ax.set_xlabel(f"rows/s ({phase}, cumulative at the largest scale)")
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _p: f"{v:,.0f}"))
+    ax.grid(True, axis="x", alpha=0.3)
+    ax.set_title("throughput per configuration")
+    _save(fig, out)
+    return [b[0] for b in bars]
+
+
+def p99_vs_chunk(cells: list[dict[str, Any]], out: str | Path, phase: str = "insert") -> list[str]:
+    """Log-log: per-chunk p99 latency against chunk size, one line per path and table."""
+    series: dict[str, list[tuple[int, float]]] = {}
+    for cell in cells:
+        points = [cp for cp in cell["checkpoints"] if cp["phase"] == phase]
+        p99 = points[-1]["cumulative"]["batches"]["p99_ms"] if points else None
+        if p99:
+            key = _short(cell).rsplit(" ", 2)[0]
+            series.setdefault(key, []).append((cell["chunk_size"], p99))
+    fig, ax = plt.subplots(figsize=(8, 5.5), dpi=110)
+    for label, points in series.items():
+        xs, ys = zip(*sorted(points))
+        ax.plot(xs, ys, marker="o", label=label)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("rows per transaction (chunk size)")
+    ax.set_ylabel("p99 transaction latency, ms")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.set_title(f"latency against transaction size ({phase})")
+    if series:
+        ax.legend(fontsize=8)
+    _save(fig, out)
+    return list(series)
+
+
+def cumulative_over_rows(cells: list[dict[str, Any]], out: str | Path, phase: str = "insert") -> list[str]:
+    """Cumulative rows/s at each checkpoint, one line per cell."""
+    return _lines(cells, out, lambda cp: cp["cumulative"]["rows_per_s"], phase, "cumulative rows/s",
+                  f"cumulative throughput over rows ({phase})")
+
+
+def db_size_over_rows(cells: list[dict[str, Any]], out: str | Path, phase: str = "insert") -> list[str]:
+    """Database file size (MiB) at each checkpoint."""
+    return _lines(cells, out, lambda cp: cp["files"]["db_bytes"] / 2**20, phase, "database size, MiB",
+                  f"database size over rows ({phase})")
+
+
+def _lines(cells: list[dict[str, Any]], out: str | Path, value: Any, phase: str, ylabel: str, title: str) -> list[str]:
+    fig, ax = plt.subplots(figsize=(9, 5.5), dpi=110)
+    labels = []
+    for cell in cells:
+        points = [(cp["rows"], value(cp)) for cp in cell["checkpoints"] if cp["phase"] == phase]
+        if points:
+            xs, ys = zip(*points)
+            ax.plot(xs, ys, marker="o", markersize=3, linestyle=_STYLES.get(cell["path"], "-"), label=_short(cell))
+            labels.append(_short(cell))
+    ax.set_xlabel(f"rows written ({phase})")
+    ax.set_ylabel(ylabel)
+    _rows_axis(ax)
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _p: f"{v:,.0f}"))
+    ax.set_ylim(bottom=0)
+    ax.set_title(title)
+    if labels:
+        ax.legend(fontsize=7, ncol=2)
+    _save(fig, out)
+    return labels
+
+
+def rss_over_time(cells: list[dict[str, Any]], out: str | Path) -> list[str]:
+    """Resident memory of each cell's process over its run, from the sampler."""
+    fig, ax = plt.subplots(figsize=(9, 5.5), dpi=110)
+    labels = []
+    for cell in cells:
+        samples = cell.get("rss_samples") or []
+        if len(samples) >= 2:
+            start = samples[0][0]
+            ax.plot([t - start for t, _ in samples], [mb for _, mb in samples], label=_short(cell))
+            labels.append(_short(cell))
+    ax.set_xlabel("seconds since the cell started sampling")
+    ax.set_ylabel("RSS, MB")
+    ax.set_ylim(bottom=0)
+    ax.grid(True, alpha=0.3)
+    ax.set_title("memory over time")
+    if labels:
+        ax.legend(fontsize=7, ncol=2)
+    _save(fig, out)
+    return labels
+
+
+def concurrency(rows: list[dict[str, Any]], out: str | Path) -> list[str]:
+    """Writes/s and p99 latency against writer count, one line per mode (and profile)."""
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.8), dpi=110)
+    series: dict[str, list[dict[str, Any]]] = {}
+    for r in rows:
+        series.setdefault(f"{r['mode']} ({r['profile']})", []).append(r)
+    for label, points in series.items():
+        points.sort(key=lambda r: r["writers"])
+        xs = [p["writers"] for p in points]
+        left.plot(xs, [p["rate"] for p in points], marker="o", label=label)
+        right.plot(xs, [p["p99"] for p in points], marker="o", label=label)
+    counts = sorted({r["writers"] for r in rows})
+    for ax, title in ((left, "writes/s (log scale)"), (right, "p99 latency per write, ms (log scale)")):
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_xticks(counts, [str(c) for c in counts])
+        ax.set_xlabel("writer threads")
+        ax.set_title(title)
+        ax.grid(True, which="both", alpha=0.3)
+    left.yaxis.set_major_formatter(FuncFormatter(lambda v, _p: f"{v:,.0f}"))
+    if series:
+        left.legend(fontsize=7)
+    _save(fig, out)
+    return list(series)

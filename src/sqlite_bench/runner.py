@@ -132,6 +132,7 @@ class Runner:
                 self.run_cell(cell, progress)
         print_summary(self.data, self.out)
         self.out.print(f"results: {self.path}")
+        write_report(self.data, self.path.parent / "report", self.out)
         return 0 if all(c["status"] == "done" for c in self.data["cells"]) else 1
 
     def _prepare(self, cell: dict[str, Any], console: Console) -> None:
@@ -230,6 +231,18 @@ class Runner:
             where = redact(cell["db_path"]) if is_server(cell["db_path"]) else cell["work_dir"]
             console.print(f"  its database is kept for inspection in {where}")
         self.save()
+
+
+def write_report(data: dict[str, Any], folder: Path, console: Console) -> None:
+    """The run's report (tables, plots, offline HTML) next to its results; a plotting failure is only reported."""
+    from .report import build_report
+
+    try:
+        built = build_report([data], folder)
+    except Exception as exc:  # the results are safe on disk; `sqlite-bench report` can retry
+        console.print(f"[yellow]report not written: {type(exc).__name__}: {exc}[/]")
+        return
+    console.print(f"report: {built.out / 'report.html'} ({len(built.plots)} plots)")
 
 
 def start(plan: Plan, output_dir: str, argv: list[str], module: str) -> int:

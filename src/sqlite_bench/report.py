@@ -1,0 +1,222 @@
+"""`sqlite-bench report RESULTS... --out DIR`: Markdown tables, PNG plots and one offline HTML page.
+
+Reads any results file the suite writes (before_after, scale_benchmark, concurrency), from one machine or
+several: runs from different machines merge into one cross-hardware table keyed by machine. The HTML
+embeds its images as data URIs and its style inline, so it opens anywhere with no network.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import plots
+from .stats import percentile
+from .summary import ratios, speedups
+from .units import format_count
+
+
+@dataclass
+class Table:
+    """A titled table rendered the same way to Markdown and HTML."""
+
+    title: str
+    columns: list[str]
+    rows: list[list[str]] = field(default_factory=list)
+    note: str = ""
+
+    def markdown(self) -> str:
+        lines = [f"### {self.title}", ""]
+        if self.note:
+            lines += [self.note, ""]
+        lines.append("| " + " | ".join(self.columns) + " |")
+        lines.append("|" + "|".join("---:" if i else "---" for i in range(len(self.columns))) + "|")
+        lines += ["| " + " | ".join(r) + " |" for r in self.rows]
+        return "\n".join(lines) + "\n"
+
+    def html(self) -> str:
+        head = "".join(f"<th>{html.escape(c)}</th>" for c in self.columns)
+        body = "".join("<tr>" + "".join(f"<td>{html.escape(v)}</td>" for v in r) + "</tr>" for r in self.rows)
+        note = f"<p class='note'>{html.escape(self.note)}</p>" if self.note else ""
+        return f"<h3>{html.escape(self.title)}</h3>{note}<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+@dataclass
+class Report:
+    tables: list[Table]
+    plots: dict[str, str]  # file name -> caption
+    out: Path
+
+
+def _machine(data: dict[str, Any]) -> str:
+    s = data["system"]
+    where = "PostgreSQL server" if data["settings"].get("db_url") else f"SQLite {s['sqlite']['version']}"
+    return f"{s['cpu_model']} ({s['cpu_logical']} CPUs, {s['ram_gb']} GB), {where}"
+
+
+def _cell_name(cell: dict[str, Any]) -> str:
+    extra = "".join(f" +{v}" for v, d in ((cell.get("schema", "study"), "study"), (cell.get("key", "uuid4"), "uuid4"))
+                    if v != d)
+    return f"{cell['path']}{extra}"
+
+
+def _ms(v: float | None) -> str:
+    return "-" if v is None else f"{v:,.1f}"
+
+
+def _harness_tables(data: dict[str, Any], tag: str) -> list[Table]:
+    done = [c for c in data["cells"] if c["status"] == "done"]
+    tables = []
+    head = Table(f"{tag}: headline at {format_count(data['settings']['scales'][-1])} rows",
+                 ["path", "config", "phase", "rows/s", "× raw", "× engine"],
+                 note="throughput as a multiple of raw executemany and of SQLite alone, same chunk size, same run")
+    for r in sorted(ratios(data), key=lambda r: (r["phase"], -r["rows_per_s"])):
+        head.rows.append([r["path"], r["config"], r["phase"], f"{r['rows_per_s']:,.0f}",
+                          "-" if r["vs_raw"] is None else f"{r['vs_raw']:.2f}",
+                          "-" if r["vs_engine"] is None else f"{r['vs_engine']:.2f}"])
+    tables.append(head)
+    speed = speedups(data)
+    if speed:
+        tables.append(Table(f"{tag}: raw ÷ orm", ["comparison", "config", "phase", "rows", "ratio"],
+                            [[s["label"], s["config"], s["phase"], format_count(s["rows"]), f"{s['ratio']:.2f}×"]
+                             for s in speed]))
+    configs = list(dict.fromkeys(c["config"] for c in done))
+    if len(configs) > 1:
+        sweep = Table(f"{tag}: configuration sweep", ["config", "path", "chunk", "phase", "rows", "rows/s", "p99 ms",
+                                                        "peak RSS MB"])
+        for cell in done:
+            cp = cell["checkpoints"][-1]
+            sweep.rows.append([cell["config"], _cell_name(cell), format_count(cell["chunk_size"]), cp["phase"],
+                               format_count(cp["rows"]), f"{cp['cumulative']['rows_per_s']:,.0f}",
+                               _ms(cp["cumulative"]["batches"]["p99_ms"]), f"{cp['cumulative']['peak_rss_mb']:,.0f}"])
+        tables.append(sweep)
+    chunks = sorted({c["chunk_size"] for c in done})
+    if len(chunks) > 1:
+        lat = Table(f"{tag}: transaction size against latency", ["path", "chunk", "phase", "rows/s", "p50 ms", "p95 ms",
+                                                                   "p99 ms", "max ms"])
+        for cell in sorted(done, key=lambda c: (_cell_name(c), c["chunk_size"])):
+            for cp in cell["checkpoints"][-1:]:
+                b = cp["cumulative"]["batches"]
+                lat.rows.append([_cell_name(cell), format_count(cell["chunk_size"]), cp["phase"],
+                                 f"{cp['cumulative']['rows_per_s']:,.0f}", _ms(b["p50_ms"]), _ms(b["p95_ms"]),
+                                 _ms(b["p99_ms"]), _ms(b["max_ms"])])
+        tables.append(lat)
+    every = Table(f"{tag}: every checkpoint (cumulative)",
+                  ["path", "config", "chunk", "phase", "rows", "rows/s", "write s", "generation s", "wall s", "p50 ms",
+                   "p99 ms", "peak RSS MB", "db MiB", "WAL MiB", "errors", "retries"])
+    segments = Table(f"{tag}: per-segment throughput", ["path", "config", "chunk", "phase", "segment", "rows/s",
+                                                          "p99 ms"])
+    for cell in data["cells"]:
+        previous: dict[str, int] = {}
+        for cp in cell["checkpoints"]:
+            cum, seg = cp["cumulative"], cp["segment"]
+            errors = sum(cp["errors"].values())
+            every.rows.append([_cell_name(cell), cell["config"], format_count(cell["chunk_size"]), cp["phase"],
+                               format_count(cp["rows"]), f"{cum['rows_per_s']:,.0f}", f"{cum['write_s']:,.2f}",
+                               f"{cum['generation_s']:,.2f}", f"{cum['wall_s']:,.2f}", _ms(cum["batches"]["p50_ms"]),
+                               _ms(cum["batches"]["p99_ms"]), f"{cum['peak_rss_mb']:,.0f}",
+                               f"{cp['files']['db_bytes'] / 2**20:,.1f}", f"{cp['files']['wal_bytes'] / 2**20:,.1f}",
+                               str(errors), str(cp["retries"])])
+            start = previous.get(cp["phase"], 0)
+            previous[cp["phase"]] = cp["rows"]
+            segments.rows.append([_cell_name(cell), cell["config"], format_count(cell["chunk_size"]), cp["phase"],
+                                  f"{format_count(start)}–{format_count(cp['rows'])}", f"{seg['rows_per_s']:,.0f}",
+                                  _ms(seg["batches"]["p99_ms"])])
+    tables += [every, segments]
+    return tables
+
+
+def _concurrency_rows(data: dict[str, Any]) -> list[dict[str, Any]]:
+    out = []
+    for cell in data["cells"]:
+        if cell["status"] != "done" or not cell["checkpoints"]:
+            continue
+        cp = cell["checkpoints"][-1]
+        lat = cp["batch_latencies_ms"]
+        out.append({"mode": cell["path"], "profile": cell["config"], "writers": cell["writers"],
+                    "rate": cp["segment"]["rows_per_s"], "p50": percentile(lat, 50), "p99": percentile(lat, 99),
+                    "p999": percentile(lat, 99.9), "locked": cp["errors"]["locked"]})
+    return out
+
+
+def build_report(files: list[dict[str, Any]], out: str | Path) -> Report:
+    """Write report.md, report.html and the PNG plots for the loaded results files into `out`."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    tables: list[Table] = []
+    figures: dict[str, str] = {}
+    harness = [d for d in files if d["benchmark"] in ("before_after", "scale_benchmark")]
+    contention = [d for d in files if d["benchmark"] == "concurrency"]
+    machines = list(dict.fromkeys(_machine(d) for d in files))
+    for i, data in enumerate(harness):
+        tag = f"{data['benchmark']}" + (f" #{i + 1}" if len(harness) > 1 else "")
+        tables += _harness_tables(data, tag)
+    if contention:
+        rows = [r for d in contention for r in _concurrency_rows(d)]
+        tables.append(Table("concurrency: single-row writes", ["profile", "writers", "mode", "writes/s", "p50 ms",
+                                                               "p99 ms", "p99.9 ms", "lock errors"],
+                            [[r["profile"], str(r["writers"]), r["mode"], f"{r['rate']:,.0f}", f"{r['p50']:.2f}",
+                              f"{r['p99']:.1f}", f"{r['p999']:.1f}", str(r["locked"])] for r in rows]))
+        plots.concurrency(rows, out / "concurrency.png")
+        figures["concurrency.png"] = "writes/s and p99 latency against writer count"
+    if len(machines) > 1:
+        cross = Table("across machines", ["machine", "benchmark", "path", "config", "phase", "rows", "rows/s"])
+        for data in harness:
+            for cell in (c for c in data["cells"] if c["status"] == "done"):
+                cp = cell["checkpoints"][-1]
+                cross.rows.append([_machine(data), data["benchmark"], _cell_name(cell), cell["config"], cp["phase"],
+                                   format_count(cp["rows"]), f"{cp['cumulative']['rows_per_s']:,.0f}"])
+        tables.insert(0, cross)
+    cells = [c for d in harness for c in d["cells"] if c["status"] == "done" and c["checkpoints"]]
+    if cells:
+        for name, draw, caption in (
+            ("throughput-per-config.png", plots.throughput_per_config, "throughput per configuration and path"),
+            ("throughput-over-rows.png", plots.cumulative_over_rows, "cumulative throughput over rows"),
+            ("db-size-over-rows.png", plots.db_size_over_rows, "database size over rows"),
+        ):
+            draw(cells, out / name)
+            figures[name] = caption
+        plots.throughput_over_rows(harness, out / "segments-over-rows.png")
+        figures["segments-over-rows.png"] = "per-segment throughput: the cost of a row as the table grows"
+        if len({c["chunk_size"] for c in cells}) > 1:
+            plots.p99_vs_chunk(cells, out / "p99-vs-chunk.png")
+            figures["p99-vs-chunk.png"] = "p99 transaction latency against chunk size (log-log)"
+        if any(len(c.get("rss_samples") or []) >= 2 for c in cells):
+            plots.rss_over_time(cells, out / "rss-over-time.png")
+            figures["rss-over-time.png"] = "resident memory over time, from the sampler"
+    commands = [d["command"] for d in files]
+    _write_markdown(out / "report.md", tables, figures, machines, commands)
+    _write_html(out / "report.html", tables, figures, machines, commands, out)
+    return Report(tables, figures, out)
+
+
+def _write_markdown(path: Path, tables: list[Table], figures: dict[str, str], machines: list[str],
+                    commands: list[str]) -> None:
+    parts = ["# sqlite_bench report", "", "Machines: " + "; ".join(machines), "", "Commands:", ""]
+    parts += [f"    {c}" for c in commands] + [""]
+    parts += [t.markdown() for t in tables]
+    parts += [f"![{caption}]({name})\n" for name, caption in figures.items()]
+    path.write_text("\n".join(parts), encoding="utf-8")
+
+
+_STYLE = """body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1100px;padding:0 1em;color:#222}
+table{border-collapse:collapse;margin:.5em 0 1.5em;font-size:13px}th,td{border:1px solid #ccc;padding:3px 8px}
+td{text-align:right}td:first-child{text-align:left}th{background:#f3f3f3}h3{margin-top:1.6em}
+.note{color:#555;font-size:13px}figure{margin:1.5em 0}img{max-width:100%}code{background:#f3f3f3;padding:1px 4px}"""
+
+
+def _write_html(path: Path, tables: list[Table], figures: dict[str, str], machines: list[str], commands: list[str],
+                folder: Path) -> None:
+    images = []
+    for name, caption in figures.items():
+        data = base64.b64encode((folder / name).read_bytes()).decode("ascii")
+        images.append(f"<figure><img alt='{html.escape(caption)}' src='data:image/png;base64,{data}'>"
+                      f"<figcaption>{html.escape(caption)}</figcaption></figure>")
+    body = (f"<h1>sqlite_bench report</h1><p>Machines: {html.escape('; '.join(machines))}</p>"
+            + "".join(f"<p><code>{html.escape(c)}</code></p>" for c in commands)
+            + "".join(t.html() for t in tables) + "".join(images))
+    path.write_text(f"<!doctype html><html><head><meta charset='utf-8'><title>sqlite_bench report</title>"
+                    f"<style>{_STYLE}</style></head><body>{body}</body></html>", encoding="utf-8")

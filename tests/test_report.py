@@ -1,0 +1,89 @@
+"""sqlite-bench report: tables, valid PNG plots with the expected series, an HTML page that needs no network."""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+
+import pytest
+from matplotlib.image import imread
+
+from sqlite_bench import concurrency, plots, results
+from sqlite_bench.cli import before_after, report, scale_benchmark
+from sqlite_bench.report import build_report
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """Small real runs of each benchmark, made once for the module."""
+    base = tmp_path_factory.mktemp("runs")
+    assert before_after(["--scales", "2K,4K", "--mode", "orm,raw,turbo", "--chunk-size", "1000",
+                         "--output-dir", str(base / "ba"), "--db-dir", str(base)]) == 0
+    assert scale_benchmark(["--scales", "2K,4K", "--configs", "chunk_1000,chunk_5000", "--mode", "raw",
+                            "--output-dir", str(base / "scale"), "--db-dir", str(base)]) == 0
+    assert concurrency.main(["--writers", "1,2", "--ops", "100", "--output-dir", str(base / "conc"),
+                             "--work-dir", str(base)]) == 0
+    return {name: results.load(base / name / results.FILENAME) for name in ("ba", "scale", "conc")}, base
+
+
+def test_every_run_writes_its_own_report(runs):
+    _, base = runs
+    for name in ("ba", "scale", "conc"):
+        assert (base / name / "report" / "report.html").stat().st_size > 1000
+
+
+def test_the_report_has_the_study_layouts_and_valid_plots(runs, tmp_path):
+    loaded, _ = runs
+    built = build_report(list(loaded.values()), tmp_path / "report")
+    titles = [t.title for t in built.tables]
+    for expected in ("headline", "raw ÷ orm", "configuration sweep", "transaction size against latency",
+                     "every checkpoint", "per-segment throughput", "concurrency"):
+        assert any(expected in t for t in titles), expected
+    assert set(built.plots) == {"throughput-per-config.png", "throughput-over-rows.png", "db-size-over-rows.png",
+                                "segments-over-rows.png", "p99-vs-chunk.png", "rss-over-time.png", "concurrency.png"}
+    for name in built.plots:
+        data = (tmp_path / "report" / name).read_bytes()
+        assert data.startswith(PNG)
+        height, width = imread(tmp_path / "report" / name).shape[:2]
+        assert width > 400 and height > 200
+    markdown = (tmp_path / "report" / "report.md").read_text()
+    assert "| turbo |" in markdown and "![" in markdown
+
+
+def test_the_plots_draw_one_series_per_cell(runs, tmp_path):
+    loaded, _ = runs
+    cells = [c for c in loaded["ba"]["cells"] if c["status"] == "done"]
+    labels = plots.cumulative_over_rows(cells, tmp_path / "c.png")
+    assert len(labels) == 3 and {label.split()[0] for label in labels} == {"orm", "raw", "turbo"}
+    chunked = plots.p99_vs_chunk(loaded["scale"]["cells"], tmp_path / "p.png")
+    assert chunked == ["raw"]
+
+
+def test_the_html_needs_no_network(runs, tmp_path):
+    loaded, _ = runs
+    build_report(list(loaded.values()), tmp_path / "r")
+    page = (tmp_path / "r" / "report.html").read_text()
+    assert not re.search(r"https?://|<script|<link|@import|url\(", page)
+    assert all(src.startswith("data:image/png;base64,") for src in re.findall(r"src='([^']*)'", page))
+    assert page.count("<img") == 7
+
+
+def test_runs_from_several_machines_merge_into_one_table(runs, tmp_path):
+    loaded, _ = runs
+    other = copy.deepcopy(loaded["ba"])
+    other["system"]["cpu_model"] = "Other CPU"
+    first, second = tmp_path / "a.json", tmp_path / "b.json"
+    first.write_text(json.dumps(loaded["ba"]))
+    second.write_text(json.dumps(other))
+    assert report([str(first), str(second), "--out", str(tmp_path / "merged")]) == 0
+    markdown = (tmp_path / "merged" / "report.md").read_text()
+    assert "### across machines" in markdown
+    assert "Other CPU" in markdown and loaded["ba"]["system"]["cpu_model"] in markdown
+
+
+def test_unreadable_results_are_refused(tmp_path, capsys):
+    (tmp_path / "bad.json").write_text("{}")
+    assert report([str(tmp_path / "bad.json"), "--out", str(tmp_path / "r")]) == 2
