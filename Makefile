@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 
-.PHONY: bench test clean reference-curve
+.PHONY: bench test clean reference-curve reference-runs
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,16 @@ reference-curve: $(VENV)/.installed
 	    || exit 1; \
 	done
 	$(PY) -m sqlite_bench.cli plot-curve $(CURVE)/*/results.json --out $(CURVE)/curve.png
+
+## The published reference runs and their report (several hours on 2 cores): docs/results/{scale-1m,before-after,concurrency,report}.
+REF := docs/results
+reference-runs: $(VENV)/.installed
+	$(PY) -m sqlite_bench.scale_benchmark --scales 200K,400K,600K,800K,1M --configs all --mode orm --output-dir $(REF)/scale-1m
+	$(PY) -m sqlite_bench.before_after --scales 1M,5M --mode all --output-dir $(REF)/before-after
+	$(PY) -m sqlite_bench.concurrency --writers 1,4,16,64 --ops 20000 --profile production --output-dir $(REF)/concurrency/production
+	$(PY) -m sqlite_bench.concurrency --writers 1,4,16,64 --ops 4000 --profile durable --output-dir $(REF)/concurrency/durable
+	$(PY) -m sqlite_bench.cli report $(REF)/scale-1m/results.json $(REF)/before-after/results.json \
+	  $(REF)/concurrency/production/results.json $(REF)/concurrency/durable/results.json --out $(REF)/report
 
 clean:
 	rm -rf $(VENV) results .pytest_cache .hypothesis

@@ -5,6 +5,7 @@ from __future__ import annotations
 from .advise import Advice, advise
 from .backup import BackupReport, backup
 from .bulk import bulk_insert, bulk_upsert
+from .copy import CopyError, CopyReport, copy_database
 from .diagnostics import count_queries, explain, log_slow_queries, no_n_plus_one, pool_status, raiseload_all
 from .engine import create_engine, reader
 from .errors import (BackupError, BulkWriteError, CorruptDatabaseError, DatabaseLockedError, DiskFullError,
@@ -21,7 +22,7 @@ from .writequeue import QueueStats, WriteQueue, WriteResult
 __version__ = "0.1.0"
 
 __all__ = [
-    "Advice", "BackupError", "BackupReport", "HealthReport", "MigrationReport", "backup", "health", "migrate", "BulkWriteError", "CorruptDatabaseError", "DatabaseLockedError", "DiskFullError",
+    "Advice", "BackupError", "BackupReport", "CopyError", "CopyReport", "copy_database", "HealthReport", "MigrationReport", "backup", "health", "migrate", "BulkWriteError", "CorruptDatabaseError", "DatabaseLockedError", "DiskFullError",
     "MigrationError", "NPlusOneError", "NPlusOneWarning", "PROFILES", "Profile", "ProfileError", "QueryBudgetError",
     "QueueClosedError", "QueueFullError", "QueueStats", "ReadOnlyDatabaseError", "Repository", "SchemaMismatchError",
     "TurboliteError", "UnsupportedTargetError", "WriteQueue", "WriteResult", "__version__", "advise", "bulk_insert",
