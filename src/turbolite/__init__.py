@@ -15,6 +15,7 @@ from .errors import (BackupError, BulkWriteError, CorruptDatabaseError, Database
 from .health import HealthReport, health
 from .keys import uuid7, uuid7_bytes, uuid7_primary_key
 from .migrate import MigrationReport, migrate
+from .reads import KeysetError, Page, akeyset_page, astream, keyset_page, stream
 from .profiles import PROFILES, Profile
 from .repository import Repository
 from .writequeue import QueueStats, WriteQueue, WriteResult
@@ -22,6 +23,7 @@ from .writequeue import QueueStats, WriteQueue, WriteResult
 __version__ = "0.1.0"
 
 __all__ = [
+    "KeysetError", "Page", "akeyset_page", "astream", "keyset_page", "stream",
     "Advice", "BackupError", "BackupReport", "CopyError", "CopyReport", "copy_database", "HealthReport", "MigrationReport", "backup", "health", "migrate", "BulkWriteError", "CorruptDatabaseError", "DatabaseLockedError", "DiskFullError",
     "MigrationError", "NPlusOneError", "NPlusOneWarning", "PROFILES", "Profile", "ProfileError", "QueryBudgetError",
     "QueueClosedError", "QueueFullError", "QueueStats", "ReadOnlyDatabaseError", "Repository", "SchemaMismatchError",
