@@ -87,3 +87,17 @@ def test_runs_from_several_machines_merge_into_one_table(runs, tmp_path):
 def test_unreadable_results_are_refused(tmp_path, capsys):
     (tmp_path / "bad.json").write_text("{}")
     assert report([str(tmp_path / "bad.json"), "--out", str(tmp_path / "r")]) == 2
+
+
+def test_the_read_benchmark_reports_every_mode_and_both_page_methods(tmp_path):
+    from sqlite_bench import reads
+
+    assert reads.main(["--rows", "3K", "--output-dir", str(tmp_path / "out"), "--work-dir", str(tmp_path)]) == 0
+    data = results.load(tmp_path / "out" / results.FILENAME)
+    results.validate(data)
+    full = {c["path"]: c for c in data["cells"] if c["config"] == "full-read"}
+    assert set(full) == set(reads.MODES)
+    assert all(c["checkpoints"][0]["segment"]["rows_per_s"] > 0 for c in full.values())
+    assert {(c["path"], c["config"]) for c in data["cells"] if c["config"] != "full-read"} == {("offset", "page_1"),
+                                                                                               ("keyset", "page_1")}
+    assert "page latency" in (tmp_path / "out" / "report" / "report.md").read_text()

@@ -142,6 +142,23 @@ def _concurrency_rows(data: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
+def _reads_tables(data: dict[str, Any]) -> list[Table]:
+    full = Table(f"reads: {data['settings']['rows']:,} rows, each way in a fresh process",
+                 ["mode", "rows/s", "seconds", "peak RSS growth MB"])
+    pages = Table(f"reads: page latency, {data['settings']['page_size']} rows a page", ["method", "page", "median ms",
+                                                                                         "all runs ms"])
+    for cell in data["cells"]:
+        cp = cell["checkpoints"][0]
+        if cell["config"] == "full-read":
+            full.rows.append([cell["path"], f"{cp['segment']['rows_per_s']:,.0f}", f"{cp['segment']['write_s']:,.2f}",
+                              f"{cell.get('rss_growth_mb', 0):,.0f}"])
+        else:
+            lat = cp["batch_latencies_ms"]
+            pages.rows.append([cell["path"], cell["config"].removeprefix("page_"), f"{percentile(lat, 50):,.2f}",
+                               ", ".join(f"{v:,.2f}" for v in lat)])
+    return [full, pages]
+
+
 def build_report(files: list[dict[str, Any]], out: str | Path) -> Report:
     """Write report.md, report.html and the PNG plots for the loaded results files into `out`."""
     out = Path(out)
@@ -162,6 +179,8 @@ def build_report(files: list[dict[str, Any]], out: str | Path) -> Report:
                               f"{r['p99']:.1f}", f"{r['p999']:.1f}", str(r["locked"])] for r in rows]))
         plots.concurrency(rows, out / "concurrency.png")
         figures["concurrency.png"] = "writes/s and p99 latency against writer count"
+    for data in (d for d in files if d["benchmark"] == "reads"):
+        tables += _reads_tables(data)
     if len(machines) > 1:
         cross = Table("across machines", ["machine", "benchmark", "path", "config", "phase", "rows", "rows/s"])
         for data in harness:
