@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .advise import Advice, advise
+from .abulk import abulk_insert, abulk_upsert
 from .backup import BackupReport, backup
 from .bulk import bulk_insert, bulk_upsert
 from .copy import CopyError, CopyReport, copy_database
@@ -23,7 +24,7 @@ from .writequeue import QueueStats, WriteQueue, WriteResult
 __version__ = "0.1.0"
 
 __all__ = [
-    "KeysetError", "Page", "akeyset_page", "astream", "keyset_page", "stream",
+    "abulk_insert", "abulk_upsert", "KeysetError", "Page", "akeyset_page", "astream", "keyset_page", "stream",
     "Advice", "BackupError", "BackupReport", "CopyError", "CopyReport", "copy_database", "HealthReport", "MigrationReport", "backup", "health", "migrate", "BulkWriteError", "CorruptDatabaseError", "DatabaseLockedError", "DiskFullError",
     "MigrationError", "NPlusOneError", "NPlusOneWarning", "PROFILES", "Profile", "ProfileError", "QueryBudgetError",
     "QueueClosedError", "QueueFullError", "QueueStats", "ReadOnlyDatabaseError", "Repository", "SchemaMismatchError",

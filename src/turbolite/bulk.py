@@ -301,7 +301,9 @@ def _backend(dialect: Any) -> Any:
 
 
 def _write(target: Target, model: Any, rows: Iterable[Any], kind: Kind, chunk_size: int,
-           conflict: tuple[str, ...], update: tuple[str, ...] | None) -> int:
+           conflict: tuple[str, ...], update: tuple[str, ...] | None, offset: int = 0) -> int:
+    """Write `rows` chunk by chunk; `offset`: rows of the same stream written by earlier calls (abulk), so that
+    row positions and committed counts in errors are the stream's."""
     if chunk_size < 1:
         raise ValueError("chunk_size must be at least 1")
     table = table_of(model)
@@ -313,7 +315,7 @@ def _write(target: Target, model: Any, rows: Iterable[Any], kind: Kind, chunk_si
     if not chunk:
         return 0
     reader = _Reader(model, table, chunk[0])
-    written = 0
+    written = offset
     with _chunk_writer(target) as (writer, dialect, commits):
         plan = compile_plan(table, dialect, kind, reader.provided, conflict, update)
         while chunk:
@@ -330,7 +332,7 @@ def _write(target: Target, model: Any, rows: Iterable[Any], kind: Kind, chunk_si
                 raise _failure(plan, failed, values, written, len(chunk), commits) from failed.cause
             written += len(chunk)
             chunk = list(islice(iterator, chunk_size))
-    return written
+    return written - offset
 
 
 def _failure(plan: WritePlan, failed: ChunkFailed, values: list[Sequence[Any]], start: int, size: int,

@@ -37,6 +37,10 @@ class PostgresChunkWriter:
         self.dbapi = dbapi_connection
         self.own = own_transactions
         self._temp: dict[str, sql.Composed] = {}
+        # Under SQLAlchemy's asyncio extension the connection adapts psycopg's AsyncConnection; its cursors
+        # have no COPY, so COPY goes to the driver connection, awaited from SQLAlchemy's greenlet.
+        driver = getattr(dbapi_connection, "driver_connection", None)
+        self.async_driver = driver if driver is not None and type(driver).__name__ == "AsyncConnection" else None
 
     def write(self, plan: WritePlan, params: list[Sequence[Any]]) -> None:
         cursor = self.dbapi.cursor()
@@ -77,14 +81,18 @@ class PostgresChunkWriter:
             self._copy(cursor, temp, plan, params, position, ordinal=True)
             cursor.execute(plan.merge_sql, plan.merge_params())  # type: ignore[arg-type]
 
-    @staticmethod
-    def _copy(cursor: Any, target: sql.Composable, plan: WritePlan, params: list[Sequence[Any]],
+    def _copy(self, cursor: Any, target: sql.Composable, plan: WritePlan, params: list[Sequence[Any]],
               position: list[int], *, ordinal: bool) -> None:
         columns = plan.copy_columns or ()
         names = [*columns, _ORD] if ordinal else list(columns)
         # Text format, as psycopg dumps each Python value: the server converts it as it would a bound value.
         # (Binary COPY was faster here but silently truncates an int past int4 and refuses an int for text.)
         statement = sql.SQL("COPY {} ({}) FROM STDIN").format(target, sql.SQL(", ").join(map(sql.Identifier, names)))
+        if self.async_driver is not None:
+            from sqlalchemy.util import await_only
+
+            await_only(_copy_async(self.async_driver, statement, params, position, ordinal))
+            return
         with cursor.copy(statement) as copy:
             write = copy.write_row
             if ordinal:
@@ -151,6 +159,15 @@ class PostgresChunkWriter:
                     cursor.execute(sql.SQL("RELEASE SAVEPOINT {}").format(_PROBE))
                 except psycopg.Error:
                     pass
+
+
+async def _copy_async(connection: Any, statement: sql.Composable, params: list[Sequence[Any]], position: list[int],
+                      ordinal: bool) -> None:
+    async with connection.cursor() as cursor:
+        async with cursor.copy(statement) as copy:
+            for i, row in enumerate(params):
+                position[0] = i
+                await copy.write_row((*row, i) if ordinal else row)
 
 
 def _table(plan: WritePlan) -> sql.Composable:

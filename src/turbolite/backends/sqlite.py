@@ -54,11 +54,27 @@ def _param_at_fault(exc: BaseException, plan: WritePlan, row: Sequence[Any]) -> 
     return None
 
 
+class _AsyncAdapted:
+    """SQLAlchemy's aiosqlite adapter, plus the `in_transaction` it does not expose (read from aiosqlite)."""
+
+    def __init__(self, adapted: Any) -> None:
+        self._adapted = adapted
+        self.cursor = adapted.cursor
+        self.commit = adapted.commit
+        self.rollback = adapted.rollback
+
+    @property
+    def in_transaction(self) -> bool:
+        return bool(self._adapted.driver_connection.in_transaction)
+
+
 class SqliteChunkWriter:
     """Writes chunks on one DBAPI connection, each its own transaction or savepoint."""
 
     def __init__(self, dbapi_connection: sqlite3.Connection, own_transactions: bool) -> None:
-        self.dbapi = dbapi_connection
+        # Under SQLAlchemy's asyncio extension (run in its greenlet) the connection is an adapter over aiosqlite
+        adapted = not isinstance(dbapi_connection, sqlite3.Connection) and hasattr(dbapi_connection, "driver_connection")
+        self.dbapi: Any = _AsyncAdapted(dbapi_connection) if adapted else dbapi_connection
         self.own = own_transactions
 
     def write(self, plan: WritePlan, params: list[Sequence[Any]]) -> None:

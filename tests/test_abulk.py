@@ -1,0 +1,146 @@
+"""abulk_insert / abulk_upsert: the same tables, errors and transaction rules as the sync fast path, on both backends."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+import pytest
+from sqlalchemy import create_engine, func, select
+from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
+
+import turbolite
+from turbolite import BulkWriteError
+
+from .models import STRICT, Base, Every, Mood, odd_meta, strict_meta
+from .test_bulk import _strict
+
+METAS = (Base.metadata, strict_meta, odd_meta)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def urls(request, tmp_path):
+    """(sync URL, async URL) of two fresh databases (or, on PostgreSQL, one database used twice in turn)."""
+    if request.param == "sqlite":
+        made = [(f"sqlite:///{tmp_path / f'{n}.db'}", f"sqlite+aiosqlite:///{tmp_path / f'{n}.db'}") for n in ("a", "b")]
+    else:
+        url = request.getfixturevalue("postgres_url")
+        made = [(url, url)]
+    for sync_url, _ in made:
+        engine = create_engine(sync_url)
+        for meta in METAS:
+            meta.drop_all(engine)
+            meta.create_all(engine)
+        engine.dispose()
+    yield made
+    for sync_url, _ in made:
+        engine = create_engine(sync_url)
+        for meta in METAS:
+            meta.drop_all(engine)
+        engine.dispose()
+
+
+ROWS = [{"id": i, "name": f"n{i}", "when": datetime(2024, 1, 1) + timedelta(minutes=i), "mood": Mood.calm,
+         "amount": Decimal("1.25") * i, "doc": {"i": i}, "ratio": i / 3} for i in range(1, 2_001)]
+
+
+def dump(url: str) -> list[tuple]:
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return [tuple(r) for r in conn.execute(select(Every.__table__).order_by(Every.id))]
+    finally:
+        engine.dispose()
+
+
+def clear(url: str) -> None:
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(Every.__table__.delete())
+    engine.dispose()
+
+
+async def _async_writes(url: str) -> None:
+    engine = create_async_engine(url)
+    try:
+        assert await turbolite.abulk_insert(engine, Every, ROWS[:1000], chunk_size=300) == 1000
+
+        async def rest():
+            for row in ROWS[1000:]:
+                yield row
+
+        async with AsyncSession(engine) as session:
+            assert await turbolite.abulk_insert(session, Every, rest(), chunk_size=300) == 1000
+            await session.commit()
+        async with engine.connect() as conn:
+            assert await turbolite.abulk_upsert(conn, Every, [{"id": 5, "name": "up"}], conflict=["id"]) == 1
+            await conn.commit()
+    finally:
+        await engine.dispose()
+
+
+def test_async_and_sync_writes_leave_identical_tables(urls):
+    sync_url, async_url = urls[0]
+    engine = create_engine(sync_url)
+    turbolite.bulk_insert(engine, Every, ROWS[:1000], chunk_size=300)
+    turbolite.bulk_insert(engine, Every, iter(ROWS[1000:]), chunk_size=300)
+    turbolite.bulk_upsert(engine, Every, [{"id": 5, "name": "up"}], conflict=["id"])
+    engine.dispose()
+    expected = dump(sync_url)
+    if len(urls) == 1:
+        clear(sync_url)
+    else:
+        sync_url, async_url = urls[1]
+    asyncio.run(_async_writes(async_url))
+    assert dump(sync_url) == expected and len(expected) == 2000
+
+
+def test_async_errors_name_the_same_row_and_column_across_an_async_stream(urls):
+    sync_url, async_url = urls[0]
+    rows = [_strict(i) for i in range(25)]
+    rows[17] = rows[17] | {"n": None}
+
+    async def run():
+        engine = create_async_engine(async_url)
+
+        async def stream():
+            for row in rows:
+                yield row
+
+        try:
+            with pytest.raises(BulkWriteError) as failure:
+                await turbolite.abulk_insert(engine, STRICT, stream(), chunk_size=10)
+            return failure.value
+        finally:
+            await engine.dispose()
+
+    error = asyncio.run(run())
+    assert (error.row, error.column, error.committed) == (17, "n", 10)
+    engine = create_engine(sync_url)
+    with engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(STRICT)).scalar() == 10
+    engine.dispose()
+
+
+def test_sync_targets_are_refused_with_the_sync_function_named():
+    with pytest.raises(turbolite.UnsupportedTargetError, match="turbolite.bulk_insert"):
+        asyncio.run(turbolite.abulk_insert(create_engine("sqlite://"), Every, ROWS[:1]))
+
+
+def test_nan_follows_the_backend_rule_through_the_async_path(urls):
+    sync_url, async_url = urls[0]
+
+    async def run():
+        engine = create_async_engine(async_url)
+        try:
+            await turbolite.abulk_insert(engine, STRICT, [_strict(1, x=math.nan)])
+        finally:
+            await engine.dispose()
+
+    if sync_url.startswith("sqlite"):
+        with pytest.raises(BulkWriteError, match="NaN"):
+            asyncio.run(run())
+    else:
+        asyncio.run(run())
