@@ -98,6 +98,6 @@ def test_the_read_benchmark_reports_every_mode_and_both_page_methods(tmp_path):
     full = {c["path"]: c for c in data["cells"] if c["config"] == "full-read"}
     assert set(full) == set(reads.MODES)
     assert all(c["checkpoints"][0]["segment"]["rows_per_s"] > 0 for c in full.values())
-    assert {(c["path"], c["config"]) for c in data["cells"] if c["config"] != "full-read"} == {("offset", "page_1"),
-                                                                                               ("keyset", "page_1")}
+    assert {(c["path"], c["config"]) for c in data["cells"] if c["config"] != "full-read"} == {
+        (f"{method}_{kind}", "page_1") for method in ("offset", "keyset") for kind in ("orm", "core")}
     assert "page latency" in (tmp_path / "out" / "report" / "report.md").read_text()

@@ -6,6 +6,7 @@ and code disagree the code wins: `aggressive` ran with cache_size -256000, not t
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 
 from sqlalchemy import create_engine
@@ -80,4 +81,9 @@ def open_engine(config: BenchConfig, db_path: str) -> Engine:
         connect_args={"check_same_thread": False},  # the pool configs hand connections to writer threads
     )
     install(engine, config.profile)
+    PROFILE_OF[engine] = config.profile
     return engine
+
+
+# The profile each benchmark engine applies, for paths that open a second engine on the same file (turbo_async)
+PROFILE_OF: weakref.WeakKeyDictionary[Engine, Profile] = weakref.WeakKeyDictionary()

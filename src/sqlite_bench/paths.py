@@ -245,6 +245,36 @@ class TurboWriter:
         pass
 
 
+@register("turbo_async", "turbolite.abulk_insert / abulk_upsert on an AsyncEngine (aiosqlite, or psycopg async + COPY)")
+class TurboAsyncWriter:
+    """The asyncio fast path, each chunk awaited on one event loop the writer keeps for its life."""
+
+    def __init__(self, engine: Engine) -> None:
+        import asyncio
+
+        from sqlalchemy.ext.asyncio import create_async_engine
+
+        from .configs import PROFILE_OF
+
+        url = engine.url.set(drivername="sqlite+aiosqlite") if engine.dialect.name == "sqlite" else engine.url
+        self.loop = asyncio.new_event_loop()
+        self.engine = create_async_engine(url)
+        profile = PROFILE_OF.get(engine)
+        if profile is not None and engine.dialect.name == "sqlite":
+            turbolite.profiles.install(self.engine.sync_engine, profile)
+
+    def insert(self, rows: list[dict]) -> None:
+        self.loop.run_until_complete(turbolite.abulk_insert(self.engine, BenchRow, rows, chunk_size=len(rows)))
+
+    def upsert(self, rows: list[dict]) -> None:
+        self.loop.run_until_complete(turbolite.abulk_upsert(self.engine, BenchRow, rows, conflict=NATURAL_KEY,
+                                                            update=UPDATE_COLUMNS, chunk_size=len(rows)))
+
+    def close(self) -> None:
+        self.loop.run_until_complete(self.engine.dispose())
+        self.loop.close()
+
+
 @register("engine", "SQLite alone: INSERT ... SELECT from a staging table already holding the chunk (no Python per row)")
 class EngineLimitWriter:
     """The SQLite engine's own limit for the same rows: `prepare` loads the chunk into an in-memory

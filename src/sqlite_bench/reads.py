@@ -7,7 +7,8 @@ Full reads of the study's table six ways, each in a fresh process so its peak me
   core         Core rows, fetched all at once
   fetchmany    the DBAPI cursor, fetchmany(1000) on the same SELECT
   stream       turbolite.stream(session, select(BenchRow), batch_size=1000)
-Then page latency at pages 1, 1,000 and 10,000 (100 rows a page) for LIMIT/OFFSET against turbolite.keyset_page.
+Then page latency at pages 1, 1,000 and 10,000 (100 rows a page) for LIMIT/OFFSET against turbolite.keyset_page,
+as ORM objects and as Core rows.
 """
 
 from __future__ import annotations
@@ -94,34 +95,38 @@ def read_all(db: str, mode: str) -> dict[str, Any]:
 
 
 def page_latencies(db: str, repeats: int = 3) -> list[dict[str, Any]]:
-    """Median latency of fetching page p by OFFSET and by keyset, for each p in PAGES."""
+    """Median latency of fetching page p by OFFSET and by keyset, for each p in PAGES, as ORM objects and as
+    Core rows (the Core figures show the query alone; ORM ones add building 100 objects)."""
     engine = open_engine(CONFIGS["baseline"], db)
     out = []
     with Session(engine) as session:
-        ordered = select(BenchRow).order_by(BenchRow.row_id)
-        for page in PAGES:
-            skip = (page - 1) * PAGE_SIZE
-            after = None
-            if skip:
-                last = session.scalar(select(BenchRow.row_id).order_by(BenchRow.row_id).offset(skip - 1).limit(1))
-                if last is None:
-                    continue  # the table has fewer pages
-                after = (last,)
-            timings: dict[str, list[float]] = {"offset": [], "keyset": []}
-            for _ in range(repeats):
-                session.expunge_all()
-                began = time.perf_counter()
-                by_offset = session.scalars(ordered.offset(skip).limit(PAGE_SIZE)).all()
-                timings["offset"].append((time.perf_counter() - began) * 1000)
-                session.expunge_all()
-                began = time.perf_counter()
-                by_key = turbolite.keyset_page(session, ordered, size=PAGE_SIZE, after=after)
-                timings["keyset"].append((time.perf_counter() - began) * 1000)
-                if [r.row_id for r in by_offset] != [r.row_id for r in by_key.rows]:
-                    raise AssertionError(f"page {page}: keyset and OFFSET pages differ")
-            for method, values in timings.items():
-                out.append({"method": method, "page": page, "latencies_ms": values,
-                            "median_ms": percentile(values, 50)})
+        for kind, ordered in (("orm", select(BenchRow).order_by(BenchRow.row_id)),
+                              ("core", select(TABLE).order_by(TABLE.c.row_id))):
+            for page in PAGES:
+                skip = (page - 1) * PAGE_SIZE
+                after = None
+                if skip:
+                    last = session.scalar(select(TABLE.c.row_id).order_by(TABLE.c.row_id).offset(skip - 1).limit(1))
+                    if last is None:
+                        continue  # the table has fewer pages
+                    after = (last,)
+                target = session if kind == "orm" else session.connection()
+                timings: dict[str, list[float]] = {"offset": [], "keyset": []}
+                for _ in range(repeats):
+                    session.expunge_all()
+                    began = time.perf_counter()
+                    result = target.execute(ordered.offset(skip).limit(PAGE_SIZE))
+                    by_offset = list(result.scalars() if kind == "orm" else result)
+                    timings["offset"].append((time.perf_counter() - began) * 1000)
+                    session.expunge_all()
+                    began = time.perf_counter()
+                    by_key = turbolite.keyset_page(target, ordered, size=PAGE_SIZE, after=after)
+                    timings["keyset"].append((time.perf_counter() - began) * 1000)
+                    if [r.row_id for r in by_offset] != [r.row_id for r in by_key.rows]:
+                        raise AssertionError(f"page {page}: keyset and OFFSET pages differ")
+                for method, values in timings.items():
+                    out.append({"method": f"{method}_{kind}", "page": page, "latencies_ms": values,
+                                "median_ms": percentile(values, 50)})
     engine.dispose()
     return out
 

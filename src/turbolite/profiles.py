@@ -80,7 +80,8 @@ class Profile:
         Returns whether the database was new (so page_size and auto_vacuum were applied too)."""
         cursor = dbapi_connection.cursor()
         try:
-            new = cursor.execute("PRAGMA page_count").fetchone()[0] == 0
+            cursor.execute("PRAGMA page_count")  # DBAPI style throughout: async adapters return no cursor here
+            new = cursor.fetchone()[0] == 0
             for key, value in self._ordered(new):
                 literal, _ = _normalise(key, value)
                 cursor.execute(f"PRAGMA {key} = {literal}")
@@ -95,7 +96,8 @@ class Profile:
         try:
             out: dict[str, int | str] = {}
             for key in self.pragmas:
-                row = cursor.execute(f"PRAGMA {key}").fetchone()
+                cursor.execute(f"PRAGMA {key}")
+                row = cursor.fetchone()
                 out[key] = row[0] if row else None
             return out
         finally:
@@ -116,7 +118,12 @@ class Profile:
 
 
 def _in_memory(dbapi_connection: Any) -> bool:
-    row = dbapi_connection.execute("PRAGMA database_list").fetchone()
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute("PRAGMA database_list")
+        row = cursor.fetchone()
+    finally:
+        cursor.close()
     return not row or not row[2]
 
 
