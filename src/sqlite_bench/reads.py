@@ -39,6 +39,7 @@ from .monitor import memory_breakdown
 from .paths import PATHS
 from .runner import write_report
 from .schema import TABLE, BenchRow, create_schema
+from .server import create_database, drop_database, is_server, redact
 from .stats import percentile
 from .sysinfo import system_info
 from .units import parse_scale
@@ -79,7 +80,7 @@ def read_all(db: str, mode: str) -> dict[str, Any]:
         elif mode == "core":
             total = sum(r.entity_id for r in session.connection().execute(select(TABLE)).all())
         elif mode == "fetchmany":
-            cursor = session.connection().connection.dbapi_connection.cursor()
+            cursor = session.connection().connection.dbapi_connection.cursor()  # psycopg: client-side, all rows
             cursor.execute("SELECT row_id, tenant_id, entity_id FROM bench_rows")
             while batch := cursor.fetchmany(1000):
                 total += sum(r[2] for r in batch)
@@ -94,7 +95,7 @@ def read_all(db: str, mode: str) -> dict[str, Any]:
             "peak_rss_mb": _peak_rss_mb()}
 
 
-def page_latencies(db: str, repeats: int = 3) -> list[dict[str, Any]]:
+def page_latencies(db: str, repeats: int = 7) -> list[dict[str, Any]]:
     """Median latency of fetching page p by OFFSET and by keyset, for each p in PAGES, as ORM objects and as
     Core rows (the Core figures show the query alone; ORM ones add building 100 objects)."""
     engine = open_engine(CONFIGS["baseline"], db)
@@ -112,6 +113,7 @@ def page_latencies(db: str, repeats: int = 3) -> list[dict[str, Any]]:
                     after = (last,)
                 target = session if kind == "orm" else session.connection()
                 timings: dict[str, list[float]] = {"offset": [], "keyset": []}
+                target.execute(ordered.offset(skip).limit(PAGE_SIZE)).all()  # warm: both read the same pages
                 for _ in range(repeats):
                     session.expunge_all()
                     began = time.perf_counter()
@@ -153,7 +155,8 @@ def _cell(mode: str, rows: int, seconds: float, latencies: list[float], peak: fl
              "generation_s": 0.0, "write_s": seconds, "batch_latencies_ms": latencies,
              "errors": {"locked": 0, "integrity": 0, "other": 0}, "retries": 0,
              "memory": {"rss_mb": peak, "rss_anon_mb": None, "rss_file_mb": None, "sqlite_heap_mb": None},
-             "files": {"db_bytes": os.path.getsize(db), "wal_bytes": 0, "shm_bytes": 0}, "peak_rss_mb": peak}
+             "files": {"db_bytes": os.path.getsize(db) if not is_server(db) else 0, "wal_bytes": 0, "shm_bytes": 0},
+             "peak_rss_mb": peak}
     results.add_checkpoint(cell, event)
     cell["rss_growth_mb"] = round(peak - before, 1)
     cell["status"] = "done"
@@ -169,6 +172,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--modes", default=",".join(MODES), help=f"comma list of {', '.join(MODES)}")
     parser.add_argument("--output-dir", default="results/reads")
     parser.add_argument("--work-dir", default=None, help="where the database goes (default: a temporary dir)")
+    parser.add_argument("--db", metavar="URL", default=None,
+                        help="read from a fresh database on this PostgreSQL server instead of an SQLite file")
     parser.add_argument("--one", nargs=2, metavar=("DB", "MODE"), help=argparse.SUPPRESS)  # the child process
     args = parser.parse_args(argv)
     if args.one:
@@ -181,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     work = tempfile.TemporaryDirectory(prefix="reads-", dir=args.work_dir)
-    db = str(Path(work.name) / "reads.db")
+    db = create_database(args.db, "reads") if args.db else str(Path(work.name) / "reads.db")
     _fill(db, args.rows, console)
     command = "python -m sqlite_bench.reads " + shlex.join(argv if argv is not None else sys.argv[1:])
     cells = []
@@ -200,8 +205,11 @@ def main(argv: list[str] | None = None) -> int:
                                                   "sample_interval": 0, "instrumented": False, "max_retries": 0,
                                                   "rows": args.rows, "page_size": PAGE_SIZE},
                                system_info(work.name), cells)
+    data["settings"]["db_url"] = redact(db) if args.db else None
     results.write_atomic(out / results.FILENAME, data)
     work.cleanup()
+    if args.db:
+        drop_database(db)
     print_table(data, console)
     console.print(f"results: {out / results.FILENAME}")
     write_report(data, out / "report", console)
@@ -217,14 +225,15 @@ def print_table(data: dict[str, Any], console: Console) -> None:
         table.add_row(c["path"], f"{c['checkpoints'][0]['segment']['rows_per_s']:,.0f}", f"{c['rss_growth_mb']:,.0f} MB")
     console.print(table)
     pages = Table(title=f"page latency ({data['settings']['page_size']} rows a page, median)")
-    for name in ("page", "OFFSET ms", "keyset ms", "keyset speed-up"):
+    for name in ("page", "as", "OFFSET ms", "keyset ms", "keyset speed-up"):
         pages.add_column(name, justify="right")
     by = {(c["path"], c["config"]): percentile(c["checkpoints"][0]["batch_latencies_ms"], 50)
           for c in data["cells"] if c["config"].startswith("page_")}
-    for page in PAGES:
-        o, k = by.get(("offset", f"page_{page}")), by.get(("keyset", f"page_{page}"))
-        if o is not None and k is not None:
-            pages.add_row(f"{page:,}", f"{o:,.2f}", f"{k:,.2f}", f"{o / k:,.0f}×")
+    for kind in ("orm", "core"):
+        for page in PAGES:
+            o, k = by.get((f"offset_{kind}", f"page_{page}")), by.get((f"keyset_{kind}", f"page_{page}"))
+            if o is not None and k is not None:
+                pages.add_row(f"{page:,}", kind, f"{o:,.2f}", f"{k:,.2f}", f"{o / k:,.0f}×")
     console.print(pages)
 
 
