@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from itertools import islice
+from operator import itemgetter
 from typing import Any, NamedTuple
 
 from sqlalchemy import TextClause, text
@@ -129,7 +130,8 @@ class WriteQueue:
         self._begin_here = self._sqlite and self._own_engine is None  # turbolite engines begin IMMEDIATE themselves
         self._connection = self._engine.connect()  # opened here, so a bad database fails the constructor
         self._texts: dict[str, TextClause] = {}
-        self._compiled: weakref.WeakKeyDictionary[TextClause, tuple[str, tuple[str, ...] | None]] = weakref.WeakKeyDictionary()
+        self._compiled: weakref.WeakKeyDictionary[TextClause, tuple[str, tuple[str, ...] | None, Any]] = \
+            weakref.WeakKeyDictionary()
         self._cursor = self._connection.connection.dbapi_connection.cursor() if self._sqlite else None  # type: ignore[union-attr]
         self._thread = threading.Thread(target=self._run, name="turbolite-writequeue", daemon=True)
         self._thread.start()
@@ -299,8 +301,14 @@ class WriteQueue:
                 with self._lock:
                     self._writing = False
 
-    def _commit(self, batch: list[_Item]) -> None:
-        """Run a batch in one transaction, each item in a savepoint; answer the callers after COMMIT."""
+    def _commit(self, batch: list[_Item], guarded: bool | None = None) -> None:
+        """Run a batch in one transaction, each item in a savepoint; answer the callers after COMMIT.
+
+        A batch of statements first runs without savepoints (two statements fewer per item); if any item
+        fails, that attempt is rolled back whole and the batch runs again guarded, so each item's outcome is
+        what it would have been in its own savepoint. Functions always run guarded: they run only once."""
+        if guarded is None:
+            guarded = not all(isinstance(item.work, Executable) for item in batch)
         conn = self._connection
         outcomes: list[tuple[bool, Any]] = []
         try:
@@ -308,14 +316,17 @@ class WriteQueue:
                 if self._begin_here and not conn.connection.dbapi_connection.in_transaction:  # type: ignore[union-attr]
                     conn.exec_driver_sql("BEGIN IMMEDIATE")  # an engine turbolite did not set up
                 alone = len(batch) == 1  # nothing to protect from its failure: no savepoint needed
+                protect = guarded and not alone
                 for item in batch:
-                    if not alone:
+                    if protect:
                         self._savepoint(conn, "SAVEPOINT turbolite_item")
                     try:
                         value = self._run_item(conn, item)
                     except Exception as exc:
                         if alone:
                             raise _Alone(exc) from exc
+                        if not guarded:
+                            raise _Guard() from None
                         if not self._undo(conn):
                             # SQLite rolled the whole transaction back: the others did nothing wrong; run them again
                             self._fail(item, exc)
@@ -326,9 +337,12 @@ class WriteQueue:
                             raise _Abandoned() from None
                         outcomes.append((False, exc))
                     else:
-                        if not alone:
+                        if protect:
                             self._savepoint(conn, "RELEASE turbolite_item")
                         outcomes.append((True, value))
+        except _Guard:  # rolled back: run the batch again, each item in its own savepoint
+            self._commit(batch, guarded=True)
+            return
         except _Abandoned:
             return
         except _Alone as failed:
@@ -378,19 +392,23 @@ class WriteQueue:
         plain = all(not b.expanding and b.type.dialect_impl(dialect).bind_processor(dialect) is None
                     for b in compiled.binds.values())
         names = tuple(compiled.positiontup or ()) if plain else None
-        self._compiled[stmt] = (compiled.string, names)
+        getter = None
+        if names:
+            pick = itemgetter(*names)
+            getter = (lambda p, _pick=pick: (_pick(p),)) if len(names) == 1 else pick  # a tuple either way
+        self._compiled[stmt] = (compiled.string, names, getter)
         return names
 
     def _run_text(self, stmt: TextClause, names: tuple[str, ...], params: Params) -> WriteResult:
         """A plain text() statement straight on the driver's cursor: what SQLAlchemy would send, without its
         per-statement bookkeeping, which is most of a one-row write's cost. Errors are wrapped as SQLAlchemy's."""
-        sql = self._compiled[stmt][0]
+        sql, _, getter = self._compiled[stmt]
         many = isinstance(params, (list, tuple))
         try:
             if many:
-                values: Any = [tuple(p[n] for n in names) for p in params]  # type: ignore[union-attr]
+                values: Any = [getter(p) for p in params]  # type: ignore[union-attr]
             else:
-                values = tuple(params[n] for n in names) if names else ()  # type: ignore[index]
+                values = getter(params) if names else ()
         except (KeyError, TypeError) as exc:
             raise sa_exc.ArgumentError(f"a value is required for bind parameter {exc}; the statement needs "
                                        f"{', '.join(map(repr, dict.fromkeys(names)))}") from None
@@ -426,6 +444,10 @@ class _Alone(Exception):
     def __init__(self, error: Exception) -> None:
         super().__init__(str(error))
         self.error = error
+
+
+class _Guard(Exception):
+    """Internal: an item failed in an unguarded batch; it is rolled back and run again with savepoints."""
 
 
 class _Abandoned(Exception):
