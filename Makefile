@@ -28,7 +28,6 @@ reference-curve: $(VENV)/.installed
 	    --mode raw,turbo --schema $${table%%:*} --key $${table##*:} --output-dir $(CURVE)/$${table%%:*}-$${table##*:} \
 	    || exit 1; \
 	done
-	$(PY) -m sqlite_bench.cli plot-curve $(CURVE)/*/results.json --out $(CURVE)/curve.png
 
 ## The published reference runs and their report (several hours on 2 cores): docs/results/{scale-1m,before-after,concurrency,report}.
 REF := docs/results
@@ -39,6 +38,7 @@ reference-runs: $(VENV)/.installed
 	$(PY) -m sqlite_bench.concurrency --writers 1,4,16,64 --ops 4000 --profile durable --output-dir $(REF)/concurrency/durable
 	$(PY) -m sqlite_bench.cli report $(REF)/scale-1m/results.json $(REF)/before-after/results.json \
 	  $(REF)/concurrency/production/results.json $(REF)/concurrency/durable/results.json --out $(REF)/report
+	$(PY) -m sqlite_bench.cli plot-curve $(CURVE)/*/results.json --out $(CURVE)/curve.png
 
 clean:
 	rm -rf $(VENV) results .pytest_cache .hypothesis
