@@ -151,9 +151,19 @@ def scale_benchmark(argv: list[str] | None = None) -> int:
     return start(plan, args.output_dir, argv, "sqlite_bench.scale_benchmark")
 
 
+def _load_all(paths: list[str]) -> list[dict[str, Any]] | None:
+    """The results files, validated; None (after saying why on stderr) when one cannot be read."""
+    from . import results as results_module
+
+    try:
+        return [results_module.load(p) for p in paths]
+    except (OSError, ValueError) as exc:
+        print(f"cannot read results: {exc}", file=sys.stderr)
+        return None
+
+
 def plot_curve(argv: list[str] | None = None) -> int:
     """`sqlite-bench plot-curve RESULTS... --out FILE.png`: per-segment throughput against rows."""
-    from . import results as results_module
     from .plots import throughput_over_rows
 
     parser = argparse.ArgumentParser(prog="sqlite-bench plot-curve", description=plot_curve.__doc__)
@@ -161,10 +171,8 @@ def plot_curve(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True, help="the PNG to write")
     parser.add_argument("--phase", choices=PHASES, default="insert")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
-    try:
-        loaded = [results_module.load(p) for p in args.results]
-    except (OSError, ValueError) as exc:
-        print(f"cannot read results: {exc}", file=sys.stderr)
+    loaded = _load_all(args.results)
+    if loaded is None:
         return 2
     labels = throughput_over_rows(loaded, args.out, args.phase)
     print(f"{args.out}: {len(labels)} series")
@@ -173,17 +181,14 @@ def plot_curve(argv: list[str] | None = None) -> int:
 
 def report(argv: list[str] | None = None) -> int:
     """`sqlite-bench report RESULTS... --out DIR`: Markdown tables, PNG plots and one offline HTML page."""
-    from . import results as results_module
     from .report import build_report
 
     parser = argparse.ArgumentParser(prog="sqlite-bench report", description=report.__doc__)
     parser.add_argument("results", nargs="+", help="results.json files (several machines merge into one table)")
     parser.add_argument("--out", required=True, help="folder for report.md, report.html and the plots")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
-    try:
-        loaded = [results_module.load(p) for p in args.results]
-    except (OSError, ValueError) as exc:
-        print(f"cannot read results: {exc}", file=sys.stderr)
+    loaded = _load_all(args.results)
+    if loaded is None:
         return 2
     built = build_report(loaded, args.out)
     print(f"{built.out / 'report.html'}: {len(built.tables)} tables, {len(built.plots)} plots")
