@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from .backends.sqlite import ChunkFailed, SqliteChunkWriter
 from .compile import Kind, WritePlan, compile_plan, key_map, nan_position, table_of
-from .errors import BulkWriteError, SchemaMismatchError, UnsupportedTargetError
+from .errors import BulkWriteError, SchemaMismatchError, UnsupportedTargetError, translate
 
 Target = Engine | Connection | Session
 
@@ -329,6 +329,13 @@ def _write(target: Target, model: Any, rows: Iterable[Any], kind: Kind, chunk_si
             try:
                 writer.write(plan, params)
             except ChunkFailed as failed:
+                typed = translate(failed.cause) if failed.index is None else None
+                if typed is not None:  # a full disk, a lock held too long: not any row's fault, so its own type
+                    where = f"{written - offset:,} rows of this call were committed before it" if commits else \
+                        "the caller's transaction is still open"
+                    typed.args = (f"bulk {kind} of {table.name!r}: {typed}; the chunk was rolled back; {where}",)
+                    typed.committed = written if commits else None  # type: ignore[attr-defined]
+                    raise typed from failed.cause
                 raise _failure(plan, failed, values, written, len(chunk), commits) from failed.cause
             written += len(chunk)
             chunk = list(islice(iterator, chunk_size))

@@ -359,12 +359,15 @@ class WriteQueue:
         self.stats.largest_batch = max(self.stats.largest_batch, len(batch))
         self.stats.items += len(batch)
         for item, (ok, value) in zip(batch, outcomes):
-            if not ok:
-                self.stats.failed += 1
-            item.finish(ok, value)
+            if ok:
+                item.finish(True, value)
+            else:
+                self._fail(item, value)
 
     def _fail(self, item: _Item, exc: BaseException) -> None:
         self.stats.failed += 1
+        if not isinstance(exc, TurboliteError):  # a full disk or a held lock gets its own type on any engine
+            exc = translate(getattr(exc, "orig", None) or exc) or exc
         item.finish(False, exc)
 
     def _run_item(self, conn: Connection, item: _Item) -> Any:

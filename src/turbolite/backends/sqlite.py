@@ -81,7 +81,10 @@ class SqliteChunkWriter:
         cursor = self.dbapi.cursor()
         try:
             if self.own:
-                cursor.execute("BEGIN IMMEDIATE")  # take the write lock now, waiting up to busy_timeout
+                try:
+                    cursor.execute("BEGIN IMMEDIATE")  # take the write lock now, waiting up to busy_timeout
+                except sqlite3.OperationalError as exc:  # locked past busy_timeout: nothing began
+                    raise ChunkFailed(exc, None, None, False) from exc
                 try:
                     cursor.executemany(plan.sql, params)
                     self.dbapi.commit()

@@ -1,0 +1,175 @@
+"""Process death during bulk loads, a full disk, and locks held by another process."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+from sqlalchemy import Column, Integer, MetaData, String, Table, event, text
+
+import turbolite
+from turbolite import DatabaseLockedError, DiskFullError
+
+CHUNK = 500
+KILLS = 50
+
+LOADER = textwrap.dedent("""
+    import sys
+    import turbolite
+    from sqlalchemy import Column, Integer, MetaData, String, Table, text
+    meta = MetaData()
+    t = Table("loaded", meta, Column("id", Integer, primary_key=True), Column("chunk", Integer, nullable=False),
+              Column("pad", String, nullable=False))
+    engine = turbolite.create_engine("sqlite:///" + sys.argv[1])
+    meta.create_all(engine)
+    with engine.connect() as conn:
+        start = conn.execute(text("SELECT coalesce(max(chunk) + 1, 0) FROM loaded")).scalar()
+    for chunk in range(start, start + 1000):
+        rows = [{"id": chunk * %(size)d + i, "chunk": chunk, "pad": "x" * 200} for i in range(%(size)d)]
+        turbolite.bulk_insert(engine, t, rows, chunk_size=%(size)d)
+        print(chunk, flush=True)  # acknowledged: bulk_insert returned, so the chunk is committed
+""") % {"size": CHUNK}
+
+
+def test_sigkill_at_random_moments_leaves_whole_acknowledged_chunks(tmp_path):
+    db = tmp_path / "load.db"
+    script = tmp_path / "loader.py"
+    script.write_text(LOADER)
+    rng = random.Random(20261122)
+    acknowledged: set[int] = set()
+    faults = rows_checked = 0
+    for _ in range(KILLS):
+        child = subprocess.Popen([sys.executable, str(script), str(db)], stdout=subprocess.PIPE, text=True)
+        time.sleep(rng.uniform(0.35, 0.8))  # imports take ~0.3 s; then chunks commit every few ms
+        os.kill(child.pid, signal.SIGKILL)
+        out, _ = child.communicate()
+        faults += 1
+        acknowledged |= {int(line) for line in out.split()}
+        conn = sqlite3.connect(db)
+        try:
+            assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+            per_chunk = dict(conn.execute("SELECT chunk, count(*) FROM loaded GROUP BY chunk"))
+        finally:
+            conn.close()
+        assert set(per_chunk.values()) <= {CHUNK}, "a chunk is partly stored"
+        assert acknowledged <= set(per_chunk), "an acknowledged chunk is missing"
+        assert len(set(per_chunk) - acknowledged) <= 1, "more than one unacknowledged chunk survived"
+        acknowledged |= set(per_chunk)  # the one in flight may have committed before the kill
+        rows_checked += sum(per_chunk.values())
+    assert faults == KILLS and len(acknowledged) > KILLS  # every run got some chunks in before its kill
+    print(f"sigkill bulk load: {faults} kills, {len(acknowledged)} chunks, {rows_checked:,} rows checked, 0 lost")
+
+
+meta = MetaData()
+filled = Table("filled", meta, Column("id", Integer, primary_key=True), Column("pad", String, nullable=False))
+
+
+def test_a_full_disk_is_a_typed_error_with_nothing_partial_and_writes_resume(tmp_path):
+    engine = turbolite.create_engine(f"sqlite:///{tmp_path / 'full.db'}")
+    meta.create_all(engine)
+    limit = {"pages": 200}
+
+    @event.listens_for(engine, "connect")
+    def cap(dbapi_connection, _record):  # stands in for a small filesystem (no mount needed)
+        dbapi_connection.execute(f"PRAGMA max_page_count = {limit['pages']}")
+
+    engine.dispose()
+    acknowledged = 0
+    with pytest.raises(DiskFullError, match="free disk space") as caught:
+        for chunk in range(1000):
+            rows = [{"id": chunk * 100 + i, "pad": "y" * 300} for i in range(100)]
+            acknowledged += turbolite.bulk_insert(engine, filled, rows, chunk_size=100)
+    assert isinstance(caught.value, turbolite.TurboliteError) and isinstance(caught.value.__cause__, sqlite3.Error)
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM filled")).scalar() == acknowledged > 0
+        assert conn.execute(text("PRAGMA integrity_check")).scalar() == "ok"
+    limit["pages"] = 1_000_000  # space comes back
+    engine.dispose()
+    turbolite.bulk_insert(engine, filled, [{"id": 10**9, "pad": "z"}])
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM filled")).scalar() == acknowledged + 1
+
+
+def test_a_full_disk_fails_a_queued_write_alone(tmp_path):
+    from sqlalchemy import create_engine
+
+    # a plain engine, so that the queue writes on a connection this test can cap
+    engine = create_engine(f"sqlite:///{tmp_path / 'qfull.db'}", connect_args={"check_same_thread": False})
+    meta.create_all(engine)
+
+    @event.listens_for(engine, "connect")
+    def cap(dbapi_connection, _record):
+        dbapi_connection.execute("PRAGMA max_page_count = 40")
+
+    engine.dispose()
+    with turbolite.WriteQueue(engine) as queue:
+        queue.execute(filled.insert(), {"id": 1, "pad": "small"})
+        with pytest.raises(DiskFullError):
+            queue.execute(filled.insert(), [{"id": i, "pad": "w" * 4000} for i in range(2, 200)])
+        queue.execute(filled.insert(), {"id": 2, "pad": "fits again"})
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM filled")).scalar() == 2
+
+
+HOLDER = textwrap.dedent("""
+    import sqlite3, sys, time
+    conn = sqlite3.connect(sys.argv[1], isolation_level=None)
+    conn.execute("BEGIN IMMEDIATE")
+    print("holding", flush=True)
+    time.sleep(float(sys.argv[2]))
+    conn.execute("ROLLBACK")
+""")
+
+
+def _hold(tmp_path, db, seconds):
+    script = tmp_path / "holder.py"
+    script.write_text(HOLDER)
+    child = subprocess.Popen([sys.executable, str(script), str(db), str(seconds)], stdout=subprocess.PIPE, text=True)
+    assert child.stdout.readline().strip() == "holding"
+    return child
+
+
+def test_a_lock_held_by_another_process_past_busy_timeout_is_a_typed_error(tmp_path):
+    db = tmp_path / "locked.db"
+    engine = turbolite.create_engine(f"sqlite:///{db}", profile=["production", {"busy_timeout": 200}])
+    meta.create_all(engine)
+    holder = _hold(tmp_path, db, 3)
+    try:
+        began = time.monotonic()
+        with pytest.raises(DatabaseLockedError, match="busy_timeout") as caught:
+            turbolite.bulk_insert(engine, filled, [{"id": 1, "pad": "p"}])
+        assert time.monotonic() - began < 2  # bounded by busy_timeout, not by the holder
+        assert caught.value.committed == 0
+        with turbolite.WriteQueue(engine) as queue:
+            with pytest.raises(DatabaseLockedError):
+                queue.execute(filled.insert(), {"id": 2, "pad": "q"})
+    finally:
+        holder.wait()
+    turbolite.bulk_insert(engine, filled, [{"id": 3, "pad": "after"}])  # and it works once the lock is gone
+
+
+def test_read_then_write_never_fails_with_busy_snapshot(tmp_path):
+    """A deferred transaction that read before another process committed fails at once with
+    SQLITE_BUSY_SNAPSHOT when it then writes; turbolite's write transactions begin IMMEDIATE."""
+    db = tmp_path / "snap.db"
+    engine = turbolite.create_engine(f"sqlite:///{db}")
+    meta.create_all(engine)
+    other = sqlite3.connect(db, isolation_level=None)
+    other.execute("PRAGMA busy_timeout = 5000")
+    for n in range(20):
+        with engine.begin() as conn:
+            seen = conn.execute(text("SELECT count(*) FROM filled")).scalar()
+            writer = subprocess.Popen([sys.executable, "-c", f"import sqlite3; c = sqlite3.connect({str(db)!r}, timeout=5); "
+                                       f"c.execute(\"INSERT INTO filled VALUES ({10_000 + n}, 'other')\"); c.commit()"])
+            time.sleep(0.05)  # the other process waits for our lock instead of slipping in under our snapshot
+            conn.execute(filled.insert(), {"id": n, "pad": f"after reading {seen}"})
+        assert writer.wait() == 0
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM filled")).scalar() == 40
