@@ -26,9 +26,14 @@ def _fail(command: str, exc: BaseException) -> int:
 def doctor(args: argparse.Namespace) -> int:
     try:
         report = health(args.database)
-        found = advise(args.database)
-    except (OSError, ValueError, TurboliteError) as exc:
+    except (OSError, ValueError, TurboliteError, sqlite3.DatabaseError) as exc:
         return _fail("doctor", exc)
+    try:
+        found = advise(args.database)
+    except sqlite3.DatabaseError as exc:  # a damaged file: the health report already says so
+        print(report)
+        print(f"\nwrite-performance advice: not available ({exc})")
+        return 1
     print(f"turbolite doctor {args.database}\n")
     print(report)
     print(f"\nwrite-performance advice ({len(found)} item{'s' if len(found) != 1 else ''}):")

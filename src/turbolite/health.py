@@ -130,6 +130,13 @@ def _unindexed_foreign_keys(conn: sqlite3.Connection) -> list[tuple[str, tuple[s
     return out
 
 
+def _quick_check(conn: sqlite3.Connection) -> str:
+    try:
+        return "; ".join(r[0] for r in conn.execute("PRAGMA quick_check").fetchall()[:5])
+    except sqlite3.DatabaseError as exc:  # damage bad enough that the check itself cannot run
+        return f"could not run: {exc}"
+
+
 def health(target: Any) -> HealthReport:
     """Inspect the database at `target` (a path, an Engine or a Connection) and flag what needs attention."""
     path = database_path(target) if not hasattr(target, "connection") else database_path(target.engine)
@@ -147,7 +154,7 @@ def health(target: Any) -> HealthReport:
             synchronous=_SYNCHRONOUS.get(pragma("synchronous")) if borrowed else None,
             auto_vacuum=_AUTO_VACUUM.get(pragma("auto_vacuum"), "?"),
             wal_autocheckpoint=pragma("wal_autocheckpoint"),
-            quick_check="; ".join(r[0] for r in conn.execute("PRAGMA quick_check").fetchall()[:5]),
+            quick_check=_quick_check(conn),
             unindexed_foreign_keys=_unindexed_foreign_keys(conn),
             filesystem=filesystem_type(path.parent if path else ".") if path else None,
         )
