@@ -202,6 +202,7 @@ BAD = [
     pytest.param(19, "n", {"n": None}, "NoneType", id="None into NOT NULL"),
     pytest.param(14, "id", {"id": 11}, "int", id="duplicate key within the chunk"),
     pytest.param(16, "s", {"s": ["a"]}, "list", id="unbindable value"),
+    pytest.param(12, "s", {"s": b"\xff bytes"}, "bytes", id="bytes into STRICT TEXT"),
 ]
 
 

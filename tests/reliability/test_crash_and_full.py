@@ -173,3 +173,38 @@ def test_read_then_write_never_fails_with_busy_snapshot(tmp_path):
         assert writer.wait() == 0
     with engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM filled")).scalar() == 40
+
+
+@pytest.fixture
+def small_filesystem(tmp_path):
+    """A 2 MiB tmpfs (needs root, which these machines give); skipped where mounting is not allowed."""
+    point = tmp_path / "small"
+    point.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(point)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here ({mounted.stderr.decode().strip()}); max_page_count covers the case")
+    try:
+        yield point
+    finally:
+        subprocess.run(["umount", "-l", str(point)], check=False)
+
+
+def test_a_real_full_filesystem_is_a_typed_error_and_writes_resume_when_space_returns(small_filesystem):
+    engine = turbolite.create_engine(f"sqlite:///{small_filesystem / 'full.db'}")
+    meta.create_all(engine)
+    acknowledged = 0
+    with pytest.raises(DiskFullError) as caught:
+        for chunk in range(1000):
+            rows = [{"id": chunk * 100 + i, "pad": "f" * 300} for i in range(100)]
+            acknowledged += turbolite.bulk_insert(engine, filled, rows, chunk_size=100)
+    assert caught.value.committed == 0 and acknowledged > 0  # this call's one chunk rolled back; earlier calls stay
+    engine.dispose()
+    subprocess.run(["mount", "-o", "remount,size=16m", str(small_filesystem)], check=True)  # space returns
+    conn = sqlite3.connect(small_filesystem / "full.db")
+    try:
+        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        assert conn.execute("SELECT count(*) FROM filled").fetchone()[0] == acknowledged
+    finally:
+        conn.close()
+    turbolite.bulk_insert(engine, filled, [{"id": 10**9, "pad": "again"}])
+    engine.dispose()
