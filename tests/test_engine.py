@@ -156,3 +156,12 @@ def test_driver_errors_map_to_typed_errors(code, cls):
     error = translate(driver)
     assert isinstance(error, cls) and error.__cause__ is driver and "boom" in str(error)
     assert translate(sqlite3.IntegrityError("UNIQUE constraint failed")) is None
+
+
+def test_disposing_the_engine_closes_its_reader_pool(tmp_path):
+    engine = turbolite.create_engine(f"sqlite:///{tmp_path / 'app.db'}")
+    with turbolite.reader(engine).connect() as conn:
+        conn.exec_driver_sql("SELECT 1")
+    assert turbolite.reader(engine).pool.checkedin() == 1
+    engine.dispose()
+    assert turbolite.reader(engine).pool.checkedin() == 0

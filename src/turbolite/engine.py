@@ -53,7 +53,13 @@ def create_engine(url: str | URL, profile: ProfileSpec = "production", *, reader
                                      f"{url.get_backend_name()}; use sqlalchemy.create_engine")
     chosen = resolve(profile)
     engine = _open(url, chosen, options, read_only=False, size=1, timeout=writer_timeout)
-    _SETUPS[engine] = _Setup(url, chosen, readers if not _in_memory(url) else 0, options)
+    setup = _SETUPS[engine] = _Setup(url, chosen, readers if not _in_memory(url) else 0, options)
+
+    @event.listens_for(engine, "engine_disposed")
+    def _dispose_readers(_engine: Any) -> None:  # engine.dispose() closes the reader pool too
+        if setup.reader is not None:
+            setup.reader.dispose()
+
     return engine
 
 
