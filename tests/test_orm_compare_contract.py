@@ -8,11 +8,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-import httpx
 import pytest
-from sqlalchemy import create_engine, insert
+from sqlalchemy import create_engine
 
-from sqlite_bench.orm_compare.app import LAYERS, ORDERS, Base, build_app, create_schema
+from sqlite_bench.orm_compare.app import LAYERS, Base, create_schema
+from sqlite_bench.orm_compare.contract import check, normalise
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -28,43 +28,9 @@ def url(request, tmp_path):
     engine.dispose()
 
 
-async def conversation(layer: str, url: str) -> list[tuple[int, object]]:
-    """The same sequence of requests against one layer; returns (status, body) for each."""
-    app = build_app(layer, url)
-    out = []
-    async with app.router.lifespan_context(app):
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client:
-            async def call(method, path, body=None):
-                response = await client.request(method, path, json=body)
-                out.append((response.status_code, response.json() if response.content else None))
-                return out[-1][1]
-
-            first = await call("POST", "/users", {"name": "Ada", "email": "ada@example.org"})
-            uid = first["id"]
-            engine = create_engine(url)
-            with engine.begin() as conn:
-                conn.execute(insert(ORDERS), [{"user_id": uid, "item": f"item {i}", "cents": 100 * i} for i in range(3)])
-            engine.dispose()
-            await call("GET", f"/users/{uid}")
-            await call("GET", f"/users/{uid}/orders")
-            await call("PUT", f"/users/{uid}", {"name": "Ada L."})
-            await call("POST", "/users", {"name": "Ada again", "email": "ada@example.org"})  # 409
-            await call("POST", "/users", {"name": "", "email": "x@example.org"})  # 422
-            await call("POST", "/users", {"name": "Bob"})  # 422 missing email
-            await call("POST", "/users", {"name": "Bob", "email": "no-at-sign"})  # 422
-            await call("PUT", f"/users/{uid}", {"admin": True})  # 422 unknown field
-            await call("GET", "/users/999999")  # 404
-            await call("GET", "/users/abc")  # 404
-            await call("GET", "/users/999999/orders")  # 404
-            await call("DELETE", f"/users/{uid}")  # 204
-            await call("DELETE", f"/users/{uid}")  # 404
-            await call("GET", f"/users/{uid}")  # 404
-    return out
-
-
 def _in_own_process(layer: str, url: str) -> list[tuple[int, object]]:
     """Each layer in a fresh process, as the benchmark serves it (Tortoise keeps process-wide state)."""
-    code = ("import asyncio, json, sys; from tests.test_orm_compare_contract import conversation; "
+    code = ("import asyncio, json, sys; from sqlite_bench.orm_compare.contract import conversation; "
             "print(json.dumps(asyncio.run(conversation(sys.argv[1], sys.argv[2]))))")
     out = subprocess.run([sys.executable, "-c", code, layer, url], capture_output=True, text=True,
                          cwd=Path(__file__).resolve().parent.parent, check=False)
@@ -75,12 +41,13 @@ def _in_own_process(layer: str, url: str) -> list[tuple[int, object]]:
 def test_every_layer_answers_the_contract_identically(url):
     answers = {layer: _in_own_process(layer, url if i == 0 else _fresh(url)) for i, layer in enumerate(LAYERS)}
     reference = answers["sqlalchemy"]
+    assert all(check(answers[layer]) == [] for layer in LAYERS)
     assert [s for s, _ in reference] == [201, 200, 200, 200, 409, 422, 422, 422, 422, 404, 404, 404, 204, 404, 404]
     assert reference[1][1] == {"id": reference[0][1]["id"], "name": "Ada", "email": "ada@example.org"}
     assert [o["cents"] for o in reference[2][1]] == [0, 100, 200]
     assert reference[3][1]["name"] == "Ada L." and "missing field" in reference[6][1]["detail"]
     for layer in ("tortoise", "turbolite"):
-        assert _normalise(answers[layer]) == _normalise(reference), layer
+        assert normalise(answers[layer]) == normalise(reference), layer
 
 
 def _fresh(url: str) -> str:
@@ -89,17 +56,6 @@ def _fresh(url: str) -> str:
     engine.dispose()
     create_schema(url)
     return url
-
-
-def _normalise(answers):
-    """Ids differ between fresh databases only by sequence; compare everything else."""
-    def strip(body):
-        if isinstance(body, dict):
-            return {k: v for k, v in body.items() if k not in ("id", "user_id")}
-        if isinstance(body, list):
-            return [strip(b) for b in body]
-        return body
-    return [(status, strip(body)) for status, body in answers]
 
 
 def test_a_layer_served_by_uvicorn_takes_load_from_the_generator(tmp_path):
@@ -135,3 +91,17 @@ def test_a_layer_served_by_uvicorn_takes_load_from_the_generator(tmp_path):
     with engine.connect() as conn:
         assert conn.exec_driver_sql("SELECT count(*) FROM users").scalar() == created
     engine.dispose()
+
+
+def test_the_comparison_runs_every_layer_and_reports_the_decision_table(tmp_path):
+    from sqlite_bench import results
+    from sqlite_bench.orm_compare.__main__ import decision_rows, main
+
+    assert main(["--db", "sqlite", "--concurrency", "4", "--duration", "1s", "--seed-users", "300",
+                 "--output-dir", str(tmp_path)]) == 0
+    data = results.load(tmp_path / results.FILENAME)
+    results.validate(data)
+    rows = decision_rows(data)
+    assert {r["layer"] for r in rows} == set(LAYERS) and all(r["requests"] > 0 and not r["flagged"] for r in rows)
+    assert [r["vs_sqlalchemy"] for r in rows if r["layer"] == "sqlalchemy"] == [1.0]
+    assert "the decision table" in (tmp_path / "report" / "report.md").read_text()

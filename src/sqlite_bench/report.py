@@ -159,6 +159,21 @@ def _reads_tables(data: dict[str, Any]) -> list[Table]:
     return [full, pages]
 
 
+def _compare_table(data: dict[str, Any]) -> Table:
+    from .orm_compare.__main__ import decision_rows
+
+    table = Table("data layers under HTTP load: the decision table",
+                  ["database", "concurrency", "layer", "req/s", "× SQLAlchemy async", "p50 ms", "p90 ms", "p99 ms",
+                   "server errors", "error rate", "peak RSS MB"],
+                  note="⚑: more than 0.1% of requests failed; the cell's figures are not comparable")
+    for r in decision_rows(data):
+        table.rows.append([r["db"], str(r["concurrency"]), r["layer"], f"{r['rate']:,.0f}",
+                           "-" if r["vs_sqlalchemy"] is None else f"{r['vs_sqlalchemy']:.2f}", f"{r['p50_ms']:.1f}",
+                           f"{r['p90_ms']:.1f}", f"{r['p99_ms']:.1f}", f"{r['server_errors']}" + (" ⚑" if r["flagged"] else ""),
+                           f"{r['error_rate']:.4%}", f"{r['peak_rss_mb']}"])
+    return table
+
+
 def build_report(files: list[dict[str, Any]], out: str | Path) -> Report:
     """Write report.md, report.html and the PNG plots for the loaded results files into `out`."""
     out = Path(out)
@@ -181,6 +196,8 @@ def build_report(files: list[dict[str, Any]], out: str | Path) -> Report:
         figures["concurrency.png"] = "writes/s and p99 latency against writer count"
     for data in (d for d in files if d["benchmark"] == "reads"):
         tables += _reads_tables(data)
+    for data in (d for d in files if d["benchmark"] == "orm_compare"):
+        tables.append(_compare_table(data))
     if len(machines) > 1:
         cross = Table("across machines", ["machine", "benchmark", "path", "config", "phase", "rows", "rows/s"])
         for data in harness:
