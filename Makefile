@@ -36,8 +36,11 @@ reference-runs: $(VENV)/.installed
 	$(PY) -m sqlite_bench.before_after --scales 1M,5M --mode all --output-dir $(REF)/before-after
 	$(PY) -m sqlite_bench.concurrency --writers 1,4,16,64 --ops 20000 --profile production --output-dir $(REF)/concurrency/production
 	$(PY) -m sqlite_bench.concurrency --writers 1,4,16,64 --ops 4000 --profile durable --output-dir $(REF)/concurrency/durable
+	$(PY) -m sqlite_bench.orm_compare --db sqlite,postgresql --concurrency 50,200 --duration 30s --seed-users 100K \
+	  --output-dir $(REF)/orm-compare
 	$(PY) -m sqlite_bench.cli report $(REF)/scale-1m/results.json $(REF)/before-after/results.json \
-	  $(REF)/concurrency/production/results.json $(REF)/concurrency/durable/results.json --out $(REF)/report
+	  $(REF)/concurrency/production/results.json $(REF)/concurrency/durable/results.json \
+	  $(REF)/orm-compare/results.json --out $(REF)/report
 	$(PY) -m sqlite_bench.cli plot-curve $(CURVE)/*/results.json --out $(CURVE)/curve.png
 
 clean:
