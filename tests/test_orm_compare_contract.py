@@ -105,3 +105,37 @@ def test_the_comparison_runs_every_layer_and_reports_the_decision_table(tmp_path
     assert {r["layer"] for r in rows} == set(LAYERS) and all(r["requests"] > 0 and not r["flagged"] for r in rows)
     assert [r["vs_sqlalchemy"] for r in rows if r["layer"] == "sqlalchemy"] == [1.0]
     assert "the decision table" in (tmp_path / "report" / "report.md").read_text()
+
+
+def test_an_update_racing_a_delete_is_a_404_not_a_500(tmp_path, monkeypatch):
+    """Found by the CI run of the benchmark: SQLAlchemy's ORM raised StaleDataError (a 500) when another
+    request deleted the user between update_user's read and its UPDATE."""
+    import sqlite3
+
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+    from sqlite_bench.orm_compare.app import SqlAlchemyStore
+
+    url = f"sqlite:///{tmp_path / 'race.db'}"
+    create_schema(url)
+    real_get = AsyncSession.get
+
+    async def get_then_lose_the_race(self, *args, **kwargs):
+        found = await real_get(self, *args, **kwargs)
+        other = sqlite3.connect(tmp_path / "race.db")  # another request deletes the user now
+        other.execute("DELETE FROM users")
+        other.commit()
+        other.close()
+        return found
+
+    async def run():
+        store = SqlAlchemyStore(url)
+        await store.start()
+        try:
+            user = await store.create_user("a", "a@x.org")
+            monkeypatch.setattr(AsyncSession, "get", get_then_lose_the_race)
+            return await store.update_user(user["id"], {"name": "c"})
+        finally:
+            await store.stop()
+
+    assert asyncio.run(run()) is None

@@ -112,6 +112,7 @@ class SqlAlchemyStore:
 
     async def update_user(self, user_id: int, fields: dict[str, str]) -> dict[str, Any] | None:
         from sqlalchemy.exc import IntegrityError
+        from sqlalchemy.orm.exc import StaleDataError
 
         async with self.sessions() as session:
             user = await session.get(User, user_id)
@@ -123,6 +124,8 @@ class SqlAlchemyStore:
                 await session.commit()
             except IntegrityError as exc:
                 raise Duplicate() from exc
+            except StaleDataError:  # deleted by another request between our read and our write: gone
+                return None
             return _user(user)
 
     async def delete_user(self, user_id: int) -> bool:
