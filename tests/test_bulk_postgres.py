@@ -94,6 +94,13 @@ def test_upsert_twice_equals_upsert_once_and_the_last_duplicate_wins(engine):
     assert [r[:stamped] for r in twice] == [r[:stamped] for r in once]
 
 
+def test_duplicates_within_a_copied_chunk_resolve_last_wins(engine):
+    assert compile_plan(STRICT, engine.dialect, "upsert", ("id", "n", "x", "s"), ("id",)).copy_columns  # the COPY path
+    rows = [_strict(1, s="first"), _strict(2), _strict(1, s="second"), _strict(1, s="last")]
+    turbolite.bulk_upsert(engine, STRICT, rows, conflict=["id"])
+    assert [(r[0], r[3]) for r in dump(engine, STRICT)] == [(1, "last"), (2, "s2")]
+
+
 def test_upsert_on_a_unique_constraint_of_quoted_columns(engine):
     rows = [{"id": i, "order": f"o{i % 3}", "with space": i % 2, 'quote"d': str(i)} for i in range(6)]
     turbolite.bulk_insert(engine, ODD, rows[:3])

@@ -95,7 +95,8 @@ def test_a_layer_served_by_uvicorn_takes_load_from_the_generator(tmp_path):
 
 def test_the_comparison_runs_every_layer_and_reports_the_decision_table(tmp_path):
     from sqlite_bench import results
-    from sqlite_bench.orm_compare.__main__ import decision_rows, main
+    from sqlite_bench.orm_compare import decision_rows
+    from sqlite_bench.orm_compare.__main__ import main
 
     assert main(["--db", "sqlite", "--concurrency", "4", "--duration", "1s", "--seed-users", "300",
                  "--output-dir", str(tmp_path)]) == 0

@@ -6,7 +6,7 @@ import asyncio
 import tracemalloc
 
 import pytest
-from sqlalchemy import ForeignKey, Integer, String, create_engine, func, select
+from sqlalchemy import Integer, String, create_engine, func, select
 from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 

@@ -101,3 +101,14 @@ def test_the_read_benchmark_reports_every_mode_and_both_page_methods(tmp_path):
     assert {(c["path"], c["config"]) for c in data["cells"] if c["config"] != "full-read"} == {
         (f"{method}_{kind}", "page_1") for method in ("offset", "keyset") for kind in ("orm", "core")}
     assert "page latency" in (tmp_path / "out" / "report" / "report.md").read_text()
+
+
+def test_the_read_benchmark_reports_peak_memory_not_current_memory():
+    from sqlite_bench.reads import _peak_rss_mb
+    from sqlite_bench.monitor import memory_breakdown
+
+    before = _peak_rss_mb()
+    block = bytearray(200 * 2**20)  # 200 MiB, touched so it is resident
+    block[::4096] = b"x" * len(block[::4096])
+    del block  # returned to the system at once (a large allocation is its own mapping)
+    assert memory_breakdown()["rss_mb"] < before + 100 < _peak_rss_mb()
