@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
+from typing import Any
 from collections.abc import Callable
 
 from .configs import CONFIGS, parse_configs

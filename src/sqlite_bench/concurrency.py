@@ -36,7 +36,7 @@ from turbolite.profiles import PROFILES, Profile, install
 from . import results
 from .cell import file_sizes
 from .monitor import memory_breakdown
-from .runner import write_report
+from .runner import publish
 from .stats import percentile
 from .sysinfo import system_info
 
@@ -242,10 +242,7 @@ def main(argv: list[str] | None = None) -> int:
                       + ("" if not problems else f" [red]{'; '.join(problems)}[/]"))
         results.write_atomic(out / results.FILENAME, data)
     work.cleanup()
-    print_table(data, console)
-    console.print(f"results: {out / results.FILENAME}")
-    write_report(data, out / "report", console)
-    return 0 if all(c["status"] == "done" for c in cells) else 1
+    return publish(data, out, console, print_table)
 
 
 if __name__ == "__main__":

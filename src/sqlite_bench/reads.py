@@ -37,7 +37,7 @@ from .configs import CONFIGS, open_engine
 from .generator import RowGenerator
 from .monitor import memory_breakdown
 from .paths import PATHS
-from .runner import write_report
+from .runner import publish
 from .schema import TABLE, BenchRow, create_schema
 from .server import create_database, drop_database, is_server, redact
 from .stats import percentile
@@ -206,14 +206,10 @@ def main(argv: list[str] | None = None) -> int:
                                                   "rows": args.rows, "page_size": PAGE_SIZE},
                                system_info(work.name), cells)
     data["settings"]["db_url"] = redact(db) if args.db else None
-    results.write_atomic(out / results.FILENAME, data)
     work.cleanup()
     if args.db:
         drop_database(db)
-    print_table(data, console)
-    console.print(f"results: {out / results.FILENAME}")
-    write_report(data, out / "report", console)
-    return 0
+    return publish(data, out, console, print_table)
 
 
 def print_table(data: dict[str, Any], console: Console) -> None:

@@ -160,7 +160,7 @@ def _reads_tables(data: dict[str, Any]) -> list[Table]:
 
 
 def _compare_table(data: dict[str, Any]) -> Table:
-    from .orm_compare.__main__ import decision_rows
+    from .orm_compare import decision_rows
 
     table = Table("data layers under HTTP load: the decision table",
                   ["database", "concurrency", "layer", "req/s", "× SQLAlchemy async", "p50 ms", "p90 ms", "p99 ms",

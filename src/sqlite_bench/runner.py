@@ -233,6 +233,15 @@ class Runner:
         self.save()
 
 
+def publish(data: dict[str, Any], out: Path, console: Console, show: Any) -> int:
+    """End a standalone benchmark: save its results, show its table, write its report; exit 0 if every cell passed."""
+    results.write_atomic(out / results.FILENAME, data)
+    show(data, console)
+    console.print(f"results: {out / results.FILENAME}")
+    write_report(data, out / "report", console)
+    return 0 if all(c["status"] == "done" for c in data["cells"]) else 1
+
+
 def write_report(data: dict[str, Any], folder: Path, console: Console) -> None:
     """The run's report (tables, plots, offline HTML) next to its results; a plotting failure is only reported."""
     from .report import build_report

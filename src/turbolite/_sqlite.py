@@ -16,6 +16,11 @@ from .errors import UnsupportedTargetError
 Target = Engine | str | os.PathLike[str]
 
 
+def quote(name: str) -> str:
+    """An SQLite identifier, double-quoted (for PRAGMA arguments and advice text, which cannot be bound)."""
+    return '"' + name.replace('"', '""') + '"'
+
+
 def database_path(target: Any) -> Path | None:
     """The file behind an Engine or a path; None for an in-memory database."""
     if isinstance(target, Engine):

@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from ._sqlite import quote as _quote
 from ._sqlite import reading
 
 _USED_INDEX = re.compile(r"USING (?:COVERING )?INDEX (\S+)")
@@ -29,10 +30,6 @@ class Advice:
 
     def __str__(self) -> str:
         return f"[{self.rule}] {self.message}\n  effect: {self.effect}\n  fix: {self.fix}"
-
-
-def _quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
 def _tables(conn: sqlite3.Connection) -> list[tuple[str, str]]:

@@ -9,10 +9,10 @@ from __future__ import annotations
 import os
 import sqlite3
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from ._sqlite import database_path, reading
+from ._sqlite import quote as _quote
 
 # Filesystems on which SQLite's locking cannot be trusted (sqlite.org/useovernet.html)
 NETWORK_FILESYSTEMS = frozenset({"nfs", "nfs4", "cifs", "smb", "smb2", "smb3", "smbfs", "9p", "fuse.sshfs", "sshfs",
@@ -102,10 +102,6 @@ def filesystem_type(path: str | os.PathLike[str]) -> str | None:
 
 def _fk(fk: tuple[str, tuple[str, ...], str]) -> str:
     return f"{fk[0]}({', '.join(fk[1])}) -> {fk[2]}"
-
-
-def _quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
 def _unindexed_foreign_keys(conn: sqlite3.Connection) -> list[tuple[str, tuple[str, ...], str]]:

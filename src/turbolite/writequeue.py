@@ -351,9 +351,8 @@ class WriteQueue:
             self._fail(batch[0], failed.error)
             return
         except Exception as exc:  # BEGIN or COMMIT failed: nothing in the batch was stored
-            error = exc if isinstance(exc, TurboliteError) else translate(getattr(exc, "orig", exc)) or exc
             for item in batch:
-                self._fail(item, error)
+                self._fail(item, exc)
             return
         self.stats.batches += 1
         self.stats.largest_batch = max(self.stats.largest_batch, len(batch))

@@ -22,16 +22,17 @@ from typing import Any
 
 from rich.console import Console
 from rich.table import Table
-from sqlalchemy import create_engine, insert
+from sqlalchemy import create_engine
 
 import turbolite
 
 from .. import results
-from ..runner import write_report
+from ..runner import publish
 from ..server import create_database, drop_database, redact
 from ..sysinfo import system_info
 from ..units import parse_scale
 from .app import LAYERS, ORDERS, USERS, create_schema
+from . import decision_rows
 from .contract import check
 from .loadgen import Endpoint, run_load
 
@@ -172,22 +173,8 @@ def main(argv: list[str] | None = None) -> int:
             if db == "postgresql":
                 drop_database(url)
     data["settings"]["pg_url"] = redact(args.pg_url) if "postgresql" in databases else None
-    results.write_atomic(out / results.FILENAME, data)
     work.cleanup()
-    print_table(data, console)
-    console.print(f"results: {out / results.FILENAME}")
-    write_report(data, out / "report", console)
-    return 0 if all(c["status"] == "done" for c in cells) else 1
-
-
-def decision_rows(data: dict[str, Any]) -> list[dict[str, Any]]:
-    """One row per (database, concurrency, layer) with the ratio to SQLAlchemy async at the same point."""
-    done = [c for c in data["cells"] if c["status"] == "done"]
-    base = {(c["config"], c["writers"]): c["http"]["rate"] for c in done if c["path"] == "sqlalchemy"}
-    return [{"db": c["config"], "concurrency": c["writers"], "layer": c["path"], **c["http"],
-             "vs_sqlalchemy": c["http"]["rate"] / base[(c["config"], c["writers"])]
-             if base.get((c["config"], c["writers"])) else None, "flagged": c.get("flagged", False)}
-            for c in done]
+    return publish(data, out, console, print_table)
 
 
 def print_table(data: dict[str, Any], console: Console) -> None:

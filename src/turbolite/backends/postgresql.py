@@ -48,15 +48,14 @@ class PostgresChunkWriter:
             if not self.own:
                 cursor.execute(sql.SQL("SAVEPOINT {}").format(_SAVEPOINT))
             try:
-                position = [0]
-                self._write(cursor, plan, params, position)
+                self._write(cursor, plan, params)
             except BaseException as exc:
                 if self.own:
                     self.dbapi.rollback()
                 else:
                     cursor.execute(sql.SQL("ROLLBACK TO SAVEPOINT {}").format(_SAVEPOINT))
                     cursor.execute(sql.SQL("RELEASE SAVEPOINT {}").format(_SAVEPOINT))
-                raise self._diagnose(cursor, plan, params, exc, position[0]) from exc
+                raise self._diagnose(cursor, plan, params, exc) from exc
             if self.own:
                 self.dbapi.commit()
             else:
@@ -66,7 +65,7 @@ class PostgresChunkWriter:
 
     # -- the fast paths --------------------------------------------------------------------------------
 
-    def _write(self, cursor: Any, plan: WritePlan, params: list[Sequence[Any]], position: list[int]) -> None:
+    def _write(self, cursor: Any, plan: WritePlan, params: list[Sequence[Any]]) -> None:
         copy_columns = plan.copy_columns
         if copy_columns is None:
             cursor.executemany(plan.sql, params)
@@ -75,34 +74,29 @@ class PostgresChunkWriter:
         if width != len(plan.params):  # an upsert's onupdate values go to the merge, not the COPY
             params = [row[:width] for row in params]
         if plan.kind == "insert":
-            self._copy(cursor, _table(plan), plan, params, position, ordinal=False)
+            self._copy(cursor, _table(plan), plan, params, ordinal=False)
         else:
             temp = self._temp_table(cursor, plan)
-            self._copy(cursor, temp, plan, params, position, ordinal=True)
+            self._copy(cursor, temp, plan, params, ordinal=True)
             cursor.execute(plan.merge_sql, plan.merge_params())  # type: ignore[arg-type]
 
-    def _copy(self, cursor: Any, target: sql.Composable, plan: WritePlan, params: list[Sequence[Any]],
-              position: list[int], *, ordinal: bool) -> None:
+    def _copy(self, cursor: Any, target: sql.Composable, plan: WritePlan, params: list[Sequence[Any]], *,
+              ordinal: bool) -> None:
         columns = plan.copy_columns or ()
         names = [*columns, _ORD] if ordinal else list(columns)
         # Text format, as psycopg dumps each Python value: the server converts it as it would a bound value.
         # (Binary COPY was faster here but silently truncates an int past int4 and refuses an int for text.)
         statement = sql.SQL("COPY {} ({}) FROM STDIN").format(target, sql.SQL(", ").join(map(sql.Identifier, names)))
+        rows = [(*row, i) for i, row in enumerate(params)] if ordinal else params  # arrival order, for last-wins
         if self.async_driver is not None:
             from sqlalchemy.util import await_only
 
-            await_only(_copy_async(self.async_driver, statement, params, position, ordinal))
+            await_only(_copy_async(self.async_driver, statement, rows))
             return
         with cursor.copy(statement) as copy:
             write = copy.write_row
-            if ordinal:
-                for i, row in enumerate(params):
-                    position[0] = i
-                    write((*row, i))
-            else:
-                for i, row in enumerate(params):
-                    position[0] = i
-                    write(row)
+            for row in rows:
+                write(row)
 
     def _temp_table(self, cursor: Any, plan: WritePlan) -> sql.Composable:
         """A session-private copy of the table's columns, emptied for each chunk, dropped at commit."""
@@ -114,14 +108,13 @@ class PostgresChunkWriter:
 
     # -- naming the row at fault ---------------------------------------------------------------------
 
-    def _diagnose(self, cursor: Any, plan: WritePlan, params: list[Sequence[Any]], exc: BaseException,
-                  streamed: int) -> ChunkFailed:
+    def _diagnose(self, cursor: Any, plan: WritePlan, params: list[Sequence[Any]], exc: BaseException) -> ChunkFailed:
         if not _row_specific(exc):
             return ChunkFailed(exc, None, None, False)
         import psycopg
 
-        if not isinstance(exc, psycopg.Error) or exc.sqlstate is None:  # refused by psycopg while sending a row
-            return ChunkFailed(exc, streamed, _param_at_fault(exc, plan, params[streamed] if params else ()), False)
+        if not isinstance(exc, psycopg.Error) or exc.sqlstate is None:  # refused by psycopg: the replay names the row
+            return self._probe(cursor, plan, params, exc)
         diag = exc.diag
         match = _LINE.search(diag.context or "")
         if match:
@@ -161,13 +154,11 @@ class PostgresChunkWriter:
                     pass
 
 
-async def _copy_async(connection: Any, statement: sql.Composable, params: list[Sequence[Any]], position: list[int],
-                      ordinal: bool) -> None:
+async def _copy_async(connection: Any, statement: sql.Composable, rows: Sequence[Sequence[Any]]) -> None:
     async with connection.cursor() as cursor:
         async with cursor.copy(statement) as copy:
-            for i, row in enumerate(params):
-                position[0] = i
-                await copy.write_row((*row, i) if ordinal else row)
+            for row in rows:
+                await copy.write_row(row)
 
 
 def _table(plan: WritePlan) -> sql.Composable:
