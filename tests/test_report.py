@@ -104,11 +104,19 @@ def test_the_read_benchmark_reports_every_mode_and_both_page_methods(tmp_path):
 
 
 def test_the_read_benchmark_reports_peak_memory_not_current_memory():
-    from sqlite_bench.reads import _peak_rss_mb
-    from sqlite_bench.monitor import memory_breakdown
+    """In a fresh process (the suite's own peak would hide it): 200 MiB allocated, then freed."""
+    import subprocess
+    import sys
 
-    before = _peak_rss_mb()
-    block = bytearray(200 * 2**20)  # 200 MiB, touched so it is resident
-    block[::4096] = b"x" * len(block[::4096])
-    del block  # returned to the system at once (a large allocation is its own mapping)
-    assert memory_breakdown()["rss_mb"] < before + 100 < _peak_rss_mb()
+    code = """
+from sqlite_bench.reads import _peak_rss_mb
+from sqlite_bench.monitor import memory_breakdown
+before = memory_breakdown()["rss_mb"]
+block = bytearray(200 * 2**20)
+block[::4096] = b"x" * len(block[::4096])
+del block
+print(before, memory_breakdown()["rss_mb"], _peak_rss_mb())
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    before, now, peak = map(float, out.stdout.split())
+    assert now < before + 100 < peak
