@@ -204,6 +204,46 @@ def test_a_lone_writer_commits_on_its_own_thread(engine):
     assert seen == threading.current_thread().name
 
 
+def test_concurrent_callers_are_gathered_into_one_commit(engine):
+    """After a batch of 4, a caller who finds the writer idle waits (up to max_wait_ms) for as many writes as
+    that batch held, so writers answered together commit together again instead of one at a time."""
+    with turbolite.WriteQueue(engine, max_wait_ms=10_000) as queue:
+        release = hold(queue)
+        first = [queue.submit(INSERT, {"producer": "first", "seq": n}) for n in range(4)]
+        release.set()
+        for f in first:
+            f.result(5)
+        assert queue.stats.largest_batch == 4
+        before = queue.stats.batches
+        callers = [threading.Thread(target=queue.execute, args=(INSERT, {"producer": "second", "seq": n}))
+                   for n in range(4)]
+        for c in callers:
+            c.start()
+            time.sleep(0.05)  # they arrive one by one; without gathering each would commit alone
+        for c in callers:
+            c.join(10)
+        assert queue.stats.batches == before + 1
+    assert sorted(stored(engine)).count(("second", 3)) == 1
+
+
+def test_a_gathering_writer_stops_waiting_when_the_queue_closes(engine):
+    queue = turbolite.WriteQueue(engine, max_wait_ms=60_000)
+    release = hold(queue)
+    pending = [queue.submit(INSERT, {"producer": "p", "seq": n}) for n in range(3)]
+    release.set()
+    for f in pending:
+        f.result(5)
+    lone = queue.submit(INSERT, {"producer": "p", "seq": 3})  # the writer now waits for two more
+    deadline = time.monotonic() + 5
+    while not queue._fill_target and time.monotonic() < deadline:  # until the writer is gathering
+        time.sleep(0.01)
+    assert queue._fill_target == 3
+    began = time.monotonic()
+    queue.close()
+    assert lone.result(5).rowcount == 1
+    assert time.monotonic() - began < 30
+
+
 def test_submit_refuses_what_it_cannot_run(engine):
     with turbolite.WriteQueue(engine) as queue:
         with pytest.raises(TypeError, match="callable"):

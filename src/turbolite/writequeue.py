@@ -101,8 +101,8 @@ class WriteQueue:
     """Group commit for one SQLite database: `execute`/`submit`/`aexecute` from any thread or task.
 
     `max_batch` items at most go in one transaction. When the previous batch held more than one item
-    (writers are concurrent), the writer waits up to `max_wait_ms` for the batch to fill before it
-    commits; a lone writer never waits. `max_pending` bounds the queue: `submit` then blocks until
+    (writers are concurrent), the writer waits up to `max_wait_ms` until as many items are pending as
+    that batch held, so writers answered together commit together again; a lone writer never waits. `max_pending` bounds the queue: `submit` then blocks until
     there is room, for at most `put_timeout` seconds (None: as long as it takes), then raises
     QueueFullError. `close()` answers everything already submitted, then stops the thread.
     """
@@ -120,6 +120,9 @@ class WriteQueue:
         self._lock = threading.Lock()
         self._arrived = threading.Condition(self._lock)
         self._room = threading.Condition(self._lock)
+        self._filled = threading.Condition(self._lock)  # a writer gathering a batch waits here
+        self._fill_target = 0  # pending count that wakes it; 0 while nobody gathers
+        self._last_batch = 0  # size of the last batch committed, by whichever thread
         self._closed = False
         self._full_waiters = 0
         self._writing = False  # a thread (the queue's own or a leading caller) holds the write connection
@@ -172,6 +175,8 @@ class WriteQueue:
                     raise QueueClosedError("this WriteQueue was closed while waiting for room")
             self._pending.append(item)
             if self._writing:
+                if self._fill_target and len(self._pending) >= self._fill_target:
+                    self._filled.notify()
                 return item, False
             if lead:
                 self._writing = True
@@ -196,7 +201,7 @@ class WriteQueue:
             try:
                 while not item.finished:
                     with self._lock:
-                        batch = self._pop()
+                        batch = self._gather()
                     if not batch:
                         break
                     self._commit(batch)
@@ -248,6 +253,7 @@ class WriteQueue:
             self._closed = True
             self._arrived.notify_all()
             self._room.notify_all()
+            self._filled.notify_all()
         self._thread.join(timeout)
         if self._thread.is_alive():
             return  # still draining; the daemon thread finishes on its own
@@ -274,27 +280,39 @@ class WriteQueue:
             self._room.notify_all()
         return batch
 
-    def _take(self, last_size: int) -> list[_Item]:
+    def _gather(self) -> list[_Item]:
+        """The next batch for the thread that claimed the writer; the caller holds the lock.
+
+        When the last batch held several items, concurrent writers are about: the callers it answered are
+        probably preparing their next write. Waiting (at most max_wait) until as many items are pending as
+        the last batch held lets them join this commit instead of the next one, so batches stay as large as
+        the number of writers instead of shrinking to whoever was already queued."""
+        target = min(self._last_batch, self.max_batch)
+        if target > 1 and self.max_wait and len(self._pending) < target and not self._closed:
+            deadline = time.monotonic() + self.max_wait
+            self._fill_target = target
+            try:
+                while len(self._pending) < target and not self._closed and (left := deadline - time.monotonic()) > 0:
+                    self._filled.wait(left)
+            finally:
+                self._fill_target = 0
+        return self._pop()
+
+    def _take(self) -> list[_Item]:
         """The queue thread's next batch, once no caller is writing; empty when closed and drained."""
         with self._lock:
             while (not self._pending or self._writing) and not (self._closed and not self._pending and not self._writing):
                 self._arrived.wait()
             if not self._pending:
                 return []
-            self._writing = True  # claimed before the wait below releases the lock, so no caller starts a batch
-            if last_size > 1 and self.max_wait and len(self._pending) < self.max_batch and not self._closed:
-                deadline = time.monotonic() + self.max_wait
-                while len(self._pending) < self.max_batch and (left := deadline - time.monotonic()) > 0:
-                    self._arrived.wait(left)
-            return self._pop()
+            self._writing = True  # claimed before the wait in _gather releases the lock, so no caller starts a batch
+            return self._gather()
 
     def _run(self) -> None:
-        size = 0
         while True:
-            batch = self._take(size)
+            batch = self._take()
             if not batch:
                 return  # closed and drained
-            size = len(batch)
             try:
                 self._commit(batch)
             finally:
@@ -355,6 +373,7 @@ class WriteQueue:
                 self._fail(item, exc)
             return
         self.stats.batches += 1
+        self._last_batch = len(batch)
         self.stats.largest_batch = max(self.stats.largest_batch, len(batch))
         self.stats.items += len(batch)
         for item, (ok, value) in zip(batch, outcomes):
