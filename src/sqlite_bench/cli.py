@@ -121,8 +121,6 @@ def _server(args: argparse.Namespace) -> str | None:
         return None
     if not args.db.startswith(("postgresql://", "postgresql+psycopg://")):
         raise SystemExit(f"--db takes a postgresql+psycopg:// URL, not {args.db!r}")
-    if "engine" in args.mode:
-        raise SystemExit("the engine path measures SQLite's own limit; leave it out with --db")
     return args.db.replace("postgresql://", "postgresql+psycopg://", 1)
 
 

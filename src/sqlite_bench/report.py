@@ -72,7 +72,7 @@ def _harness_tables(data: dict[str, Any], tag: str) -> list[Table]:
     tables = []
     head = Table(f"{tag}: headline at {format_count(data['settings']['scales'][-1])} rows",
                  ["path", "config", "phase", "rows/s", "× raw", "× engine"],
-                 note="throughput as a multiple of raw executemany and of SQLite alone, same chunk size, same run")
+                 note="throughput as a multiple of raw executemany and of the database alone (the engine path), same chunk size, same run")
     for r in sorted(ratios(data), key=lambda r: (r["phase"], -r["rows_per_s"])):
         head.rows.append([r["path"], r["config"], r["phase"], f"{r['rows_per_s']:,.0f}",
                           "-" if r["vs_raw"] is None else f"{r['vs_raw']:.2f}",
