@@ -11,11 +11,12 @@ The async variants run the same code through SQLAlchemy's asyncio extension.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Column, Select, inspect, tuple_
+from sqlalchemy import Column, Select, bindparam, inspect, tuple_
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import operators
@@ -122,11 +123,26 @@ def _unique(columns: list[Column[Any]]) -> bool:
     return any(key and key <= names for key in keys)
 
 
-def keyset_page(target: Session | Connection | Engine, stmt: Select[Any], *, size: int = 100,
-                after: Sequence[Any] | None = None) -> Page:
-    """The page of `stmt` (ordered by a unique key) that follows the key tuple `after` (None: the first page)."""
-    if size < 1:
-        raise ValueError("size must be at least 1")
+@dataclass
+class _KeysetPlan:
+    """What keyset_page learns once per select: the key columns, and its paged statements by page size."""
+
+    columns: list[Column[Any]]
+    entity: bool
+    first: dict[int, Select[Any]]
+    after: dict[int, Select[Any]]
+
+
+_PLANS: weakref.WeakKeyDictionary[Select[Any], _KeysetPlan] = weakref.WeakKeyDictionary()
+_AFTER = "_turbolite_after_"  # names of the cursor's bound parameters; never rendered from values
+
+
+def _plan(stmt: Select[Any]) -> _KeysetPlan:
+    """Check `stmt` once and keep the result while the select lives: an endpoint that pages with the same
+    select pays only for executing it (and SQLAlchemy's compiled cache hits, since the cursor is bound)."""
+    plan = _PLANS.get(stmt)
+    if plan is not None:
+        return plan
     columns, descending = _order(stmt)
     if not _unique(columns):
         names = ", ".join(c.name for c in columns)
@@ -134,24 +150,43 @@ def keyset_page(target: Session | Connection | Engine, stmt: Select[Any], *, siz
                           f"end it with the primary key, e.g. order_by({names}, <table>.id)")
     if stmt._limit_clause is not None or stmt._offset_clause is not None:
         raise KeysetError("remove .limit()/.offset(): keyset_page sets the limit and replaces the offset")
-    paged = stmt
-    if after is not None:
+    binds = [bindparam(f"{_AFTER}{i}", type_=c.type) for i, c in enumerate(columns)]
+    key = tuple_(*columns) if len(columns) > 1 else columns[0]
+    value = tuple_(*binds) if len(columns) > 1 else binds[0]
+    plan = _KeysetPlan(columns, _single_entity(stmt), {}, {})
+    plan.after[0] = stmt.where(key < value if descending else key > value)  # limit added per size below
+    _PLANS[stmt] = plan
+    return plan
+
+
+def keyset_page(target: Session | Connection | Engine, stmt: Select[Any], *, size: int = 100,
+                after: Sequence[Any] | None = None) -> Page:
+    """The page of `stmt` (ordered by a unique key) that follows the key tuple `after` (None: the first page)."""
+    if size < 1:
+        raise ValueError("size must be at least 1")
+    plan = _plan(stmt)
+    columns = plan.columns
+    if after is None:
+        paged, params = plan.first.get(size), None
+        if paged is None:
+            paged = plan.first[size] = stmt.limit(size + 1)  # one more row tells whether there is a next page
+    else:
         if len(after) != len(columns):
             raise KeysetError(f"after has {len(after)} values; the key ({', '.join(c.name for c in columns)}) "
                               f"has {len(columns)}")
-        key = tuple_(*columns) if len(columns) > 1 else columns[0]
-        value = tuple_(*after) if len(columns) > 1 else after[0]
-        paged = paged.where(key < value if descending else key > value)
-    paged = paged.limit(size + 1)  # one more row tells whether there is a next page
-    entity = _single_entity(stmt)
+        paged = plan.after.get(size)
+        if paged is None:
+            paged = plan.after[size] = plan.after[0].limit(size + 1)
+        params = {f"{_AFTER}{i}": v for i, v in enumerate(after)}
+    entity = plan.entity
     if isinstance(target, Engine):
         with target.connect() as conn:
             return keyset_page(conn, stmt, size=size, after=after)
     if isinstance(target, Session):
-        result = target.execute(paged)
+        result = target.execute(paged, params)
         rows = list(result.scalars() if entity else result)
     elif isinstance(target, Connection):
-        rows = list(target.execute(paged))
+        rows = list(target.execute(paged, params))
         entity = False
     else:
         raise UnsupportedTargetError(f"keyset_page takes an Engine, Connection or Session, not {type(target).__name__}")
