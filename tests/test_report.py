@@ -101,6 +101,10 @@ def test_the_read_benchmark_reports_every_mode_and_both_page_methods(tmp_path):
     assert {(c["path"], c["config"]) for c in data["cells"] if c["config"] != "full-read"} == {
         (f"{method}_{kind}", "page_1") for method in ("offset", "keyset") for kind in ("orm", "core")}
     assert "page latency" in (tmp_path / "out" / "report" / "report.md").read_text()
+    png = tmp_path / "out" / "report" / "reads.png"
+    assert png.read_bytes().startswith(PNG) and imread(png).shape[1] > 400
+    labels = plots.reads(data, tmp_path / "again.png")
+    assert set(labels) == set(reads.MODES) | {f"{m}_{k}" for m in ("offset", "keyset") for k in ("orm", "core")}
 
 
 def test_the_read_benchmark_reports_peak_memory_not_current_memory():

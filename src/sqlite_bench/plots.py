@@ -10,8 +10,9 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only: no display on servers and CI
 import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.ticker import FuncFormatter  # noqa: E402
+from matplotlib.ticker import FuncFormatter, NullLocator  # noqa: E402
 
+from .stats import percentile  # noqa: E402
 from .units import format_count  # noqa: E402
 
 
@@ -200,3 +201,46 @@ def concurrency(rows: list[dict[str, Any]], out: str | Path) -> list[str]:
         left.legend(fontsize=7)
     _save(fig, out)
     return list(series)
+
+
+def reads(data: dict[str, Any], out: str | Path) -> list[str]:
+    """The read benchmark: each full-read way's rows/s with its peak memory growth, and page latency against
+    page depth for OFFSET and keyset (log scales: keyset stays flat where OFFSET grows with the depth)."""
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.8), dpi=110)
+    full = [c for c in data["cells"] if c["config"] == "full-read" and c.get("checkpoints")]
+    names = [c["path"] for c in full]
+    rates = [c["checkpoints"][0]["segment"]["rows_per_s"] for c in full]
+    bars = left.barh(names, rates, color="tab:blue")
+    for bar, cell in zip(bars, full):
+        left.annotate(f"{bar.get_width():,.0f} rows/s, +{cell.get('rss_growth_mb', 0):,.0f} MB",
+                      (bar.get_width(), bar.get_y() + bar.get_height() / 2),
+                      xytext=(3, 0), textcoords="offset points", va="center", fontsize=8)
+    left.set_xlim(0, max(rates, default=1) * 1.6)  # room for the labels
+    left.invert_yaxis()
+    left.set_xlabel("rows/s; label: rows/s and peak RSS growth")
+    left.set_title(f"reading {data['settings']['rows']:,} rows")
+    left.xaxis.set_major_formatter(FuncFormatter(lambda v, _p: f"{v:,.0f}"))
+    series: dict[str, list[tuple[int, float]]] = {}
+    for cell in (c for c in data["cells"] if c["config"] != "full-read" and c.get("checkpoints")):
+        page = int(cell["config"].removeprefix("page_"))
+        series.setdefault(cell["path"], []).append((page, percentile(cell["checkpoints"][0]["batch_latencies_ms"], 50)))
+    for label, points in sorted(series.items()):
+        points.sort()
+        style = "-" if label.startswith("offset") else "--"
+        right.plot([p for p, _ in points], [ms for _, ms in points], style, marker="o", label=label)
+    right.set_xscale("log")
+    right.set_yscale("log")
+    right.set_xlabel("page number (log scale)")
+    right.set_ylabel("median ms (log scale)")
+    right.yaxis.set_major_formatter(FuncFormatter(lambda v, _p: f"{v:g}"))
+    right.yaxis.set_minor_formatter(FuncFormatter(lambda v, _p: f"{v:g}"))
+    right.xaxis.set_minor_locator(NullLocator())
+    pages = sorted({p for points in series.values() for p, _ in points})
+    if pages:
+        right.set_xticks(pages, [f"{p:,}" for p in pages])
+    right.set_title(f"one page of {data['settings']['page_size']} rows")
+    right.grid(True, which="both", alpha=0.3)
+    if series:
+        right.legend(fontsize=8)
+    _save(fig, out)
+    return [*names, *sorted(series)]

@@ -194,8 +194,12 @@ def build_report(files: list[dict[str, Any]], out: str | Path) -> Report:
                               f"{r['p99']:.1f}", f"{r['p999']:.1f}", str(r["locked"])] for r in rows]))
         plots.concurrency(rows, out / "concurrency.png")
         figures["concurrency.png"] = "writes/s and p99 latency against writer count"
-    for data in (d for d in files if d["benchmark"] == "reads"):
+    read_runs = [d for d in files if d["benchmark"] == "reads"]
+    for i, data in enumerate(read_runs):
         tables += _reads_tables(data)
+        name = "reads.png" if len(read_runs) == 1 else f"reads-{i + 1}.png"
+        plots.reads(data, out / name)
+        figures[name] = "full reads (rows/s, peak memory growth) and page latency against depth, OFFSET vs keyset"
     for data in (d for d in files if d["benchmark"] == "orm_compare"):
         tables.append(_compare_table(data))
     if len(machines) > 1:
