@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 
-.PHONY: bench test clean reference-curve reference-runs
+.PHONY: bench test clean reference-curve reference-runs reference-report
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,17 +29,32 @@ reference-curve: $(VENV)/.installed
 	    || exit 1; \
 	done
 
-## The published reference runs and their report (several hours on 2 cores): docs/results/{scale-1m,before-after,concurrency,report}.
+## The published reference runs and their report (several hours on 2 cores): every folder of docs/results but curve-10m.
 REF := docs/results
+PG  ?= postgresql+psycopg://postgres@127.0.0.1/postgres
 reference-runs: $(VENV)/.installed
 	$(PY) -m sqlite_bench.scale_benchmark --scales 200K,400K,600K,800K,1M --configs all --mode orm --output-dir $(REF)/scale-1m
 	$(PY) -m sqlite_bench.before_after --scales 1M,5M --mode all --output-dir $(REF)/before-after
 	$(PY) -m sqlite_bench.concurrency --writers 1,4,16,64 --ops 20000 --profile production --output-dir $(REF)/concurrency/production
 	$(PY) -m sqlite_bench.concurrency --writers 1,4,16,64 --ops 4000 --profile durable --output-dir $(REF)/concurrency/durable
+	for chunk in 5000 50000; do \
+	  $(PY) -m sqlite_bench.before_after --scales 200K,400K,600K,800K,1M --phases insert --mode raw,turbo \
+	    --schema study,lean,ordered --key uuid4,uuid7 --chunk-size $$chunk --output-dir $(REF)/keys-1m/chunk-$$chunk || exit 1; \
+	done
+	$(PY) -m sqlite_bench.reads --rows 1M --output-dir $(REF)/reads/sqlite
+	$(PY) -m sqlite_bench.reads --rows 1M --db $(PG) --output-dir $(REF)/reads/postgresql
+	$(PY) -m sqlite_bench.before_after --db $(PG) --scales 200K,400K,600K,800K,1M --phases insert \
+	  --mode orm,raw,turbo,turbo_async,engine --output-dir $(REF)/postgresql-1m
 	$(PY) -m sqlite_bench.orm_compare --db sqlite,postgresql --concurrency 50,200 --duration 30s --seed-users 100K \
 	  --output-dir $(REF)/orm-compare
+	$(MAKE) reference-report
+
+## The report over the published runs (seconds): docs/results/report and the 10M curve's plot.
+reference-report: $(VENV)/.installed
 	$(PY) -m sqlite_bench.cli report $(REF)/scale-1m/results.json $(REF)/before-after/results.json \
 	  $(REF)/concurrency/production/results.json $(REF)/concurrency/durable/results.json \
+	  $(REF)/keys-1m/chunk-5000/results.json $(REF)/keys-1m/chunk-50000/results.json \
+	  $(REF)/reads/sqlite/results.json $(REF)/reads/postgresql/results.json $(REF)/postgresql-1m/results.json \
 	  $(REF)/orm-compare/results.json --out $(REF)/report
 	$(PY) -m sqlite_bench.cli plot-curve $(CURVE)/*/results.json --out $(CURVE)/curve.png
 

@@ -42,8 +42,11 @@ def test_the_report_has_the_study_layouts_and_valid_plots(runs, tmp_path):
     for expected in ("headline", "raw ÷ orm", "configuration sweep", "transaction size against latency",
                      "every checkpoint", "per-segment throughput", "concurrency"):
         assert any(expected in t for t in titles), expected
-    assert set(built.plots) == {"throughput-per-config.png", "throughput-over-rows.png", "db-size-over-rows.png",
-                                "segments-over-rows.png", "p99-vs-chunk.png", "rss-over-time.png", "concurrency.png"}
+    harness = {"throughput-per-config.png", "throughput-over-rows.png", "db-size-over-rows.png",
+               "segments-over-rows.png", "rss-over-time.png"}
+    # two harness runs: each gets its own plots (only the chunk sweep has a p99-against-chunk plot)
+    assert set(built.plots) == {f"before_after-1-{n}" for n in harness} | {
+        f"scale_benchmark-2-{n}" for n in harness | {"p99-vs-chunk.png"}} | {"concurrency.png"}
     for name in built.plots:
         data = (tmp_path / "report" / name).read_bytes()
         assert data.startswith(PNG)
@@ -68,7 +71,13 @@ def test_the_html_needs_no_network(runs, tmp_path):
     page = (tmp_path / "r" / "report.html").read_text()
     assert not re.search(r"https?://|<script|<link|@import|url\(", page)
     assert all(src.startswith("data:image/png;base64,") for src in re.findall(r"src='([^']*)'", page))
-    assert page.count("<img") == 7
+    assert page.count("<img") == 12
+
+
+def test_a_single_harness_run_keeps_plain_plot_names(runs, tmp_path):
+    loaded, _ = runs
+    built = build_report([loaded["ba"]], tmp_path / "one")
+    assert "segments-over-rows.png" in built.plots and not any(n.startswith("before_after-") for n in built.plots)
 
 
 def test_runs_from_several_machines_merge_into_one_table(runs, tmp_path):
@@ -101,7 +110,7 @@ def test_the_read_benchmark_reports_every_mode_and_both_page_methods(tmp_path):
     assert {(c["path"], c["config"]) for c in data["cells"] if c["config"] != "full-read"} == {
         (f"{method}_{kind}", "page_1") for method in ("offset", "keyset") for kind in ("orm", "core")}
     assert "page latency" in (tmp_path / "out" / "report" / "report.md").read_text()
-    png = tmp_path / "out" / "report" / "reads.png"
+    png = tmp_path / "out" / "report" / "reads-sqlite.png"
     assert png.read_bytes().startswith(PNG) and imread(png).shape[1] > 400
     labels = plots.reads(data, tmp_path / "again.png")
     assert set(labels) == set(reads.MODES) | {f"{m}_{k}" for m in ("offset", "keyset") for k in ("orm", "core")}

@@ -143,9 +143,10 @@ def _concurrency_rows(data: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def _reads_tables(data: dict[str, Any]) -> list[Table]:
-    full = Table(f"reads: {data['settings']['rows']:,} rows, each way in a fresh process",
+    database = "PostgreSQL" if data["settings"].get("db_url") else "SQLite"
+    full = Table(f"reads ({database}): {data['settings']['rows']:,} rows, each way in a fresh process",
                  ["mode", "rows/s", "seconds", "peak RSS growth MB"])
-    pages = Table(f"reads: page latency, {data['settings']['page_size']} rows a page", ["method", "page", "median ms",
+    pages = Table(f"reads ({database}): page latency, {data['settings']['page_size']} rows a page", ["method", "page", "median ms",
                                                                                          "all runs ms"])
     for cell in data["cells"]:
         cp = cell["checkpoints"][0]
@@ -194,12 +195,13 @@ def build_report(files: list[dict[str, Any]], out: str | Path) -> Report:
                               f"{r['p99']:.1f}", f"{r['p999']:.1f}", str(r["locked"])] for r in rows]))
         plots.concurrency(rows, out / "concurrency.png")
         figures["concurrency.png"] = "writes/s and p99 latency against writer count"
-    read_runs = [d for d in files if d["benchmark"] == "reads"]
-    for i, data in enumerate(read_runs):
+    for i, data in enumerate(d for d in files if d["benchmark"] == "reads"):
         tables += _reads_tables(data)
-        name = "reads.png" if len(read_runs) == 1 else f"reads-{i + 1}.png"
+        database = "postgresql" if data["settings"].get("db_url") else "sqlite"
+        name = f"reads-{database}.png" if f"reads-{database}.png" not in figures else f"reads-{database}-{i + 1}.png"
         plots.reads(data, out / name)
-        figures[name] = "full reads (rows/s, peak memory growth) and page latency against depth, OFFSET vs keyset"
+        figures[name] = (f"{database}: full reads (rows/s, peak memory growth) and page latency against depth, "
+                         "OFFSET vs keyset")
     for data in (d for d in files if d["benchmark"] == "orm_compare"):
         tables.append(_compare_table(data))
     if len(machines) > 1:
@@ -210,27 +212,37 @@ def build_report(files: list[dict[str, Any]], out: str | Path) -> Report:
                 cross.rows.append([_machine(data), data["benchmark"], _cell_name(cell), cell["config"], cp["phase"],
                                    format_count(cp["rows"]), f"{cp['cumulative']['rows_per_s']:,.0f}"])
         tables.insert(0, cross)
-    cells = [c for d in harness for c in d["cells"] if c["status"] == "done" and c["checkpoints"]]
-    if cells:
-        for name, draw, caption in (
-            ("throughput-per-config.png", plots.throughput_per_config, "throughput per configuration and path"),
-            ("throughput-over-rows.png", plots.cumulative_over_rows, "cumulative throughput over rows"),
-            ("db-size-over-rows.png", plots.db_size_over_rows, "database size over rows"),
-        ):
-            draw(cells, out / name)
-            figures[name] = caption
-        plots.throughput_over_rows(harness, out / "segments-over-rows.png")
-        figures["segments-over-rows.png"] = "per-segment throughput: the cost of a row as the table grows"
-        if len({c["chunk_size"] for c in cells}) > 1:
-            plots.p99_vs_chunk(cells, out / "p99-vs-chunk.png")
-            figures["p99-vs-chunk.png"] = "p99 transaction latency against chunk size (log-log)"
-        if any(len(c.get("rss_samples") or []) >= 2 for c in cells):
-            plots.rss_over_time(cells, out / "rss-over-time.png")
-            figures["rss-over-time.png"] = "resident memory over time, from the sampler"
+    for i, data in enumerate(harness):  # one set of plots per run: runs with other paths or tables do not mix
+        prefix, tag = ("", "") if len(harness) == 1 else (f"{data['benchmark']}-{i + 1}-", f"{data['benchmark']} #{i + 1}: ")
+        figures.update(_harness_plots(data, out, prefix, tag))
     commands = [d["command"] for d in files]
     _write_markdown(out / "report.md", tables, figures, machines, commands)
     _write_html(out / "report.html", tables, figures, machines, commands, out)
     return Report(tables, figures, out)
+
+
+def _harness_plots(data: dict[str, Any], out: Path, prefix: str, tag: str) -> dict[str, str]:
+    """The plots of one before_after or scale_benchmark run, named with `prefix` and captioned with `tag`."""
+    cells = [c for c in data["cells"] if c["status"] == "done" and c["checkpoints"]]
+    if not cells:
+        return {}
+    figures: dict[str, str] = {}
+    for name, draw, caption in (
+        ("throughput-per-config.png", plots.throughput_per_config, "throughput per configuration and path"),
+        ("throughput-over-rows.png", plots.cumulative_over_rows, "cumulative throughput over rows"),
+        ("db-size-over-rows.png", plots.db_size_over_rows, "database size over rows"),
+    ):
+        draw(cells, out / f"{prefix}{name}")
+        figures[f"{prefix}{name}"] = tag + caption
+    plots.throughput_over_rows([data], out / f"{prefix}segments-over-rows.png")
+    figures[f"{prefix}segments-over-rows.png"] = tag + "per-segment throughput: the cost of a row as the table grows"
+    if len({c["chunk_size"] for c in cells}) > 1:
+        plots.p99_vs_chunk(cells, out / f"{prefix}p99-vs-chunk.png")
+        figures[f"{prefix}p99-vs-chunk.png"] = tag + "p99 transaction latency against chunk size (log-log)"
+    if any(len(c.get("rss_samples") or []) >= 2 for c in cells):
+        plots.rss_over_time(cells, out / f"{prefix}rss-over-time.png")
+        figures[f"{prefix}rss-over-time.png"] = tag + "resident memory over time, from the sampler"
+    return figures
 
 
 def _write_markdown(path: Path, tables: list[Table], figures: dict[str, str], machines: list[str],
