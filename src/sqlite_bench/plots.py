@@ -25,6 +25,10 @@ def cell_label(cell: dict[str, Any]) -> str:
             f"{cell['config']}, {format_count(cell['chunk_size'])}-row chunks")
 
 
+def _setup(cell: dict[str, Any]) -> tuple[str, ...]:
+    return (cell.get("schema", "study"), cell.get("key", "uuid4"), cell["config"], str(cell["chunk_size"]))
+
+
 def throughput_over_rows(results: Iterable[dict[str, Any]], out: str | Path, phase: str = "insert") -> list[str]:
     """Per-segment throughput against rows written, one line per cell of every results file; returns the
     labels of the lines drawn. Segment (not cumulative) throughput shows how the cost of a row grows."""
@@ -32,6 +36,8 @@ def throughput_over_rows(results: Iterable[dict[str, Any]], out: str | Path, pha
     labels = []
     colours: dict[tuple[str, ...], Any] = {}  # one colour per table set-up, one line style per write path
     palette = plt.get_cmap("tab10").colors
+    results = list(results)
+    setups = {_setup(c) for data in results for c in data["cells"]}
     for data in results:
         for cell in data["cells"]:
             points = [(cp["rows"], cp["segment"]["rows_per_s"]) for cp in cell["checkpoints"] if cp["phase"] == phase]
@@ -39,7 +45,7 @@ def throughput_over_rows(results: Iterable[dict[str, Any]], out: str | Path, pha
                 continue
             xs, ys = zip(*points)
             label = cell_label(cell)
-            setup = (cell.get("schema", "study"), cell.get("key", "uuid4"), cell["config"], str(cell["chunk_size"]))
+            setup = _setup(cell) if len(setups) > 1 else (cell["path"],)  # one set-up: a colour per path instead
             colour = colours.setdefault(setup, palette[len(colours) % len(palette)])
             ax.plot(xs, ys, marker="o", markersize=3, linewidth=1.6, color=colour,
                     linestyle=_STYLES.get(cell["path"], "-."), label=label)
