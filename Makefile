@@ -55,6 +55,7 @@ reference-runs: $(VENV)/.installed
 
 ## The report over the published runs (seconds): docs/results/report and the 10M curve's plot.
 reference-report: $(VENV)/.installed
+	rm -rf $(REF)/report
 	$(PY) -m sqlite_bench.cli report $(REF)/scale-1m/results.json $(REF)/before-after/results.json \
 	  $(REF)/concurrency/production/results.json $(REF)/concurrency/durable/results.json \
 	  $(REF)/keys-1m/chunk-5000/results.json $(REF)/keys-1m/chunk-50000/results.json \

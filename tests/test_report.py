@@ -36,7 +36,7 @@ def test_every_run_writes_its_own_report(runs):
 
 
 def test_the_report_has_the_study_layouts_and_valid_plots(runs, tmp_path):
-    loaded, _ = runs
+    loaded, base = runs
     built = build_report(list(loaded.values()), tmp_path / "report")
     titles = [t.title for t in built.tables]
     for expected in ("headline", "raw ÷ orm", "configuration sweep", "transaction size against latency",
@@ -45,8 +45,9 @@ def test_the_report_has_the_study_layouts_and_valid_plots(runs, tmp_path):
     harness = {"throughput-per-config.png", "throughput-over-rows.png", "db-size-over-rows.png",
                "segments-over-rows.png", "rss-over-time.png"}
     # two harness runs: each gets its own plots (only the chunk sweep has a p99-against-chunk plot)
-    assert set(built.plots) == {f"before_after-1-{n}" for n in harness} | {
-        f"scale_benchmark-2-{n}" for n in harness | {"p99-vs-chunk.png"}} | {"concurrency.png"}
+    ba, scale = (f"{base.name}-{name}" for name in ("ba", "scale"))  # named for each run's --output-dir (last two folders)
+    assert set(built.plots) == {f"{ba}-{n}" for n in harness} | {
+        f"{scale}-{n}" for n in harness | {"p99-vs-chunk.png"}} | {"concurrency.png"}
     for name in built.plots:
         data = (tmp_path / "report" / name).read_bytes()
         assert data.startswith(PNG)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import html
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -184,8 +185,8 @@ def build_report(files: list[dict[str, Any]], out: str | Path) -> Report:
     harness = [d for d in files if d["benchmark"] in ("before_after", "scale_benchmark")]
     contention = [d for d in files if d["benchmark"] == "concurrency"]
     machines = list(dict.fromkeys(_machine(d) for d in files))
-    for i, data in enumerate(harness):
-        tag = f"{data['benchmark']}" + (f" #{i + 1}" if len(harness) > 1 else "")
+    tags = [_run_tag(data, i, len(harness)) for i, data in enumerate(harness)]
+    for data, tag in zip(harness, tags):
         tables += _harness_tables(data, tag)
     if contention:
         rows = [r for d in contention for r in _concurrency_rows(d)]
@@ -212,13 +213,27 @@ def build_report(files: list[dict[str, Any]], out: str | Path) -> Report:
                 cross.rows.append([_machine(data), data["benchmark"], _cell_name(cell), cell["config"], cp["phase"],
                                    format_count(cp["rows"]), f"{cp['cumulative']['rows_per_s']:,.0f}"])
         tables.insert(0, cross)
-    for i, data in enumerate(harness):  # one set of plots per run: runs with other paths or tables do not mix
-        prefix, tag = ("", "") if len(harness) == 1 else (f"{data['benchmark']}-{i + 1}-", f"{data['benchmark']} #{i + 1}: ")
-        figures.update(_harness_plots(data, out, prefix, tag))
+    for data, tag in zip(harness, tags):  # one set of plots per run: runs with other paths or tables do not mix
+        prefix = "" if len(harness) == 1 else re.sub(r"[^A-Za-z0-9_.]+", "-", tag).strip("-") + "-"
+        figures.update(_harness_plots(data, out, prefix, "" if len(harness) == 1 else f"{tag}: "))
     commands = [d["command"] for d in files]
     _write_markdown(out / "report.md", tables, figures, machines, commands)
     _write_html(out / "report.html", tables, figures, machines, commands, out)
     return Report(tables, figures, out)
+
+
+def _run_tag(data: dict[str, Any], index: int, runs: int) -> str:
+    """How a harness run is named in a report of several: its --output-dir, which says what the run was (the
+    part after a `results` folder, e.g. keys-1m/chunk-5000, or its last two folders); else its place in the list."""
+    if runs == 1:
+        return data["benchmark"]
+    words = data.get("command", "").split()
+    if "--output-dir" in words[:-1]:
+        parts = Path(words[words.index("--output-dir") + 1]).parts
+        below = parts[len(parts) - parts[::-1].index("results"):] if "results" in parts else parts[-2:]
+        if below:
+            return "/".join(below)
+    return f"{data['benchmark']} #{index + 1}"
 
 
 def _harness_plots(data: dict[str, Any], out: Path, prefix: str, tag: str) -> dict[str, str]:
