@@ -87,6 +87,27 @@ def test_keyset_pages_cover_every_row_once_in_order(engine, order):
     assert seen == expected and pages == -(-ROWS // 128)
 
 
+@pytest.mark.parametrize("order", ["id", "id desc", "grp,id"])
+def test_one_select_reused_for_every_page_and_size_still_pages_exactly(engine, order):
+    """An endpoint keeps one select and pages with it: the plan kept for it must serve any cursor and size."""
+    columns = {"id": Item.id, "grp": Item.grp}
+    order_by = [columns[o.split()[0]].desc() if o.endswith(" desc") else columns[o] for o in order.split(",")]
+    stmt = select(Item).order_by(*order_by)
+    with Session(engine) as session:
+        expected = list(session.scalars(select(Item.id).order_by(*order_by)))
+        for sizes in ([100, 7], [7, 100]):  # the same select, first and later pages, sizes alternating
+            seen, after, turn = [], None, 0
+            while True:
+                page = turbolite.keyset_page(session, stmt, size=sizes[turn % 2], after=after)
+                assert len(page.rows) <= sizes[turn % 2]
+                seen += [item.id for item in page.rows]
+                turn += 1
+                if page.next_after is None:
+                    break
+                after = page.next_after
+            assert seen == expected
+
+
 def test_keyset_pages_stay_exact_under_inserts_past_the_cursor(engine):
     seen, after = [], None
     with Session(engine) as session:

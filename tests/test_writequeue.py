@@ -57,6 +57,14 @@ def hold(queue: turbolite.WriteQueue) -> threading.Event:
     return release
 
 
+def until(condition, timeout: float = 5.0) -> None:
+    """Wait for a state of the queue (polled), failing the test if it does not come within `timeout`."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "the queue never reached the expected state"
+        time.sleep(0.001)
+
+
 def test_threads_and_asyncio_tasks_lose_nothing(engine):
     threads, tasks, writes = 8, 8, 150
     with turbolite.WriteQueue(engine, max_batch=64) as queue:
@@ -214,12 +222,12 @@ def test_concurrent_callers_are_gathered_into_one_commit(engine):
         for f in first:
             f.result(5)
         assert queue.stats.largest_batch == 4
-        before = queue.stats.batches
+        before, answered = queue.stats.batches, queue.stats.items
         callers = [threading.Thread(target=queue.execute, args=(INSERT, {"producer": "second", "seq": n}))
                    for n in range(4)]
-        for c in callers:
+        for n, c in enumerate(callers):  # one by one: each starts once the previous write is queued or committed
             c.start()
-            time.sleep(0.05)  # they arrive one by one; without gathering each would commit alone
+            until(lambda: len(queue._pending) + queue.stats.items - answered > n)
         for c in callers:
             c.join(10)
         assert queue.stats.batches == before + 1
@@ -234,10 +242,7 @@ def test_a_gathering_writer_stops_waiting_when_the_queue_closes(engine):
     for f in pending:
         f.result(5)
     lone = queue.submit(INSERT, {"producer": "p", "seq": 3})  # the writer now waits for two more
-    deadline = time.monotonic() + 5
-    while not queue._fill_target and time.monotonic() < deadline:  # until the writer is gathering
-        time.sleep(0.01)
-    assert queue._fill_target == 3
+    until(lambda: queue._fill_target == 3)  # the writer is gathering
     began = time.monotonic()
     queue.close()
     assert lone.result(5).rowcount == 1
