@@ -45,7 +45,8 @@ def test_the_report_has_the_study_layouts_and_valid_plots(runs, tmp_path):
     harness = {"throughput-per-config.png", "throughput-over-rows.png", "db-size-over-rows.png",
                "segments-over-rows.png", "rss-over-time.png"}
     # two harness runs: each gets its own plots (only the chunk sweep has a p99-against-chunk plot)
-    ba, scale = (f"{base.name}-{name}" for name in ("ba", "scale"))  # named for each run's --output-dir (last two folders)
+    # named for each run's --output-dir (its last two folders)
+    ba, scale = (f"{base.name}-{name}" for name in ("ba", "scale"))
     assert set(built.plots) == {f"{ba}-{n}" for n in harness} | {
         f"{scale}-{n}" for n in harness | {"p99-vs-chunk.png"}} | {"concurrency.png"}
     for name in built.plots:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import html
 import re
+import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -73,7 +74,8 @@ def _harness_tables(data: dict[str, Any], tag: str) -> list[Table]:
     tables = []
     head = Table(f"{tag}: headline at {format_count(data['settings']['scales'][-1])} rows",
                  ["path", "config", "phase", "rows/s", "× raw", "× engine"],
-                 note="throughput as a multiple of raw executemany and of the database alone (the engine path), same chunk size, same run")
+                 note="throughput as a multiple of raw executemany and of the database alone (the engine path), "
+                      "same chunk size, same run")
     for r in sorted(ratios(data), key=lambda r: (r["phase"], -r["rows_per_s"])):
         head.rows.append([r["path"], r["config"], r["phase"], f"{r['rows_per_s']:,.0f}",
                           "-" if r["vs_raw"] is None else f"{r['vs_raw']:.2f}",
@@ -143,12 +145,17 @@ def _concurrency_rows(data: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
+def _database(data: dict[str, Any]) -> str:
+    """Which database a run read or wrote: 'PostgreSQL' when it was given a server URL, else 'SQLite'."""
+    return "PostgreSQL" if data["settings"].get("db_url") else "SQLite"
+
+
 def _reads_tables(data: dict[str, Any]) -> list[Table]:
-    database = "PostgreSQL" if data["settings"].get("db_url") else "SQLite"
+    database = _database(data)
     full = Table(f"reads ({database}): {data['settings']['rows']:,} rows, each way in a fresh process",
                  ["mode", "rows/s", "seconds", "peak RSS growth MB"])
-    pages = Table(f"reads ({database}): page latency, {data['settings']['page_size']} rows a page", ["method", "page", "median ms",
-                                                                                         "all runs ms"])
+    pages = Table(f"reads ({database}): page latency, {data['settings']['page_size']} rows a page",
+                  ["method", "page", "median ms", "all runs ms"])
     for cell in data["cells"]:
         cp = cell["checkpoints"][0]
         if cell["config"] == "full-read":
@@ -198,8 +205,9 @@ def build_report(files: list[dict[str, Any]], out: str | Path) -> Report:
         figures["concurrency.png"] = "writes/s and p99 latency against writer count"
     for i, data in enumerate(d for d in files if d["benchmark"] == "reads"):
         tables += _reads_tables(data)
-        database = "postgresql" if data["settings"].get("db_url") else "sqlite"
-        name = f"reads-{database}.png" if f"reads-{database}.png" not in figures else f"reads-{database}-{i + 1}.png"
+        database = _database(data)
+        name = f"reads-{database.lower()}.png"
+        name = name if name not in figures else f"reads-{database.lower()}-{i + 1}.png"
         plots.reads(data, out / name)
         figures[name] = (f"{database}: full reads (rows/s, peak memory growth) and page latency against depth, "
                          "OFFSET vs keyset")
@@ -227,7 +235,7 @@ def _run_tag(data: dict[str, Any], index: int, runs: int) -> str:
     part after a `results` folder, e.g. keys-1m/chunk-5000, or its last two folders); else its place in the list."""
     if runs == 1:
         return data["benchmark"]
-    words = data.get("command", "").split()
+    words = shlex.split(data.get("command", ""))
     if "--output-dir" in words[:-1]:
         parts = Path(words[words.index("--output-dir") + 1]).parts
         below = parts[len(parts) - parts[::-1].index("results"):] if "results" in parts else parts[-2:]
@@ -242,21 +250,20 @@ def _harness_plots(data: dict[str, Any], out: Path, prefix: str, tag: str) -> di
     if not cells:
         return {}
     figures: dict[str, str] = {}
-    for name, draw, caption in (
-        ("throughput-per-config.png", plots.throughput_per_config, "throughput per configuration and path"),
-        ("throughput-over-rows.png", plots.cumulative_over_rows, "cumulative throughput over rows"),
-        ("db-size-over-rows.png", plots.db_size_over_rows, "database size over rows"),
-    ):
-        draw(cells, out / f"{prefix}{name}")
+
+    def draw(name: str, plot: Any, source: Any, caption: str) -> None:
+        plot(source, out / f"{prefix}{name}")
         figures[f"{prefix}{name}"] = tag + caption
-    plots.throughput_over_rows([data], out / f"{prefix}segments-over-rows.png")
-    figures[f"{prefix}segments-over-rows.png"] = tag + "per-segment throughput: the cost of a row as the table grows"
+
+    draw("throughput-per-config.png", plots.throughput_per_config, cells, "throughput per configuration and path")
+    draw("throughput-over-rows.png", plots.cumulative_over_rows, cells, "cumulative throughput over rows")
+    draw("db-size-over-rows.png", plots.db_size_over_rows, cells, "database size over rows")
+    draw("segments-over-rows.png", plots.throughput_over_rows, [data],
+         "per-segment throughput: the cost of a row as the table grows")
     if len({c["chunk_size"] for c in cells}) > 1:
-        plots.p99_vs_chunk(cells, out / f"{prefix}p99-vs-chunk.png")
-        figures[f"{prefix}p99-vs-chunk.png"] = tag + "p99 transaction latency against chunk size (log-log)"
+        draw("p99-vs-chunk.png", plots.p99_vs_chunk, cells, "p99 transaction latency against chunk size (log-log)")
     if any(len(c.get("rss_samples") or []) >= 2 for c in cells):
-        plots.rss_over_time(cells, out / f"{prefix}rss-over-time.png")
-        figures[f"{prefix}rss-over-time.png"] = tag + "resident memory over time, from the sampler"
+        draw("rss-over-time.png", plots.rss_over_time, cells, "resident memory over time, from the sampler")
     return figures
 
 

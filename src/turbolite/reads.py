@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import AsyncIterator, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Column, Select, bindparam, inspect, tuple_
@@ -125,12 +125,13 @@ def _unique(columns: list[Column[Any]]) -> bool:
 
 @dataclass
 class _KeysetPlan:
-    """What keyset_page learns once per select: the key columns, and its paged statements by page size."""
+    """What keyset_page learns once per select: its key columns, the select continued past a bound cursor,
+    and the paged statements made from them, by (page size, whether a cursor is given)."""
 
     columns: list[Column[Any]]
     entity: bool
-    first: dict[int, Select[Any]]
-    after: dict[int, Select[Any]]
+    following: Select[Any]
+    paged: dict[tuple[int, bool], Select[Any]] = field(default_factory=dict)
 
 
 _PLANS: weakref.WeakKeyDictionary[Select[Any], _KeysetPlan] = weakref.WeakKeyDictionary()
@@ -153,9 +154,8 @@ def _plan(stmt: Select[Any]) -> _KeysetPlan:
     binds = [bindparam(f"{_AFTER}{i}", type_=c.type) for i, c in enumerate(columns)]
     key = tuple_(*columns) if len(columns) > 1 else columns[0]
     value = tuple_(*binds) if len(columns) > 1 else binds[0]
-    plan = _KeysetPlan(columns, _single_entity(stmt), {}, {})
-    plan.after[0] = stmt.where(key < value if descending else key > value)  # limit added per size below
-    _PLANS[stmt] = plan
+    plan = _PLANS[stmt] = _KeysetPlan(columns, _single_entity(stmt),
+                                      stmt.where(key < value if descending else key > value))
     return plan
 
 
@@ -164,24 +164,22 @@ def keyset_page(target: Session | Connection | Engine, stmt: Select[Any], *, siz
     """The page of `stmt` (ordered by a unique key) that follows the key tuple `after` (None: the first page)."""
     if size < 1:
         raise ValueError("size must be at least 1")
-    plan = _plan(stmt)
-    columns = plan.columns
-    if after is None:
-        paged, params = plan.first.get(size), None
-        if paged is None:
-            paged = plan.first[size] = stmt.limit(size + 1)  # one more row tells whether there is a next page
-    else:
-        if len(after) != len(columns):
-            raise KeysetError(f"after has {len(after)} values; the key ({', '.join(c.name for c in columns)}) "
-                              f"has {len(columns)}")
-        paged = plan.after.get(size)
-        if paged is None:
-            paged = plan.after[size] = plan.after[0].limit(size + 1)
-        params = {f"{_AFTER}{i}": v for i, v in enumerate(after)}
-    entity = plan.entity
     if isinstance(target, Engine):
         with target.connect() as conn:
             return keyset_page(conn, stmt, size=size, after=after)
+    plan = _plan(stmt)
+    columns = plan.columns
+    params = None
+    if after is not None:
+        if len(after) != len(columns):
+            raise KeysetError(f"after has {len(after)} values; the key ({', '.join(c.name for c in columns)}) "
+                              f"has {len(columns)}")
+        params = {f"{_AFTER}{i}": v for i, v in enumerate(after)}
+    paged = plan.paged.get((size, params is not None))
+    if paged is None:  # one more row than the page tells whether there is a next one
+        paged = (plan.following if params is not None else stmt).limit(size + 1)
+        plan.paged[(size, params is not None)] = paged
+    entity = plan.entity
     if isinstance(target, Session):
         result = target.execute(paged, params)
         rows = list(result.scalars() if entity else result)

@@ -102,9 +102,10 @@ class WriteQueue:
 
     `max_batch` items at most go in one transaction. When the previous batch held more than one item
     (writers are concurrent), the writer waits up to `max_wait_ms` until as many items are pending as
-    that batch held, so writers answered together commit together again; a lone writer never waits. `max_pending` bounds the queue: `submit` then blocks until
-    there is room, for at most `put_timeout` seconds (None: as long as it takes), then raises
-    QueueFullError. `close()` answers everything already submitted, then stops the thread.
+    that batch held, so writers answered together commit together again; a lone writer never waits.
+    `max_pending` bounds the queue: `submit` then blocks until there is room, for at most `put_timeout`
+    seconds (None: as long as it takes), then raises QueueFullError. `close()` answers everything already
+    submitted, then stops the thread.
     """
 
     def __init__(self, engine: Engine, *, max_batch: int = 1000, max_wait_ms: float = 2.0,
@@ -292,7 +293,10 @@ class WriteQueue:
             deadline = time.monotonic() + self.max_wait
             self._fill_target = target
             try:
-                while len(self._pending) < target and not self._closed and (left := deadline - time.monotonic()) > 0:
+                while len(self._pending) < target and not self._closed:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        break
                     self._filled.wait(left)
             finally:
                 self._fill_target = 0
@@ -305,7 +309,7 @@ class WriteQueue:
                 self._arrived.wait()
             if not self._pending:
                 return []
-            self._writing = True  # claimed before the wait in _gather releases the lock, so no caller starts a batch
+            self._writing = True  # claimed before _gather's wait releases the lock: no caller starts a batch
             return self._gather()
 
     def _run(self) -> None:
