@@ -109,9 +109,10 @@ def print_summary(data: dict[str, Any], console: Console) -> None:
     console.print(table)
     multiples = ratios(data)
     if any(r["vs_raw"] or r["vs_engine"] for r in multiples):
-        versus = Table(title="throughput as a multiple of raw executemany (and of the database alone, the engine "
-                             f"path) at {format_count(data['settings']['scales'][-1])} rows")
         bases = [b for b in ("raw", "engine") if any(r[f"vs_{b}"] for r in multiples)]
+        engine = " (and of the database alone, the engine path)" if "engine" in bases else ""
+        versus = Table(title=f"throughput as a multiple of raw executemany{engine} "
+                             f"at {format_count(data['settings']['scales'][-1])} rows")
         for column in ("path", "config", "phase", "rows/s", *(f"× {b}" for b in bases)):
             versus.add_column(column, justify="left" if column in ("path", "config", "phase") else "right", no_wrap=True)
         for r in sorted(multiples, key=lambda r: (r["phase"], r["rows_per_s"])):
