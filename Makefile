@@ -38,11 +38,11 @@ reference-runs: $(VENV)/.installed
 	$(PY) -m sqlite_bench.concurrency --writers 1,4,16,64 --ops 20000 --profile production --output-dir $(REF)/concurrency/production
 	$(PY) -m sqlite_bench.concurrency --writers 1,4,16,64 --ops 4000 --profile durable --output-dir $(REF)/concurrency/durable
 	for chunk in 5000 50000; do \
-	  $(PY) -m sqlite_bench.before_after --scales 200K,400K,600K,800K,1M --phases insert --mode raw,turbo \
+	  $(PY) -m sqlite_bench.before_after --scales 200K,400K,600K,800K,1M --phases insert --mode raw,turbo,engine \
 	    --schema study,lean,ordered --key uuid4,uuid7 --chunk-size $$chunk --output-dir $(REF)/keys-1m/chunk-$$chunk || exit 1; \
 	done
 	for config in chunk_5000 chunk_50000; do \
-	  $(PY) -m sqlite_bench.before_after --scales 200K,400K,600K,800K,1M --phases insert --mode raw,turbo \
+	  $(PY) -m sqlite_bench.before_after --scales 200K,400K,600K,800K,1M --phases insert --mode raw,turbo,engine \
 	    --schema study,lean,ordered --key uuid4,uuid7 --config $$config --output-dir $(REF)/keys-1m/cache64m-$$config || exit 1; \
 	done
 	$(PY) -m sqlite_bench.reads --rows 1M --output-dir $(REF)/reads/sqlite

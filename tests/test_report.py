@@ -58,6 +58,20 @@ def test_the_report_has_the_study_layouts_and_valid_plots(runs, tmp_path):
     assert "| turbo |" in markdown and "![" in markdown
 
 
+def test_the_growth_table_sets_each_cells_last_segment_against_its_first(runs, tmp_path):
+    loaded, _ = runs
+    data = loaded["ba"]
+    built = build_report([data], tmp_path / "report")
+    growth = next(t for t in built.tables if t.title.endswith("as the table grows"))
+    expected = {}
+    for cell in data["cells"]:
+        for phase in ("insert", "upsert"):
+            rates = [cp["segment"]["rows_per_s"] for cp in cell["checkpoints"] if cp["phase"] == phase]
+            expected[(cell["path"], phase)] = f"{rates[-1] / rates[0]:.2f}"
+    assert {(row[0], row[3]): row[6] for row in growth.rows} == expected
+    assert all(row[7] == "-" for row in growth.rows)  # two segments: no second one to set against
+
+
 def test_the_plots_draw_one_series_per_cell(runs, tmp_path):
     loaded, _ = runs
     cells = [c for c in loaded["ba"]["cells"] if c["status"] == "done"]

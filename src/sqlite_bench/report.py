@@ -129,7 +129,31 @@ def _harness_tables(data: dict[str, Any], tag: str) -> list[Table]:
                                   f"{format_count(start)}–{format_count(cp['rows'])}", f"{seg['rows_per_s']:,.0f}",
                                   _ms(seg["batches"]["p99_ms"])])
     tables += [every, segments]
+    growth = _growth_table(data, tag)
+    if growth.rows:
+        tables.append(growth)
     return tables
+
+
+def _growth_table(data: dict[str, Any], tag: str) -> Table:
+    """Each cell's last segment against its first (and its second, once the table is past its first
+    segment): whether the cost of a row grows with the table, per path, so the database's own curve
+    (the engine path) sits next to the clients'."""
+    table = Table(f"{tag}: as the table grows", ["path", "config", "chunk", "phase", "first segment rows/s",
+                                                 "last segment rows/s", "last ÷ first", "last ÷ second"],
+                  note="same cell, same run; the first segment starts on an empty table, so it includes "
+                       "the time its indexes are smaller than their set of insertion points")
+    for cell in data["cells"]:
+        if cell["status"] != "done":
+            continue
+        for phase in dict.fromkeys(cp["phase"] for cp in cell["checkpoints"]):
+            rates = [cp["segment"]["rows_per_s"] for cp in cell["checkpoints"] if cp["phase"] == phase]
+            if len(rates) < 2 or not rates[0]:
+                continue
+            second = f"{rates[-1] / rates[1]:.2f}" if len(rates) > 2 and rates[1] else "-"
+            table.rows.append([_cell_name(cell), cell["config"], format_count(cell["chunk_size"]), phase,
+                               f"{rates[0]:,.0f}", f"{rates[-1]:,.0f}", f"{rates[-1] / rates[0]:.2f}", second])
+    return table
 
 
 def _concurrency_rows(data: dict[str, Any]) -> list[dict[str, Any]]:
