@@ -2,7 +2,7 @@
 
 import pytest
 
-from sqlite_bench.configs import CONFIGS, GROUPS, parse_configs
+from sqlite_bench.configs import CONFIGS, GROUPS, config_named, parse_configs
 
 
 def test_there_are_the_studys_eleven_in_its_order():
@@ -47,3 +47,37 @@ def test_each_configs_pragmas_read_back_from_a_live_connection(bench_engine, nam
         live = {p: cursor.execute(f"PRAGMA {p}").fetchone()[0] for p in CONFIGS[name].profile.pragmas}
     assert live == CONFIGS[name].profile.expected()
     assert engine.pool.size() == CONFIGS[name].pool_size
+
+
+def test_a_config_with_pragmas_added_keeps_the_rest_of_the_studys_set_up():
+    variant = config_named("chunk_5000+wal_autocheckpoint=16384+synchronous=off")
+    base = CONFIGS["chunk_5000"]
+    assert variant.name == "chunk_5000+wal_autocheckpoint=16384+synchronous=off"
+    assert (variant.chunk_size, variant.pool_size, variant.writers) == (base.chunk_size, base.pool_size, base.writers)
+    assert variant.profile.expected() == {**base.profile.expected(), "wal_autocheckpoint": 16384, "synchronous": 0}
+    assert [c.name for c in parse_configs("chunk_5000,chunk_5000+wal_autocheckpoint=16384")] == [
+        "chunk_5000", "chunk_5000+wal_autocheckpoint=16384"]
+
+
+@pytest.mark.parametrize("name, message", [
+    ("turbo_max+wal_autocheckpoint=1", "'turbo_max'"),
+    ("baseline+cache_size", "not PRAGMA=value"),
+    ("baseline+wal_autocheckpoint=lots", "takes an integer"),
+    ("baseline+key=1", "not one turbolite knows"),  # the allow-list: nothing unchecked reaches a PRAGMA
+])
+def test_a_bad_pragma_in_a_config_name_is_refused_with_the_reason(name, message):
+    with pytest.raises(ValueError, match=message):
+        config_named(name)
+
+
+def test_added_pragmas_are_in_force_in_the_cells_process(tmp_path):
+    from sqlite_bench import results
+    from sqlite_bench.cli import scale_benchmark
+
+    out = tmp_path / "out"
+    assert scale_benchmark(["--scales", "2K", "--configs", "chunk_1000,chunk_1000+wal_autocheckpoint=16384",
+                            "--mode", "raw", "--output-dir", str(out), "--db-dir", str(tmp_path)]) == 0
+    cells = {c["config"]: c for c in results.load(out / "results.json")["cells"]}
+    assert "wal_autocheckpoint" not in cells["chunk_1000"]["profile_readback"]  # the study's set-up leaves it alone
+    assert cells["chunk_1000+wal_autocheckpoint=16384"]["profile_readback"]["wal_autocheckpoint"] == 16384
+    assert all(c["verification"]["passed"] for c in cells.values())

@@ -25,7 +25,7 @@ from sqlalchemy.engine import Engine
 
 from turbolite.diagnostics import count_queries
 
-from .configs import CONFIGS, open_engine
+from .configs import config_named, open_engine
 from .generator import Phase, RowGenerator
 from .monitor import RssSampler, memory_breakdown
 from .paths import PATHS, Writer, error_kind
@@ -106,7 +106,7 @@ class CellRun:
     def __init__(self, spec: dict[str, Any], emit: Emit) -> None:
         self.spec = spec
         self.emit = emit
-        self.config = CONFIGS[spec["config"]]
+        self.config = config_named(spec["config"])
         self.path = PATHS[spec["path"]]
         self.generator = RowGenerator(spec["seed"], key=spec.get("key", "uuid4"))
         self.instrumented: bool = spec["instrumented"]

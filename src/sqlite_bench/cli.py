@@ -9,7 +9,7 @@ import tempfile
 from typing import Any
 from collections.abc import Callable
 
-from .configs import CONFIGS, parse_configs
+from .configs import CONFIGS, config_named, parse_configs
 from .generator import DEFAULT_SEED, KEYS, PHASES
 from .paths import parse_paths
 from .runner import Plan, plan_cells, resume, start
@@ -88,8 +88,9 @@ def before_after_parser(prog: str = "python -m sqlite_bench.before_after") -> ar
         "ORM vs raw executemany (and turbolite's paths as they land) on the study's table, each path in "
         "a fresh process and database, every path at the same chunk size."))
     _common(parser, scales="10M,50M", mode="both", phases="insert,upsert", output_dir="results/before_after")
-    parser.add_argument("--config", choices=list(CONFIGS), default="baseline",
-                        help="the SQLite configuration every path runs under (default baseline)")
+    parser.add_argument("--config", type=_typed(lambda text: config_named(text).name), default="baseline",
+                        help=f"the SQLite configuration every path runs under: one of {', '.join(CONFIGS)}, "
+                             "optionally with PRAGMAs added, e.g. chunk_5000+wal_autocheckpoint=16384 (default baseline)")
     parser.add_argument("--study-chunks", action="store_true",
                         help="also run the study's published set-up, ORM at 5K-row chunks and raw at 50K")
     return parser
@@ -101,7 +102,8 @@ def scale_parser(prog: str = "python -m sqlite_bench.scale_benchmark") -> argpar
         "checkpointed at every scale."))
     _common(parser, scales="3M,5M,10M", mode="orm", phases="insert", output_dir="results/scale")
     parser.add_argument("--configs", type=_typed(parse_configs), default=parse_configs("all"),
-                        help="all, presets, chunks, pools or a comma list of names (default all)")
+                        help="all, presets, chunks, pools or a comma list of names, each optionally with PRAGMAs added "
+                             "(chunk_5000+wal_autocheckpoint=16384) (default all)")
     return parser
 
 

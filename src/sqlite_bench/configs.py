@@ -6,12 +6,14 @@ and code disagree the code wins: `aggressive` ran with cache_size -256000, not t
 
 from __future__ import annotations
 
+import re
 import weakref
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from sqlalchemy import create_engine
 from sqlalchemy.engine import Engine
 
+from turbolite.errors import ProfileError
 from turbolite.profiles import PROFILES, Profile, install
 
 
@@ -51,6 +53,30 @@ GROUPS: dict[str, list[str]] = {
 }
 
 
+def config_named(name: str) -> BenchConfig:
+    """A configuration by name: one of the study's 11, or one of them with PRAGMAs added or overridden after
+    '+' (e.g. `chunk_5000+wal_autocheckpoint=16384`), so a variant runs beside the study's set-up, never instead.
+    The PRAGMAs are checked against turbolite's allow-list."""
+    base, *extra = name.split("+")
+    if base not in CONFIGS:
+        known = ", ".join(CONFIGS)
+        raise ValueError(f"unknown configuration {base!r}; choose from {known}, optionally followed by +PRAGMA=value")
+    config = CONFIGS[base]
+    if not extra:
+        return config
+    pragmas: dict[str, int | str] = {}
+    for item in extra:
+        key, _, value = item.partition("=")
+        if not re.fullmatch(r"[a-z_]+", key) or not value:
+            raise ValueError(f"configuration {name!r}: {item!r} is not PRAGMA=value (e.g. wal_autocheckpoint=16384)")
+        pragmas[key] = int(value) if re.fullmatch(r"-?[0-9]+", value) else value
+    try:
+        profile = config.profile.extend(f"{config.profile.name}+" + "+".join(extra), **pragmas)
+    except ProfileError as exc:
+        raise ValueError(f"configuration {name!r}: {exc}") from None
+    return replace(config, name=name, profile=profile)
+
+
 def parse_configs(spec: str) -> list[BenchConfig]:
     """'all', 'presets', 'chunks', 'pools' or a comma list of names and groups, in the study's order."""
     names: list[str] = []
@@ -59,14 +85,14 @@ def parse_configs(spec: str) -> list[BenchConfig]:
             continue
         if part in GROUPS:
             names.extend(GROUPS[part])
-        elif part in CONFIGS:
+        elif part.split("+")[0] in CONFIGS:
             names.append(part)
         else:
             known = ", ".join([*GROUPS, *CONFIGS])
             raise ValueError(f"unknown configuration {part!r}; choose from {known}")
     if not names:
         raise ValueError("no configurations given")
-    return [CONFIGS[n] for n in dict.fromkeys(names)]
+    return [config_named(n) for n in dict.fromkeys(names)]
 
 
 def open_engine(config: BenchConfig, db_path: str) -> Engine:

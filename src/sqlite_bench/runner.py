@@ -24,7 +24,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColum
 from rich.text import Text
 
 from . import results
-from .configs import CONFIGS
+from .configs import config_named
 from .server import create_database, database_exists, drop_database, is_server, redact
 from .summary import print_summary
 from .sysinfo import system_info
@@ -66,7 +66,7 @@ def plan_cells(paths: list[str], configs: list[str], *, chunk_size: int | None =
     study_chunks, also the study's unequal set-up (ORM at 5K-row chunks, raw at 50K) where it differs."""
     cells = []
     for name in configs:
-        config = CONFIGS[name]
+        config = config_named(name)
         chunk = chunk_size or config.chunk_size
         wanted = [(p, chunk, "fair") for p in paths]
         if study_chunks:

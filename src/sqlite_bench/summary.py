@@ -82,7 +82,7 @@ def ratios(data: dict[str, Any]) -> list[dict[str, Any]]:
                 continue
             base_raw = raw and _rate(raw, phase, top)
             base_engine = engine and _rate(engine, phase, top)
-            out.append({"path": cell["id"].split("/")[0] + "".join(cell["id"].partition("+")[1:]),
+            out.append({"path": _label(cell).replace(" ", ""),
                         "config": cell["config"], "phase": phase, "rows": top, "rows_per_s": rate,
                         "vs_raw": rate / base_raw if base_raw else None,
                         "vs_engine": rate / base_engine if base_engine else None})
