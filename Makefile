@@ -45,6 +45,8 @@ reference-runs: $(VENV)/.installed
 	  $(PY) -m sqlite_bench.before_after --scales 200K,400K,600K,800K,1M --phases insert --mode raw,turbo,engine \
 	    --schema study,lean,ordered --key uuid4,uuid7 --config $$config --output-dir $(REF)/keys-1m/cache64m-$$config || exit 1; \
 	done
+	$(PY) -m sqlite_bench.scale_benchmark --scales 200K,400K,600K,800K,1M --configs chunk_5000,chunk_5000+wal_autocheckpoint=16384 \
+	  --mode raw,turbo,engine --schema study,lean,ordered --key uuid4,uuid7 --output-dir $(REF)/checkpoints-1m
 	$(PY) -m sqlite_bench.reads --rows 1M --output-dir $(REF)/reads/sqlite
 	$(PY) -m sqlite_bench.reads --rows 1M --db $(PG) --output-dir $(REF)/reads/postgresql
 	$(PY) -m sqlite_bench.before_after --db $(PG) --scales 200K,400K,600K,800K,1M --phases insert \
@@ -60,6 +62,7 @@ reference-report: $(VENV)/.installed
 	  $(REF)/concurrency/production/results.json $(REF)/concurrency/durable/results.json \
 	  $(REF)/keys-1m/chunk-5000/results.json $(REF)/keys-1m/chunk-50000/results.json \
 	  $(REF)/keys-1m/cache64m-chunk_5000/results.json $(REF)/keys-1m/cache64m-chunk_50000/results.json \
+	  $(REF)/checkpoints-1m/results.json \
 	  $(REF)/reads/sqlite/results.json $(REF)/reads/postgresql/results.json $(REF)/postgresql-1m/results.json \
 	  $(REF)/orm-compare/results.json --out $(REF)/report
 	$(PY) -m sqlite_bench.cli plot-curve $(CURVE)/*/results.json --out $(CURVE)/curve.png
