@@ -72,6 +72,21 @@ def test_the_growth_table_sets_each_cells_last_segment_against_its_first(runs, t
     assert all(row[7] == "-" for row in growth.rows)  # two segments: no second one to set against
 
 
+def test_a_run_over_several_tables_plots_each_tables_growth_in_its_own_panel(tmp_path):
+    out = tmp_path / "keys"
+    assert before_after(["--scales", "2K,4K,6K", "--phases", "insert", "--mode", "raw,engine", "--schema",
+                         "study,ordered", "--key", "uuid4,uuid7", "--chunk-size", "1000", "--output-dir", str(out),
+                         "--db-dir", str(tmp_path)]) == 0
+    data = results.load(out / results.FILENAME)
+    built = build_report([data], tmp_path / "report")
+    assert "growth-by-table.png" in built.plots
+    assert (tmp_path / "report" / "growth-by-table.png").read_bytes().startswith(PNG)
+    labels = plots.growth_by_table(data["cells"], tmp_path / "g.png")
+    assert sorted(labels) == sorted(plots.cell_label(c) for c in data["cells"])  # every cell, once
+    growth = next(t for t in built.tables if t.title.endswith("as the table grows"))
+    assert len(growth.rows) == 8 and all(row[7] != "-" for row in growth.rows)  # three segments: a second one
+
+
 def test_the_plots_draw_one_series_per_cell(runs, tmp_path):
     loaded, _ = runs
     cells = [c for c in loaded["ba"]["cells"] if c["status"] == "done"]

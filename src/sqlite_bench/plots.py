@@ -66,6 +66,56 @@ def throughput_over_rows(results: Iterable[dict[str, Any]], out: str | Path, pha
     return labels
 
 
+def growth_by_table(cells: list[dict[str, Any]], out: str | Path, phase: str = "insert") -> list[str]:
+    """One panel per table variant (schema + key): each cell's segment throughput as a share of its first
+    segment, a colour per path and a line style per configuration, so that whether a row's cost grows with
+    the table reads the same for SQLite alone (the engine path) and for each client. Returns the lines' labels."""
+    from matplotlib.lines import Line2D
+
+    tables = list(dict.fromkeys((c.get("schema", "study"), c.get("key", "uuid4")) for c in cells))
+    paths = list(dict.fromkeys(c["path"] for c in cells))
+    setups = list(dict.fromkeys((c["config"], c["chunk_size"]) for c in cells))
+    palette, styles = plt.get_cmap("tab10").colors, ["-", "--", ":", "-."]
+    columns = min(3, len(tables))
+    rows = -(-len(tables) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(4.4 * columns, 3.2 * rows + 1.2), dpi=110, sharey=True,
+                             squeeze=False)
+    labels, top = [], 1.0
+    for ax, (schema, key) in zip(axes.flat, tables):
+        for cell in cells:
+            if (cell.get("schema", "study"), cell.get("key", "uuid4")) != (schema, key):
+                continue
+            points = [(cp["rows"], cp["segment"]["rows_per_s"]) for cp in cell["checkpoints"] if cp["phase"] == phase]
+            if len(points) < 2 or not points[0][1]:
+                continue
+            xs, ys = zip(*points)
+            top = max(top, *(y / ys[0] for y in ys))
+            ax.plot(xs, [y / ys[0] for y in ys], marker="o", markersize=3, linewidth=1.5,
+                    color=palette[paths.index(cell["path"]) % len(palette)],
+                    linestyle=styles[setups.index((cell["config"], cell["chunk_size"])) % len(styles)])
+            labels.append(cell_label(cell))
+        ax.axhline(1.0, color="grey", linewidth=0.8)
+        ax.set_title(f"{schema} table + {key} keys", fontsize=9)
+        _rows_axis(ax)
+    axes[0, 0].set_ylim(0, top * 1.05)  # shared: every panel on the same scale
+    for ax in axes.flat[len(tables):]:
+        ax.set_visible(False)
+    for ax in axes[:, 0]:
+        ax.set_ylabel("÷ first segment")
+    handles = [Line2D([], [], color=palette[i % len(palette)], label=path) for i, path in enumerate(paths)]
+    if len(setups) > 1:
+        handles += [Line2D([], [], color="black", linestyle=styles[i % len(styles)],
+                           label=f"{config}, {format_count(chunk)}-row chunks") for i, (config, chunk) in enumerate(setups)]
+    fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 4), fontsize=8, frameon=False)
+    fig.suptitle(f"each segment's rows/s ÷ the cell's first segment ({phase} phase; 1.0 = as fast as on an empty table)",
+                 fontsize=10)
+    fig.tight_layout(rect=(0, 0.06 + 0.02 * (len(handles) > 4), 1, 0.97))
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, format="png")
+    plt.close(fig)
+    return labels
+
+
 def _save(fig: Any, out: str | Path) -> None:
     fig.tight_layout()
     Path(out).parent.mkdir(parents=True, exist_ok=True)

@@ -284,6 +284,9 @@ def _harness_plots(data: dict[str, Any], out: Path, prefix: str, tag: str) -> di
     draw("db-size-over-rows.png", plots.db_size_over_rows, cells, "database size over rows")
     draw("segments-over-rows.png", plots.throughput_over_rows, [data],
          "per-segment throughput: the cost of a row as the table grows")
+    if len({(c.get("schema", "study"), c.get("key", "uuid4")) for c in cells}) > 1:
+        draw("growth-by-table.png", plots.growth_by_table, cells,
+             "each table variant's segments as a share of its first: does a row's cost grow with the table?")
     if len({c["chunk_size"] for c in cells}) > 1:
         draw("p99-vs-chunk.png", plots.p99_vs_chunk, cells, "p99 transaction latency against chunk size (log-log)")
     if any(len(c.get("rss_samples") or []) >= 2 for c in cells):
