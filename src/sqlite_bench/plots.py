@@ -12,6 +12,7 @@ matplotlib.use("Agg")  # files only: no display on servers and CI
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import FuncFormatter, NullLocator  # noqa: E402
 
+from .results import path_label, table_variant  # noqa: E402
 from .stats import percentile  # noqa: E402
 from .units import format_count  # noqa: E402
 
@@ -21,12 +22,12 @@ _STYLES = {"raw": "-", "turbo": "--", "orm": ":", "core": "-.", "orm_bulk": (0, 
 
 def cell_label(cell: dict[str, Any]) -> str:
     """e.g. 'raw, study table + uuid4 keys, baseline, 5K-row chunks'."""
-    return (f"{cell['path']}, {cell.get('schema', 'study')} table + {cell.get('key', 'uuid4')} keys, "
-            f"{cell['config']}, {format_count(cell['chunk_size'])}-row chunks")
+    schema, key = table_variant(cell)
+    return f"{cell['path']}, {schema} table + {key} keys, {cell['config']}, {format_count(cell['chunk_size'])}-row chunks"
 
 
 def _setup(cell: dict[str, Any]) -> tuple[str, ...]:
-    return (cell.get("schema", "study"), cell.get("key", "uuid4"), cell["config"], str(cell["chunk_size"]))
+    return (*table_variant(cell), cell["config"], str(cell["chunk_size"]))
 
 
 def throughput_over_rows(results: Iterable[dict[str, Any]], out: str | Path, phase: str = "insert") -> list[str]:
@@ -72,7 +73,7 @@ def growth_by_table(cells: list[dict[str, Any]], out: str | Path, phase: str = "
     the table reads the same for SQLite alone (the engine path) and for each client. Returns the lines' labels."""
     from matplotlib.lines import Line2D
 
-    tables = list(dict.fromkeys((c.get("schema", "study"), c.get("key", "uuid4")) for c in cells))
+    tables = list(dict.fromkeys(table_variant(c) for c in cells))
     paths = list(dict.fromkeys(c["path"] for c in cells))
     setups = list(dict.fromkeys((c["config"], c["chunk_size"]) for c in cells))
     palette, styles = plt.get_cmap("tab10").colors, ["-", "--", ":", "-."]
@@ -83,7 +84,7 @@ def growth_by_table(cells: list[dict[str, Any]], out: str | Path, phase: str = "
     labels, top = [], 1.0
     for ax, (schema, key) in zip(axes.flat, tables):
         for cell in cells:
-            if (cell.get("schema", "study"), cell.get("key", "uuid4")) != (schema, key):
+            if table_variant(cell) != (schema, key):
                 continue
             points = [(cp["rows"], cp["segment"]["rows_per_s"]) for cp in cell["checkpoints"] if cp["phase"] == phase]
             if len(points) < 2 or not points[0][1]:
@@ -129,9 +130,7 @@ def _rows_axis(ax: Any) -> None:
 
 
 def _short(cell: dict[str, Any]) -> str:
-    extra = "".join(f" +{v}" for v, d in ((cell.get("schema", "study"), "study"), (cell.get("key", "uuid4"), "uuid4"))
-                    if v != d)
-    return f"{cell['path']}{extra} {cell['config']} {format_count(cell['chunk_size'])}"
+    return f"{path_label(cell)} {cell['config']} {format_count(cell['chunk_size'])}"
 
 
 def throughput_per_config(cells: list[dict[str, Any]], out: str | Path, phase: str = "insert") -> list[str]:

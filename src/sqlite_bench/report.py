@@ -17,6 +17,7 @@ from typing import Any
 
 from . import plots
 from .stats import percentile
+from .results import path_label, table_variant
 from .summary import ratios, speedups
 from .units import format_count
 
@@ -59,12 +60,6 @@ def _machine(data: dict[str, Any]) -> str:
     return f"{s['cpu_model']} ({s['cpu_logical']} CPUs, {s['ram_gb']} GB), {where}"
 
 
-def _cell_name(cell: dict[str, Any]) -> str:
-    extra = "".join(f" +{v}" for v, d in ((cell.get("schema", "study"), "study"), (cell.get("key", "uuid4"), "uuid4"))
-                    if v != d)
-    return f"{cell['path']}{extra}"
-
-
 def _ms(v: float | None) -> str:
     return "-" if v is None else f"{v:,.1f}"
 
@@ -92,7 +87,7 @@ def _harness_tables(data: dict[str, Any], tag: str) -> list[Table]:
                                                         "peak RSS MB"])
         for cell in done:
             cp = cell["checkpoints"][-1]
-            sweep.rows.append([cell["config"], _cell_name(cell), format_count(cell["chunk_size"]), cp["phase"],
+            sweep.rows.append([cell["config"], path_label(cell), format_count(cell["chunk_size"]), cp["phase"],
                                format_count(cp["rows"]), f"{cp['cumulative']['rows_per_s']:,.0f}",
                                _ms(cp["cumulative"]["batches"]["p99_ms"]), f"{cp['cumulative']['peak_rss_mb']:,.0f}"])
         tables.append(sweep)
@@ -100,10 +95,10 @@ def _harness_tables(data: dict[str, Any], tag: str) -> list[Table]:
     if len(chunks) > 1:
         lat = Table(f"{tag}: transaction size against latency", ["path", "chunk", "phase", "rows/s", "p50 ms", "p95 ms",
                                                                    "p99 ms", "max ms"])
-        for cell in sorted(done, key=lambda c: (_cell_name(c), c["chunk_size"])):
+        for cell in sorted(done, key=lambda c: (path_label(c), c["chunk_size"])):
             for cp in cell["checkpoints"][-1:]:
                 b = cp["cumulative"]["batches"]
-                lat.rows.append([_cell_name(cell), format_count(cell["chunk_size"]), cp["phase"],
+                lat.rows.append([path_label(cell), format_count(cell["chunk_size"]), cp["phase"],
                                  f"{cp['cumulative']['rows_per_s']:,.0f}", _ms(b["p50_ms"]), _ms(b["p95_ms"]),
                                  _ms(b["p99_ms"]), _ms(b["max_ms"])])
         tables.append(lat)
@@ -117,7 +112,7 @@ def _harness_tables(data: dict[str, Any], tag: str) -> list[Table]:
         for cp in cell["checkpoints"]:
             cum, seg = cp["cumulative"], cp["segment"]
             errors = sum(cp["errors"].values())
-            every.rows.append([_cell_name(cell), cell["config"], format_count(cell["chunk_size"]), cp["phase"],
+            every.rows.append([path_label(cell), cell["config"], format_count(cell["chunk_size"]), cp["phase"],
                                format_count(cp["rows"]), f"{cum['rows_per_s']:,.0f}", f"{cum['write_s']:,.2f}",
                                f"{cum['generation_s']:,.2f}", f"{cum['wall_s']:,.2f}", _ms(cum["batches"]["p50_ms"]),
                                _ms(cum["batches"]["p99_ms"]), f"{cum['peak_rss_mb']:,.0f}",
@@ -125,7 +120,7 @@ def _harness_tables(data: dict[str, Any], tag: str) -> list[Table]:
                                str(errors), str(cp["retries"])])
             start = previous.get(cp["phase"], 0)
             previous[cp["phase"]] = cp["rows"]
-            segments.rows.append([_cell_name(cell), cell["config"], format_count(cell["chunk_size"]), cp["phase"],
+            segments.rows.append([path_label(cell), cell["config"], format_count(cell["chunk_size"]), cp["phase"],
                                   f"{format_count(start)}–{format_count(cp['rows'])}", f"{seg['rows_per_s']:,.0f}",
                                   _ms(seg["batches"]["p99_ms"])])
     tables += [every, segments]
@@ -151,7 +146,7 @@ def _growth_table(data: dict[str, Any], tag: str) -> Table:
             if len(rates) < 2 or not rates[0]:
                 continue
             second = f"{rates[-1] / rates[1]:.2f}" if len(rates) > 2 and rates[1] else "-"
-            table.rows.append([_cell_name(cell), cell["config"], format_count(cell["chunk_size"]), phase,
+            table.rows.append([path_label(cell), cell["config"], format_count(cell["chunk_size"]), phase,
                                f"{rates[0]:,.0f}", f"{rates[-1]:,.0f}", f"{rates[-1] / rates[0]:.2f}", second])
     return table
 
@@ -242,7 +237,7 @@ def build_report(files: list[dict[str, Any]], out: str | Path) -> Report:
         for data in harness:
             for cell in (c for c in data["cells"] if c["status"] == "done"):
                 cp = cell["checkpoints"][-1]
-                cross.rows.append([_machine(data), data["benchmark"], _cell_name(cell), cell["config"], cp["phase"],
+                cross.rows.append([_machine(data), data["benchmark"], path_label(cell), cell["config"], cp["phase"],
                                    format_count(cp["rows"]), f"{cp['cumulative']['rows_per_s']:,.0f}"])
         tables.insert(0, cross)
     for data, tag in zip(harness, tags):  # one set of plots per run: runs with other paths or tables do not mix
@@ -284,7 +279,7 @@ def _harness_plots(data: dict[str, Any], out: Path, prefix: str, tag: str) -> di
     draw("db-size-over-rows.png", plots.db_size_over_rows, cells, "database size over rows")
     draw("segments-over-rows.png", plots.throughput_over_rows, [data],
          "per-segment throughput: the cost of a row as the table grows")
-    if len({(c.get("schema", "study"), c.get("key", "uuid4")) for c in cells}) > 1:
+    if len({table_variant(c) for c in cells}) > 1:
         draw("growth-by-table.png", plots.growth_by_table, cells,
              "each table variant's segments as a share of its first: does a row's cost grow with the table?")
     if len({c["chunk_size"] for c in cells}) > 1:

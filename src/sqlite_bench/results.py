@@ -67,6 +67,17 @@ def new_cell(cell_id: str, path: str, config: str, chunk_size: int, writers: int
     }
 
 
+def table_variant(cell: dict[str, Any]) -> tuple[str, str]:
+    """A cell's table variant, (schema, key); files from before the variants existed ran the study's."""
+    return cell.get("schema", "study"), cell.get("key", "uuid4")
+
+
+def path_label(cell: dict[str, Any]) -> str:
+    """The cell's path, with its table variant where it is not the study's (e.g. 'raw +lean +uuid7')."""
+    return cell["path"] + "".join(f" +{v}" for v, default in zip(table_variant(cell), ("study", "uuid4"))
+                                  if v != default)
+
+
 def add_checkpoint(cell: dict[str, Any], event: dict[str, Any]) -> dict[str, Any]:
     """Append one checkpoint reported by a cell process, with cumulative figures for its phase."""
     phase = event["phase"]

@@ -7,6 +7,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from .results import path_label, table_variant
 from .units import format_count
 
 
@@ -29,20 +30,10 @@ def _rate(cell: dict[str, Any], phase: str, rows: int) -> float | None:
     return None
 
 
-def _table(cell: dict[str, Any]) -> tuple[str, str]:
-    return cell.get("schema", "study"), cell.get("key", "uuid4")
-
-
 def _peer(done: list[dict[str, Any]], path: str, config: str, chunk: int,
           table: tuple[str, str] = ("study", "uuid4")) -> dict[str, Any] | None:
     return next((c for c in done if c["path"] == path and c["config"] == config and c["chunk_size"] == chunk
-                 and _table(c) == table), None)
-
-
-def _label(cell: dict[str, Any]) -> str:
-    """The path, with the table variant when it is not the study's (e.g. raw +lean+uuid7)."""
-    schema, key = _table(cell)
-    return cell["path"] + "".join(f" +{v}" for v, default in ((schema, "study"), (key, "uuid4")) if v != default)
+                 and table_variant(c) == table), None)
 
 
 def speedups(data: dict[str, Any]) -> list[dict[str, Any]]:
@@ -52,10 +43,10 @@ def speedups(data: dict[str, Any]) -> list[dict[str, Any]]:
     for cell in (c for c in done if c["path"] == "raw"):
         if cell["variant"] == "fair":
             orm = _peer([c for c in done if c["variant"] == "fair"], "orm", cell["config"], cell["chunk_size"],
-                        _table(cell))
+                        table_variant(cell))
             label = f"raw ÷ orm, equal {format_count(cell['chunk_size'])} chunks"
         else:
-            orm = _peer(done, "orm", cell["config"], 5_000, _table(cell))
+            orm = _peer(done, "orm", cell["config"], 5_000, table_variant(cell))
             label = "raw ÷ orm, study's chunks (raw 50K, orm 5K)"
         if orm is None:
             continue
@@ -74,15 +65,15 @@ def ratios(data: dict[str, Any]) -> list[dict[str, Any]]:
     top = data["settings"]["scales"][-1]
     out = []
     for cell in done:
-        raw = _peer(done, "raw", cell["config"], cell["chunk_size"], _table(cell))
-        engine = _peer(done, "engine", cell["config"], cell["chunk_size"], _table(cell))
+        raw = _peer(done, "raw", cell["config"], cell["chunk_size"], table_variant(cell))
+        engine = _peer(done, "engine", cell["config"], cell["chunk_size"], table_variant(cell))
         for phase in data["settings"]["phases"]:
             rate = _rate(cell, phase, top)
             if rate is None:
                 continue
             base_raw = raw and _rate(raw, phase, top)
             base_engine = engine and _rate(engine, phase, top)
-            out.append({"path": _label(cell).replace(" ", ""),
+            out.append({"path": path_label(cell).replace(" ", ""),
                         "config": cell["config"], "phase": phase, "rows": top, "rows_per_s": rate,
                         "vs_raw": rate / base_raw if base_raw else None,
                         "vs_engine": rate / base_engine if base_engine else None})
@@ -100,10 +91,10 @@ def print_summary(data: dict[str, Any], console: Console) -> None:
     for cell in data["cells"]:
         status = cell["status"] if cell["status"] != "failed" else "[red]failed[/]"
         if not cell["checkpoints"]:
-            table.add_row(_label(cell), cell["config"], format_count(cell["chunk_size"]), *["-"] * 6, status)
+            table.add_row(path_label(cell), cell["config"], format_count(cell["chunk_size"]), *["-"] * 6, status)
         for cp in cell["checkpoints"]:
             cum = cp["cumulative"]
-            table.add_row(_label(cell), cell["config"], format_count(cell["chunk_size"]), cp["phase"],
+            table.add_row(path_label(cell), cell["config"], format_count(cell["chunk_size"]), cp["phase"],
                           format_count(cp["rows"]), f"{cum['rows_per_s']:,.0f}", _duration(cum["write_s"]),
                           _ms(cum["batches"]["p99_ms"]), f"{cum['peak_rss_mb']:,.0f} MB", status)
     console.print(table)
