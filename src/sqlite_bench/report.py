@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from . import plots
-from .stats import percentile
 from .results import path_label, table_variant
+from .stats import percentile
 from .summary import ratios, speedups
 from .units import format_count
 
