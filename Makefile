@@ -1,24 +1,41 @@
 # Two set-up-included entry points: `make bench` and `make test`.
-# Each creates .venv (once, or again when pyproject.toml changes) and installs what it needs.
+# Each creates .venv (once, or again when a pyproject.toml changes) and installs what it needs: the library
+# (turboalchemy, with its extras) and the benchmark (bench/, sqlite-bench), both editable, and the dev tools.
 PYTHON ?= python3
 VENV   ?= .venv
-PY     := $(VENV)/bin/python
+PY     := $(abspath $(VENV))/bin/python
 
-.PHONY: bench test clean reference-curve reference-runs reference-report
+.PHONY: bench test lint wheels clean reference-curve reference-runs reference-report
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml bench/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet -e '.[postgresql,async,cli]' -e './bench[compare]' --group dev
 	touch $@
 
-## A short benchmark on the embedded SQLite: ORM vs raw, insert and upsert, then the results table.
+## A short benchmark on the embedded SQLite: the ORM, raw executemany and turboalchemy (turbo), insert and upsert.
 bench: $(VENV)/.installed
-	$(PY) -m sqlite_bench.before_after --scales 50K,100K --mode both
+	$(PY) -m sqlite_bench.before_after --scales 50K,100K --mode orm,raw,turbo
 
-## The test suite.
+## The test suites: the library's (tests/), then the benchmark's (bench/tests/).
 test: $(VENV)/.installed
 	$(PY) -m pytest -q
+	cd bench && $(PY) -m pytest -q
+
+## Lint, format and type checks (CI runs them before the tests).
+lint: $(VENV)/.installed
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(PY) -m mypy
+
+## Both wheels, and the library's installed alone into a clean venv that imports it and runs one bulk_insert.
+wheels: $(VENV)/.installed
+	rm -rf dist
+	$(PY) -m build --wheel --outdir dist .
+	$(PY) -m build --wheel --outdir dist bench
+	rm -rf dist/smoke && $(PYTHON) -m venv dist/smoke
+	dist/smoke/bin/python -m pip install --quiet dist/turboalchemy-*.whl
+	cd dist && smoke/bin/python ../tools/smoke.py
 
 ## The 10M-row reference curve (about an hour on 2 cores): results and plot in docs/results/curve-10m/.
 CURVE := docs/results/curve-10m
@@ -68,4 +85,4 @@ reference-report: $(VENV)/.installed
 	$(PY) -m sqlite_bench.cli plot-curve $(CURVE)/*/results.json --out $(CURVE)/curve.png
 
 clean:
-	rm -rf $(VENV) results .pytest_cache .hypothesis
+	rm -rf $(VENV) dist build results .pytest_cache .hypothesis .mypy_cache .ruff_cache bench/.pytest_cache bench/.hypothesis

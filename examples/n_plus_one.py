@@ -1,4 +1,4 @@
-"""An N+1 caught by turbolite's guard and fixed with selectinload, with the query counts before and after.
+"""An N+1 caught by turboalchemy's guard and fixed with selectinload, with the query counts before and after.
 
     python examples/n_plus_one.py
 """
@@ -8,7 +8,7 @@ from __future__ import annotations
 from sqlalchemy import ForeignKey, String, create_engine, select
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship, selectinload
 
-import turbolite
+import turboalchemy
 
 
 class Base(DeclarativeBase):
@@ -43,19 +43,19 @@ def main() -> None:
         session.add_all(User(name=f"user{u}", posts=[Post(title=f"p{p}") for p in range(3)]) for u in range(50))
         session.commit()
 
-    with Session(engine) as session, turbolite.count_queries(session) as before:
+    with Session(engine) as session, turboalchemy.count_queries(session) as before:
         post_counts(session, eager=False)
     print(f"before: {before.total} queries (1 for the users, then 1 per user for their posts)")
 
     with Session(engine) as session:
         try:
-            with turbolite.no_n_plus_one(session, threshold=5):
+            with turboalchemy.no_n_plus_one(session, threshold=5):
                 post_counts(session, eager=False)
-        except turbolite.NPlusOneError as caught:
+        except turboalchemy.NPlusOneError as caught:
             print(f"the guard caught it: NPlusOneError\n{caught}")
 
-    with Session(engine) as session, turbolite.count_queries(session) as after:
-        with turbolite.no_n_plus_one(session, threshold=5):
+    with Session(engine) as session, turboalchemy.count_queries(session) as after:
+        with turboalchemy.no_n_plus_one(session, threshold=5):
             counts = post_counts(session, eager=True)
     print(f"after: {after.total} queries with selectinload(User.posts), same result: {sum(counts.values())} posts")
 

@@ -1,44 +1,13 @@
-"""Shared fixtures: real SQLite files in a temporary directory, read back through fresh connections."""
+"""Shared fixtures: a throwaway database on the local PostgreSQL server (SQLite tests use files in tmp_path)."""
 
 from __future__ import annotations
 
 import os
-import sqlite3
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-from sqlalchemy.engine import Engine
 
-from sqlite_bench.configs import CONFIGS, BenchConfig, open_engine
-from sqlite_bench.schema import COLUMNS, create_schema
-
-
-@pytest.fixture
-def bench_engine(tmp_path: Path) -> Iterator[callable]:
-    """Make engines on fresh database files with the study's schema; dispose them afterwards."""
-    made: list[Engine] = []
-
-    def make(name: str = "bench", config: BenchConfig = CONFIGS["baseline"]) -> Engine:
-        engine = open_engine(config, str(tmp_path / f"{name}.db"))
-        create_schema(engine)
-        made.append(engine)
-        return engine
-
-    yield make
-    for engine in made:
-        engine.dispose()
-
-
-def dump(db_path: str) -> list[tuple]:
-    """Every stored value of bench_rows with its SQLite storage class, read by a fresh connection."""
-    columns = ", ".join(f"{c}, typeof({c})" for c in COLUMNS)
-    conn = sqlite3.connect(db_path)
-    try:
-        return conn.execute(f"SELECT {columns} FROM bench_rows ORDER BY row_id").fetchall()
-    finally:
-        conn.close()
 
 
 PG_HOST, PG_PORT, PG_USER = "127.0.0.1", 5432, "postgres"
@@ -60,7 +29,7 @@ def postgres_url() -> Iterator[str]:
         if os.environ.get("CI") == "true":
             pytest.fail(reason + "; CI must have it (see .ci/run)")
         pytest.skip(reason)
-    name = f"turbolite_test_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    name = f"turboalchemy_test_{os.getpid()}_{uuid.uuid4().hex[:8]}"
     admin.execute(f'CREATE DATABASE "{name}"')
     try:
         yield f"postgresql+psycopg://{PG_USER}@{PG_HOST}:{PG_PORT}/{name}"

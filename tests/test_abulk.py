@@ -11,8 +11,8 @@ import pytest
 from sqlalchemy import create_engine, func, select
 from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 
-import turbolite
-from turbolite import BulkWriteError
+import turboalchemy
+from turboalchemy import BulkWriteError
 
 from .models import STRICT, Base, Every, Mood, odd_meta, strict_meta
 from .test_bulk import _strict
@@ -65,17 +65,17 @@ def clear(url: str) -> None:
 async def _async_writes(url: str) -> None:
     engine = create_async_engine(url)
     try:
-        assert await turbolite.abulk_insert(engine, Every, ROWS[:1000], chunk_size=300) == 1000
+        assert await turboalchemy.abulk_insert(engine, Every, ROWS[:1000], chunk_size=300) == 1000
 
         async def rest():
             for row in ROWS[1000:]:
                 yield row
 
         async with AsyncSession(engine) as session:
-            assert await turbolite.abulk_insert(session, Every, rest(), chunk_size=300) == 1000
+            assert await turboalchemy.abulk_insert(session, Every, rest(), chunk_size=300) == 1000
             await session.commit()
         async with engine.connect() as conn:
-            assert await turbolite.abulk_upsert(conn, Every, [{"id": 5, "name": "up"}], conflict=["id"]) == 1
+            assert await turboalchemy.abulk_upsert(conn, Every, [{"id": 5, "name": "up"}], conflict=["id"]) == 1
             await conn.commit()
     finally:
         await engine.dispose()
@@ -84,9 +84,9 @@ async def _async_writes(url: str) -> None:
 def test_async_and_sync_writes_leave_identical_tables(urls):
     sync_url, async_url = urls[0]
     engine = create_engine(sync_url)
-    turbolite.bulk_insert(engine, Every, ROWS[:1000], chunk_size=300)
-    turbolite.bulk_insert(engine, Every, iter(ROWS[1000:]), chunk_size=300)
-    turbolite.bulk_upsert(engine, Every, [{"id": 5, "name": "up"}], conflict=["id"])
+    turboalchemy.bulk_insert(engine, Every, ROWS[:1000], chunk_size=300)
+    turboalchemy.bulk_insert(engine, Every, iter(ROWS[1000:]), chunk_size=300)
+    turboalchemy.bulk_upsert(engine, Every, [{"id": 5, "name": "up"}], conflict=["id"])
     engine.dispose()
     expected = dump(sync_url)
     if len(urls) == 1:
@@ -111,7 +111,7 @@ def test_async_errors_name_the_same_row_and_column_across_an_async_stream(urls):
 
         try:
             with pytest.raises(BulkWriteError) as failure:
-                await turbolite.abulk_insert(engine, STRICT, stream(), chunk_size=10)
+                await turboalchemy.abulk_insert(engine, STRICT, stream(), chunk_size=10)
             return failure.value
         finally:
             await engine.dispose()
@@ -125,8 +125,8 @@ def test_async_errors_name_the_same_row_and_column_across_an_async_stream(urls):
 
 
 def test_sync_targets_are_refused_with_the_sync_function_named():
-    with pytest.raises(turbolite.UnsupportedTargetError, match="turbolite.bulk_insert"):
-        asyncio.run(turbolite.abulk_insert(create_engine("sqlite://"), Every, ROWS[:1]))
+    with pytest.raises(turboalchemy.UnsupportedTargetError, match="turboalchemy.bulk_insert"):
+        asyncio.run(turboalchemy.abulk_insert(create_engine("sqlite://"), Every, ROWS[:1]))
 
 
 def test_nan_follows_the_backend_rule_through_the_async_path(urls):
@@ -135,7 +135,7 @@ def test_nan_follows_the_backend_rule_through_the_async_path(urls):
     async def run():
         engine = create_async_engine(async_url)
         try:
-            await turbolite.abulk_insert(engine, STRICT, [_strict(1, x=math.nan)])
+            await turboalchemy.abulk_insert(engine, STRICT, [_strict(1, x=math.nan)])
         finally:
             await engine.dispose()
 

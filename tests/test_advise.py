@@ -1,4 +1,4 @@
-"""turbolite.advise and `turbolite doctor`: each rule fires on a schema built for it, silent on the fix."""
+"""turboalchemy.advise and `turboalchemy doctor`: each rule fires on a schema built for it, silent on the fix."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import uuid
 import pytest
 from sqlalchemy import create_engine
 
-import turbolite
+import turboalchemy
 
 
 def make_db(path, schema: str, rows: int = 0, key=None, cache_kib: int | None = None):
@@ -31,11 +31,11 @@ def rules(found) -> list[tuple[str, str | None]]:
     return [(a.rule, a.table) for a in found]
 
 
-@pytest.mark.parametrize("key, fires", [(lambda i: str(uuid.uuid4()), True), (lambda i: turbolite.uuid7(), False)],
+@pytest.mark.parametrize("key, fires", [(lambda i: str(uuid.uuid4()), True), (lambda i: turboalchemy.uuid7(), False)],
                          ids=["uuid4 fires", "uuid7 silent"])
 def test_random_text_primary_keys(tmp_path, key, fires):
     db = make_db(tmp_path / "k.db", TABLE, rows=3_000, key=key)
-    found = [a for a in turbolite.advise(db) if a.rule == "random_primary_key"]
+    found = [a for a in turboalchemy.advise(db) if a.rule == "random_primary_key"]
     assert bool(found) is fires
     if fires:
         assert found[0].table == "t" and "t.id" in found[0].message and "uuid7_primary_key" in found[0].fix
@@ -47,7 +47,7 @@ def test_an_integer_primary_key_is_never_random(tmp_path):
     conn.executemany("INSERT INTO t (id) VALUES (?)", [(i * 7919 % 10007,) for i in range(3000)])
     conn.commit()
     conn.close()
-    assert turbolite.advise(db) == []
+    assert turboalchemy.advise(db) == []
 
 
 @pytest.mark.parametrize(
@@ -60,22 +60,22 @@ def test_an_integer_primary_key_is_never_random(tmp_path):
 )
 def test_indexes_that_are_a_prefix_of_another(tmp_path, extra, fires):
     db = make_db(tmp_path / "r.db", TABLE + extra)
-    found = [a for a in turbolite.advise(db) if a.rule == "redundant_index"]
+    found = [a for a in turboalchemy.advise(db) if a.rule == "redundant_index"]
     assert [a.fix for a in found] == ([f'DROP INDEX "{fires}"'] if fires else [])
 
 
 def test_indexes_no_seen_statement_uses(tmp_path):
     db = make_db(tmp_path / "u.db", TABLE + "CREATE INDEX ix_c ON t (c); CREATE INDEX ix_d ON t (d);")
     engine = create_engine(f"sqlite:///{db}")
-    with engine.connect() as conn, turbolite.count_queries(engine, keep_statements=True) as seen:
+    with engine.connect() as conn, turboalchemy.count_queries(engine, keep_statements=True) as seen:
         conn.exec_driver_sql("SELECT * FROM t WHERE c = ?", (5,))
         conn.exec_driver_sql("SELECT * FROM t WHERE a = ?", (5,))
-    found = turbolite.advise(engine, statements=seen.statements)
+    found = turboalchemy.advise(engine, statements=seen.statements)
     assert [a.fix for a in found if a.rule == "unused_index"] == ['DROP INDEX "ix_d"']
-    with engine.connect() as conn, turbolite.count_queries(engine, keep_statements=True) as seen:
+    with engine.connect() as conn, turboalchemy.count_queries(engine, keep_statements=True) as seen:
         conn.exec_driver_sql("SELECT * FROM t WHERE c = ?", (5,))
         conn.exec_driver_sql("SELECT * FROM t WHERE d = ?", (5,))
-    assert [a for a in turbolite.advise(engine, statements=seen.statements) if a.rule == "unused_index"] == []
+    assert [a for a in turboalchemy.advise(engine, statements=seen.statements) if a.rule == "unused_index"] == []
     engine.dispose()
 
 
@@ -87,7 +87,7 @@ def test_many_indexes_on_a_database_larger_than_the_cache(tmp_path, indexes, cac
     engine = create_engine(f"sqlite:///{db}")
     with engine.connect() as conn:
         conn.exec_driver_sql(f"PRAGMA cache_size = -{cache_kib}")  # the file is about 1.5 MiB
-        found = [a for a in turbolite.advise(conn) if a.rule == "many_indexes_over_cache"]
+        found = [a for a in turboalchemy.advise(conn) if a.rule == "many_indexes_over_cache"]
     engine.dispose()
     assert bool(found) is fires
     if fires:
@@ -97,26 +97,12 @@ def test_many_indexes_on_a_database_larger_than_the_cache(tmp_path, indexes, cac
 @pytest.mark.parametrize("rows, fires", [(100, True), (5_000, False)])
 def test_transactions_too_small_for_the_write_volume(tmp_path, rows, fires):
     db = make_db(tmp_path / "s.db", TABLE)
-    found = turbolite.advise(db, rows_per_transaction=rows)
+    found = turboalchemy.advise(db, rows_per_transaction=rows)
     assert ([a.rule for a in found] == ["small_transactions"]) is fires
 
 
-def test_doctor_names_the_random_key_and_the_redundant_index_of_the_harness_table(tmp_path):
-    """The benchmark's own study-schema database, made by the harness, read by `turbolite doctor`."""
-    from sqlite_bench.cli import before_after
-
-    assert before_after(["--scales", "5K", "--mode", "raw", "--phases", "insert", "--keep-db", "--db-dir",
-                         str(tmp_path), "--output-dir", str(tmp_path / "out"), "--sample-interval", "0.2"]) == 0
-    (db,) = tmp_path.glob("sqlite_bench-*/bench.db")
-    out = subprocess.run([sys.executable, "-m", "turbolite", "doctor", str(db)], capture_output=True, text=True)
-    assert out.returncode == 0, out.stderr
-    assert "[random_primary_key] bench_rows.row_id" in out.stdout and "uuid7_primary_key" in out.stdout
-    assert "[redundant_index] index ix_bench_rows_tenant_id" in out.stdout
-    assert 'DROP INDEX "ix_bench_rows_tenant_id"' in out.stdout
-
-
 def test_doctor_says_so_when_there_is_no_database(tmp_path):
-    out = subprocess.run([sys.executable, "-m", "turbolite", "doctor", str(tmp_path / "none.db")],
+    out = subprocess.run([sys.executable, "-m", "turboalchemy", "doctor", str(tmp_path / "none.db")],
                          capture_output=True, text=True)
     assert out.returncode == 2 and "no database at" in out.stderr
 
@@ -130,20 +116,20 @@ def test_an_index_whose_column_order_scatters_arriving_rows(tmp_path, columns, f
     conn.executemany("INSERT INTO r (entity, sub) VALUES (?, ?)", [(n % 100, n // 100) for n in range(5_000)])
     conn.commit()
     conn.close()
-    found = [a for a in turbolite.advise(str(db)) if a.rule == "scattering_index_order"]
+    found = [a for a in turboalchemy.advise(str(db)) if a.rule == "scattering_index_order"]
     assert bool(found) is fires
     if fires:
         assert "UniqueConstraint('sub', 'entity')" in found[0].fix and found[0].table == "r"
 
 
 def test_small_transactions_are_read_from_a_write_queues_statistics(tmp_path):
-    import turbolite
+    import turboalchemy
 
-    engine = turbolite.create_engine(f"sqlite:///{tmp_path / 'q.db'}")
+    engine = turboalchemy.create_engine(f"sqlite:///{tmp_path / 'q.db'}")
     with engine.begin() as conn:
         conn.exec_driver_sql("CREATE TABLE t (id INTEGER PRIMARY KEY, x INTEGER)")
-    with turbolite.WriteQueue(engine) as queue:
+    with turboalchemy.WriteQueue(engine) as queue:
         for n in range(150):  # one writer: every commit carries one row
             queue.execute("INSERT INTO t (x) VALUES (:x)", {"x": n})
-        found = [a.rule for a in turbolite.advise(engine, queue=queue)]
+        found = [a.rule for a in turboalchemy.advise(engine, queue=queue)]
     assert "small_transactions" in found

@@ -8,14 +8,14 @@ import time
 
 import pytest
 
-import turbolite
-from turbolite.cli import main as cli
+import turboalchemy
+from turboalchemy._cli import main as cli
 
 BATCH = 100
 
 
 def make_db(path, batches: int = 50):
-    engine = turbolite.create_engine(f"sqlite:///{path}")
+    engine = turboalchemy.create_engine(f"sqlite:///{path}")
     with engine.begin() as conn:
         conn.exec_driver_sql("CREATE TABLE t (id INTEGER PRIMARY KEY, batch INTEGER NOT NULL, pad TEXT)")
         conn.exec_driver_sql("CREATE INDEX t_batch ON t (batch)")
@@ -63,7 +63,7 @@ def test_an_online_backup_under_continuous_writes_finishes_whole_and_consistent(
     time.sleep(0.3)
     steps = []
     started = writer.batches
-    report = turbolite.backup(src, tmp_path / "copy.db", pages_per_step=8,
+    report = turboalchemy.backup(src, tmp_path / "copy.db", pages_per_step=8,
                               progress=lambda done, total: (steps.append((done, total)), time.sleep(0.001)))
     writer.stop.set()
     writer.join()
@@ -102,8 +102,8 @@ def test_vacuum_backup_compacts(tmp_path):
     engine = make_db(src)
     with engine.begin() as conn:
         conn.exec_driver_sql("DELETE FROM t WHERE batch % 2 = 0")
-    online = turbolite.backup(engine, tmp_path / "online.db")
-    vacuum = turbolite.backup(engine, tmp_path / "vacuum.db", method="vacuum")
+    online = turboalchemy.backup(engine, tmp_path / "online.db")
+    vacuum = turboalchemy.backup(engine, tmp_path / "vacuum.db", method="vacuum")
     assert vacuum.pages < online.pages and vacuum.integrity == "ok"
     assert batches_in(tmp_path / "vacuum.db") == batches_in(src)
 
@@ -113,10 +113,10 @@ def test_an_existing_destination_is_kept_unless_overwrite(tmp_path):
     make_db(src, batches=2)
     dest = tmp_path / "copy.db"
     dest.write_bytes(b"precious")
-    with pytest.raises(turbolite.BackupError, match="exists; pass overwrite=True"):
-        turbolite.backup(src, dest)
+    with pytest.raises(turboalchemy.BackupError, match="exists; pass overwrite=True"):
+        turboalchemy.backup(src, dest)
     assert dest.read_bytes() == b"precious"
-    turbolite.backup(src, dest, overwrite=True)
+    turboalchemy.backup(src, dest, overwrite=True)
     assert batches_in(dest) == [BATCH, BATCH]
     assert not list(tmp_path.glob(".*partial*"))
 
@@ -125,8 +125,8 @@ def test_an_existing_destination_is_kept_unless_overwrite(tmp_path):
 def test_bad_sources_are_refused(tmp_path, bad, message):
     src = tmp_path / "live.db"
     make_db(src, batches=1)
-    with pytest.raises((turbolite.BackupError, FileNotFoundError), match=message):
-        turbolite.backup(tmp_path / bad if bad != "same" else src, src if bad == "same" else tmp_path / "c.db")
+    with pytest.raises((turboalchemy.BackupError, FileNotFoundError), match=message):
+        turboalchemy.backup(tmp_path / bad if bad != "same" else src, src if bad == "same" else tmp_path / "c.db")
 
 
 def test_the_cli_backs_up(tmp_path, capsys):

@@ -1,4 +1,4 @@
-"""turbolite.bulk_insert / bulk_upsert on SQLite: what the ORM would store, and nothing partial on failure."""
+"""turboalchemy.bulk_insert / bulk_upsert on SQLite: what the ORM would store, and nothing partial on failure."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 from sqlalchemy import create_engine, event, func, select
 from sqlalchemy.orm import Session
 
-import turbolite
-from turbolite import BulkWriteError, SchemaMismatchError
+import turboalchemy
+from turboalchemy import BulkWriteError, SchemaMismatchError
 
 from .models import FIXED, ODD, STRICT, Base, Every, Mood, Reading, odd_meta, strict_meta
 
@@ -94,7 +94,7 @@ def test_bulk_insert_stores_exactly_what_the_orm_stores(engines, rows):
         with Session(orm) as session:
             session.add_all([Every(**r) for r in rows])
             session.commit()
-        assert turbolite.bulk_insert(fast, Every, rows, chunk_size=7) == len(rows)
+        assert turboalchemy.bulk_insert(fast, Every, rows, chunk_size=7) == len(rows)
         assert dump(fast, "every") == dump(orm, "every")
     finally:
         for engine in (orm, fast):
@@ -124,13 +124,13 @@ def test_rows_come_as_dicts_instances_or_tuples(engines, shape):
         given_rows = [tuple(r[c.key if c.key != "label text" else "label"] for c in table.columns) for r in rows]
     else:
         given_rows = rows
-    turbolite.bulk_insert(fast, Every, iter(given_rows), chunk_size=10)
+    turboalchemy.bulk_insert(fast, Every, iter(given_rows), chunk_size=10)
     assert dump(fast, "every") == dump(orm, "every")
 
 
 def test_python_defaults_scalar_callable_and_context_sensitive(engines):
     engine = engines("d")
-    turbolite.bulk_insert(engine, Every, [{"id": 1, "name": "ann"}])
+    turboalchemy.bulk_insert(engine, Every, [{"id": 1, "name": "ann"}])
     with Session(engine) as session:
         row = session.get(Every, 1)
         assert (row.count, row.stamped, row.echo, row.label) == (7, FIXED, "ann!", "x")
@@ -144,18 +144,18 @@ def readings(n: int, value: float = 1.0) -> list[dict]:
 
 def test_upsert_twice_equals_upsert_once(engines):
     once, twice = engines("once"), engines("twice")
-    turbolite.bulk_upsert(once, Reading, readings(500), conflict=("sensor", "slot"), chunk_size=64)
+    turboalchemy.bulk_upsert(once, Reading, readings(500), conflict=("sensor", "slot"), chunk_size=64)
     for _ in range(2):
-        turbolite.bulk_upsert(twice, Reading, readings(500), conflict=("sensor", "slot"), chunk_size=64)
+        turboalchemy.bulk_upsert(twice, Reading, readings(500), conflict=("sensor", "slot"), chunk_size=64)
     assert dump(once, "readings") == dump(twice, "readings")
     assert count(twice, Reading.__table__) == 500
 
 
 def test_upsert_updates_in_place_and_keeps_the_primary_key(engines):
     engine = engines("u")
-    turbolite.bulk_insert(engine, Reading, readings(100))
+    turboalchemy.bulk_insert(engine, Reading, readings(100))
     changed = [dict(r, id=r["id"] + 1000, value=-1.0, note="new") for r in readings(100)]
-    assert turbolite.bulk_upsert(engine, Reading, changed, conflict=("sensor", "slot")) == 100
+    assert turboalchemy.bulk_upsert(engine, Reading, changed, conflict=("sensor", "slot")) == 100
     with Session(engine) as session:
         stored = session.scalars(select(Reading).order_by(Reading.id)).all()
     assert [r.id for r in stored] == list(range(100))  # ids are not overwritten
@@ -166,7 +166,7 @@ def test_duplicates_within_one_chunk_resolve_last_wins(engines):
     engine = engines("dup")
     rows = [{"id": 1, "sensor": "a", "slot": 1, "value": 1.0, "note": "first"},
             {"id": 2, "sensor": "a", "slot": 1, "value": 2.0, "note": "last"}]
-    turbolite.bulk_upsert(engine, Reading, rows, conflict=("sensor", "slot"))
+    turboalchemy.bulk_upsert(engine, Reading, rows, conflict=("sensor", "slot"))
     with Session(engine) as session:
         (row,) = session.scalars(select(Reading)).all()
     assert (row.id, row.value, row.note) == (1, 2.0, "last")
@@ -174,8 +174,8 @@ def test_duplicates_within_one_chunk_resolve_last_wins(engines):
 
 def test_upsert_applies_onupdate_and_an_explicit_update_list(engines):
     engine = engines("on")
-    turbolite.bulk_insert(engine, Every, [{"id": 1, "name": "a", "ratio": 1.0}])
-    turbolite.bulk_upsert(engine, Every, [{"id": 1, "name": "b", "ratio": 2.0}], conflict=("id",), update=["ratio", "stamped"])
+    turboalchemy.bulk_insert(engine, Every, [{"id": 1, "name": "a", "ratio": 1.0}])
+    turboalchemy.bulk_upsert(engine, Every, [{"id": 1, "name": "b", "ratio": 2.0}], conflict=("id",), update=["ratio", "stamped"])
     with Session(engine) as session:
         row = session.get(Every, 1)
         assert (row.name, row.ratio, row.stamped) == ("a", 2.0, FIXED + timedelta(days=1))
@@ -184,7 +184,7 @@ def test_upsert_applies_onupdate_and_an_explicit_update_list(engines):
 def test_a_conflict_target_without_a_unique_key_is_refused_before_any_sql(engines):
     engine = engines("nt")
     with pytest.raises(SchemaMismatchError, match="not a primary key, unique constraint or unique index"):
-        turbolite.bulk_upsert(engine, Reading, readings(3), conflict=("sensor",))
+        turboalchemy.bulk_upsert(engine, Reading, readings(3), conflict=("sensor",))
     assert count(engine, Reading.__table__) == 0
 
 
@@ -214,13 +214,13 @@ def test_a_bad_row_is_named_and_its_chunk_rolls_back_whole(engines, target_kind,
     rows[row] = rows[row] | override
     if target_kind == "engine":
         with pytest.raises(BulkWriteError) as failure:
-            turbolite.bulk_insert(engine, STRICT, rows, chunk_size=10)
+            turboalchemy.bulk_insert(engine, STRICT, rows, chunk_size=10)
         assert failure.value.committed == 10
         assert count(engine, STRICT) == 10  # the first chunk, committed; none of the second
     else:
         with Session(engine) as session:
             with pytest.raises(BulkWriteError) as failure:
-                turbolite.bulk_insert(session, STRICT, rows, chunk_size=10)
+                turboalchemy.bulk_insert(session, STRICT, rows, chunk_size=10)
             assert session.execute(select(func.count()).select_from(STRICT)).scalar_one() == 10
             session.commit()  # the caller decides: keep the chunks that succeeded
         assert failure.value.committed is None
@@ -229,21 +229,21 @@ def test_a_bad_row_is_named_and_its_chunk_rolls_back_whole(engines, target_kind,
     assert (error.table, error.row, error.column) == ("strict_rows", row, column)
     assert error.value_type == value_type
     assert f"row {row}" in str(error) and repr(column) in str(error)
-    turbolite.bulk_insert(engine, STRICT, [_strict(100)])  # the connection is usable afterwards
+    turboalchemy.bulk_insert(engine, STRICT, [_strict(100)])  # the connection is usable afterwards
 
 
 def test_a_duplicate_of_a_stored_row_is_named(engines):
     engine = engines("stored")
-    turbolite.bulk_insert(engine, STRICT, [_strict(i) for i in range(5)])
+    turboalchemy.bulk_insert(engine, STRICT, [_strict(i) for i in range(5)])
     with pytest.raises(BulkWriteError) as failure:
-        turbolite.bulk_insert(engine, STRICT, [_strict(i) for i in range(5, 8)] + [_strict(2)])
+        turboalchemy.bulk_insert(engine, STRICT, [_strict(i) for i in range(5, 8)] + [_strict(2)])
     assert (failure.value.row, failure.value.column, failure.value.committed) == (3, "id", 0)
     assert count(engine, STRICT) == 5
 
 
 def test_infinities_are_stored_as_they_are(engines):
     engine = engines("inf")
-    turbolite.bulk_insert(engine, STRICT, [_strict(1, x=math.inf), _strict(2, x=-math.inf)])
+    turboalchemy.bulk_insert(engine, STRICT, [_strict(1, x=math.inf), _strict(2, x=-math.inf)])
     assert [r[4] for r in dump(engine, "strict_rows")] == [math.inf, -math.inf]
 
 
@@ -257,7 +257,7 @@ def test_values_over_the_length_limit_are_named(engines):
 
     engine.dispose()
     with pytest.raises(BulkWriteError) as failure:
-        turbolite.bulk_insert(engine, STRICT, [_strict(1), _strict(2, s="x" * 5_000)])
+        turboalchemy.bulk_insert(engine, STRICT, [_strict(1), _strict(2, s="x" * 5_000)])
     assert (failure.value.row, failure.value.column) == (1, "s")
     assert count(engine, STRICT) == 0
 
@@ -274,7 +274,7 @@ def test_rows_that_cannot_fit_are_refused_before_any_sql(engines, rows, message)
     statements = []
     event.listen(engine, "before_cursor_execute", lambda *a: statements.append(a[2]))
     with pytest.raises(SchemaMismatchError, match=message):
-        turbolite.bulk_insert(engine, STRICT, rows)
+        turboalchemy.bulk_insert(engine, STRICT, rows)
     assert statements == []
     assert count(engine, STRICT) == 0
 
@@ -284,7 +284,7 @@ def test_a_row_whose_keys_differ_from_the_first_is_named(engines):
     rows = [_strict(i) for i in range(5)]
     rows[3] = {"id": 3, "n": 3, "x": 1.0, "t": "?"}
     with pytest.raises(BulkWriteError, match="row 3 lacks key 's'"):
-        turbolite.bulk_insert(engine, STRICT, rows)
+        turboalchemy.bulk_insert(engine, STRICT, rows)
     assert count(engine, STRICT) == 0
 
 
@@ -300,7 +300,7 @@ def test_a_generator_is_read_chunk_by_chunk(engines):
             yield _strict(i)
 
     with pytest.raises(RuntimeError, match="source failed"):
-        turbolite.bulk_insert(engine, STRICT, rows(), chunk_size=10)
+        turboalchemy.bulk_insert(engine, STRICT, rows(), chunk_size=10)
     assert count(engine, STRICT) == 20  # two whole chunks committed; the third never reached SQL
 
 
@@ -309,8 +309,8 @@ def test_a_generator_is_read_chunk_by_chunk(engines):
 def test_odd_identifiers_are_quoted(engines):
     engine = engines("odd")
     rows = [{"id": i, "order": f"o{i}", "with space": i, 'quote"d': 'it\'s "x"'} for i in range(10)]
-    turbolite.bulk_insert(engine, ODD, rows)
-    turbolite.bulk_upsert(engine, ODD, [dict(r, id=r["id"] + 100, **{'quote"d': "new"}) for r in rows],
+    turboalchemy.bulk_insert(engine, ODD, rows)
+    turboalchemy.bulk_upsert(engine, ODD, [dict(r, id=r["id"] + 100, **{'quote"d': "new"}) for r in rows],
                           conflict=("order", "with space"))
     stored = dump(engine, 'select "odd" table')
     assert len(stored) == 10 and {r[6] for r in stored} == {"new"}
@@ -319,14 +319,14 @@ def test_odd_identifiers_are_quoted(engines):
 def test_inside_a_session_nothing_is_committed_until_the_caller_commits(engines):
     engine = engines("tx")
     with Session(engine) as session:
-        repo = turbolite.Repository(session, Reading)
+        repo = turboalchemy.Repository(session, Reading)
         repo.create(id=9_999, sensor="orm", slot=1, value=0.5)
         assert repo.bulk_insert(readings(300)) == 300
         assert count(engine, Reading.__table__) == 0  # another connection sees nothing yet
         session.rollback()
     assert count(engine, Reading.__table__) == 0
     with Session(engine) as session:
-        repo = turbolite.Repository(session, Reading)
+        repo = turboalchemy.Repository(session, Reading)
         repo.create(id=9_999, sensor="orm", slot=1, value=0.5)
         repo.bulk_insert(readings(300))
         session.commit()
@@ -336,7 +336,7 @@ def test_inside_a_session_nothing_is_committed_until_the_caller_commits(engines)
 def test_a_connection_target_joins_the_callers_transaction(engines):
     engine = engines("conn")
     with engine.connect() as conn:
-        turbolite.bulk_insert(conn, Reading, readings(50))
+        turboalchemy.bulk_insert(conn, Reading, readings(50))
         assert count(engine, Reading.__table__) == 0
         conn.commit()
     assert count(engine, Reading.__table__) == 50
@@ -345,7 +345,7 @@ def test_a_connection_target_joins_the_callers_transaction(engines):
 def test_repository_upsert_expires_objects_it_replaced(engines):
     engine = engines("repo")
     with Session(engine) as session:
-        repo = turbolite.Repository(session, Reading)
+        repo = turboalchemy.Repository(session, Reading)
         repo.bulk_insert(readings(5))
         loaded = repo.get(3)
         assert loaded.value == 3.0
@@ -363,5 +363,5 @@ def test_datetimes_that_are_not_naive_are_stored_as_the_orm_stores_them(engines)
     with Session(orm) as session:
         session.add_all([Every(**r) for r in rows])
         session.commit()
-    turbolite.bulk_insert(fast, Every, rows)
+    turboalchemy.bulk_insert(fast, Every, rows)
     assert dump(fast, "every") == dump(orm, "every")

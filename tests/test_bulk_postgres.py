@@ -1,4 +1,4 @@
-"""turbolite.bulk_insert / bulk_upsert on PostgreSQL (COPY): what the ORM stores, nothing partial on failure."""
+"""turboalchemy.bulk_insert / bulk_upsert on PostgreSQL (COPY): what the ORM stores, nothing partial on failure."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ from sqlalchemy import create_engine, func, select, text
 from sqlalchemy.exc import DataError
 from sqlalchemy.orm import Session
 
-import turbolite
-from turbolite import BulkWriteError
-from turbolite.compile import compile_plan
+import turboalchemy
+from turboalchemy import BulkWriteError
+from turboalchemy._write.plan import compile_plan
 
 from .models import FIXED, ODD, STRICT, Base, Every, odd_meta, strict_meta
 from .test_bulk import _strict, every_rows
@@ -68,7 +68,7 @@ def test_bulk_insert_stores_exactly_what_the_orm_stores(engine, rows):
             session.commit()
         except DataError:  # PostgreSQL refuses what the ORM sent (a NUL in text): the fast path must refuse too
             with pytest.raises(BulkWriteError) as failure:
-                turbolite.bulk_insert(engine, Every, rows, chunk_size=7)
+                turboalchemy.bulk_insert(engine, Every, rows, chunk_size=7)
             assert count(engine, table) == failure.value.committed  # whole chunks only
             with engine.begin() as conn:
                 conn.execute(table.delete())
@@ -76,7 +76,7 @@ def test_bulk_insert_stores_exactly_what_the_orm_stores(engine, rows):
     expected = dump(engine, table)
     with engine.begin() as conn:
         conn.execute(table.delete())
-    assert turbolite.bulk_insert(engine, Every, rows, chunk_size=7) == len(rows)
+    assert turboalchemy.bulk_insert(engine, Every, rows, chunk_size=7) == len(rows)
     assert dump(engine, table) == expected
     with engine.begin() as conn:
         conn.execute(table.delete())
@@ -84,9 +84,9 @@ def test_bulk_insert_stores_exactly_what_the_orm_stores(engine, rows):
 
 def test_upsert_twice_equals_upsert_once_and_the_last_duplicate_wins(engine):
     rows = [{"id": i, "name": f"n{i}"} for i in range(1, 30)] + [{"id": 3, "name": "last"}]
-    turbolite.bulk_upsert(engine, Every, rows, conflict=["id"], chunk_size=1000)
+    turboalchemy.bulk_upsert(engine, Every, rows, conflict=["id"], chunk_size=1000)
     once = dump(engine, Every.__table__)
-    turbolite.bulk_upsert(engine, Every, rows, conflict=["id"], chunk_size=1000)
+    turboalchemy.bulk_upsert(engine, Every, rows, conflict=["id"], chunk_size=1000)
     twice = dump(engine, Every.__table__)
     assert len(once) == 29 and [r for r in once if r[0] == 3][0][1] == "last"
     stamped = [c.key for c in Every.__table__.columns].index("stamped")
@@ -97,14 +97,14 @@ def test_upsert_twice_equals_upsert_once_and_the_last_duplicate_wins(engine):
 def test_duplicates_within_a_copied_chunk_resolve_last_wins(engine):
     assert compile_plan(STRICT, engine.dialect, "upsert", ("id", "n", "x", "s"), ("id",)).copy_columns  # the COPY path
     rows = [_strict(1, s="first"), _strict(2), _strict(1, s="second"), _strict(1, s="last")]
-    turbolite.bulk_upsert(engine, STRICT, rows, conflict=["id"])
+    turboalchemy.bulk_upsert(engine, STRICT, rows, conflict=["id"])
     assert [(r[0], r[3]) for r in dump(engine, STRICT)] == [(1, "last"), (2, "s2")]
 
 
 def test_upsert_on_a_unique_constraint_of_quoted_columns(engine):
     rows = [{"id": i, "order": f"o{i % 3}", "with space": i % 2, 'quote"d': str(i)} for i in range(6)]
-    turbolite.bulk_insert(engine, ODD, rows[:3])
-    turbolite.bulk_upsert(engine, ODD, [{"id": 100 + i, **{k: v for k, v in r.items() if k != "id"}} for i, r in
+    turboalchemy.bulk_insert(engine, ODD, rows[:3])
+    turboalchemy.bulk_upsert(engine, ODD, [{"id": 100 + i, **{k: v for k, v in r.items() if k != "id"}} for i, r in
                                         enumerate(rows)], conflict=["order", "with space"])
     assert count(engine, ODD) == 6
 
@@ -125,37 +125,37 @@ def test_a_bad_row_is_named_and_its_chunk_rolls_back_whole(engine, target_kind, 
     rows[row] = rows[row] | override
     if target_kind == "engine":
         with pytest.raises(BulkWriteError) as failure:
-            turbolite.bulk_insert(engine, STRICT, rows, chunk_size=10)
+            turboalchemy.bulk_insert(engine, STRICT, rows, chunk_size=10)
         assert failure.value.committed == 10
     else:
         with Session(engine) as session:
             with pytest.raises(BulkWriteError) as failure:
-                turbolite.bulk_insert(session, STRICT, rows, chunk_size=10)
+                turboalchemy.bulk_insert(session, STRICT, rows, chunk_size=10)
             assert session.execute(select(func.count()).select_from(STRICT)).scalar_one() == 10
             session.commit()
     assert count(engine, STRICT) == 10  # the first chunk; nothing of the second
     error = failure.value
     assert (error.table, error.row, error.column) == ("strict_rows", row, column)
     assert error.value_type == value_type and f"row {row}" in str(error)
-    turbolite.bulk_insert(engine, STRICT, [_strict(100)])  # the connection is usable afterwards
+    turboalchemy.bulk_insert(engine, STRICT, [_strict(100)])  # the connection is usable afterwards
 
 
 @pytest.mark.parametrize("kind", ["insert", "upsert"])
 def test_a_duplicate_of_a_stored_row_is_named(engine, kind):
-    turbolite.bulk_insert(engine, ODD, [{"id": 1, "order": "a", "with space": 1, 'quote"d': "q"}])
+    turboalchemy.bulk_insert(engine, ODD, [{"id": 1, "order": "a", "with space": 1, 'quote"d': "q"}])
     rows = [{"id": i, "order": f"b{i}", "with space": i, 'quote"d': "q"} for i in range(2, 6)]
     rows.append({"id": 9, "order": "a", "with space": 1, 'quote"d': "q"})  # clashes with the stored row's unique key
     with pytest.raises(BulkWriteError) as failure:
         if kind == "insert":
-            turbolite.bulk_insert(engine, ODD, rows)
+            turboalchemy.bulk_insert(engine, ODD, rows)
         else:
-            turbolite.bulk_upsert(engine, ODD, rows, conflict=["id"])
+            turboalchemy.bulk_upsert(engine, ODD, rows, conflict=["id"])
     assert (failure.value.row, failure.value.column, failure.value.committed) == (4, "order", 0)
     assert count(engine, ODD) == 1
 
 
 def test_nan_is_stored_as_the_orm_stores_it(engine):
-    turbolite.bulk_insert(engine, STRICT, [_strict(1, x=math.nan), _strict(2, x=math.inf)])
+    turboalchemy.bulk_insert(engine, STRICT, [_strict(1, x=math.nan), _strict(2, x=math.inf)])
     values = [r[2] for r in dump(engine, STRICT)]
     assert math.isnan(values[0]) and values[1] == math.inf
 
@@ -168,13 +168,13 @@ def test_a_generator_that_raises_midway_leaves_no_partial_chunk(engine):
             yield _strict(i)
 
     with pytest.raises(RuntimeError, match="the source broke"):
-        turbolite.bulk_insert(engine, STRICT, rows(), chunk_size=10)
+        turboalchemy.bulk_insert(engine, STRICT, rows(), chunk_size=10)
     assert count(engine, STRICT) == 20  # two whole chunks, nothing of the third
 
 
 def test_inside_a_connection_nothing_is_committed_until_the_caller_commits(engine):
     with engine.connect() as conn:
-        turbolite.bulk_insert(conn, STRICT, [_strict(i) for i in range(30)], chunk_size=7)
+        turboalchemy.bulk_insert(conn, STRICT, [_strict(i) for i in range(30)], chunk_size=7)
         assert conn.execute(select(func.count()).select_from(STRICT)).scalar_one() == 30
         assert count(engine, STRICT) == 0
         conn.commit()
@@ -183,7 +183,7 @@ def test_inside_a_connection_nothing_is_committed_until_the_caller_commits(engin
 
 def test_repository_works_unchanged(engine):
     with Session(engine) as session:
-        repo = turbolite.Repository(session, Every)
+        repo = turboalchemy.Repository(session, Every)
         repo.create(id=1, name="orm")
         assert repo.bulk_insert([{"id": i, "name": f"b{i}"} for i in range(2, 50)]) == 48
         assert repo.bulk_upsert([{"id": 1, "name": "fast"}], conflict=["id"]) == 1

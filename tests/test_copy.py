@@ -1,4 +1,4 @@
-"""turbolite copy: SQLite -> PostgreSQL -> SQLite leaves identical data; interrupted copies resume."""
+"""turboalchemy copy: SQLite -> PostgreSQL -> SQLite leaves identical data; interrupted copies resume."""
 
 from __future__ import annotations
 
@@ -8,12 +8,10 @@ from datetime import datetime
 import pytest
 from sqlalchemy import create_engine, text
 
-import turbolite
-from turbolite.cli import main as cli
-from turbolite.copy import CopyError, copy_database
+import turboalchemy
+from turboalchemy._cli import main as cli
+from turboalchemy._tools.copy import CopyError, copy_database
 
-from sqlite_bench.generator import RowGenerator
-from sqlite_bench.paths import PATHS
 
 SCHEMA = """
 CREATE TABLE authors (id INTEGER PRIMARY KEY, name TEXT NOT NULL, joined DATETIME);
@@ -44,7 +42,7 @@ def rows(path, table) -> list[tuple]:
 
 def test_sqlite_to_postgresql_and_back_leaves_identical_data(tmp_path, postgres_url):
     blog(tmp_path / "src.db")
-    pg = turbolite.create_engine(postgres_url)
+    pg = turboalchemy.create_engine(postgres_url)
     try:
         with pg.begin() as conn:
             conn.exec_driver_sql("DROP TABLE IF EXISTS posts, authors")
@@ -78,26 +76,6 @@ def test_a_finished_table_is_skipped_and_a_partial_one_needs_resume(tmp_path):
     again = copy_database(source, dest, resume=True)
     assert [t.skipped for t in again.tables] == [True, False]
     assert rows(tmp_path / "dest.db", "posts") == rows(tmp_path / "src.db", "posts")
-
-
-def test_the_cli_copies_the_harness_database_into_postgresql(tmp_path, postgres_url, bench_engine, capsys):
-    engine = bench_engine("harness")
-    writer = PATHS["raw"].open(engine)
-    writer.insert(list(RowGenerator(seed=3).rows(0, 3_000, "insert")))
-    writer.close()
-    engine.dispose()
-    pg = create_engine(postgres_url)
-    with pg.begin() as conn:
-        conn.exec_driver_sql("DROP TABLE IF EXISTS bench_rows")
-    try:
-        assert cli(["copy", str(tmp_path / "harness.db"), postgres_url, "--chunk-size", "1000"]) == 0
-        assert "3,000 rows" in capsys.readouterr().out
-        with pg.connect() as conn:
-            assert conn.exec_driver_sql("SELECT count(DISTINCT row_id) FROM bench_rows").scalar() == 3_000
-    finally:
-        with pg.begin() as conn:
-            conn.exec_driver_sql("DROP TABLE IF EXISTS bench_rows")
-        pg.dispose()
 
 
 def test_unknown_tables_are_refused(tmp_path):

@@ -12,8 +12,8 @@ from sqlalchemy import create_engine, insert, select, text
 from sqlalchemy.exc import InvalidRequestError
 from sqlalchemy.orm import Session, selectinload
 
-import turbolite
-from turbolite import NPlusOneError, NPlusOneWarning, QueryBudgetError
+import turboalchemy
+from turboalchemy import NPlusOneError, NPlusOneWarning, QueryBudgetError
 
 from .blog import Base, Post, User, seed
 
@@ -49,7 +49,7 @@ def list_posts_eagerly(session) -> int:
 
 def test_count_queries_counts_by_kind_and_stops_at_the_end_of_the_block(engine):
     with Session(engine) as session:
-        with turbolite.count_queries(session) as counted:
+        with turboalchemy.count_queries(session) as counted:
             assert list_posts_naively(session) == 60
         assert counted.total == 21 and counted.by_kind["select"] == 21
         assert counted.seconds > 0
@@ -58,7 +58,7 @@ def test_count_queries_counts_by_kind_and_stops_at_the_end_of_the_block(engine):
 
 
 def test_an_executemany_counts_once_with_its_rows(engine):
-    with engine.begin() as conn, turbolite.count_queries(engine) as counted:
+    with engine.begin() as conn, turboalchemy.count_queries(engine) as counted:
         conn.execute(insert(Post), [{"id": 10_000 + i, "user_id": 1, "title": "t"} for i in range(25)])
     assert (counted.by_kind["insert"], counted.rows) == (1, 25)
 
@@ -78,7 +78,7 @@ def test_assert_max_queries_passes_within_budget_and_lists_statements_over_it(en
 def test_the_guard_names_the_repeated_statement_and_the_line_that_ran_it(engine):
     with Session(engine) as session:
         with pytest.raises(NPlusOneError) as caught:
-            with turbolite.no_n_plus_one(session, threshold=5):
+            with turboalchemy.no_n_plus_one(session, threshold=5):
                 list_posts_naively(session)
     message = str(caught.value)
     assert "ran 20 times (threshold 5)" in message
@@ -89,7 +89,7 @@ def test_the_guard_names_the_repeated_statement_and_the_line_that_ran_it(engine)
 
 def test_the_guard_is_silent_on_the_fixed_query(engine):
     with Session(engine) as session:
-        with turbolite.no_n_plus_one(session, threshold=5) as report:
+        with turboalchemy.no_n_plus_one(session, threshold=5) as report:
             assert list_posts_eagerly(session) == 60
     assert report.offenders == []
 
@@ -97,13 +97,13 @@ def test_the_guard_is_silent_on_the_fixed_query(engine):
 def test_the_guard_can_warn_instead(engine):
     with Session(engine) as session:
         with pytest.warns(NPlusOneWarning, match="N\\+1"):
-            with turbolite.no_n_plus_one(session, threshold=5, action="warn"):
+            with turboalchemy.no_n_plus_one(session, threshold=5, action="warn"):
                 list_posts_naively(session)
 
 
 def test_raiseload_all_turns_a_lazy_load_into_an_error(engine):
     with Session(engine) as session:
-        user = session.scalars(turbolite.raiseload_all(select(User)).limit(1)).one()
+        user = session.scalars(turboalchemy.raiseload_all(select(User)).limit(1)).one()
         with pytest.raises(InvalidRequestError, match="lazy='raise'"):
             user.posts
 
@@ -117,8 +117,8 @@ SLOW = {
 
 
 def test_slow_queries_are_logged_with_their_fields_and_fast_ones_are_not(engine, caplog):
-    caplog.set_level(logging.WARNING, logger="turbolite.slow_queries")
-    hook = turbolite.log_slow_queries(engine, threshold_ms=20)
+    caplog.set_level(logging.WARNING, logger="turboalchemy.slow_queries")
+    hook = turboalchemy.log_slow_queries(engine, threshold_ms=20)
     with engine.connect() as conn:
         conn.execute(text(SLOW[engine.dialect.name]))
         conn.execute(text("SELECT 1"))
@@ -126,7 +126,7 @@ def test_slow_queries_are_logged_with_their_fields_and_fast_ones_are_not(engine,
     with engine.connect() as conn:
         conn.execute(text(SLOW[engine.dialect.name]))  # after remove(): not logged
     (record,) = caplog.records
-    fields = record.turbolite
+    fields = record.turboalchemy
     assert fields["duration_ms"] >= 20 and fields["kind"] == "select"
     assert fields["sql"].startswith(SLOW[engine.dialect.name][:20]) and fields["parameter_count"] == 0
     assert Path(__file__).name in fields["caller"]
@@ -141,38 +141,38 @@ def _kinds(plan) -> set[str]:
 def test_explain_finds_a_full_scan_on_a_filtered_column_and_is_silent_once_indexed(engine):
     stmt = select(User).where(User.email == "u3@example.org")
     with Session(engine) as session:
-        plan = turbolite.explain(session, stmt)
+        plan = turboalchemy.explain(session, stmt)
         assert plan.rows and "full_scan" in _kinds(plan)
         (finding,) = [f for f in plan.findings if f.kind == "full_scan"]
         assert (finding.table, finding.columns) == ("users", ("email",))
         assert finding.suggestion == 'CREATE INDEX ix_users_email ON users (email)'
         session.execute(text(finding.suggestion))
-        assert "full_scan" not in _kinds(turbolite.explain(session, stmt))
+        assert "full_scan" not in _kinds(turboalchemy.explain(session, stmt))
 
 
 def test_explain_finds_an_unindexed_foreign_key_in_a_join(engine):
     stmt = select(User.name, Post.title).join(Post, Post.user_id == User.id).where(User.name == "user3")
     with Session(engine) as session:
-        plan = turbolite.explain(session, stmt)
+        plan = turboalchemy.explain(session, stmt)
         fk = [f for f in plan.findings if f.kind == "unindexed_foreign_key"]
         assert [(f.table, f.columns) for f in fk] == [("posts", ("user_id",))]
         session.execute(text(fk[0].suggestion))
-        assert "unindexed_foreign_key" not in _kinds(turbolite.explain(session, stmt))
+        assert "unindexed_foreign_key" not in _kinds(turboalchemy.explain(session, stmt))
 
 
 def test_explain_finds_a_temporary_sort_for_order_by(engine):
     stmt = select(User).order_by(User.name)
     with Session(engine) as session:
-        plan = turbolite.explain(session, stmt)
+        plan = turboalchemy.explain(session, stmt)
         (sort,) = [f for f in plan.findings if f.kind == "temp_sort"]
         assert (sort.table, sort.columns) == ("users", ("name",))
         session.execute(text(sort.suggestion))
-        assert "temp_sort" not in _kinds(turbolite.explain(session, stmt))
+        assert "temp_sort" not in _kinds(turboalchemy.explain(session, stmt))
 
 
 def test_explain_does_not_run_the_statement(engine):
     with Session(engine) as session:
-        turbolite.explain(session, text("DELETE FROM posts"))
+        turboalchemy.explain(session, text("DELETE FROM posts"))
         assert session.scalar(text("SELECT count(*) FROM posts")) == 60
 
 
@@ -183,13 +183,13 @@ def test_pool_status_reports_checked_out_connections(engine):
         engine = create_engine(engine.url, pool_size=3, max_overflow=2)
     first, second = engine.connect(), engine.connect()
     try:
-        status = turbolite.pool_status(engine)
+        status = turboalchemy.pool_status(engine)
         assert status["pool"] == "QueuePool" and status["checked_out"] == 2
         assert {"size", "checked_in", "overflow", "max_overflow"} <= status.keys()
     finally:
         first.close()
         second.close()
-    assert turbolite.pool_status(engine)["checked_out"] == 0
+    assert turboalchemy.pool_status(engine)["checked_out"] == 0
 
 
 def test_the_example_shows_the_n_plus_one_caught_and_fixed():
@@ -204,14 +204,14 @@ def test_an_automatic_index_sqlite_builds_for_one_query_counts_as_a_scan(tmp_pat
     """SQLite answers a join on an unindexed column with a one-query AUTOMATIC index: read it as a scan."""
     from sqlalchemy.orm import aliased
 
-    from turbolite.diagnostics.explain import _sqlite_events
+    from turboalchemy._diagnostics.explain import _sqlite_events
 
     engine = create_engine(f"sqlite:///{tmp_path / 'auto.db'}")
     Base.metadata.create_all(engine)
     with Session(engine) as session:
         seed(session, users=50, posts_each=5)
         other = aliased(Post, name="other")
-        plan = turbolite.explain(session, select(Post.id, other.id).join(other, other.title == Post.title))
+        plan = turboalchemy.explain(session, select(Post.id, other.id).join(other, other.title == Post.title))
     engine.dispose()
     automatic = [r["detail"] for r in plan.rows if "AUTOMATIC" in r["detail"]]
     assert automatic, plan.rows

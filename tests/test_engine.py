@@ -1,4 +1,4 @@
-"""turbolite.create_engine and the profiles it applies: what every connection is, and what it refuses."""
+"""turboalchemy.create_engine and the profiles it applies: what every connection is, and what it refuses."""
 
 from __future__ import annotations
 
@@ -8,9 +8,10 @@ import threading
 import pytest
 from sqlalchemy import text
 
-import turbolite
-from turbolite.errors import DatabaseLockedError, ProfileError, ReadOnlyDatabaseError, translate
-from turbolite.profiles import PROFILES, Profile, resolve
+import turboalchemy
+from turboalchemy.errors import DatabaseLockedError, ProfileError, ReadOnlyDatabaseError, translate
+from turboalchemy import PROFILES, Profile
+from turboalchemy._profiles import resolve
 
 
 def pragmas(engine, *names):
@@ -19,7 +20,7 @@ def pragmas(engine, *names):
 
 
 def test_production_profile_is_the_consensus_list(tmp_path):
-    engine = turbolite.create_engine(f"sqlite:///{tmp_path / 'app.db'}")
+    engine = turboalchemy.create_engine(f"sqlite:///{tmp_path / 'app.db'}")
     assert pragmas(engine, "journal_mode", "synchronous", "busy_timeout", "cache_size", "mmap_size", "temp_store",
                    "foreign_keys", "wal_autocheckpoint", "auto_vacuum") == {
         "journal_mode": "wal", "synchronous": 1, "busy_timeout": 5000, "cache_size": -64_000,
@@ -27,7 +28,7 @@ def test_production_profile_is_the_consensus_list(tmp_path):
 
 
 def test_durable_is_production_with_synchronous_full(tmp_path):
-    engine = turbolite.create_engine(f"sqlite:///{tmp_path / 'app.db'}", profile="durable")
+    engine = turboalchemy.create_engine(f"sqlite:///{tmp_path / 'app.db'}", profile="durable")
     assert pragmas(engine, "synchronous", "journal_mode") == {"synchronous": 2, "journal_mode": "wal"}
     assert {k: v for k, v in PROFILES["durable"].pragmas.items() if k != "synchronous"} == \
         {k: v for k, v in PROFILES["production"].pragmas.items() if k != "synchronous"}
@@ -39,14 +40,15 @@ def test_new_database_only_settings_leave_an_existing_database_alone(tmp_path):
     old.execute("CREATE TABLE t (x)")  # auto_vacuum can no longer change once a table exists
     old.commit()
     old.close()
-    engine = turbolite.create_engine(f"sqlite:///{path}")  # verification does not hold auto_vacuum against it
+    engine = turboalchemy.create_engine(f"sqlite:///{path}")  # verification does not hold auto_vacuum against it
     assert pragmas(engine, "auto_vacuum", "journal_mode") == {"auto_vacuum": 0, "journal_mode": "wal"}
 
 
-@pytest.mark.parametrize("name", [n for n in PROFILES if n.startswith("study:")])
-def test_the_study_configurations_are_profiles_too(tmp_path, name):
-    engine = turbolite.create_engine(f"sqlite:///{tmp_path / 'b.db'}", profile=name)
-    assert pragmas(engine, "busy_timeout")["busy_timeout"] == 10_000
+def test_the_library_ships_only_its_own_profiles():
+    """The study's configurations (one of them synchronous=OFF) are the benchmark's, not the library's."""
+    assert sorted(PROFILES) == ["durable", "production"]
+    with pytest.raises(ProfileError, match="no profile named 'study:baseline'"):
+        turboalchemy.create_engine("sqlite://", profile="study:baseline")
 
 
 def test_profiles_compose_left_to_right():
@@ -61,7 +63,7 @@ def test_profiles_compose_left_to_right():
 
 def test_write_transactions_begin_immediate(tmp_path):
     """A deferred transaction that reads then writes would fail at once with SQLITE_BUSY_SNAPSHOT."""
-    engine = turbolite.create_engine(f"sqlite:///{tmp_path / 'app.db'}")
+    engine = turboalchemy.create_engine(f"sqlite:///{tmp_path / 'app.db'}")
     with engine.begin() as conn:
         conn.exec_driver_sql("CREATE TABLE t (x)")
     other = sqlite3.connect(tmp_path / "app.db", isolation_level=None)
@@ -76,12 +78,12 @@ def test_write_transactions_begin_immediate(tmp_path):
 
 
 def test_readers_are_a_separate_read_only_pool(tmp_path):
-    engine = turbolite.create_engine(f"sqlite:///{tmp_path / 'app.db'}", readers=2)
+    engine = turboalchemy.create_engine(f"sqlite:///{tmp_path / 'app.db'}", readers=2)
     with engine.begin() as conn:
         conn.exec_driver_sql("CREATE TABLE t (x)")
         conn.exec_driver_sql("INSERT INTO t VALUES (1)")
-    reader = turbolite.reader(engine)
-    assert reader is not engine and reader is turbolite.reader(engine)
+    reader = turboalchemy.reader(engine)
+    assert reader is not engine and reader is turboalchemy.reader(engine)
     with engine.connect() as writing:  # WAL: a reader runs while the writer holds its transaction
         writing.exec_driver_sql("INSERT INTO t VALUES (2)")
         with reader.connect() as conn:
@@ -93,8 +95,8 @@ def test_readers_are_a_separate_read_only_pool(tmp_path):
 
 
 def test_an_in_memory_database_reads_through_its_one_connection():
-    engine = turbolite.create_engine("sqlite://")
-    assert turbolite.reader(engine) is engine
+    engine = turboalchemy.create_engine("sqlite://")
+    assert turboalchemy.reader(engine) is engine
     with engine.begin() as conn:
         conn.exec_driver_sql("CREATE TABLE t (x)")
     with engine.connect() as conn:
@@ -102,7 +104,7 @@ def test_an_in_memory_database_reads_through_its_one_connection():
 
 
 def test_a_held_write_lock_raises_database_locked_with_the_driver_error_as_cause(tmp_path):
-    engine = turbolite.create_engine(f"sqlite:///{tmp_path / 'app.db'}", profile=["production", {"busy_timeout": 50}])
+    engine = turboalchemy.create_engine(f"sqlite:///{tmp_path / 'app.db'}", profile=["production", {"busy_timeout": 50}])
     with engine.begin() as conn:
         conn.exec_driver_sql("CREATE TABLE t (x)")
     other = sqlite3.connect(tmp_path / "app.db", isolation_level=None)
@@ -111,12 +113,12 @@ def test_a_held_write_lock_raises_database_locked_with_the_driver_error_as_cause
         with engine.begin() as conn:
             conn.exec_driver_sql("INSERT INTO t VALUES (1)")
     assert isinstance(caught.value.__cause__, sqlite3.OperationalError)
-    assert isinstance(caught.value, turbolite.TurboliteError)
+    assert isinstance(caught.value, turboalchemy.TurboAlchemyError)
     other.execute("ROLLBACK")
 
 
 def test_the_one_writer_connection_is_shared_in_turn(tmp_path):
-    engine = turbolite.create_engine(f"sqlite:///{tmp_path / 'app.db'}")
+    engine = turboalchemy.create_engine(f"sqlite:///{tmp_path / 'app.db'}")
     with engine.begin() as conn:
         conn.exec_driver_sql("CREATE TABLE t (x)")
 
@@ -134,22 +136,22 @@ def test_the_one_writer_connection_is_shared_in_turn(tmp_path):
 
 
 def test_other_databases_are_refused_with_what_to_use():
-    with pytest.raises(turbolite.UnsupportedTargetError, match="sqlalchemy.create_engine"):
-        turbolite.create_engine("mysql://localhost/x")
-    with pytest.raises(turbolite.UnsupportedTargetError, match="psycopg 3"):
-        turbolite.create_engine("postgresql+psycopg2://localhost/x")
+    with pytest.raises(turboalchemy.UnsupportedTargetError, match="sqlalchemy.create_engine"):
+        turboalchemy.create_engine("mysql://localhost/x")
+    with pytest.raises(turboalchemy.UnsupportedTargetError, match="psycopg 3"):
+        turboalchemy.create_engine("postgresql+psycopg2://localhost/x")
 
 
 def test_postgresql_urls_get_psycopg_and_a_pinging_pool(postgres_url):
-    engine = turbolite.create_engine(postgres_url.replace("+psycopg", ""))
+    engine = turboalchemy.create_engine(postgres_url.replace("+psycopg", ""))
     assert engine.dialect.driver == "psycopg" and engine.pool._pre_ping and engine.pool.size() == 10
-    assert turbolite.reader(engine) is engine
+    assert turboalchemy.reader(engine) is engine
     with engine.connect() as conn:
         assert conn.exec_driver_sql("SELECT 1").scalar() == 1
 
 
-@pytest.mark.parametrize("code, cls", [(5, DatabaseLockedError), (13, turbolite.DiskFullError),
-                                       (8, ReadOnlyDatabaseError), (26, turbolite.CorruptDatabaseError)])
+@pytest.mark.parametrize("code, cls", [(5, DatabaseLockedError), (13, turboalchemy.DiskFullError),
+                                       (8, ReadOnlyDatabaseError), (26, turboalchemy.CorruptDatabaseError)])
 def test_driver_errors_map_to_typed_errors(code, cls):
     driver = sqlite3.OperationalError("boom")
     driver.sqlite_errorcode = code
@@ -159,9 +161,9 @@ def test_driver_errors_map_to_typed_errors(code, cls):
 
 
 def test_disposing_the_engine_closes_its_reader_pool(tmp_path):
-    engine = turbolite.create_engine(f"sqlite:///{tmp_path / 'app.db'}")
-    with turbolite.reader(engine).connect() as conn:
+    engine = turboalchemy.create_engine(f"sqlite:///{tmp_path / 'app.db'}")
+    with turboalchemy.reader(engine).connect() as conn:
         conn.exec_driver_sql("SELECT 1")
-    assert turbolite.reader(engine).pool.checkedin() == 1
+    assert turboalchemy.reader(engine).pool.checkedin() == 1
     engine.dispose()
-    assert turbolite.reader(engine).pool.checkedin() == 0
+    assert turboalchemy.reader(engine).pool.checkedin() == 0

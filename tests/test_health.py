@@ -1,4 +1,4 @@
-"""health and `turbolite doctor`: each red flag fires on a database built to raise it and not on a healthy one."""
+"""health and `turboalchemy doctor`: each red flag fires on a database built to raise it and not on a healthy one."""
 
 from __future__ import annotations
 
@@ -9,12 +9,10 @@ import sys
 
 import pytest
 
-import turbolite
-from turbolite.health import filesystem_type
-from sqlite_bench.paths import PATHS
-from sqlite_bench.generator import RowGenerator
+import turboalchemy
+from turboalchemy._tools.health import filesystem_type
 
-health_module = importlib.import_module("turbolite.health")  # turbolite.health is the function
+health_module = importlib.import_module("turboalchemy._tools.health")
 
 
 def fresh(path, *, journal="WAL", rows=200):
@@ -34,31 +32,18 @@ def flags(report, level="red"):
 
 def test_a_healthy_database_reports_ok(tmp_path):
     fresh(tmp_path / "ok.db").close()
-    report = turbolite.health(tmp_path / "ok.db")
+    report = turboalchemy.health(tmp_path / "ok.db")
     assert report.ok and report.flags == []
     assert report.journal_mode == "wal" and report.quick_check == "ok" and report.page_count > 1
     assert report.synchronous is None  # a per-connection setting: not readable from the file
     assert "health: OK" in str(report)
 
 
-def test_a_database_made_by_the_harness_gets_a_clean_report(tmp_path, bench_engine):
-    engine = bench_engine("harness")
-    writer = PATHS["raw"].open(engine)
-    writer.insert(list(RowGenerator(seed=1).rows(0, 2_000, "insert")))
-    writer.close()
-    engine.dispose()
-    out = subprocess.run([sys.executable, "-m", "turbolite", "doctor", str(tmp_path / "harness.db")],
-                         capture_output=True, text=True)
-    assert out.returncode == 0, out.stdout + out.stderr
-    assert "health: OK" in out.stdout
-    assert "random_primary_key" in out.stdout and "redundant_index" in out.stdout  # advice, not red flags
-
-
 def test_delete_journal_mode_is_a_red_flag(tmp_path):
     fresh(tmp_path / "d.db", journal="DELETE").close()
-    report = turbolite.health(tmp_path / "d.db")
+    report = turboalchemy.health(tmp_path / "d.db")
     assert any("journal_mode is DELETE" in w for w in flags(report)) and not report.ok
-    out = subprocess.run([sys.executable, "-m", "turbolite", "doctor", str(tmp_path / "d.db")], capture_output=True,
+    out = subprocess.run([sys.executable, "-m", "turboalchemy", "doctor", str(tmp_path / "d.db")], capture_output=True,
                          text=True)
     assert out.returncode == 1 and "PRAGMA journal_mode = WAL" in out.stdout
 
@@ -67,19 +52,19 @@ def test_a_mostly_free_file_is_a_red_flag_until_vacuumed(tmp_path):
     conn = fresh(tmp_path / "f.db", rows=2_000)
     conn.execute("DELETE FROM t WHERE id > 100")
     conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    assert any("free pages" in w for w in flags(turbolite.health(tmp_path / "f.db")))
+    assert any("free pages" in w for w in flags(turboalchemy.health(tmp_path / "f.db")))
     conn.execute("VACUUM")
     conn.close()
-    assert turbolite.health(tmp_path / "f.db").ok
+    assert turboalchemy.health(tmp_path / "f.db").ok
 
 
 def test_synchronous_off_on_an_engine_is_a_red_flag(tmp_path):
-    engine = turbolite.create_engine(f"sqlite:///{tmp_path / 's.db'}", profile="study:aggressive")
+    engine = turboalchemy.create_engine(f"sqlite:///{tmp_path / 's.db'}", profile=["production", {"synchronous": "OFF"}])
     with engine.begin() as conn:
         conn.exec_driver_sql("CREATE TABLE t (x)")
-    report = turbolite.health(engine)
+    report = turboalchemy.health(engine)
     assert report.synchronous == "OFF" and any("synchronous is OFF" in w for w in flags(report))
-    assert turbolite.health(turbolite.create_engine(f"sqlite:///{tmp_path / 's.db'}")).ok
+    assert turboalchemy.health(turboalchemy.create_engine(f"sqlite:///{tmp_path / 's.db'}")).ok
 
 
 def test_a_wal_that_checkpoints_cannot_shrink_is_a_red_flag(tmp_path, monkeypatch):
@@ -92,16 +77,16 @@ def test_a_wal_that_checkpoints_cannot_shrink_is_a_red_flag(tmp_path, monkeypatc
         conn.execute("BEGIN")
         conn.executemany("INSERT INTO t (pad) VALUES (?)", [("y" * 1000,)] * 1000)
         conn.execute("COMMIT")
-    assert any("stopping checkpoints" in w for w in flags(turbolite.health(tmp_path / "w.db")))
+    assert any("stopping checkpoints" in w for w in flags(turboalchemy.health(tmp_path / "w.db")))
     reader.execute("COMMIT")
     conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    assert turbolite.health(tmp_path / "w.db").ok
+    assert turboalchemy.health(tmp_path / "w.db").ok
 
 
 def test_a_network_filesystem_is_a_red_flag(tmp_path, monkeypatch):
     fresh(tmp_path / "n.db").close()
     monkeypatch.setattr(health_module, "filesystem_type", lambda _path: "nfs4")
-    report = turbolite.health(tmp_path / "n.db")
+    report = turboalchemy.health(tmp_path / "n.db")
     assert report.filesystem == "nfs4" and any("network filesystem" in w for w in flags(report))
 
 
@@ -112,12 +97,12 @@ def test_the_filesystem_is_read_from_the_mount_table(tmp_path):
 def test_an_unindexed_foreign_key_is_flagged_with_the_index_that_fixes_it(tmp_path):
     conn = fresh(tmp_path / "k.db")
     conn.execute('CREATE TABLE "child rows" (id INTEGER PRIMARY KEY, parent_id INTEGER REFERENCES parent(id))')
-    report = turbolite.health(tmp_path / "k.db")
+    report = turboalchemy.health(tmp_path / "k.db")
     assert report.ok  # a warning, not a red flag
     [warning] = [f for f in report.flags if f.level == "warn"]
     assert "child rows(parent_id) -> parent" in warning.what
     conn.execute(warning.advice)
-    assert turbolite.health(tmp_path / "k.db").flags == []
+    assert turboalchemy.health(tmp_path / "k.db").flags == []
 
 
 def test_a_damaged_file_fails_quick_check(tmp_path):
@@ -129,12 +114,12 @@ def test_a_damaged_file_fails_quick_check(tmp_path):
     with open(tmp_path / "c.db", "r+b") as f:
         f.seek((root - 1) * page_size + 8)  # scribble over the index's root page, past its header
         f.write(b"\xff" * 64)
-    report = turbolite.health(tmp_path / "c.db")
+    report = turboalchemy.health(tmp_path / "c.db")
     assert report.quick_check != "ok" and any("quick_check failed" in w for w in flags(report))
 
 
 def test_doctor_exits_2_when_it_cannot_read(tmp_path):
-    out = subprocess.run([sys.executable, "-m", "turbolite", "doctor", str(tmp_path / "none.db")],
+    out = subprocess.run([sys.executable, "-m", "turboalchemy", "doctor", str(tmp_path / "none.db")],
                          capture_output=True, text=True)
     assert out.returncode == 2
 
@@ -144,7 +129,7 @@ def test_checkpoint_command_empties_the_wal(tmp_path, mode):
     conn = fresh(tmp_path / "w.db", rows=500)
     conn.execute("PRAGMA wal_autocheckpoint = 0")
     conn.executemany("INSERT INTO t (pad) VALUES (?)", [("z" * 100,)] * 100)
-    out = subprocess.run([sys.executable, "-m", "turbolite", "checkpoint", str(tmp_path / "w.db"), "--mode", mode],
+    out = subprocess.run([sys.executable, "-m", "turboalchemy", "checkpoint", str(tmp_path / "w.db"), "--mode", mode],
                          capture_output=True, text=True)
     assert out.returncode == 0 and "WAL frames copied" in out.stdout
     if mode == "truncate":

@@ -12,9 +12,9 @@ import time
 
 import pytest
 
-import turbolite
-from turbolite.cli import main as cli
-from turbolite.migrate import discover, statements
+import turboalchemy
+from turboalchemy._cli import main as cli
+from turboalchemy._tools.migrate import discover, statements
 
 
 def write(folder, files: dict[str, str]):
@@ -52,19 +52,19 @@ BASIC = {
 def test_pending_files_apply_in_order_and_set_user_version(tmp_path, target_kind):
     folder = write(tmp_path / "migrations", BASIC)
     db = tmp_path / "app.db"
-    target = db if target_kind == "path" else turbolite.create_engine(f"sqlite:///{db}")
-    report = turbolite.migrate(target, folder)
+    target = db if target_kind == "path" else turboalchemy.create_engine(f"sqlite:///{db}")
+    report = turboalchemy.migrate(target, folder)
     assert [m.version for m in report.applied] == [1, 2, 3] and (report.before, report.after) == (0, 3)
     assert version_and_tables(db) == (3, ["posts", "users"])
-    again = turbolite.migrate(target, folder)
+    again = turboalchemy.migrate(target, folder)
     assert again.applied == [] and "up to date" in str(again)
 
 
 def test_a_failing_file_rolls_back_whole_and_keeps_the_earlier_ones(tmp_path):
     folder = write(tmp_path / "m", {**BASIC, "0004_bad.sql": "CREATE TABLE half (x);\nINSERT INTO nowhere VALUES (1);"})
     db = tmp_path / "app.db"
-    with pytest.raises(turbolite.MigrationError, match=r"0004_bad.sql line 2: no such table: nowhere"):
-        turbolite.migrate(db, folder)
+    with pytest.raises(turboalchemy.MigrationError, match=r"0004_bad.sql line 2: no such table: nowhere"):
+        turboalchemy.migrate(db, folder)
     assert version_and_tables(db) == (3, ["posts", "users"])  # 'half' was rolled back with its file
 
 
@@ -73,20 +73,20 @@ def test_a_database_newer_than_the_code_is_refused(tmp_path):
     conn = sqlite3.connect(db)
     conn.execute("PRAGMA user_version = 9")
     conn.close()
-    with pytest.raises(turbolite.MigrationError, match="version 9 .* only up to 3: this code is older"):
-        turbolite.migrate(db, write(tmp_path / "m", BASIC))
+    with pytest.raises(turboalchemy.MigrationError, match="version 9 .* only up to 3: this code is older"):
+        turboalchemy.migrate(db, write(tmp_path / "m", BASIC))
 
 
 def test_dry_run_checks_the_sql_and_changes_nothing(tmp_path):
     folder = write(tmp_path / "m", BASIC)
     db = tmp_path / "app.db"
-    report = turbolite.migrate(db, folder, dry_run=True)
+    report = turboalchemy.migrate(db, folder, dry_run=True)
     assert report.after == 3 and len(report.applied) == 3 and "would apply 0001 users" in str(report)
     assert version_and_tables(db) == (0, [])
 
 
 def test_to_stops_at_a_version(tmp_path):
-    report = turbolite.migrate(tmp_path / "app.db", write(tmp_path / "m", BASIC), to=2)
+    report = turboalchemy.migrate(tmp_path / "app.db", write(tmp_path / "m", BASIC), to=2)
     assert report.after == 2 and [m.version for m in report.pending] == [3]
 
 
@@ -95,14 +95,14 @@ def test_to_stops_at_a_version(tmp_path):
     ({"0000_a.sql": "SELECT 1;"}, "versions start at 1"),
 ])
 def test_ambiguous_folders_are_refused(tmp_path, files, message):
-    with pytest.raises(turbolite.MigrationError, match=message):
+    with pytest.raises(turboalchemy.MigrationError, match=message):
         discover(write(tmp_path / "m", files))
 
 
 def test_transaction_control_inside_a_file_is_refused(tmp_path):
     folder = write(tmp_path / "m", {"0001_a.sql": "BEGIN;\nCREATE TABLE a (x);\nCOMMIT;"})
-    with pytest.raises(turbolite.MigrationError, match="line 1: transaction control"):
-        turbolite.migrate(tmp_path / "app.db", folder)
+    with pytest.raises(turboalchemy.MigrationError, match="line 1: transaction control"):
+        turboalchemy.migrate(tmp_path / "app.db", folder)
 
 
 def test_statements_split_like_sqlite_reads_them():
@@ -126,7 +126,7 @@ def test_sigkill_while_migrating_leaves_schema_and_version_agreeing(tmp_path):
         """,
     })
     db = tmp_path / "app.db"
-    child = subprocess.Popen([sys.executable, "-m", "turbolite", "migrate", str(db), str(folder)],
+    child = subprocess.Popen([sys.executable, "-m", "turboalchemy", "migrate", str(db), str(folder)],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:  # wait until 0001 is committed and 0002 is under way
@@ -141,7 +141,7 @@ def test_sigkill_while_migrating_leaves_schema_and_version_agreeing(tmp_path):
     assert (version, tables) in [(1, ["base"]), (2, ["base", "big"])]
     assert version == 1, "the kill should land inside 0002 (it runs for seconds)"
     assert sqlite3.connect(db).execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-    turbolite.migrate(db, folder)  # and the next run finishes the job
+    turboalchemy.migrate(db, folder)  # and the next run finishes the job
     assert version_and_tables(db) == (2, ["base", "big"])
 
 

@@ -1,10 +1,10 @@
-"""turbolite.Profile: PRAGMAs applied to real connections and read back."""
+"""turboalchemy.Profile: PRAGMAs applied to real connections and read back."""
 
 import sqlite3
 
 import pytest
 
-from turbolite import Profile, ProfileError
+from turboalchemy import Profile, ProfileError
 
 
 def test_a_profile_is_applied_and_verified(tmp_path):

@@ -10,8 +10,8 @@ from sqlalchemy import Integer, String, create_engine, func, select
 from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
-import turbolite
-from turbolite import KeysetError
+import turboalchemy
+from turboalchemy import KeysetError
 
 
 class Base(DeclarativeBase):
@@ -38,7 +38,7 @@ def engine(request, tmp_path):
     made = create_engine(url)
     Base.metadata.drop_all(made)
     Base.metadata.create_all(made)
-    turbolite.bulk_insert(made, Item, ({"id": i, "grp": i % 7, "name": f"item {i}", "code": f"c{i:06d}"}
+    turboalchemy.bulk_insert(made, Item, ({"id": i, "grp": i % 7, "name": f"item {i}", "code": f"c{i:06d}"}
                                        for i in range(1, ROWS + 1)))
     yield made
     Base.metadata.drop_all(made)
@@ -47,11 +47,11 @@ def engine(request, tmp_path):
 
 def test_stream_yields_objects_or_rows_in_order(engine):
     with Session(engine) as session:
-        objects = list(turbolite.stream(session, select(Item).order_by(Item.id), batch_size=100))
+        objects = list(turboalchemy.stream(session, select(Item).order_by(Item.id), batch_size=100))
         assert len(objects) == ROWS and isinstance(objects[0], Item) and objects[-1].id == ROWS
-        pairs = list(turbolite.stream(session, select(Item.id, Item.name).order_by(Item.id), batch_size=100))
+        pairs = list(turboalchemy.stream(session, select(Item.id, Item.name).order_by(Item.id), batch_size=100))
         assert pairs[0] == (1, "item 1")
-    assert sum(1 for _ in turbolite.stream(engine, select(Item.id), batch_size=250)) == ROWS
+    assert sum(1 for _ in turboalchemy.stream(engine, select(Item.id), batch_size=250)) == ROWS
 
 
 def test_streaming_memory_does_not_grow_with_the_table(engine):
@@ -63,7 +63,7 @@ def test_streaming_memory_does_not_grow_with_the_table(engine):
         return top
 
     with Session(engine) as session:
-        streamed = peak(lambda: sum(len(o.name) for o in turbolite.stream(session, select(Item), batch_size=100)))
+        streamed = peak(lambda: sum(len(o.name) for o in turboalchemy.stream(session, select(Item), batch_size=100)))
         session.expunge_all()
         loaded = peak(lambda: sum(len(o.name) for o in session.scalars(select(Item)).all()))
     assert streamed * 3 < loaded, (streamed, loaded)
@@ -78,7 +78,7 @@ def test_keyset_pages_cover_every_row_once_in_order(engine, order):
         expected = list(session.scalars(expected_stmt))
         seen, after, pages = [], None, 0
         while True:
-            page = turbolite.keyset_page(session, select(Item).order_by(*order_by), size=128, after=after)
+            page = turboalchemy.keyset_page(session, select(Item).order_by(*order_by), size=128, after=after)
             seen += [item.id for item in page.rows]
             pages += 1
             if page.next_after is None:
@@ -98,7 +98,7 @@ def test_one_select_reused_for_every_page_and_size_still_pages_exactly(engine, o
         for sizes in ([100, 7], [7, 100]):  # the same select, first and later pages, sizes alternating
             seen, after, turn = [], None, 0
             while True:
-                page = turbolite.keyset_page(session, stmt, size=sizes[turn % 2], after=after)
+                page = turboalchemy.keyset_page(session, stmt, size=sizes[turn % 2], after=after)
                 assert len(page.rows) <= sizes[turn % 2]
                 seen += [item.id for item in page.rows]
                 turn += 1
@@ -112,7 +112,7 @@ def test_keyset_pages_stay_exact_under_inserts_past_the_cursor(engine):
     seen, after = [], None
     with Session(engine) as session:
         while True:
-            page = turbolite.keyset_page(session, select(Item.id, Item.name).order_by(Item.id), size=500, after=after)
+            page = turboalchemy.keyset_page(session, select(Item.id, Item.name).order_by(Item.id), size=500, after=after)
             seen += [row.id for row in page.rows]
             if page.next_after is None:
                 break
@@ -134,7 +134,7 @@ def test_keyset_pages_stay_exact_under_inserts_past_the_cursor(engine):
 def test_orderings_that_cannot_be_paged_are_refused(engine, stmt, message):
     with Session(engine) as session:
         with pytest.raises(KeysetError, match=message):
-            turbolite.keyset_page(session, stmt, size=10, after=None if "select the key" not in message else None)
+            turboalchemy.keyset_page(session, stmt, size=10, after=None if "select the key" not in message else None)
 
 
 def test_the_async_variants_give_the_same_pages_and_stream(engine):
@@ -145,12 +145,12 @@ def test_the_async_variants_give_the_same_pages_and_stream(engine):
         aengine = create_async_engine(async_url)
         try:
             async with AsyncSession(aengine) as session:
-                first = await turbolite.akeyset_page(session, select(Item).order_by(Item.id), size=10)
-                second = await turbolite.akeyset_page(session, select(Item).order_by(Item.id), size=10,
+                first = await turboalchemy.akeyset_page(session, select(Item).order_by(Item.id), size=10)
+                second = await turboalchemy.akeyset_page(session, select(Item).order_by(Item.id), size=10,
                                                       after=first.next_after)
-                streamed = [item.id async for item in turbolite.astream(session, select(Item).order_by(Item.id),
+                streamed = [item.id async for item in turboalchemy.astream(session, select(Item).order_by(Item.id),
                                                                          batch_size=100)]
-            rows = [row async for row in turbolite.astream(aengine, select(Item.id), batch_size=500)]
+            rows = [row async for row in turboalchemy.astream(aengine, select(Item.id), batch_size=500)]
             return [i.id for i in first.rows], [i.id for i in second.rows], streamed, len(rows)
         finally:
             await aengine.dispose()

@@ -13,8 +13,8 @@ import sqlalchemy
 from sqlalchemy import Column, DateTime, Integer, MetaData, String, Table, bindparam, insert, text
 from sqlalchemy import exc as sa_exc
 
-import turbolite
-from turbolite.profiles import PROFILES, install
+import turboalchemy
+from turboalchemy import PROFILES
 
 metadata = MetaData()
 events = Table("events", metadata, Column("id", Integer, primary_key=True), Column("producer", String, nullable=False),
@@ -22,15 +22,15 @@ events = Table("events", metadata, Column("id", Integer, primary_key=True), Colu
 INSERT = text("INSERT INTO events (producer, seq) VALUES (:producer, :seq)")
 
 
-@pytest.fixture(params=["turbolite", "sqlalchemy"])
+@pytest.fixture(params=["turboalchemy", "sqlalchemy"])
 def engine(request, tmp_path):
-    """The queue on a turbolite engine, and on a plain SQLAlchemy engine with the same profile."""
+    """The queue on a turboalchemy engine, and on a plain SQLAlchemy engine with the same profile."""
     url = f"sqlite:///{tmp_path / 'q.db'}"
-    if request.param == "turbolite":
-        made = turbolite.create_engine(url)
+    if request.param == "turboalchemy":
+        made = turboalchemy.create_engine(url)
     else:
         made = sqlalchemy.create_engine(url, connect_args={"check_same_thread": False})
-        install(made, PROFILES["production"])
+        PROFILES["production"].install(made)
     metadata.create_all(made)
     yield made
     made.dispose()
@@ -44,7 +44,7 @@ def stored(engine) -> list[tuple[str, int]]:
         conn.close()
 
 
-def hold(queue: turbolite.WriteQueue) -> threading.Event:
+def hold(queue: turboalchemy.WriteQueue) -> threading.Event:
     """Keep the writer busy inside a batch until the returned event is set, so later items pile up."""
     release, inside = threading.Event(), threading.Event()
 
@@ -67,7 +67,7 @@ def until(condition, timeout: float = 5.0) -> None:
 
 def test_threads_and_asyncio_tasks_lose_nothing(engine):
     threads, tasks, writes = 8, 8, 150
-    with turbolite.WriteQueue(engine, max_batch=64) as queue:
+    with turboalchemy.WriteQueue(engine, max_batch=64) as queue:
         def produce(name):
             for seq in range(writes):
                 queue.execute(INSERT, {"producer": name, "seq": seq})
@@ -96,14 +96,14 @@ def test_threads_and_asyncio_tasks_lose_nothing(engine):
 
 
 def test_a_caller_is_answered_only_after_commit(engine):
-    with turbolite.WriteQueue(engine) as queue:
+    with turboalchemy.WriteQueue(engine) as queue:
         result = queue.execute(INSERT, {"producer": "a", "seq": 1})
         assert stored(engine) == [("a", 1)]  # another connection sees it: committed
         assert result.rowcount == 1 and result.lastrowid == 1
 
 
 def test_one_bad_item_in_a_batch_fails_alone(engine):
-    with turbolite.WriteQueue(engine) as queue:
+    with turboalchemy.WriteQueue(engine) as queue:
         queue.execute(text("CREATE UNIQUE INDEX ux ON events (producer, seq)"))
         release = hold(queue)
         futures = [queue.submit(INSERT, {"producer": "p", "seq": n}) for n in range(5)]
@@ -118,7 +118,7 @@ def test_one_bad_item_in_a_batch_fails_alone(engine):
 
 
 def test_an_item_that_rolls_back_the_whole_transaction_does_not_take_the_others_with_it(engine):
-    with turbolite.WriteQueue(engine) as queue:
+    with turboalchemy.WriteQueue(engine) as queue:
         queue.execute(text("CREATE UNIQUE INDEX ux ON events (producer, seq)"))
         queue.execute(INSERT, {"producer": "p", "seq": 0})
         release = hold(queue)
@@ -134,24 +134,24 @@ def test_an_item_that_rolls_back_the_whole_transaction_does_not_take_the_others_
 
 
 def test_close_drains_pending_work_then_refuses_more(engine):
-    queue = turbolite.WriteQueue(engine)
+    queue = turboalchemy.WriteQueue(engine)
     release = hold(queue)
     futures = [queue.submit(INSERT, {"producer": "p", "seq": n}) for n in range(100)]
     threading.Timer(0.2, release.set).start()
     queue.close()
     assert all(f.done() and f.result().rowcount == 1 for f in futures)
     assert len(stored(engine)) == 100
-    with pytest.raises(turbolite.QueueClosedError, match="closed"):
+    with pytest.raises(turboalchemy.QueueClosedError, match="closed"):
         queue.submit(INSERT, {"producer": "p", "seq": 100})
 
 
 def test_a_full_queue_pushes_back_then_times_out(engine):
-    with turbolite.WriteQueue(engine, max_pending=3, put_timeout=0.2) as queue:
+    with turboalchemy.WriteQueue(engine, max_pending=3, put_timeout=0.2) as queue:
         release = hold(queue)
         for n in range(3):
             queue.submit(INSERT, {"producer": "p", "seq": n})
         began = time.monotonic()
-        with pytest.raises(turbolite.QueueFullError, match="3 writes already pending"):
+        with pytest.raises(turboalchemy.QueueFullError, match="3 writes already pending"):
             queue.submit(INSERT, {"producer": "p", "seq": 3})
         assert time.monotonic() - began >= 0.2
         threading.Timer(0.1, release.set).start()
@@ -160,7 +160,7 @@ def test_a_full_queue_pushes_back_then_times_out(engine):
 
 
 def test_functions_get_the_write_connection_and_their_return_value_back(engine):
-    with turbolite.WriteQueue(engine) as queue:
+    with turboalchemy.WriteQueue(engine) as queue:
         def transfer(conn):
             conn.execute(INSERT, {"producer": "f", "seq": 1})
             return conn.execute(text("SELECT count(*) FROM events")).scalar()
@@ -176,7 +176,7 @@ def test_functions_get_the_write_connection_and_their_return_value_back(engine):
     ("INSERT INTO events (producer, seq) VALUES (:p, :s)", {"p": "string", "s": 1}),
 ])
 def test_statements_of_every_kind_store_what_sqlalchemy_would(engine, statement, params):
-    with turbolite.WriteQueue(engine) as queue:
+    with turboalchemy.WriteQueue(engine) as queue:
         result = queue.execute(statement, params)
     assert result.rowcount == 1 and result.lastrowid == 1
     conn = sqlite3.connect(engine.url.database)
@@ -185,20 +185,20 @@ def test_statements_of_every_kind_store_what_sqlalchemy_would(engine, statement,
 
 
 def test_executemany_through_the_queue(engine):
-    with turbolite.WriteQueue(engine) as queue:
+    with turboalchemy.WriteQueue(engine) as queue:
         result = queue.execute(INSERT, [{"producer": "m", "seq": n} for n in range(10)])
     assert result.rowcount == 10 and len(stored(engine)) == 10
 
 
 def test_a_missing_parameter_is_named(engine):
-    with turbolite.WriteQueue(engine) as queue:
+    with turboalchemy.WriteQueue(engine) as queue:
         with pytest.raises(sa_exc.ArgumentError, match="'seq'"):
             queue.execute(INSERT, {"producer": "x"})
 
 
 def test_bulk_insert_goes_through_the_queue_in_chunks(engine):
     rows = [{"producer": "bulk", "seq": n} for n in range(2_500)]
-    with turbolite.WriteQueue(engine) as queue:
+    with turboalchemy.WriteQueue(engine) as queue:
         assert queue.bulk_insert(events, rows, chunk_size=1000) == 2_500
         assert queue.stats.items == 3
         assert queue.bulk_upsert(events, [{"id": 1, "producer": "bulk", "seq": -1}], conflict=["id"]) == 1
@@ -207,7 +207,7 @@ def test_bulk_insert_goes_through_the_queue_in_chunks(engine):
 
 def test_a_lone_writer_commits_on_its_own_thread(engine):
     """No thread switch for a lone writer: the caller runs its batch itself when the writer is idle."""
-    with turbolite.WriteQueue(engine) as queue:
+    with turboalchemy.WriteQueue(engine) as queue:
         seen = queue.execute(lambda conn: threading.current_thread().name)
     assert seen == threading.current_thread().name
 
@@ -215,7 +215,7 @@ def test_a_lone_writer_commits_on_its_own_thread(engine):
 def test_concurrent_callers_are_gathered_into_one_commit(engine):
     """After a batch of 4, a caller who finds the writer idle waits (up to max_wait_ms) for as many writes as
     that batch held, so writers answered together commit together again instead of one at a time."""
-    with turbolite.WriteQueue(engine, max_wait_ms=10_000) as queue:
+    with turboalchemy.WriteQueue(engine, max_wait_ms=10_000) as queue:
         release = hold(queue)
         first = [queue.submit(INSERT, {"producer": "first", "seq": n}) for n in range(4)]
         release.set()
@@ -235,7 +235,7 @@ def test_concurrent_callers_are_gathered_into_one_commit(engine):
 
 
 def test_a_gathering_writer_stops_waiting_when_the_queue_closes(engine):
-    queue = turbolite.WriteQueue(engine, max_wait_ms=60_000)
+    queue = turboalchemy.WriteQueue(engine, max_wait_ms=60_000)
     release = hold(queue)
     pending = [queue.submit(INSERT, {"producer": "p", "seq": n}) for n in range(3)]
     release.set()
@@ -250,17 +250,17 @@ def test_a_gathering_writer_stops_waiting_when_the_queue_closes(engine):
 
 
 def test_submit_refuses_what_it_cannot_run(engine):
-    with turbolite.WriteQueue(engine) as queue:
+    with turboalchemy.WriteQueue(engine) as queue:
         with pytest.raises(TypeError, match="callable"):
             queue.submit(42)
 
 
 def test_the_queue_runs_on_postgresql_too(postgres_url):
-    engine = turbolite.create_engine(postgres_url)
+    engine = turboalchemy.create_engine(postgres_url)
     metadata.drop_all(engine)
     metadata.create_all(engine)
     try:
-        with turbolite.WriteQueue(engine) as queue:
+        with turboalchemy.WriteQueue(engine) as queue:
             queue.execute(text("CREATE UNIQUE INDEX ux ON events (producer, seq)"))
             release = hold(queue)
             good = [queue.submit(INSERT, {"producer": "pg", "seq": n}) for n in range(20)]
@@ -281,9 +281,9 @@ def test_the_queue_runs_on_postgresql_too(postgres_url):
 
 
 def test_an_in_memory_database_works_and_closing_the_queue_leaves_the_engine_usable():
-    engine = turbolite.create_engine("sqlite://")
+    engine = turboalchemy.create_engine("sqlite://")
     metadata.create_all(engine)
-    with turbolite.WriteQueue(engine) as queue:
+    with turboalchemy.WriteQueue(engine) as queue:
         queue.execute(INSERT, {"producer": "m", "seq": 1})
     with engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM events")).scalar() == 1

@@ -14,26 +14,26 @@ import time
 import pytest
 from sqlalchemy import Column, Integer, MetaData, String, Table, event, text
 
-import turbolite
-from turbolite import DatabaseLockedError, DiskFullError
+import turboalchemy
+from turboalchemy import DatabaseLockedError, DiskFullError
 
 CHUNK = 500
 KILLS = 50
 
 LOADER = textwrap.dedent("""
     import sys
-    import turbolite
+    import turboalchemy
     from sqlalchemy import Column, Integer, MetaData, String, Table, text
     meta = MetaData()
     t = Table("loaded", meta, Column("id", Integer, primary_key=True), Column("chunk", Integer, nullable=False),
               Column("pad", String, nullable=False))
-    engine = turbolite.create_engine("sqlite:///" + sys.argv[1])
+    engine = turboalchemy.create_engine("sqlite:///" + sys.argv[1])
     meta.create_all(engine)
     with engine.connect() as conn:
         start = conn.execute(text("SELECT coalesce(max(chunk) + 1, 0) FROM loaded")).scalar()
     for chunk in range(start, start + 1000):
         rows = [{"id": chunk * %(size)d + i, "chunk": chunk, "pad": "x" * 200} for i in range(%(size)d)]
-        turbolite.bulk_insert(engine, t, rows, chunk_size=%(size)d)
+        turboalchemy.bulk_insert(engine, t, rows, chunk_size=%(size)d)
         print(chunk, flush=True)  # acknowledged: bulk_insert returned, so the chunk is committed
 """) % {"size": CHUNK}
 
@@ -72,7 +72,7 @@ filled = Table("filled", meta, Column("id", Integer, primary_key=True), Column("
 
 
 def test_a_full_disk_is_a_typed_error_with_nothing_partial_and_writes_resume(tmp_path):
-    engine = turbolite.create_engine(f"sqlite:///{tmp_path / 'full.db'}")
+    engine = turboalchemy.create_engine(f"sqlite:///{tmp_path / 'full.db'}")
     meta.create_all(engine)
     limit = {"pages": 200}
 
@@ -85,14 +85,14 @@ def test_a_full_disk_is_a_typed_error_with_nothing_partial_and_writes_resume(tmp
     with pytest.raises(DiskFullError, match="free disk space") as caught:
         for chunk in range(1000):
             rows = [{"id": chunk * 100 + i, "pad": "y" * 300} for i in range(100)]
-            acknowledged += turbolite.bulk_insert(engine, filled, rows, chunk_size=100)
-    assert isinstance(caught.value, turbolite.TurboliteError) and isinstance(caught.value.__cause__, sqlite3.Error)
+            acknowledged += turboalchemy.bulk_insert(engine, filled, rows, chunk_size=100)
+    assert isinstance(caught.value, turboalchemy.TurboAlchemyError) and isinstance(caught.value.__cause__, sqlite3.Error)
     with engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM filled")).scalar() == acknowledged > 0
         assert conn.execute(text("PRAGMA integrity_check")).scalar() == "ok"
     limit["pages"] = 1_000_000  # space comes back
     engine.dispose()
-    turbolite.bulk_insert(engine, filled, [{"id": 10**9, "pad": "z"}])
+    turboalchemy.bulk_insert(engine, filled, [{"id": 10**9, "pad": "z"}])
     with engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM filled")).scalar() == acknowledged + 1
 
@@ -109,7 +109,7 @@ def test_a_full_disk_fails_a_queued_write_alone(tmp_path):
         dbapi_connection.execute("PRAGMA max_page_count = 40")
 
     engine.dispose()
-    with turbolite.WriteQueue(engine) as queue:
+    with turboalchemy.WriteQueue(engine) as queue:
         queue.execute(filled.insert(), {"id": 1, "pad": "small"})
         with pytest.raises(DiskFullError):
             queue.execute(filled.insert(), [{"id": i, "pad": "w" * 4000} for i in range(2, 200)])
@@ -138,29 +138,29 @@ def _hold(tmp_path, db, seconds):
 
 def test_a_lock_held_by_another_process_past_busy_timeout_is_a_typed_error(tmp_path):
     db = tmp_path / "locked.db"
-    engine = turbolite.create_engine(f"sqlite:///{db}", profile=["production", {"busy_timeout": 200}])
+    engine = turboalchemy.create_engine(f"sqlite:///{db}", profile=["production", {"busy_timeout": 200}])
     meta.create_all(engine)
     holder = _hold(tmp_path, db, 3)
     try:
         began = time.monotonic()
         with pytest.raises(DatabaseLockedError, match="busy_timeout") as caught:
-            turbolite.bulk_insert(engine, filled, [{"id": 1, "pad": "p"}])
+            turboalchemy.bulk_insert(engine, filled, [{"id": 1, "pad": "p"}])
         assert time.monotonic() - began < 2  # bounded by busy_timeout, not by the holder
         assert caught.value.committed == 0
-        with turbolite.WriteQueue(engine) as queue:
+        with turboalchemy.WriteQueue(engine) as queue:
             with pytest.raises(DatabaseLockedError):
                 queue.execute(filled.insert(), {"id": 2, "pad": "q"})
     finally:
         holder.wait()
-    turbolite.bulk_insert(engine, filled, [{"id": 3, "pad": "after"}])  # and it works once the lock is gone
+    turboalchemy.bulk_insert(engine, filled, [{"id": 3, "pad": "after"}])  # and it works once the lock is gone
 
 
 def test_read_then_write_never_fails_with_busy_snapshot(tmp_path):
     """A deferred transaction that read before another connection committed fails at once with
-    SQLITE_BUSY_SNAPSHOT when it then writes. turbolite's write transactions begin IMMEDIATE, so the other
+    SQLITE_BUSY_SNAPSHOT when it then writes. turboalchemy's write transactions begin IMMEDIATE, so the other
     writer cannot commit under our snapshot: it is refused (busy_timeout 0 here) and our write succeeds."""
     db = tmp_path / "snap.db"
-    engine = turbolite.create_engine(f"sqlite:///{db}")
+    engine = turboalchemy.create_engine(f"sqlite:///{db}")
     meta.create_all(engine)
     other = sqlite3.connect(db, isolation_level=None)
     other.execute("PRAGMA busy_timeout = 0")

@@ -11,9 +11,9 @@ import pytest
 from sqlalchemy import Column, Integer, MetaData, String, Table, UniqueConstraint, create_engine, select, text
 from sqlalchemy.exc import SQLAlchemyError
 
-import turbolite
-from turbolite import SchemaMismatchError
-from turbolite._sqlite import reading
+import turboalchemy
+from turboalchemy import SchemaMismatchError
+from turboalchemy._sqlite import reading
 
 HOSTILE = [
     'a"b',
@@ -59,15 +59,15 @@ def test_hostile_table_and_column_names_are_quoted_through_every_write_path(engi
     meta.create_all(engine)
     try:
         rows = [{"id": i, name: f"value {i} {name[:5]}", "k": i} for i in range(50)]
-        assert turbolite.bulk_insert(engine, table, rows, chunk_size=20) == 50
-        assert turbolite.bulk_upsert(engine, table, [{"id": 100, name: "up", "k": 3}], conflict=["k"]) == 1
-        with turbolite.WriteQueue(engine) as queue:
+        assert turboalchemy.bulk_insert(engine, table, rows, chunk_size=20) == 50
+        assert turboalchemy.bulk_upsert(engine, table, [{"id": 100, name: "up", "k": 3}], conflict=["k"]) == 1
+        with turboalchemy.WriteQueue(engine) as queue:
             queue.execute(table.insert(), {"id": 200, name: "queued", "k": 200})
         with engine.connect() as conn:
             stored = dict(conn.execute(select(table.c.k, table.c[name])).all())
         assert stored[3] == "up" and stored[200] == "queued" and len(stored) == 51
         if engine.dialect.name == "sqlite":
-            assert [a.rule for a in turbolite.advise(engine)] is not None  # reads the odd schema without error
+            assert [a.rule for a in turboalchemy.advise(engine)] is not None  # reads the odd schema without error
         assert _canary(engine) == [(1, "alive")]
     finally:
         meta.drop_all(engine)
@@ -80,11 +80,11 @@ def test_hostile_names_in_conflict_and_update_lists_are_refused_before_any_sql(e
     meta.create_all(engine)
     try:
         with pytest.raises(SchemaMismatchError):
-            turbolite.bulk_upsert(engine, table, [{"id": 1, "k": 1}], conflict=[bad])
+            turboalchemy.bulk_upsert(engine, table, [{"id": 1, "k": 1}], conflict=[bad])
         with pytest.raises(SchemaMismatchError):
-            turbolite.bulk_upsert(engine, table, [{"id": 1, "k": 1}], conflict=["k"], update=[bad])
+            turboalchemy.bulk_upsert(engine, table, [{"id": 1, "k": 1}], conflict=["k"], update=[bad])
         with pytest.raises(SchemaMismatchError):
-            turbolite.bulk_insert(engine, table, [{"id": 1, bad: 1}])
+            turboalchemy.bulk_insert(engine, table, [{"id": 1, bad: 1}])
         assert _canary(engine) == [(1, "alive")]
     finally:
         meta.drop_all(engine)
@@ -113,11 +113,11 @@ def test_doctor_reports_a_damaged_copy_and_does_not_crash(tmp_path):
     with open(damaged, "r+b") as f:
         f.seek((root - 1) * page_size + 8)
         f.write(b"\xfe" * 200)
-    out = subprocess.run([sys.executable, "-m", "turbolite", "doctor", str(damaged)], capture_output=True, text=True)
+    out = subprocess.run([sys.executable, "-m", "turboalchemy", "doctor", str(damaged)], capture_output=True, text=True)
     assert out.returncode == 1 and "quick_check failed" in out.stdout and "Traceback" not in out.stderr
     garbage = tmp_path / "garbage.db"
     garbage.write_bytes(b"not a database at all" * 100)
-    out = subprocess.run([sys.executable, "-m", "turbolite", "doctor", str(garbage)], capture_output=True, text=True)
+    out = subprocess.run([sys.executable, "-m", "turboalchemy", "doctor", str(garbage)], capture_output=True, text=True)
     assert out.returncode == 2 and "Traceback" not in out.stderr and "not a database" in out.stderr
 
 

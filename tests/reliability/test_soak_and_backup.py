@@ -13,18 +13,18 @@ import time
 
 from sqlalchemy import text
 
-import turbolite
+import turboalchemy
 
-SOAK_SECONDS = float(os.environ.get("TURBOLITE_SOAK_SECONDS", "4"))  # minutes for a real soak; seconds in CI
+SOAK_SECONDS = float(os.environ.get("TURBOALCHEMY_SOAK_SECONDS", "4"))  # minutes for a real soak; seconds in CI
 
 
 def test_the_write_queue_under_mixed_reads_and_writes_reconciles(tmp_path):
-    engine = turbolite.create_engine(f"sqlite:///{tmp_path / 'soak.db'}")
+    engine = turboalchemy.create_engine(f"sqlite:///{tmp_path / 'soak.db'}")
     with engine.begin() as conn:
         conn.exec_driver_sql("CREATE TABLE accounts (id INTEGER PRIMARY KEY, balance INTEGER NOT NULL)")
         conn.exec_driver_sql("CREATE TABLE ledger (id INTEGER PRIMARY KEY, account INTEGER, amount INTEGER)")
         conn.execute(text("INSERT INTO accounts VALUES (:id, 1000)"), [{"id": i} for i in range(20)])
-    reads = turbolite.reader(engine)
+    reads = turboalchemy.reader(engine)
     deadline = time.monotonic() + SOAK_SECONDS
     counts = {"transfers": 0, "refused": 0, "reads": 0}
     lock = threading.Lock()
@@ -63,7 +63,7 @@ def test_the_write_queue_under_mixed_reads_and_writes_reconciles(tmp_path):
             with lock:
                 counts["reads"] += 1
 
-    with turbolite.WriteQueue(engine) as queue:
+    with turboalchemy.WriteQueue(engine) as queue:
         threads = [threading.Thread(target=writer, args=(n,)) for n in range(6)]
         threads += [threading.Thread(target=reader) for _ in range(2)]
         for t in threads:
@@ -107,7 +107,7 @@ def test_a_backup_racing_a_writer_process_finishes_whole(tmp_path):
     try:
         assert child.stdout.readline().strip() == "0"
         began = time.monotonic()
-        report = turbolite.backup(db, tmp_path / "copy.db", pages_per_step=16,
+        report = turboalchemy.backup(db, tmp_path / "copy.db", pages_per_step=16,
                                   progress=lambda done, total: time.sleep(0.001))
         assert time.monotonic() - began < 30  # a deadline: no livelock
     finally:

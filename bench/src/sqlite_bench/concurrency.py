@@ -1,0 +1,250 @@
+"""`python -m sqlite_bench.concurrency`: many writers, one row per write, three ways of sharing SQLite.
+
+  sqlite3     each thread has its own sqlite3 connection and commits every write: the engine's own limit
+  connection  each thread has its own SQLAlchemy connection and commits every write (the common default)
+  pool        the threads share one SQLAlchemy QueuePool (one connection per writer), commit per write
+  queue       every write goes through one turboalchemy.WriteQueue (one writer at a time, group commit)
+
+All four run the same INSERT of one row; the last three take it as the same SQLAlchemy text().
+
+Each cell (mode x writer count) runs on a fresh database with the chosen profile; writes/s, per-write
+latency percentiles and lock errors go into the harness's results JSON and a table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sqlite3
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy import text
+
+import turboalchemy
+from turboalchemy import Profile
+
+from . import results
+from .cell import file_sizes
+from .configs import ALL_PROFILES as PROFILES
+from .monitor import memory_breakdown
+from .runner import publish
+from .stats import percentile
+from .sysinfo import system_info
+
+MODES = ("sqlite3", "connection", "pool", "queue")
+_CREATE = "CREATE TABLE events (id INTEGER PRIMARY KEY, writer INTEGER NOT NULL, seq INTEGER NOT NULL, payload TEXT NOT NULL)"
+_INSERT = "INSERT INTO events (writer, seq, payload) VALUES (:writer, :seq, :payload)"
+_INSERT_QMARK = "INSERT INTO events (writer, seq, payload) VALUES (?, ?, ?)"
+_PAYLOAD = "x" * 100
+
+WriteFn = Callable[[int, int], None]
+
+
+def _is_lock(exc: BaseException) -> bool:
+    return isinstance(exc, turboalchemy.DatabaseLockedError) or "locked" in str(exc) or "busy" in str(exc).lower()
+
+
+class _Mode:
+    """Opens per-mode resources, gives each writer thread a `write(writer, seq)` function, and closes."""
+
+    def __init__(self, mode: str, db: str, profile: Profile, writers: int) -> None:
+        self.mode, self.db, self.profile = mode, db, profile
+        self.engine: sqlalchemy.Engine | None = None
+        self.queue: turboalchemy.WriteQueue | None = None
+        if mode in ("pool", "connection"):
+            self.engine = sqlalchemy.create_engine(f"sqlite:///{db}", pool_size=writers, max_overflow=0,
+                                                   connect_args={"check_same_thread": False})
+            profile.install(self.engine)
+        elif mode == "queue":
+            self.engine = turboalchemy.create_engine(f"sqlite:///{db}", profile)
+            self.queue = turboalchemy.WriteQueue(self.engine)
+
+    def writer(self) -> tuple[WriteFn, Callable[[], None]]:
+        if self.mode == "connection":
+            assert self.engine is not None
+            own = self.engine.connect()  # held by this thread for the whole run
+            insert = text(_INSERT)
+
+            def write(w: int, seq: int) -> None:
+                with own.begin():
+                    own.execute(insert, {"writer": w, "seq": seq, "payload": _PAYLOAD})
+            return write, own.close
+        if self.mode == "sqlite3":
+            conn = sqlite3.connect(self.db, check_same_thread=False)
+            self.profile.apply(conn)
+
+            def write(w: int, seq: int) -> None:
+                try:
+                    conn.execute(_INSERT_QMARK, (w, seq, _PAYLOAD))
+                    conn.commit()
+                except BaseException:
+                    conn.rollback()
+                    raise
+            return write, conn.close
+        if self.mode == "pool":
+            engine = self.engine
+            assert engine is not None
+            stmt = text(_INSERT)
+
+            def write(w: int, seq: int) -> None:
+                with engine.begin() as c:
+                    c.execute(stmt, {"writer": w, "seq": seq, "payload": _PAYLOAD})
+            return write, lambda: None
+        queue = self.queue
+        assert queue is not None
+        stmt = text(_INSERT)
+        return (lambda w, seq: queue.execute(stmt, {"writer": w, "seq": seq, "payload": _PAYLOAD})), lambda: None
+
+    def close(self) -> None:
+        if self.queue is not None:
+            self.queue.close()
+        if self.engine is not None:
+            self.engine.dispose()
+
+
+def run_cell(mode: str, writers: int, ops: int, profile: Profile, work_dir: str) -> dict[str, Any]:
+    """Run `ops` single-row writes split across `writers` threads; return the checkpoint event."""
+    db = str(Path(work_dir) / f"{mode}-{writers}.db")
+    setup = sqlite3.connect(db)
+    profile.apply(setup)
+    setup.execute(_CREATE)
+    setup.commit()
+    setup.close()
+    m = _Mode(mode, db, profile, writers)
+    per_writer = [ops // writers + (1 if i < ops % writers else 0) for i in range(writers)]
+    latencies: list[list[float]] = [[] for _ in range(writers)]
+    errors: Counter[str] = Counter()
+    retries = Counter[int]()
+    start = threading.Barrier(writers + 1)
+
+    def run(w: int) -> None:
+        write, close = m.writer()
+        clock = time.perf_counter
+        mine = latencies[w]
+        start.wait()
+        try:
+            for seq in range(per_writer[w]):
+                while True:
+                    began = clock()
+                    try:
+                        write(w, seq)
+                    except Exception as exc:  # a lock error: count it and write the same row again
+                        errors["locked" if _is_lock(exc) else "other"] += 1
+                        if not _is_lock(exc):
+                            raise
+                        retries[w] += 1
+                        continue
+                    mine.append((clock() - began) * 1000)
+                    break
+        finally:
+            close()
+
+    threads = [threading.Thread(target=run, args=(w,)) for w in range(writers)]
+    for t in threads:
+        t.start()
+    start.wait()
+    began = time.perf_counter()
+    for t in threads:
+        t.join()
+    elapsed = time.perf_counter() - began
+    m.close()
+    check = sqlite3.connect(db)
+    stored = (*check.execute("SELECT count(*), count(DISTINCT writer || ':' || seq) FROM events").fetchone(),
+              check.execute("PRAGMA quick_check").fetchone()[0])
+    check.close()
+    flat = [x for per in latencies for x in per]
+    return {
+        "phase": "insert", "rows": ops, "segment_rows": ops, "wall_s": elapsed, "generation_s": 0.0,
+        "write_s": elapsed, "batch_latencies_ms": [round(x, 4) for x in flat],
+        "errors": {"locked": errors["locked"], "integrity": 0, "other": errors["other"]},
+        "retries": sum(retries.values()), "memory": memory_breakdown(), "files": file_sizes(db),
+        "peak_rss_mb": memory_breakdown()["rss_mb"], "stored": stored,
+    }
+
+
+def _row(cell: dict[str, Any]) -> dict[str, Any]:
+    cp = cell["checkpoints"][-1]
+    lat = cp["batch_latencies_ms"]
+    return {"mode": cell["path"], "writers": cell["writers"], "rate": cp["segment"]["rows_per_s"],
+            "p50": percentile(lat, 50), "p99": percentile(lat, 99), "p999": percentile(lat, 99.9),
+            "locked": cp["errors"]["locked"]}
+
+
+def print_table(data: dict[str, Any], console: Console) -> None:
+    rows = [_row(c) for c in data["cells"] if c["status"] == "done"]
+    base = {r["writers"]: r["rate"] for r in rows if r["mode"] == "connection"}
+    table = Table(title=f"single-row writes, profile {data['settings']['profile']} "
+                        f"({data['settings']['ops']:,} writes per cell)",
+                  caption="vs conn.: writes/s against a SQLAlchemy connection per thread at the same writer count")
+    for name in ("mode", "writers", "writes/s", "vs conn.", "p50 ms", "p99 ms", "p99.9 ms", "locked"):
+        table.add_column(name, justify="left" if name == "mode" else "right", no_wrap=True)
+    for r in rows:
+        ratio = f"{r['rate'] / base[r['writers']]:.2f}x" if base.get(r["writers"]) else "-"
+        table.add_row(r["mode"], str(r["writers"]), f"{r['rate']:,.0f}", ratio, f"{r['p50']:.2f}",
+                      f"{r['p99']:.2f}", f"{r['p999']:.2f}", str(r["locked"]))
+    console.print(table)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m sqlite_bench.concurrency", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--writers", default="1,4,16,64", help="comma list of writer-thread counts")
+    parser.add_argument("--ops", type=int, default=20_000, help="single-row writes per cell, split across writers")
+    parser.add_argument("--profile", default="production", choices=sorted(PROFILES), help="PRAGMA profile")
+    parser.add_argument("--modes", default=",".join(MODES), help=f"comma list of {', '.join(MODES)}")
+    parser.add_argument("--output-dir", default="results/concurrency", help="where results.json is written")
+    parser.add_argument("--work-dir", default=None, help="where the databases go (default: a temporary dir)")
+    args = parser.parse_args(argv)
+    writer_counts = [int(w) for w in args.writers.split(",") if w]
+    modes = [m for m in args.modes.split(",") if m]
+    if unknown := [m for m in modes if m not in MODES]:
+        parser.error(f"unknown mode(s) {', '.join(unknown)}; choose from {', '.join(MODES)}")
+    profile = PROFILES[args.profile]
+    console = Console()
+    out = Path(args.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    work = tempfile.TemporaryDirectory(prefix="concurrency-", dir=args.work_dir)
+    command = "python -m sqlite_bench.concurrency " + shlex.join(argv if argv is not None else sys.argv[1:])
+    cells = [results.new_cell(f"{m}/{args.profile}/w{n}", m, args.profile, 1, n, "fair",
+                              dict(profile.pragmas)) for n in writer_counts for m in modes]
+    data = results.new_results("concurrency", command,
+                               {"scales": [args.ops], "phases": ["insert"], "seed": 0, "sample_interval": 0,
+                                "instrumented": False, "max_retries": 0, "ops": args.ops, "profile": args.profile},
+                               system_info(work.name), cells)
+    for cell in cells:
+        console.print(f"[bold]{cell['path']}[/] x {cell['writers']} writers ...", end=" ")
+        cell["status"], cell["started_at"] = "running", results.utc_now()
+        try:
+            event = run_cell(cell["path"], cell["writers"], args.ops, profile, work.name)
+        except Exception as exc:
+            cell["status"], cell["error"] = "failed", f"{type(exc).__name__}: {exc}"
+            console.print(f"[red]failed: {cell['error']}[/]")
+            continue
+        count, distinct, quick = event.pop("stored")
+        problems = [f"{count - distinct} writes stored twice"] if distinct != count else []
+        problems += [f"stored {count} of {args.ops} writes"] if count != args.ops else []
+        problems += [f"quick_check: {quick}"] if quick != "ok" else []
+        cell["verification"] = {"passed": not problems, "row_count": count, "expected_rows": args.ops,
+                                "quick_check": quick, "problems": problems}
+        checkpoint = results.add_checkpoint(cell, event)
+        cell["status"] = "done" if not problems else "failed"
+        cell["finished_at"] = results.utc_now()
+        console.print(f"{checkpoint['segment']['rows_per_s']:,.0f} writes/s, {event['errors']['locked']} lock errors"
+                      + ("" if not problems else f" [red]{'; '.join(problems)}[/]"))
+        results.write_atomic(out / results.FILENAME, data)
+    work.cleanup()
+    return publish(data, out, console, print_table)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

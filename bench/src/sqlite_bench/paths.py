@@ -1,0 +1,357 @@
+"""One registry of write paths. Every runner and table iterates over it; nothing lists paths twice.
+
+A path opens a Writer on an engine; the writer takes one chunk of row dicts at a time and writes it
+as one committed transaction (insert or upsert). Converting the dicts to what the path needs (ORM
+objects, tuples) happens inside the writer, so it is timed as part of the path.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+from sqlalchemy import insert
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session
+
+import turboalchemy
+
+from .schema import COLUMNS, INSERT_SQL, NATURAL_KEY, TABLE, UPDATE_COLUMNS, UPSERT_SQL, BenchRow
+
+
+class Writer(Protocol):
+    """Writes one chunk per call as one committed transaction. A writer may also define
+    `prepare(phase, rows)`: work done before the timed write and excluded from it, like generation."""
+
+    def insert(self, rows: list[dict]) -> None: ...
+    def upsert(self, rows: list[dict]) -> None: ...
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class WritePath:
+    name: str
+    description: str
+    open: Callable[[Engine], Writer]
+
+
+PATHS: dict[str, WritePath] = {}
+ALIASES: dict[str, list[str]] = {"both": ["orm", "raw"]}
+
+
+def register(name: str, description: str) -> Callable[[type], type]:
+    def add(cls: type) -> type:
+        PATHS[name] = WritePath(name, description, cls)
+        return cls
+
+    return add
+
+
+def parse_paths(spec: str) -> list[str]:
+    """'both', 'all', a path name, or a comma list of them, in registry order."""
+    wanted: list[str] = []
+    for part in (p.strip() for p in spec.split(",")):
+        if not part:
+            continue
+        if part == "all":
+            wanted.extend(PATHS)
+        elif part in ALIASES:
+            wanted.extend(ALIASES[part])
+        elif part in PATHS:
+            wanted.append(part)
+        else:
+            raise ValueError(f"unknown write path {part!r}; choose from {', '.join([*PATHS, *ALIASES, 'all'])}")
+    if not wanted:
+        raise ValueError("no write paths given")
+    return [p for p in PATHS if p in wanted]
+
+
+def variable_limit(dbapi_connection: sqlite3.Connection) -> int:
+    """SQLite's bound-parameter limit as this connection's library was built (999 before 3.32);
+    PostgreSQL's wire protocol allows 65,535 per statement."""
+    if not isinstance(dbapi_connection, sqlite3.Connection):
+        return 65_535
+    return dbapi_connection.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
+
+
+def dialect_insert(engine: Engine):  # type: ignore[no-untyped-def]
+    """The INSERT construct with ON CONFLICT for the engine's database."""
+    return postgresql_insert if engine.dialect.name == "postgresql" else sqlite_insert
+
+
+def server_only(engine: Engine) -> bool:
+    return engine.dialect.name != "sqlite"
+
+
+@register("orm", "SQLAlchemy ORM: bulk_save_objects; upsert via insert().on_conflict_do_update")
+class OrmWriter:
+    """The study's ORM path, with its upsert split so no statement exceeds the bound-parameter limit."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.session = Session(engine)
+        limit = variable_limit(self.session.connection().connection.dbapi_connection)
+        self.rows_per_statement = max(1, limit // len(COLUMNS))
+        self.session.rollback()
+        self.dialect_insert = dialect_insert(engine)
+
+    def insert(self, rows: list[dict]) -> None:
+        try:
+            self.session.bulk_save_objects([BenchRow(**r) for r in rows])
+            self.session.commit()
+        except BaseException:
+            self.session.rollback()
+            raise
+
+    def upsert(self, rows: list[dict]) -> None:
+        step = self.rows_per_statement
+        try:
+            for i in range(0, len(rows), step):
+                stmt = self.dialect_insert(BenchRow).values(rows[i : i + step])
+                stmt = stmt.on_conflict_do_update(
+                    index_elements=list(NATURAL_KEY),
+                    set_={c: stmt.excluded[c] for c in UPDATE_COLUMNS},
+                )
+                self.session.execute(stmt)
+            self.session.commit()
+        except BaseException:
+            self.session.rollback()
+            raise
+
+    def close(self) -> None:
+        self.session.close()
+
+
+def _stamp(value: datetime | None) -> str | None:
+    """The text SQLAlchemy's SQLite DateTime stores, so raw rows equal ORM rows byte for byte."""
+    return None if value is None else value.isoformat(" ", "microseconds")
+
+
+@register("raw", "DBAPI executemany of tuples: sqlite3 (the study's fast path) or psycopg 3 on PostgreSQL")
+class RawWriter:
+    """Hand-written SQL and tuples, as in the study; one DBAPI connection held for the writer's life.
+    On PostgreSQL the same SQL with %s placeholders, datetimes passed as they are (psycopg adapts them)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.pooled = engine.raw_connection()
+        self.dbapi = self.pooled.dbapi_connection
+        self.sqlite = not server_only(engine)
+        self.insert_sql, self.upsert_sql = ((INSERT_SQL, UPSERT_SQL) if self.sqlite else
+                                            (INSERT_SQL.replace("?", "%s"), UPSERT_SQL.replace("?", "%s")))
+
+    def tuples(self, rows: list[dict]) -> list[tuple]:
+        """The chunk as the driver takes it: one tuple per row in COLUMNS order."""
+        stamp = _stamp if self.sqlite else _same
+        return [
+            (r["row_id"], r["tenant_id"], r["entity_id"], r["sub_entity_id"], r["bucket_index"],
+             r["measurement_x"], r["measurement_y"], r["measurement_z"], r["category_id"], r["weight"],
+             r["status"], stamp(r["created_at"]), stamp(r["updated_at"]))
+            for r in rows
+        ]
+
+    def _write(self, sql: str, rows: list[dict]) -> None:
+        params = self.tuples(rows)
+        try:
+            cursor = self.dbapi.cursor()
+            cursor.executemany(sql, params)
+            cursor.close()
+            self.dbapi.commit()
+        except BaseException:
+            self.dbapi.rollback()
+            raise
+
+    def insert(self, rows: list[dict]) -> None:
+        self._write(self.insert_sql, rows)
+
+    def upsert(self, rows: list[dict]) -> None:
+        self._write(self.upsert_sql, rows)
+
+    def close(self) -> None:
+        self.pooled.close()
+
+
+def _same(value: datetime | None) -> datetime | None:
+    return value
+
+
+def _upsert_statement(target: object, engine: Engine) -> object:
+    """INSERT ... ON CONFLICT (natural key) DO UPDATE SET payload = excluded.payload, for executemany."""
+    stmt = dialect_insert(engine)(target)
+    return stmt.on_conflict_do_update(index_elements=list(NATURAL_KEY),
+                                      set_={c: stmt.excluded[c] for c in UPDATE_COLUMNS})
+
+
+@register("orm_bulk", "SQLAlchemy 2.x ORM-enabled insert(Model) executed with a list of dicts")
+class OrmBulkWriter:
+    def __init__(self, engine: Engine) -> None:
+        self.session = Session(engine)
+        self.insert_stmt = insert(BenchRow)
+        self.upsert_stmt = _upsert_statement(BenchRow, engine)
+
+    def _run(self, stmt: object, rows: list[dict]) -> None:
+        try:
+            self.session.execute(stmt, rows)  # type: ignore[arg-type]
+            self.session.commit()
+        except BaseException:
+            self.session.rollback()
+            raise
+
+    def insert(self, rows: list[dict]) -> None:
+        self._run(self.insert_stmt, rows)
+
+    def upsert(self, rows: list[dict]) -> None:
+        self._run(self.upsert_stmt, rows)
+
+    def close(self) -> None:
+        self.session.close()
+
+
+@register("core", "SQLAlchemy Core table.insert() executed with a list of dicts")
+class CoreWriter:
+    def __init__(self, engine: Engine) -> None:
+        self.connection = engine.connect()
+        self.insert_stmt = TABLE.insert()
+        self.upsert_stmt = _upsert_statement(TABLE, engine)
+
+    def _run(self, stmt: object, rows: list[dict]) -> None:
+        with self.connection.begin():  # commits, or rolls back on error
+            self.connection.execute(stmt, rows)  # type: ignore[arg-type]
+
+    def insert(self, rows: list[dict]) -> None:
+        self._run(self.insert_stmt, rows)
+
+    def upsert(self, rows: list[dict]) -> None:
+        self._run(self.upsert_stmt, rows)
+
+    def close(self) -> None:
+        self.connection.close()
+
+
+@register("turbo", "turboalchemy.bulk_insert / bulk_upsert on the Engine: SQL and conversion compiled from the model")
+class TurboWriter:
+    """The public API, nothing private: each call writes one chunk as one committed transaction."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def insert(self, rows: list[dict]) -> None:
+        turboalchemy.bulk_insert(self.engine, BenchRow, rows, chunk_size=len(rows))
+
+    def upsert(self, rows: list[dict]) -> None:
+        turboalchemy.bulk_upsert(self.engine, BenchRow, rows, conflict=NATURAL_KEY, update=UPDATE_COLUMNS,
+                              chunk_size=len(rows))
+
+    def close(self) -> None:
+        pass
+
+
+@register("turbo_async", "turboalchemy.abulk_insert / abulk_upsert on an AsyncEngine (aiosqlite, or psycopg async + COPY)")
+class TurboAsyncWriter:
+    """The asyncio fast path, each chunk awaited on one event loop the writer keeps for its life."""
+
+    def __init__(self, engine: Engine) -> None:
+        import asyncio
+
+        from sqlalchemy.ext.asyncio import create_async_engine
+
+        from .configs import PROFILE_OF
+
+        url = engine.url.set(drivername="sqlite+aiosqlite") if engine.dialect.name == "sqlite" else engine.url
+        self.loop = asyncio.new_event_loop()
+        self.engine = create_async_engine(url)
+        profile = PROFILE_OF.get(engine)
+        if profile is not None and engine.dialect.name == "sqlite":
+            profile.install(self.engine.sync_engine)
+
+    def insert(self, rows: list[dict]) -> None:
+        self.loop.run_until_complete(turboalchemy.abulk_insert(self.engine, BenchRow, rows, chunk_size=len(rows)))
+
+    def upsert(self, rows: list[dict]) -> None:
+        self.loop.run_until_complete(turboalchemy.abulk_upsert(self.engine, BenchRow, rows, conflict=NATURAL_KEY,
+                                                            update=UPDATE_COLUMNS, chunk_size=len(rows)))
+
+    def close(self) -> None:
+        self.loop.run_until_complete(self.engine.dispose())
+        self.loop.close()
+
+
+@register("engine", "the database alone: INSERT ... SELECT from a staging table already holding the chunk "
+                   "(no Python per row)")
+class EngineLimitWriter:
+    """The database engine's own limit for the same rows: `prepare` loads the chunk into a TEMP table
+    (untimed: executemany into memory on SQLite, COPY on PostgreSQL); the timed write is one INSERT ... SELECT
+    (with the same ON CONFLICT for upserts), so no client code runs per row. Every client path's rate can
+    be read against it: what remains between the two is the client's per-row cost."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.raw = RawWriter(engine)
+        self.dbapi = self.raw.dbapi
+        self.sqlite = self.raw.sqlite
+        columns = ", ".join(f'"{c}"' for c in COLUMNS)
+        if self.sqlite:
+            self.dbapi.execute("CREATE TEMP TABLE IF NOT EXISTS staging AS SELECT * FROM main.bench_rows WHERE 0")
+            self.dbapi.execute("PRAGMA temp_store = MEMORY")
+            select = f"INSERT INTO main.bench_rows ({columns}) SELECT {columns} FROM temp.staging"
+            # WHERE true: SQLite's grammar needs it to read ON CONFLICT after INSERT ... SELECT
+            self.upsert_sql = select + " WHERE true" + UPSERT_SQL[UPSERT_SQL.index(" ON CONFLICT"):]
+        else:
+            with self.dbapi.cursor() as cursor:
+                cursor.execute("CREATE TEMP TABLE IF NOT EXISTS staging (LIKE bench_rows)")
+            self.dbapi.commit()
+            select = f"INSERT INTO bench_rows ({columns}) SELECT {columns} FROM staging"
+            self.upsert_sql = select + UPSERT_SQL[UPSERT_SQL.index(" ON CONFLICT"):]
+            self.copy_sql = f"COPY staging ({columns}) FROM STDIN"
+        self.insert_sql = select
+
+    def prepare(self, phase: str, rows: list[dict]) -> None:
+        if self.sqlite:
+            self.dbapi.execute("DELETE FROM temp.staging")
+            self.raw._write(INSERT_SQL.replace('INSERT INTO "bench_rows"', "INSERT INTO temp.staging"), rows)
+            return
+        with self.dbapi.cursor() as cursor:
+            cursor.execute("TRUNCATE staging")
+            with cursor.copy(self.copy_sql) as copy:
+                for row in self.raw.tuples(rows):
+                    copy.write_row(row)
+        self.dbapi.commit()
+
+    def _run(self, sql: str) -> None:
+        try:
+            if self.sqlite:
+                self.dbapi.execute("BEGIN")
+                self.dbapi.execute(sql)
+            else:
+                with self.dbapi.cursor() as cursor:
+                    cursor.execute(sql)
+            self.dbapi.commit()
+        except BaseException:
+            self.dbapi.rollback()
+            raise
+
+    def insert(self, rows: list[dict]) -> None:
+        self._run(self.insert_sql)
+
+    def upsert(self, rows: list[dict]) -> None:
+        self._run(self.upsert_sql)
+
+    def close(self) -> None:
+        self.raw.close()
+
+
+def error_kind(exc: BaseException) -> str:
+    """'locked', 'integrity' or 'other', looking through SQLAlchemy's wrapper to the driver's error."""
+    orig = getattr(exc, "orig", None) or exc.__cause__ or exc
+    if isinstance(orig, sqlite3.OperationalError) and any(w in str(orig).lower() for w in ("locked", "busy")):
+        return "locked"
+    if isinstance(orig, sqlite3.IntegrityError) or "NOT NULL constraint" in str(exc):
+        return "integrity"
+    kind = type(orig).__name__
+    if kind in ("DeadlockDetected", "LockNotAvailable", "SerializationFailure"):
+        return "locked"
+    if kind in ("UniqueViolation", "NotNullViolation", "IntegrityError", "ForeignKeyViolation", "CheckViolation"):
+        return "integrity"
+    return "other"

@@ -1,0 +1,5 @@
+import sys
+
+from turboalchemy._cli import main
+
+sys.exit(main())

@@ -1,0 +1,148 @@
+"""create_engine: a SQLAlchemy Engine set up the way production SQLite deployments converge on.
+
+One write connection (a pool of one, so writers queue in Python, in order, instead of spinning in
+SQLite's busy handler), every write transaction begun IMMEDIATE (a deferred transaction that reads
+then writes fails at once with SQLITE_BUSY_SNAPSHOT, whatever busy_timeout says), a PRAGMA profile
+applied and verified on every connection, driver errors raised as turboalchemy's typed errors, and a
+separate pool of read-only connections for reads (`reader(engine)`), which WAL lets run beside the writer.
+"""
+
+from __future__ import annotations
+
+import weakref
+from dataclasses import dataclass, field
+from typing import Any
+
+import sqlalchemy
+from sqlalchemy import event
+from sqlalchemy.engine import URL, Engine, make_url
+from sqlalchemy.pool import StaticPool
+
+from turboalchemy.errors import TurboAlchemyError, UnsupportedTargetError, translate
+from turboalchemy._profiles import Profile, ProfileSpec, resolve
+
+
+@dataclass
+class _Setup:
+    url: URL
+    profile: Profile
+    readers: int
+    options: dict[str, Any]
+    reader: Engine | None = None
+    children: list[Engine] = field(default_factory=list)
+
+
+_SETUPS: weakref.WeakKeyDictionary[Engine, _Setup] = weakref.WeakKeyDictionary()
+
+
+def create_engine(url: str | URL, profile: ProfileSpec = "production", *, readers: int = 4,
+                  writer_timeout: float = 30.0, **options: Any) -> Engine:
+    """A SQLAlchemy Engine on an SQLite file: one writer connection, IMMEDIATE write transactions, `profile`.
+    (A postgresql:// URL gives a psycopg 3 engine with the pool settings in POSTGRES_POOL; `profile` is ignored.)
+
+    `profile` is a name ("production" or "durable"), a Profile, a dict of PRAGMAs
+    or a list of those composed left to right. A writer waits up to `writer_timeout` seconds for the
+    write connection. `reader(engine)` gives the pool of `readers` read-only connections. Other keyword
+    arguments go to sqlalchemy.create_engine.
+    """
+    url = make_url(url)
+    if url.get_backend_name() == "postgresql":
+        return _postgresql(url, options)
+    if url.get_backend_name() != "sqlite":
+        raise UnsupportedTargetError(f"turboalchemy.create_engine sets up SQLite and PostgreSQL, not "
+                                     f"{url.get_backend_name()}; use sqlalchemy.create_engine")
+    chosen = resolve(profile)
+    engine = _open(url, chosen, options, read_only=False, size=1, timeout=writer_timeout)
+    setup = _SETUPS[engine] = _Setup(url, chosen, readers if not _in_memory(url) else 0, options)
+
+    @event.listens_for(engine, "engine_disposed")
+    def _dispose_readers(_engine: Any) -> None:  # engine.dispose() closes the reader pool too
+        if setup.reader is not None:
+            setup.reader.dispose()
+
+    return engine
+
+
+POSTGRES_POOL = {"pool_size": 10, "max_overflow": 10, "pool_pre_ping": True, "pool_recycle": 1800, "pool_timeout": 30}
+
+
+def _postgresql(url: URL, options: dict[str, Any]) -> Engine:
+    """PostgreSQL through psycopg 3 (the driver the COPY fast path uses), with a pool that survives restarts:
+    10 connections plus 10 overflow, each checked with a ping on checkout and replaced after 30 minutes.
+    PRAGMA profiles are SQLite's; the server's own configuration applies here."""
+    if url.drivername == "postgresql":
+        url = url.set(drivername="postgresql+psycopg")
+    if url.get_driver_name() != "psycopg":
+        raise UnsupportedTargetError(f"turboalchemy's PostgreSQL support uses psycopg 3 (postgresql+psycopg://), "
+                                     f"not {url.get_driver_name()}")
+    return sqlalchemy.create_engine(url, **{**POSTGRES_POOL, **options})
+
+
+def reader(engine: Engine) -> Engine:
+    """The read-only pool beside a turboalchemy engine (created on first use); the engine itself when there is
+    none (an in-memory database, or an engine turboalchemy did not create)."""
+    setup = _SETUPS.get(engine)
+    if setup is None or setup.readers == 0:
+        return engine
+    if setup.reader is None:
+        setup.reader = _open(setup.url, setup.profile.extend(f"{setup.profile.name}+query_only", query_only=1),
+                             setup.options, read_only=True, size=setup.readers, timeout=30.0)
+    return setup.reader
+
+
+def profile_of(engine: Engine) -> Profile | None:
+    """The profile a turboalchemy engine applies to its connections (None for other engines)."""
+    setup = _SETUPS.get(engine)
+    return setup.profile if setup else None
+
+
+def dedicated_writer(engine: Engine) -> Engine:
+    """A second one-connection engine set up like `engine`, for a component (the WriteQueue) that must own
+    its write connection for its whole life without starving the engine's own writers."""
+    setup = _SETUPS.get(engine)
+    if setup is None:
+        raise UnsupportedTargetError("dedicated_writer needs an engine made by turboalchemy.create_engine")
+    if _in_memory(setup.url):
+        return engine  # an in-memory database exists on one connection only
+    child = _open(setup.url, setup.profile, setup.options, read_only=False, size=1, timeout=30.0)
+    return child
+
+
+def _in_memory(url: URL) -> bool:
+    return url.database in (None, "", ":memory:") or "mode=memory" in str(url)
+
+
+def _open(url: URL, profile: Profile, options: dict[str, Any], *, read_only: bool, size: int,
+          timeout: float) -> Engine:
+    options = dict(options)  # the caller's dict is reused for the reader pool and the queue's connection
+    connect_args = {"check_same_thread": False, **options.pop("connect_args", {})}
+    if _in_memory(url):
+        options.setdefault("poolclass", StaticPool)
+    else:
+        options.setdefault("pool_size", size)
+        options.setdefault("max_overflow", 0)
+        options.setdefault("pool_timeout", timeout)
+    engine = sqlalchemy.create_engine(url, connect_args=connect_args, **options)
+
+    @event.listens_for(engine, "connect")
+    def _driver_autocommit(dbapi_connection: Any, _record: Any) -> None:
+        # sqlite3 would otherwise open its own deferred transaction before the first INSERT; we begin explicitly
+        dbapi_connection.isolation_level = None
+
+    profile.install(engine)  # registered after the autocommit hook, so PRAGMAs run outside any transaction
+
+    begin = "BEGIN" if read_only else "BEGIN IMMEDIATE"
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn: Any) -> None:
+        # straight to the driver: half the cost of a statement through SQLAlchemy, on every transaction
+        try:
+            conn.connection.dbapi_connection.execute(begin)
+        except Exception as exc:
+            raise translate(exc) or exc
+
+    @event.listens_for(engine, "handle_error")
+    def _typed(context: Any) -> TurboAlchemyError | None:
+        return translate(context.original_exception)
+
+    return engine

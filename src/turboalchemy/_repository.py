@@ -1,0 +1,48 @@
+"""Repository: ORM CRUD and the bulk fast path on one session, the study's hybrid repository."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any, Generic, TypeVar
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from turboalchemy._write.bulk import bulk_insert, bulk_upsert
+
+M = TypeVar("M")
+
+
+class Repository(Generic[M]):
+    """ORM for single rows, executemany for bulk; both in the session's transaction (the caller commits)."""
+
+    def __init__(self, session: Session, model: type[M]) -> None:
+        self.session = session
+        self.model = model
+
+    def get(self, ident: Any) -> M | None:
+        return self.session.get(self.model, ident)
+
+    def create(self, **values: Any) -> M:
+        """Add one object through the ORM and flush it, so defaults and keys are filled in."""
+        obj = self.model(**values)
+        self.session.add(obj)
+        self.session.flush()
+        return obj
+
+    def list(self, *where: Any, limit: int | None = None) -> list[M]:
+        return list(self.session.scalars(select(self.model).where(*where).limit(limit)))
+
+    def delete(self, obj: M) -> None:
+        self.session.delete(obj)
+        self.session.flush()
+
+    def bulk_insert(self, rows: Iterable[Any], *, chunk_size: int = 5000) -> int:
+        return bulk_insert(self.session, self.model, rows, chunk_size=chunk_size)
+
+    def bulk_upsert(self, rows: Iterable[Any], *, conflict: Sequence[str], update: Sequence[str] | None = None,
+                    chunk_size: int = 5000) -> int:
+        """Upsert, then expire loaded objects so none shows a value the upsert replaced."""
+        n = bulk_upsert(self.session, self.model, rows, conflict=conflict, update=update, chunk_size=chunk_size)
+        self.session.expire_all()
+        return n

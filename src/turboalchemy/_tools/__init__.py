@@ -1,0 +1,1 @@
+"""File- and database-level tools: migrate, backup, health, advise, copy (private; re-exported by turboalchemy)."""

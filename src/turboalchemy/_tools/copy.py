@@ -1,0 +1,172 @@
+"""copy_database: move every table from one database to another through the bulk fast paths.
+
+The destination schema comes from the user's models (a MetaData) or from the source, reflected and
+translated to generic types (a SQLite DATETIME becomes a PostgreSQL TIMESTAMP, and back). Tables go in
+foreign-key order; each is streamed from the source in chunks and written with bulk_insert (COPY on
+PostgreSQL, executemany on SQLite), then its row count is checked. A table whose count already matches
+is skipped, so an interrupted copy resumes where it stopped; a partly copied table is refused unless
+`resume=True`, which empties it and copies it again.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Column, Engine, MetaData, Table, func, inspect, select, text
+from sqlalchemy.schema import ForeignKeyConstraint, Index, PrimaryKeyConstraint, UniqueConstraint
+
+from turboalchemy._write.bulk import bulk_insert
+from turboalchemy.errors import TurboAlchemyError
+
+Progress = Callable[[str, int, int], Any]  # (table, rows copied, rows in the source table)
+
+
+class CopyError(TurboAlchemyError):
+    """A table could not be copied, or its copy does not hold the source's row count."""
+
+
+@dataclass
+class TableCopy:
+    name: str
+    rows: int
+    seconds: float
+    skipped: bool
+
+    @property
+    def rows_per_s(self) -> float:
+        return self.rows / self.seconds if self.seconds > 0 else 0.0
+
+
+@dataclass
+class CopyReport:
+    tables: list[TableCopy] = field(default_factory=list)
+
+    @property
+    def rows(self) -> int:
+        return sum(t.rows for t in self.tables if not t.skipped)
+
+    @property
+    def seconds(self) -> float:
+        return sum(t.seconds for t in self.tables)
+
+    def __str__(self) -> str:
+        lines = [f"  {t.name:<30} {'already copied' if t.skipped else f'{t.rows:>12,} rows  {t.rows_per_s:>10,.0f} rows/s'}"
+                 for t in self.tables]
+        lines.append(f"copied {self.rows:,} rows in {self.seconds:.1f} s"
+                     + (f" ({self.rows / self.seconds:,.0f} rows/s)" if self.seconds else ""))
+        return "\n".join(lines)
+
+
+def portable_schema(source: Engine, tables: Sequence[str] | None = None) -> MetaData:
+    """The source's tables, reflected, with generic types and without dialect-specific server defaults."""
+    reflected = MetaData()
+    if tables and (missing := sorted(set(tables) - set(inspect(source).get_table_names()))):
+        raise CopyError(f"no table(s) {', '.join(missing)} in the source database")
+    reflected.reflect(source, only=list(tables) if tables else None)
+    portable = MetaData()
+    for table in reflected.sorted_tables:
+        columns = []
+        for column in table.columns:
+            columns.append(Column(column.name, _generic(column.type), primary_key=column.primary_key,
+                                  nullable=column.nullable, autoincrement=column.autoincrement))
+        constraints: list[Any] = []
+        for constraint in table.constraints:
+            names = [c.name for c in constraint.columns] if hasattr(constraint, "columns") else []
+            if isinstance(constraint, UniqueConstraint):
+                constraints.append(UniqueConstraint(*names, name=constraint.name))
+            elif isinstance(constraint, ForeignKeyConstraint):
+                constraints.append(ForeignKeyConstraint(names, [e.target_fullname for e in constraint.elements],
+                                                        name=constraint.name))
+            elif isinstance(constraint, PrimaryKeyConstraint):
+                pass  # carried by primary_key=True above
+        copy = Table(table.name, portable, *columns, *constraints)
+        for index in table.indexes:
+            if all(isinstance(e, Column) for e in index.expressions):
+                Index(index.name, *(copy.c[c.name] for c in index.columns), unique=index.unique)
+    return portable
+
+
+def _generic(type_: Any) -> Any:
+    try:
+        return type_.as_generic()
+    except NotImplementedError:
+        return type_
+
+
+def copy_database(source: Engine, dest: Engine, *, metadata: MetaData | None = None,
+                  tables: Sequence[str] | None = None, chunk_size: int = 10_000, resume: bool = False,
+                  progress: Progress | None = None) -> CopyReport:
+    """Copy `tables` (default: all) from `source` to `dest`, creating missing tables from `metadata`
+    (default: the source's schema, made portable). Returns per-table figures; raises CopyError."""
+    schema = metadata if metadata is not None else portable_schema(source, tables)
+    wanted = [t for t in schema.sorted_tables if not tables or t.name in tables]
+    if tables and (missing := sorted(set(tables) - {t.name for t in wanted})):
+        raise CopyError(f"no table(s) {', '.join(missing)} in the schema")
+    schema.create_all(dest, tables=wanted, checkfirst=True)
+    existing = set(inspect(source).get_table_names())
+    report = CopyReport()
+    for table in wanted:
+        if table.name not in existing:
+            raise CopyError(f"table {table.name!r} is in the models but not in the source database")
+        report.tables.append(_copy_table(source, dest, table, chunk_size, resume, progress))
+    return report
+
+
+def _count(engine: Engine, table: Table) -> int:
+    with engine.connect() as conn:
+        return int(conn.execute(select(func.count()).select_from(table)).scalar_one())
+
+
+def _copy_table(source: Engine, dest: Engine, table: Table, chunk_size: int, resume: bool,
+                progress: Progress | None) -> TableCopy:
+    total = _count(source, table)
+    already = _count(dest, table)
+    if already == total and total > 0:
+        if progress:
+            progress(table.name, total, total)
+        return TableCopy(table.name, total, 0.0, True)
+    if already:
+        if not resume:
+            raise CopyError(f"{table.name} already holds {already:,} of the source's {total:,} rows in the destination; "
+                            "pass resume=True (--resume) to empty it and copy it again")
+        with dest.begin() as conn:
+            conn.execute(table.delete())
+    began = time.perf_counter()
+    done = 0
+
+    def rows() -> Any:
+        nonlocal done
+        with source.connect() as conn:
+            result = conn.execution_options(yield_per=chunk_size).execute(select(*table.columns))
+            for partition in result.partitions():
+                for row in partition:
+                    yield tuple(row)
+                done += len(partition)
+                if progress:
+                    progress(table.name, done, total)
+
+    written = bulk_insert(dest, table, rows(), chunk_size=chunk_size)
+    seconds = time.perf_counter() - began
+    stored = _count(dest, table)
+    if stored != total or written != total:
+        raise CopyError(f"{table.name}: the source has {total:,} rows, {written:,} were written and the destination "
+                        f"holds {stored:,}")
+    _advance_sequences(dest, table)
+    return TableCopy(table.name, total, seconds, False)
+
+
+def _advance_sequences(dest: Engine, table: Table) -> None:
+    """On PostgreSQL, move a serial key's sequence past the copied keys, so the next insert does not collide."""
+    if dest.dialect.name != "postgresql":
+        return
+    column = table.autoincrement_column
+    if column is None:
+        return
+    with dest.begin() as conn:
+        conn.execute(text("SELECT setval(pg_get_serial_sequence(:t, :c), coalesce(max({col}), 0) + 1, false) FROM {tbl}".format(
+            col=dest.dialect.identifier_preparer.quote(column.name),
+            tbl=dest.dialect.identifier_preparer.format_table(table))), {"t": dest.dialect.identifier_preparer.format_table(table),
+                                                                       "c": column.name})

@@ -1,0 +1,176 @@
+"""migrate: numbered `.sql` files applied in order, the schema version kept in `PRAGMA user_version`.
+
+`0001_create_users.sql`, `0002_add_email.sql`, ...: a file's leading number is the version it brings the
+database to. Each file runs, statement by statement, in one IMMEDIATE transaction together with its
+`PRAGMA user_version` bump (the version lives in the database header, which the transaction writes), so
+a crash at any point leaves the schema and the version agreeing. A database newer than the newest file
+is refused: that code is older than the data it would touch.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sqlite3
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from turboalchemy._sqlite import Target, database_path, open_file
+from turboalchemy.errors import MigrationError
+
+_FILE = re.compile(r"^(\d+)(?:[_\-. ](.*))?\.sql$", re.IGNORECASE)
+_TRANSACTION_CONTROL = re.compile(r"^\s*(BEGIN|COMMIT|END|ROLLBACK|SAVEPOINT|RELEASE)\b", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class Migration:
+    """One numbered file."""
+
+    version: int
+    name: str
+    path: Path
+
+
+@dataclass
+class MigrationReport:
+    """Where the database was, where it is now, and which files ran (or would run, in a dry run)."""
+
+    database: str
+    before: int
+    after: int
+    latest: int
+    applied: list[Migration] = field(default_factory=list)
+    pending: list[Migration] = field(default_factory=list)
+    dry_run: bool = False
+
+    def __str__(self) -> str:
+        verb = "would apply" if self.dry_run else "applied"
+        lines = [f"{self.database}: version {self.before} -> {self.after} (latest file: {self.latest})"]
+        lines += [f"  {verb} {m.version:04d} {m.name}" for m in self.applied]
+        lines += [f"  pending {m.version:04d} {m.name}" for m in self.pending]
+        if not self.applied and not self.pending:
+            lines.append("  up to date")
+        return "\n".join(lines)
+
+
+def discover(directory: str | os.PathLike[str]) -> list[Migration]:
+    """The directory's migration files in version order; refuses two files with the same number."""
+    folder = Path(directory)
+    if not folder.is_dir():
+        raise MigrationError(f"{folder}: no such migrations directory")
+    found: dict[int, Migration] = {}
+    for path in sorted(folder.iterdir()):
+        match = _FILE.match(path.name)
+        if not match or not path.is_file():
+            continue
+        version = int(match.group(1))
+        if version == 0:
+            raise MigrationError(f"{path.name}: versions start at 1 (0 is a database no migration has touched)")
+        if version in found:
+            raise MigrationError(f"{path.name} and {found[version].path.name} both claim version {version}")
+        found[version] = Migration(version, match.group(2) or "", path)
+    return [found[v] for v in sorted(found)]
+
+
+def statements(sql: str) -> Iterator[tuple[int, str]]:
+    """Split a script into complete statements (CREATE TRIGGER bodies included), with each one's first line."""
+    buffer, start = "", 1
+    for number, line in enumerate(sql.splitlines(keepends=True), 1):
+        if not buffer.strip():
+            start = number
+        buffer += line
+        if sqlite3.complete_statement(buffer):
+            yield start, buffer.strip()
+            buffer = ""
+    if buffer.strip() and not _comment_only(buffer):
+        raise MigrationError(f"line {start}: statement not terminated by ';': {buffer.strip()[:80]!r}")
+
+
+def _comment_only(text: str) -> bool:
+    stripped = re.sub(r"--[^\n]*|/\*.*?\*/", "", text, flags=re.DOTALL)
+    return not stripped.strip()
+
+
+def _apply(conn: sqlite3.Connection, migration: Migration) -> None:
+    """Run one file and its version bump in the connection's open transaction."""
+    sql = migration.path.read_text(encoding="utf-8")
+    for line, statement in statements(sql):
+        if _comment_only(statement):
+            continue
+        body = re.sub(r"^(\s*(--[^\n]*\n|/\*.*?\*/))*", "", statement, flags=re.DOTALL)
+        if _TRANSACTION_CONTROL.match(body):
+            raise MigrationError(f"{migration.path.name} line {line}: transaction control ({body.split()[0]}) is not "
+                                 "allowed; turboalchemy runs each file in its own transaction")
+        try:
+            conn.execute(statement)
+        except sqlite3.Error as exc:
+            raise MigrationError(f"{migration.path.name} line {line}: {exc}; the file was rolled back and the "
+                                 "database keeps the version it had before it") from exc
+    conn.execute(f"PRAGMA user_version = {int(migration.version)}")  # an int, so nothing foreign reaches the SQL
+
+
+def _version(conn: sqlite3.Connection) -> int:
+    return int(conn.execute("PRAGMA user_version").fetchone()[0])
+
+
+def migrate(target: Target, directory: str | os.PathLike[str], *, dry_run: bool = False,
+            to: int | None = None, progress: Callable[[Migration], Any] | None = None) -> MigrationReport:
+    """Apply the pending files of `directory` to the database at `target` (a path or an Engine), each in its
+    own transaction, up to version `to` (default: the newest). `dry_run` runs them all in one transaction
+    and rolls it back, so the report says what would happen and the SQL is checked against the real schema.
+    """
+    files = discover(directory)
+    latest = files[-1].version if files else 0
+    path = database_path(target)
+    if path is None:
+        raise MigrationError("migrate needs a database file (an in-memory database vanishes with its connection)")
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        sqlite3.connect(path).close()  # an empty database to start from, at version 0
+    goal = latest if to is None else to
+    with open_file(path, read_only=False) as conn:
+        before = _version(conn)
+        if before > latest:
+            raise MigrationError(f"{path} is at schema version {before} but {directory} goes only up to {latest}: "
+                                 "this code is older than the database; deploy the newer code (or restore a backup)")
+        todo = [m for m in files if before < m.version <= goal]
+        report = MigrationReport(str(path), before, before, latest, dry_run=dry_run,
+                                 pending=[m for m in files if m.version > goal])
+        if dry_run:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                for migration in todo:
+                    _apply(conn, migration)
+                    report.applied.append(migration)
+                report.after = _version(conn)
+            finally:
+                conn.execute("ROLLBACK")
+            return report
+        for migration in todo:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                _apply(conn, migration)
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+            report.applied.append(migration)
+            report.after = migration.version
+            if progress is not None:
+                progress(migration)
+        return report
+
+
+def status(target: Target, directory: str | os.PathLike[str]) -> MigrationReport:
+    """What `migrate` would do, without opening a transaction: the version and the pending files."""
+    files = discover(directory)
+    path = database_path(target)
+    before = 0
+    if path is not None and path.exists():
+        with open_file(path, read_only=True) as conn:
+            before = _version(conn)
+    latest = files[-1].version if files else 0
+    return MigrationReport(str(path), before, before, latest, pending=[m for m in files if m.version > before])

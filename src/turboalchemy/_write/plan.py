@@ -1,0 +1,347 @@
+"""From a Table to a cached write plan: the INSERT or UPSERT text for one dialect and column set,
+and for every bound parameter where its value comes from (a row's key or a Python-side default)
+and which bind processor it needs. Compiled once per (table, columns, dialect, kind) and reused.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from operator import attrgetter, methodcaller
+from datetime import datetime
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from sqlalchemy import BigInteger, MetaData, Table, bindparam, insert, select
+from sqlalchemy.engine import Dialect
+from sqlalchemy.schema import Column
+
+from turboalchemy.errors import SchemaMismatchError
+
+Kind = Literal["insert", "upsert"]
+_ONUPDATE = "_turboalchemy_onupdate_"
+
+
+@dataclass(frozen=True)
+class Param:
+    """One bound parameter: its column, where its value comes from, and how it is processed."""
+
+    column: Column[Any]
+    source: int | None  # index into the row's provided values, or None for a generated value
+    generate: Callable[[Any], Any] | None  # a Python-side default or onupdate, called with a context
+    scalar: bool  # `generate` ignores the row: compute once per chunk
+    process: Callable[[Any], Any] | None  # the type's bind processor for this dialect, if any
+    process_column: Callable[[Sequence[Any]], Sequence[Any]] | None = None  # the same, a whole column at once
+    onupdate: bool = False  # an upsert's SET value from a Python-side onupdate, not an inserted value
+
+
+@dataclass(frozen=True)
+class WritePlan:
+    table: Table
+    kind: Kind
+    sql: str
+    provided: tuple[str, ...]  # column keys the rows supply, in the order rows are read
+    params: tuple[Param, ...]  # in the statement's parameter order
+    check_nan: tuple[int, ...]  # provided positions whose type is floating point
+    # PostgreSQL: the columns a COPY fills, in params order (None: use executemany), and for upserts the
+    # temporary table's name and the INSERT ... SELECT ... ON CONFLICT that merges it into the table
+    copy_columns: tuple[str, ...] | None = None
+    temp_name: str = ""
+    merge_sql: str = ""
+    merge_binds: tuple[tuple[str, Param], ...] = ()
+
+    def merge_params(self) -> dict[str, Any]:
+        """Values for the merge statement's onupdate parameters, computed once per chunk."""
+        return {name: param.generate(None) for name, param in self.merge_binds}  # type: ignore[misc]
+
+    @property
+    def passthrough(self) -> bool:
+        """True when the rows' value tuples can go to the driver untouched."""
+        return all(p.source == i and p.process is None for i, p in enumerate(self.params)) and len(
+            self.params
+        ) == len(self.provided)
+
+
+def _unique_column_sets(table: Table) -> list[frozenset[str]]:
+    sets = [frozenset(c.key for c in table.primary_key.columns)] if table.primary_key.columns else []
+    for constraint in table.constraints:
+        if constraint.__class__.__name__ == "UniqueConstraint":
+            sets.append(frozenset(c.key for c in constraint.columns))  # type: ignore[attr-defined]
+    for index in table.indexes:
+        if index.unique and all(isinstance(e, Column) for e in index.expressions):
+            sets.append(frozenset(c.key for c in index.columns))
+    return sets
+
+
+def _needs_value(column: Column[Any], table: Table) -> bool:
+    """A NOT NULL column the database cannot fill by itself."""
+    return not (
+        column.nullable
+        or column.default is not None
+        or column.server_default is not None
+        or column is table.autoincrement_column
+    )
+
+
+def _generator(default: Any) -> tuple[Callable[[Any], Any] | None, bool]:
+    """(callable taking a context, is it row-independent) for a Python-side default or onupdate."""
+    if default is None or getattr(default, "is_clause_element", False) or getattr(default, "is_sequence", False):
+        return None, True  # the compiler renders SQL defaults inline; nothing to bind
+    if default.is_scalar:
+        value = default.arg
+        return (lambda _ctx: value), True
+    return default.arg, False
+
+
+@functools.lru_cache(maxsize=256)
+def compile_plan(table: Table, dialect: Dialect, kind: Kind, provided: tuple[str, ...],
+                 conflict: tuple[str, ...] = (), update: tuple[str, ...] | None = None) -> WritePlan:
+    """The plan for writing rows that supply `provided` (column keys) into `table`.
+
+    Raises SchemaMismatchError, before any SQL runs, for unknown columns, NOT NULL columns that
+    nothing fills, or an upsert conflict target that is not exactly a unique key of the table.
+    """
+    columns = table.columns
+    unknown = [k for k in provided if k not in columns]
+    if unknown:
+        raise SchemaMismatchError(f"table {table.name!r} has no column(s) {', '.join(map(repr, unknown))}")
+    missing = [c.key for c in columns if c.key not in provided and _needs_value(c, table)]
+    if missing:
+        raise SchemaMismatchError(
+            f"table {table.name!r}: NOT NULL column(s) {', '.join(map(repr, missing))} have no value in the rows "
+            "and no default"
+        )
+
+    named = dialect
+    dialect = _positional(dialect)
+    stmt: Any = insert(table)
+    onupdate: list[Column[Any]] = []
+    if kind == "upsert":
+        stmt, onupdate = _upsert(table, dialect, provided, conflict, update)
+    compiled = stmt.compile(dialect=dialect, column_keys=list(provided))
+    order = compiled.positiontup or []
+
+    params = []
+    for name in order:
+        if name.startswith(_ONUPDATE):
+            column = columns[name[len(_ONUPDATE):]]
+            generate, scalar = _generator(column.onupdate)
+            params.append(dataclasses.replace(_param(column, None, generate, scalar, dialect), onupdate=True))
+            continue
+        column = columns[name]
+        if name in provided:
+            params.append(_param(column, provided.index(name), None, True, dialect))
+        else:
+            generate, scalar = _generator(column.default)
+            if generate is None:
+                raise SchemaMismatchError(f"column {table.name}.{name} needs a value the rows do not supply")
+            params.append(_param(column, None, generate, scalar, dialect))
+    # SQLite stores NaN as NULL, so the fast path refuses it there; PostgreSQL stores NaN, as the ORM would
+    floating = tuple(i for i, k in enumerate(provided) if _is_floating(columns[k])) if dialect.name == "sqlite" else ()
+    plan = WritePlan(table, kind, compiled.string, provided, tuple(params), floating)
+    if dialect.name == "postgresql":
+        plan = _copy_plan(plan, named, conflict, update)
+    return plan
+
+
+@functools.lru_cache(maxsize=None)
+def _positional_dialect(cls: type) -> Dialect:
+    return cls(paramstyle="format")  # type: ignore[no-any-return]
+
+
+def _positional(dialect: Dialect) -> Dialect:
+    """The dialect itself when it binds by position (SQLite), else a 'format' (%s) twin (psycopg), so that
+    each chunk's rows can go to the driver as plain tuples in the statement's order."""
+    return dialect if dialect.positional else _positional_dialect(type(dialect))
+
+
+def _copy_plan(plan: WritePlan, dialect: Dialect, conflict: tuple[str, ...],
+               update: tuple[str, ...] | None) -> WritePlan:
+    """Add what PostgreSQL's COPY path needs, or leave the plan to executemany where COPY cannot do
+    what the INSERT does (a SQL-expression default, or an onupdate that differs row by row)."""
+    table = plan.table
+    given = {p.column.key for p in plan.params if not p.onupdate}
+    for column in table.columns:
+        default = column.default
+        if column.key not in given and default is not None and (
+                getattr(default, "is_clause_element", False) or getattr(default, "is_sequence", False)):
+            return plan
+    inserted = tuple(p for p in plan.params if not p.onupdate)
+    columns = tuple(p.column.name for p in inserted)
+    if plan.kind == "insert":
+        return dataclasses.replace(plan, copy_columns=columns)
+    if any(not p.scalar for p in plan.params if p.onupdate):
+        return plan
+    if inserted != plan.params[:len(inserted)]:
+        return plan  # onupdate parameters must follow the inserted ones for the rows to be sliced
+    temp_name = f"_turboalchemy_{table.name}"[:63]
+    temp = Table(temp_name, MetaData(), *(Column(c.name, c.type, key=c.key) for c in (p.column for p in inserted)),
+                 Column("_turboalchemy_ord", BigInteger))
+    keys = [p.column.key for p in inserted]
+    source = select(*(temp.c[k] for k in keys))
+    if conflict:
+        on = [temp.c[k] for k in conflict]
+        try:
+            from sqlalchemy.dialects.postgresql import distinct_on  # SQLAlchemy 2.1
+            source = source.ext(distinct_on(*on))
+        except ImportError:  # 2.0
+            source = source.distinct(*on)
+        source = source.order_by(*on, temp.c["_turboalchemy_ord"].desc())  # duplicates: the last row wins
+    stmt, _ = _upsert(table, dialect, plan.provided, conflict, update, source=(keys, source))
+    compiled = stmt.compile(dialect=dialect)
+    binds = tuple((name, p) for name in compiled.binds if name.startswith(_ONUPDATE)
+                  for p in plan.params if p.onupdate and p.column.key == name[len(_ONUPDATE):])
+    return dataclasses.replace(plan, copy_columns=columns, temp_name=temp_name, merge_sql=compiled.string,
+                               merge_binds=binds)
+
+
+
+
+
+
+def _param(column: Column[Any], source: int | None, generate: Callable[[Any], Any] | None, scalar: bool,
+           dialect: Dialect) -> Param:
+    process = column.type.dialect_impl(dialect).bind_processor(dialect)
+    if process is None:
+        return Param(column, source, generate, scalar, None, None)
+    if _python_type(column) is datetime:
+        fast = _fast_datetime(process)
+        if fast is not process:
+            return Param(column, source, generate, scalar, fast, _datetime_column(fast))
+    return Param(column, source, generate, scalar, process, lambda values: list(map(process, values)))
+
+
+def _datetime_column(per_value: Callable[[Any], Any]) -> Callable[[Sequence[Any]], Sequence[Any]]:
+    """Format a column of naive datetimes (and None) with C-level calls; anything else value by value."""
+    iso = methodcaller("isoformat", " ", "microseconds")
+    tzinfo = attrgetter("tzinfo")
+
+    def process(values: Sequence[Any]) -> Sequence[Any]:
+        kinds = set(map(type, values))
+        if kinds == {type(None)}:
+            return values
+        if kinds <= {datetime, type(None)}:
+            present = [v for v in values if v is not None] if type(None) in kinds else values
+            if not any(map(tzinfo, present)):
+                if len(present) == len(values):
+                    return list(map(iso, values))
+                return [None if v is None else iso(v) for v in values]
+        return list(map(per_value, values))
+
+    return process
+
+
+_PROBES = (datetime(2001, 2, 3, 4, 5, 6, 7), datetime(1999, 12, 31, 23, 59, 59))
+
+
+def _fast_datetime(process: Callable[[Any], Any] | None) -> Callable[[Any], Any] | None:
+    """SQLite's DateTime processor builds its text with %-formatting; where it provably yields what
+    datetime.isoformat(" ", "microseconds") yields, use that (several times faster) for naive datetimes."""
+    if process is None or any(process(p) != p.isoformat(" ", "microseconds") for p in _PROBES):
+        return process
+
+    def fast(value: Any, _datetime: type = datetime, _slow: Callable[[Any], Any] = process) -> Any:
+        if value is None:
+            return None
+        if value.__class__ is _datetime and value.tzinfo is None:
+            return value.isoformat(" ", "microseconds")
+        return _slow(value)
+
+    fast.inline_datetime = process  # type: ignore[attr-defined]  # lets generated converters inline it
+    return fast
+
+
+def _python_type(column: Column[Any]) -> type | None:
+    try:
+        return column.type.python_type
+    except NotImplementedError:
+        return None
+
+
+def _is_floating(column: Column[Any]) -> bool:
+    return _python_type(column) is float
+
+
+def _upsert(table: Table, dialect: Dialect, provided: tuple[str, ...], conflict: tuple[str, ...],
+            update: tuple[str, ...] | None, source: tuple[list[str], Any] | None = None) -> tuple[Any, list[Column[Any]]]:
+    columns = table.columns
+    if not conflict:
+        raise SchemaMismatchError("an upsert needs a conflict target: conflict=('col', ...)")
+    unknown = [k for k in conflict if k not in columns]
+    if unknown:
+        raise SchemaMismatchError(f"conflict target names unknown column(s) {', '.join(map(repr, unknown))}")
+    if frozenset(conflict) not in _unique_column_sets(table):
+        raise SchemaMismatchError(
+            f"conflict target ({', '.join(conflict)}) is not a primary key, unique constraint or unique index "
+            f"of table {table.name!r}; the database would refuse ON CONFLICT on it"
+        )
+    primary = {c.key for c in table.primary_key.columns}
+    if update is None:
+        targets = [c.key for c in columns if c.key not in conflict and c.key not in primary
+                   and (c.key in provided or c.onupdate is not None)]
+    else:
+        bad = [k for k in update if k not in columns]
+        if bad:
+            raise SchemaMismatchError(f"update names unknown column(s) {', '.join(map(repr, bad))}")
+        targets = list(update)
+    module = {"sqlite": "sqlalchemy.dialects.sqlite", "postgresql": "sqlalchemy.dialects.postgresql"}.get(dialect.name)
+    if module is None:
+        raise SchemaMismatchError(f"upsert is not supported on {dialect.name}")
+    dialect_insert = __import__(module, fromlist=["insert"]).insert
+    stmt = dialect_insert(table)
+    if source is not None:
+        stmt = stmt.from_select(*source)
+    onupdate = []
+    sets: dict[str, Any] = {}
+    for key in targets:
+        column = columns[key]
+        if key not in provided and column.onupdate is not None and _generator(column.onupdate)[0] is not None:
+            sets[key] = bindparam(_ONUPDATE + key, type_=column.type)
+            onupdate.append(column)
+        elif key not in provided and column.onupdate is not None:
+            sets[key] = column.onupdate.arg  # a SQL expression onupdate, rendered inline
+        else:
+            sets[key] = stmt.excluded[key]
+    if sets:
+        stmt = stmt.on_conflict_do_update(index_elements=list(conflict), set_=sets)
+    else:
+        stmt = stmt.on_conflict_do_nothing(index_elements=list(conflict))
+    return stmt, onupdate
+
+
+def table_of(model: Any) -> Table:
+    """The Table behind a declarative class (or the Table itself)."""
+    if isinstance(model, Table):
+        return model
+    table = getattr(model, "__table__", None)
+    if not isinstance(table, Table):
+        raise SchemaMismatchError(f"{model!r} is neither a Table nor a mapped class with a __table__")
+    return table
+
+
+def key_map(model: Any, table: Table) -> dict[str, str]:
+    """Every name a row may use for a column (attribute key, column key, column name) -> column key."""
+    names = {c.key: c.key for c in table.columns} | {c.name: c.key for c in table.columns}
+    if not isinstance(model, Table):
+        from sqlalchemy import inspect
+
+        mapper = inspect(model)
+        for attr in mapper.column_attrs:
+            if len(attr.columns) == 1 and attr.columns[0].table is table:
+                names[attr.key] = attr.columns[0].key
+    return names
+
+
+def nan_position(values: Sequence[Any]) -> int:
+    """Index of the first NaN in `values`, or -1. Summing in C first keeps the common case cheap."""
+    try:
+        total = sum(filter(None, values), 0.0)
+        if total == total:
+            return -1
+    except (TypeError, OverflowError):
+        pass  # non-float values (Decimal, text, huge ints): look one by one
+    for i, value in enumerate(values):
+        if value != value:
+            return i
+    return -1

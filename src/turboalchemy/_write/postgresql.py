@@ -1,0 +1,193 @@
+"""One chunk on PostgreSQL (psycopg 3): COPY for inserts, COPY into a temporary table plus one
+INSERT ... SELECT ... ON CONFLICT for upserts, each chunk its own transaction (Engine targets) or
+SAVEPOINT (inside a caller's transaction), rolled back whole on failure; then the row at fault is found
+from the server's error (COPY reports the line) or by replaying the chunk row by row, always undone.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Any
+
+from psycopg import sql
+
+from turboalchemy._write.plan import WritePlan
+from turboalchemy._write.sqlite import ChunkFailed
+
+_SAVEPOINT = sql.SQL("turboalchemy_chunk")
+_PROBE = sql.SQL("turboalchemy_probe")
+_LINE = re.compile(r"^COPY [^,]+, line (\d+)(?:, column ([^:]+))?", re.MULTILINE)
+_KEY = re.compile(r"Key \(([^)]*)\)=")
+_ORD = "_turboalchemy_ord"
+
+
+def _row_specific(exc: BaseException) -> bool:
+    import psycopg.errors as e
+
+    if isinstance(exc, (e.OperationalError, e.InternalError)) and not isinstance(exc, e.DataError):
+        return False  # connection lost, lock timeouts, a full disk: not any one row's fault
+    return isinstance(exc, (e.Error, OverflowError, ValueError, TypeError))
+
+
+class PostgresChunkWriter:
+    """Writes chunks on one psycopg connection, each its own transaction or savepoint."""
+
+    def __init__(self, dbapi_connection: Any, own_transactions: bool) -> None:
+        self.dbapi = dbapi_connection
+        self.own = own_transactions
+        self._temp: dict[str, sql.Composed] = {}
+        # Under SQLAlchemy's asyncio extension the connection adapts psycopg's AsyncConnection; its cursors
+        # have no COPY, so COPY goes to the driver connection, awaited from SQLAlchemy's greenlet.
+        driver = getattr(dbapi_connection, "driver_connection", None)
+        self.async_driver = driver if driver is not None and type(driver).__name__ == "AsyncConnection" else None
+
+    def write(self, plan: WritePlan, params: list[Sequence[Any]]) -> None:
+        cursor = self.dbapi.cursor()
+        try:
+            if not self.own:
+                cursor.execute(sql.SQL("SAVEPOINT {}").format(_SAVEPOINT))
+            try:
+                self._write(cursor, plan, params)
+            except BaseException as exc:
+                if self.own:
+                    self.dbapi.rollback()
+                else:
+                    cursor.execute(sql.SQL("ROLLBACK TO SAVEPOINT {}").format(_SAVEPOINT))
+                    cursor.execute(sql.SQL("RELEASE SAVEPOINT {}").format(_SAVEPOINT))
+                raise self._diagnose(cursor, plan, params, exc) from exc
+            if self.own:
+                self.dbapi.commit()
+            else:
+                cursor.execute(sql.SQL("RELEASE SAVEPOINT {}").format(_SAVEPOINT))
+        finally:
+            cursor.close()
+
+    # -- the fast paths --------------------------------------------------------------------------------
+
+    def _write(self, cursor: Any, plan: WritePlan, params: list[Sequence[Any]]) -> None:
+        copy_columns = plan.copy_columns
+        if copy_columns is None:
+            cursor.executemany(plan.sql, params)
+            return
+        width = len(copy_columns)
+        if width != len(plan.params):  # an upsert's onupdate values go to the merge, not the COPY
+            params = [row[:width] for row in params]
+        if plan.kind == "insert":
+            self._copy(cursor, _table(plan), plan, params, ordinal=False)
+        else:
+            temp = self._temp_table(cursor, plan)
+            self._copy(cursor, temp, plan, params, ordinal=True)
+            cursor.execute(plan.merge_sql, plan.merge_params())  # type: ignore[arg-type]
+
+    def _copy(self, cursor: Any, target: sql.Composable, plan: WritePlan, params: list[Sequence[Any]], *,
+              ordinal: bool) -> None:
+        columns = plan.copy_columns or ()
+        names = [*columns, _ORD] if ordinal else list(columns)
+        # Text format, as psycopg dumps each Python value: the server converts it as it would a bound value.
+        # (Binary COPY was faster here but silently truncates an int past int4 and refuses an int for text.)
+        statement = sql.SQL("COPY {} ({}) FROM STDIN").format(target, sql.SQL(", ").join(map(sql.Identifier, names)))
+        rows = [(*row, i) for i, row in enumerate(params)] if ordinal else params  # arrival order, for last-wins
+        if self.async_driver is not None:
+            from sqlalchemy.util import await_only
+
+            await_only(_copy_async(self.async_driver, statement, rows))
+            return
+        with cursor.copy(statement) as copy:
+            write = copy.write_row
+            for row in rows:
+                write(row)
+
+    def _temp_table(self, cursor: Any, plan: WritePlan) -> sql.Composable:
+        """A session-private copy of the table's columns, emptied for each chunk, dropped at commit."""
+        name = sql.Identifier(plan.temp_name)  # type: ignore[arg-type]
+        cursor.execute(sql.SQL("CREATE TEMP TABLE IF NOT EXISTS {} (LIKE {}, {} bigint) ON COMMIT DROP").format(
+            name, _table(plan), sql.Identifier(_ORD)))
+        cursor.execute(sql.SQL("TRUNCATE {}").format(name))
+        return name
+
+    # -- naming the row at fault ---------------------------------------------------------------------
+
+    def _diagnose(self, cursor: Any, plan: WritePlan, params: list[Sequence[Any]], exc: BaseException) -> ChunkFailed:
+        if not _row_specific(exc):
+            return ChunkFailed(exc, None, None, False)
+        import psycopg
+
+        if not isinstance(exc, psycopg.Error) or exc.sqlstate is None:  # refused by psycopg: the replay names the row
+            return self._probe(cursor, plan, params, exc)
+        diag = exc.diag
+        match = _LINE.search(diag.context or "")
+        if match:
+            index = int(match.group(1)) - 1
+            column = (match.group(2) or "").strip() or diag.column_name or _key_column(diag.message_detail)
+            return ChunkFailed(exc, index if 0 <= index < len(params) else None, _param_of(plan, column), False)
+        return self._probe(cursor, plan, params, exc)
+
+    def _probe(self, cursor: Any, plan: WritePlan, params: list[Sequence[Any]], exc: BaseException) -> ChunkFailed:
+        """Replay the chunk row by row with the plain statement, inside a savepoint that is always undone."""
+        import psycopg
+
+        opened = self.own
+        try:
+            cursor.execute(sql.SQL("SAVEPOINT {}").format(_PROBE))
+            for index, row in enumerate(params):
+                try:
+                    cursor.execute(plan.sql, row)
+                except psycopg.Error as failure:
+                    column = failure.diag.column_name or _key_column(failure.diag.message_detail)
+                    at = _param_of(plan, column)
+                    return ChunkFailed(failure, index, at if at is not None else _param_at_fault(failure, plan, row), False)
+                except Exception as failure:
+                    return ChunkFailed(failure, index, _param_at_fault(failure, plan, row), False)
+            column = exc.diag.column_name or _key_column(exc.diag.message_detail)  # type: ignore[attr-defined]
+            return ChunkFailed(exc, None, _param_of(plan, column), False)
+        except psycopg.Error:
+            return ChunkFailed(exc, None, None, False)
+        finally:
+            if opened:
+                self.dbapi.rollback()
+            else:
+                try:
+                    cursor.execute(sql.SQL("ROLLBACK TO SAVEPOINT {}").format(_PROBE))
+                    cursor.execute(sql.SQL("RELEASE SAVEPOINT {}").format(_PROBE))
+                except psycopg.Error:
+                    pass
+
+
+async def _copy_async(connection: Any, statement: sql.Composable, rows: Sequence[Sequence[Any]]) -> None:
+    async with connection.cursor() as cursor:
+        async with cursor.copy(statement) as copy:
+            for row in rows:
+                await copy.write_row(row)
+
+
+def _table(plan: WritePlan) -> sql.Composable:
+    table = plan.table
+    if table.schema:
+        return sql.Identifier(table.schema, table.name)
+    return sql.Identifier(table.name)
+
+
+def _key_column(detail: str | None) -> str | None:
+    match = _KEY.search(detail or "")
+    return match.group(1).split(",")[0].strip().strip('"') if match else None
+
+
+def _param_of(plan: WritePlan, column: str | None) -> int | None:
+    if not column:
+        return None
+    for i, param in enumerate(plan.params):
+        if param.column.name == column:
+            return i
+    return None
+
+
+def _param_at_fault(exc: BaseException, plan: WritePlan, row: Sequence[Any]) -> int | None:
+    """For a value psycopg could not send: the first one of a type it has no dumper for, or out of range."""
+    message = str(exc)
+    for i, value in enumerate(row):
+        if isinstance(value, int) and not isinstance(value, bool) and not -(2**63) <= value < 2**63:
+            return i
+        if type(value).__name__ in message:
+            return i
+    return None

@@ -1,0 +1,138 @@
+"""One chunk on SQLite: executemany inside BEGIN IMMEDIATE (Engine targets) or a SAVEPOINT (inside a
+caller's transaction), rolled back whole on failure, then a row-by-row probe to name the bad row."""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from collections.abc import Sequence
+from typing import Any
+
+from turboalchemy._write.plan import WritePlan
+
+_INT64 = (-(2**63), 2**63 - 1)
+_BINDING = re.compile(r"parameter (\d+)")
+_SAVEPOINT = "turboalchemy_chunk"
+_PROBE = "turboalchemy_probe"
+
+
+class ChunkFailed(Exception):
+    """Internal: a chunk was rolled back; carries what the probe learnt for the caller's error."""
+
+    def __init__(self, cause: BaseException, index: int | None, param: int | None, whole_transaction: bool) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
+        self.index = index  # position in the chunk of the first row that fails alone
+        self.param = param  # position in the statement's parameters of the value at fault, if known
+        self.whole_transaction = whole_transaction  # SQLite itself rolled back the enclosing transaction
+
+
+def _row_specific(exc: BaseException) -> bool:
+    if isinstance(exc, sqlite3.OperationalError):
+        return False  # locks, I/O, a full disk: not any one row's fault
+    return isinstance(exc, (sqlite3.Error, OverflowError, ValueError, TypeError))
+
+
+def _param_at_fault(exc: BaseException, plan: WritePlan, row: Sequence[Any]) -> int | None:
+    message = str(exc)
+    if isinstance(exc, OverflowError):
+        for i, value in enumerate(row):
+            if isinstance(value, int) and not _INT64[0] <= value <= _INT64[1]:
+                return i
+    match = _BINDING.search(message)
+    if match and isinstance(exc, (sqlite3.InterfaceError, sqlite3.ProgrammingError)):
+        position = int(match.group(1))
+        return position - 1 if 0 < position <= len(row) else None
+    table = plan.table.name
+    for i, param in enumerate(plan.params):
+        # SQLite names columns as table.column in constraint and STRICT type errors
+        if re.search(re.escape(f"{table}.{param.column.name}") + r"(?:$|[,\s])", message):
+            return i
+    if "too big" in message:  # SQLITE_TOOBIG names no column: blame the longest text or blob
+        sizes = [(len(v), i) for i, v in enumerate(row) if isinstance(v, (str, bytes))]
+        return max(sizes)[1] if sizes else None
+    return None
+
+
+class _AsyncAdapted:
+    """SQLAlchemy's aiosqlite adapter, plus the `in_transaction` it does not expose (read from aiosqlite)."""
+
+    def __init__(self, adapted: Any) -> None:
+        self._adapted = adapted
+        self.cursor = adapted.cursor
+        self.commit = adapted.commit
+        self.rollback = adapted.rollback
+
+    @property
+    def in_transaction(self) -> bool:
+        return bool(self._adapted.driver_connection.in_transaction)
+
+
+class SqliteChunkWriter:
+    """Writes chunks on one DBAPI connection, each its own transaction or savepoint."""
+
+    def __init__(self, dbapi_connection: sqlite3.Connection, own_transactions: bool) -> None:
+        # Under SQLAlchemy's asyncio extension (run in its greenlet) the connection is an adapter over aiosqlite
+        adapted = not isinstance(dbapi_connection, sqlite3.Connection) and hasattr(dbapi_connection, "driver_connection")
+        self.dbapi: Any = _AsyncAdapted(dbapi_connection) if adapted else dbapi_connection
+        self.own = own_transactions
+
+    def write(self, plan: WritePlan, params: list[Sequence[Any]]) -> None:
+        cursor = self.dbapi.cursor()
+        try:
+            if self.own:
+                try:
+                    cursor.execute("BEGIN IMMEDIATE")  # take the write lock now, waiting up to busy_timeout
+                except sqlite3.OperationalError as exc:  # locked past busy_timeout: nothing began
+                    raise ChunkFailed(exc, None, None, False) from exc
+                try:
+                    cursor.executemany(plan.sql, params)
+                    self.dbapi.commit()
+                except BaseException as exc:
+                    self.dbapi.rollback()
+                    raise self._diagnose(cursor, plan, params, exc, whole=False) from exc
+            else:
+                if not self.dbapi.in_transaction:
+                    cursor.execute("BEGIN")  # so the savepoint nests in a transaction the caller commits
+                cursor.execute(f"SAVEPOINT {_SAVEPOINT}")
+                try:
+                    cursor.executemany(plan.sql, params)
+                except BaseException as exc:
+                    whole = not self._undo(cursor, _SAVEPOINT)
+                    raise self._diagnose(cursor, plan, params, exc, whole=whole) from exc
+                cursor.execute(f"RELEASE {_SAVEPOINT}")
+        finally:
+            cursor.close()
+
+    def _undo(self, cursor: sqlite3.Cursor, name: str) -> bool:
+        """Roll back to a savepoint; False when SQLite had already rolled back the whole transaction."""
+        if not self.dbapi.in_transaction:
+            return False
+        try:
+            cursor.execute(f"ROLLBACK TO {name}")
+            cursor.execute(f"RELEASE {name}")
+        except sqlite3.OperationalError:
+            return False
+        return True
+
+    def _diagnose(self, cursor: sqlite3.Cursor, plan: WritePlan, params: list[Sequence[Any]],
+                  exc: BaseException, whole: bool) -> ChunkFailed:
+        """Replay the chunk row by row in a transaction that is always undone, to find the first bad row."""
+        if whole or not _row_specific(exc):
+            return ChunkFailed(exc, None, None, whole)
+        began = not self.dbapi.in_transaction
+        try:
+            cursor.execute("BEGIN" if began else f"SAVEPOINT {_PROBE}")
+            for index, row in enumerate(params):
+                try:
+                    cursor.execute(plan.sql, row)
+                except Exception as failure:
+                    return ChunkFailed(failure, index, _param_at_fault(failure, plan, row), whole)
+            return ChunkFailed(exc, None, _param_at_fault(exc, plan, params[0]) if params else None, whole)
+        except sqlite3.Error:
+            return ChunkFailed(exc, None, None, whole)
+        finally:
+            if began:
+                self.dbapi.rollback()
+            else:
+                self._undo(cursor, _PROBE)

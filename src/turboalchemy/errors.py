@@ -1,0 +1,111 @@
+"""turboalchemy's exceptions: one base class, small subclasses, the driver's error kept as __cause__."""
+
+from __future__ import annotations
+
+
+class TurboAlchemyError(Exception):
+    """Base class of every error turboalchemy raises."""
+
+
+class ProfileError(TurboAlchemyError):
+    """A PRAGMA profile is malformed, or a connection did not take its settings."""
+
+
+class SchemaMismatchError(TurboAlchemyError):
+    """The rows do not fit the table (unknown keys, missing NOT NULL columns, no such conflict target).
+
+    Raised before any SQL runs, so nothing was written."""
+
+
+class UnsupportedTargetError(TurboAlchemyError):
+    """The target is not an Engine, Connection or Session of a database this version supports."""
+
+
+class BulkWriteError(TurboAlchemyError):
+    """A row of a bulk write was refused. Its chunk was rolled back whole.
+
+    `row` is the row's 0-based position in the input stream, `column` the column at fault when it
+    can be told, `committed` the rows committed before the failing chunk (Engine targets only;
+    inside a caller's transaction nothing is committed by turboalchemy).
+    """
+
+    def __init__(self, message: str, *, table: str, row: int | None, column: str | None,
+                 value_type: str | None, committed: int | None) -> None:
+        super().__init__(message)
+        self.table = table
+        self.row = row
+        self.column = column
+        self.value_type = value_type
+        self.committed = committed
+
+
+class QueryBudgetError(TurboAlchemyError, AssertionError):
+    """More statements ran than a block allowed (assert_max_queries)."""
+
+
+class NPlusOneError(TurboAlchemyError):
+    """The same SELECT shape ran more times in a block than the guard allows: an N+1 query pattern."""
+
+
+class NPlusOneWarning(UserWarning):
+    """no_n_plus_one(..., action="warn") reports through this warning instead of raising."""
+
+
+class DatabaseLockedError(TurboAlchemyError):
+    """Another connection held the write lock for longer than busy_timeout (SQLITE_BUSY / SQLITE_LOCKED)."""
+
+
+class DiskFullError(TurboAlchemyError):
+    """The disk or quota is full (SQLITE_FULL): the write was rolled back and nothing was stored."""
+
+
+class ReadOnlyDatabaseError(TurboAlchemyError):
+    """A write was attempted on a read-only connection, file or filesystem (SQLITE_READONLY)."""
+
+
+class CorruptDatabaseError(TurboAlchemyError):
+    """The file is not a database or is damaged (SQLITE_CORRUPT / SQLITE_NOTADB)."""
+
+
+class QueueClosedError(TurboAlchemyError):
+    """Work was submitted to a WriteQueue after close() was called."""
+
+
+class QueueFullError(TurboAlchemyError):
+    """A WriteQueue already held max_pending items and none drained within the caller's timeout."""
+
+
+class MigrationError(TurboAlchemyError):
+    """A migration could not be applied (its transaction was rolled back), or the database is newer than the code."""
+
+
+class BackupError(TurboAlchemyError):
+    """A backup could not be completed, or its copy failed the integrity check (the copy was removed)."""
+
+
+# SQLite primary result codes (sqlite3.Error.sqlite_errorcode & 0xff) -> (error class, what to do).
+_BY_CODE: dict[int, tuple[type[TurboAlchemyError], str]] = {
+    5: (DatabaseLockedError, "another connection held the write lock past busy_timeout; send writes through one "
+                             "turboalchemy.WriteQueue, keep write transactions short, or raise busy_timeout"),
+    6: (DatabaseLockedError, "a table is locked by another statement on the same connection; finish or close "
+                             "open cursors before writing"),
+    8: (ReadOnlyDatabaseError, "check the file's and its directory's permissions (SQLite needs to create the "
+                               "-wal and -shm files next to it), or open a read-write connection"),
+    11: (CorruptDatabaseError, "restore from a backup; `turboalchemy doctor` runs quick_check"),
+    13: (DiskFullError, "free disk space (the WAL and temporary files need room too), then retry"),
+    26: (CorruptDatabaseError, "the file is not an SQLite database, or is encrypted"),
+}
+
+
+def translate(exc: BaseException) -> TurboAlchemyError | None:
+    """The turboalchemy error for a driver (sqlite3) error, with its cause set; None when it has no better name."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is None:
+        text = str(exc).lower()
+        code = 5 if "database is locked" in text else 13 if "database or disk is full" in text else None
+    if code is None or (code & 0xFF) not in _BY_CODE:
+        return None
+    cls, advice = _BY_CODE[code & 0xFF]
+    error = cls(f"{exc}: {advice}")
+    error.__cause__ = exc
+    return error

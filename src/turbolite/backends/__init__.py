@@ -1,1 +1,0 @@
-"""Per-dialect execution of one chunk: SQLite (executemany) now; PostgreSQL (COPY) to come."""
