@@ -1,6 +1,6 @@
 """An N+1 caught by turboalchemy's guard and fixed with selectinload, with the query counts before and after.
 
-    python examples/n_plus_one.py
+python examples/n_plus_one.py
 """
 
 from __future__ import annotations

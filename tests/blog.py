@@ -28,6 +28,12 @@ class Post(Base):
 
 def seed(session: Session, users: int = 20, posts_each: int = 3) -> None:
     for u in range(1, users + 1):
-        session.add(User(id=u, name=f"user{u}", email=f"u{u}@example.org",
-                         posts=[Post(id=u * 100 + p, title=f"post {p} of {u}") for p in range(posts_each)]))
+        session.add(
+            User(
+                id=u,
+                name=f"user{u}",
+                email=f"u{u}@example.org",
+                posts=[Post(id=u * 100 + p, title=f"post {p} of {u}") for p in range(posts_each)],
+            )
+        )
     session.commit()

@@ -8,8 +8,6 @@ from collections.abc import Iterator
 
 import pytest
 
-
-
 PG_HOST, PG_PORT, PG_USER = "127.0.0.1", 5432, "postgres"
 
 
@@ -22,8 +20,9 @@ def postgres_url() -> Iterator[str]:
     try:
         import psycopg
 
-        admin = psycopg.connect(host=PG_HOST, port=PG_PORT, user=PG_USER, dbname="postgres", autocommit=True,
-                                connect_timeout=3)
+        admin = psycopg.connect(
+            host=PG_HOST, port=PG_PORT, user=PG_USER, dbname="postgres", autocommit=True, connect_timeout=3
+        )
     except Exception as exc:  # no driver, no server: both mean "cannot test PostgreSQL here"
         reason = f"PostgreSQL at {PG_HOST}:{PG_PORT} is not reachable ({type(exc).__name__}: {exc})"
         if os.environ.get("CI") == "true":

@@ -7,8 +7,28 @@ import uuid
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 
-from sqlalchemy import (JSON, Boolean, Column, Date, DateTime, Enum, Float, Integer, Interval, LargeBinary, MetaData,
-                        Numeric, REAL, String, Table, Text, Time, TypeDecorator, UniqueConstraint, Uuid)
+from sqlalchemy import (
+    JSON,
+    REAL,
+    Boolean,
+    Column,
+    Date,
+    DateTime,
+    Enum,
+    Float,
+    Integer,
+    Interval,
+    LargeBinary,
+    MetaData,
+    Numeric,
+    String,
+    Table,
+    Text,
+    Time,
+    TypeDecorator,
+    UniqueConstraint,
+    Uuid,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 FIXED = datetime(2020, 2, 2, 2, 2, 2, 2)
@@ -55,7 +75,9 @@ class Every(Base):
     shout: Mapped[str | None] = mapped_column(Shout)
     ratio: Mapped[float | None] = mapped_column(Float)
     count: Mapped[int] = mapped_column(Integer, default=7)
-    stamped: Mapped[datetime] = mapped_column(DateTime, default=lambda: FIXED, onupdate=lambda: FIXED + timedelta(days=1))
+    stamped: Mapped[datetime] = mapped_column(
+        DateTime, default=lambda: FIXED, onupdate=lambda: FIXED + timedelta(days=1)
+    )
     echo: Mapped[str] = mapped_column(String, default=_echo_name)
     label: Mapped[str] = mapped_column("label text", String, default="x")  # attribute and column names differ
 
@@ -74,7 +96,8 @@ class Reading(Base):
 
 strict_meta = MetaData()
 STRICT = Table(
-    "strict_rows", strict_meta,
+    "strict_rows",
+    strict_meta,
     Column("id", Integer, primary_key=True),
     Column("n", Integer, nullable=False),
     Column("x", REAL),
@@ -84,7 +107,8 @@ STRICT = Table(
 
 odd_meta = MetaData()
 ODD = Table(
-    'select "odd" table', odd_meta,
+    'select "odd" table',
+    odd_meta,
     Column("id", Integer, primary_key=True),
     Column("order", String),  # a reserved word
     Column("with space", Integer),

@@ -24,7 +24,9 @@ METAS = (Base.metadata, strict_meta, odd_meta)
 def urls(request, tmp_path):
     """(sync URL, async URL) of two fresh databases (or, on PostgreSQL, one database used twice in turn)."""
     if request.param == "sqlite":
-        made = [(f"sqlite:///{tmp_path / f'{n}.db'}", f"sqlite+aiosqlite:///{tmp_path / f'{n}.db'}") for n in ("a", "b")]
+        made = [
+            (f"sqlite:///{tmp_path / f'{n}.db'}", f"sqlite+aiosqlite:///{tmp_path / f'{n}.db'}") for n in ("a", "b")
+        ]
     else:
         url = request.getfixturevalue("postgres_url")
         made = [(url, url)]
@@ -42,8 +44,18 @@ def urls(request, tmp_path):
         engine.dispose()
 
 
-ROWS = [{"id": i, "name": f"n{i}", "when": datetime(2024, 1, 1) + timedelta(minutes=i), "mood": Mood.calm,
-         "amount": Decimal("1.25") * i, "doc": {"i": i}, "ratio": i / 3} for i in range(1, 2_001)]
+ROWS = [
+    {
+        "id": i,
+        "name": f"n{i}",
+        "when": datetime(2024, 1, 1) + timedelta(minutes=i),
+        "mood": Mood.calm,
+        "amount": Decimal("1.25") * i,
+        "doc": {"i": i},
+        "ratio": i / 3,
+    }
+    for i in range(1, 2_001)
+]
 
 
 def dump(url: str) -> list[tuple]:

@@ -17,8 +17,10 @@ def make_db(path, schema: str, rows: int = 0, key=None, cache_kib: int | None = 
     conn = sqlite3.connect(path)
     conn.executescript(schema)
     if rows:
-        conn.executemany("INSERT INTO t (id, a, b, c, d) VALUES (?, ?, ?, ?, ?)",
-                         [(key(i), i % 97, i % 13, i, -i) for i in range(rows)])
+        conn.executemany(
+            "INSERT INTO t (id, a, b, c, d) VALUES (?, ?, ?, ?, ?)",
+            [(key(i), i % 97, i % 13, i, -i) for i in range(rows)],
+        )
     conn.commit()
     conn.close()
     return str(path)
@@ -31,8 +33,11 @@ def rules(found) -> list[tuple[str, str | None]]:
     return [(a.rule, a.table) for a in found]
 
 
-@pytest.mark.parametrize("key, fires", [(lambda i: str(uuid.uuid4()), True), (lambda i: turboalchemy.uuid7(), False)],
-                         ids=["uuid4 fires", "uuid7 silent"])
+@pytest.mark.parametrize(
+    "key, fires",
+    [(lambda i: str(uuid.uuid4()), True), (lambda i: turboalchemy.uuid7(), False)],
+    ids=["uuid4 fires", "uuid7 silent"],
+)
 def test_random_text_primary_keys(tmp_path, key, fires):
     db = make_db(tmp_path / "k.db", TABLE, rows=3_000, key=key)
     found = [a for a in turboalchemy.advise(db) if a.rule == "random_primary_key"]
@@ -52,10 +57,12 @@ def test_an_integer_primary_key_is_never_random(tmp_path):
 
 @pytest.mark.parametrize(
     "extra, fires",
-    [("CREATE INDEX ix_a ON t (a); CREATE UNIQUE INDEX ux_ab ON t (a, b);", "ix_a"),
-     ("CREATE INDEX ix_ab ON t (a, b); CREATE INDEX ix_abc ON t (a, b, c);", "ix_ab"),
-     ("CREATE UNIQUE INDEX ux_ab ON t (a, b);", None),
-     ("CREATE INDEX ix_b ON t (b); CREATE INDEX ix_ab ON t (a, b);", None)],
+    [
+        ("CREATE INDEX ix_a ON t (a); CREATE UNIQUE INDEX ux_ab ON t (a, b);", "ix_a"),
+        ("CREATE INDEX ix_ab ON t (a, b); CREATE INDEX ix_abc ON t (a, b, c);", "ix_ab"),
+        ("CREATE UNIQUE INDEX ux_ab ON t (a, b);", None),
+        ("CREATE INDEX ix_b ON t (b); CREATE INDEX ix_ab ON t (a, b);", None),
+    ],
     ids=["prefix of a unique index", "prefix of a longer index", "alone", "not a prefix"],
 )
 def test_indexes_that_are_a_prefix_of_another(tmp_path, extra, fires):
@@ -79,8 +86,11 @@ def test_indexes_no_seen_statement_uses(tmp_path):
     engine.dispose()
 
 
-@pytest.mark.parametrize("indexes, cache_kib, fires", [(3, 64, True), (1, 64, False), (3, 65_536, False)],
-                         ids=["3 indexes, small cache", "1 index", "3 indexes, cache holds the file"])
+@pytest.mark.parametrize(
+    "indexes, cache_kib, fires",
+    [(3, 64, True), (1, 64, False), (3, 65_536, False)],
+    ids=["3 indexes, small cache", "1 index", "3 indexes, cache holds the file"],
+)
 def test_many_indexes_on_a_database_larger_than_the_cache(tmp_path, indexes, cache_kib, fires):
     schema = TABLE + "".join(f"CREATE INDEX ix_{c} ON t ({c});" for c in "abc"[:indexes])
     db = make_db(tmp_path / "m.db", schema, rows=20_000, key=lambda i: f"{i:08d}")
@@ -102,13 +112,17 @@ def test_transactions_too_small_for_the_write_volume(tmp_path, rows, fires):
 
 
 def test_doctor_says_so_when_there_is_no_database(tmp_path):
-    out = subprocess.run([sys.executable, "-m", "turboalchemy", "doctor", str(tmp_path / "none.db")],
-                         capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "turboalchemy", "doctor", str(tmp_path / "none.db")], capture_output=True, text=True
+    )
     assert out.returncode == 2 and "no database at" in out.stderr
 
 
-@pytest.mark.parametrize("columns, fires", [("entity, sub", True), ("sub, entity", False)],
-                         ids=["fastest-changing column first fires", "arrival order silent"])
+@pytest.mark.parametrize(
+    "columns, fires",
+    [("entity, sub", True), ("sub, entity", False)],
+    ids=["fastest-changing column first fires", "arrival order silent"],
+)
 def test_an_index_whose_column_order_scatters_arriving_rows(tmp_path, columns, fires):
     db = tmp_path / "o.db"
     conn = sqlite3.connect(db)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import sqlite3
-from datetime import timedelta
+from datetime import UTC, timedelta
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -39,7 +39,10 @@ def dump(engine, table: str, order: str = "id") -> list[tuple]:
     """Every value with its storage class, read by a separate sqlite3 connection."""
     conn = sqlite3.connect(engine.url.database)
     try:
-        q = lambda name: '"' + name.replace('"', '""') + '"'
+
+        def q(name):
+            return '"' + name.replace('"', '""') + '"'
+
         names = [r[1] for r in conn.execute(f"PRAGMA table_info({q(table)})")]
         cols = ", ".join(f"{q(n)}, typeof({q(n)})" for n in names)
         return conn.execute(f"SELECT {cols} FROM {q(table)} ORDER BY {q(order)}").fetchall()
@@ -62,7 +65,7 @@ OPTIONAL = {
     "flag": st.booleans(),
     "mood": st.sampled_from(Mood),
     "doc": st.dictionaries(st.text(max_size=5), st.integers(-1000, 1000) | st.text(max_size=5), max_size=3),
-    "amount": st.decimals(min_value=-10**9, max_value=10**9, places=2, allow_nan=False),
+    "amount": st.decimals(min_value=-(10**9), max_value=10**9, places=2, allow_nan=False),
     "uid": st.uuids(),
     "blob": st.binary(max_size=40),
     "span": st.timedeltas(min_value=timedelta(days=-9999), max_value=timedelta(days=9999)),
@@ -105,8 +108,10 @@ def test_bulk_insert_stores_exactly_what_the_orm_stores(engines, rows):
 @pytest.mark.parametrize("shape", ["dicts", "column names", "instances", "tuples"])
 def test_rows_come_as_dicts_instances_or_tuples(engines, shape):
     orm, fast = engines("orm"), engines("fast")
-    rows = [{"id": i, "name": f"n{i}", "ratio": i / 3, "label": f"l{i}", "count": i, "stamped": FIXED, "echo": "e"}
-            for i in range(1, 40)]
+    rows = [
+        {"id": i, "name": f"n{i}", "ratio": i / 3, "label": f"l{i}", "count": i, "stamped": FIXED, "echo": "e"}
+        for i in range(1, 40)
+    ]
     if shape == "tuples":
         # a tuple supplies every column, so "absent" reads as an explicit None (JSON stores 'null' then,
         # as the ORM does for an attribute set to None): give the ORM reference the same explicit Nones
@@ -138,6 +143,7 @@ def test_python_defaults_scalar_callable_and_context_sensitive(engines):
 
 # -- upserts --------------------------------------------------------------------------------------
 
+
 def readings(n: int, value: float = 1.0) -> list[dict]:
     return [{"id": i, "sensor": f"s{i % 7}", "slot": i, "value": value * i, "note": None} for i in range(n)]
 
@@ -164,8 +170,10 @@ def test_upsert_updates_in_place_and_keeps_the_primary_key(engines):
 
 def test_duplicates_within_one_chunk_resolve_last_wins(engines):
     engine = engines("dup")
-    rows = [{"id": 1, "sensor": "a", "slot": 1, "value": 1.0, "note": "first"},
-            {"id": 2, "sensor": "a", "slot": 1, "value": 2.0, "note": "last"}]
+    rows = [
+        {"id": 1, "sensor": "a", "slot": 1, "value": 1.0, "note": "first"},
+        {"id": 2, "sensor": "a", "slot": 1, "value": 2.0, "note": "last"},
+    ]
     turboalchemy.bulk_upsert(engine, Reading, rows, conflict=("sensor", "slot"))
     with Session(engine) as session:
         (row,) = session.scalars(select(Reading)).all()
@@ -175,7 +183,9 @@ def test_duplicates_within_one_chunk_resolve_last_wins(engines):
 def test_upsert_applies_onupdate_and_an_explicit_update_list(engines):
     engine = engines("on")
     turboalchemy.bulk_insert(engine, Every, [{"id": 1, "name": "a", "ratio": 1.0}])
-    turboalchemy.bulk_upsert(engine, Every, [{"id": 1, "name": "b", "ratio": 2.0}], conflict=("id",), update=["ratio", "stamped"])
+    turboalchemy.bulk_upsert(
+        engine, Every, [{"id": 1, "name": "b", "ratio": 2.0}], conflict=("id",), update=["ratio", "stamped"]
+    )
     with Session(engine) as session:
         row = session.get(Every, 1)
         assert (row.name, row.ratio, row.stamped) == ("a", 2.0, FIXED + timedelta(days=1))
@@ -189,6 +199,7 @@ def test_a_conflict_target_without_a_unique_key_is_refused_before_any_sql(engine
 
 
 # -- bad input ------------------------------------------------------------------------------------
+
 
 def _strict(i: int, **override) -> dict:
     return {"id": i, "n": i, "x": float(i), "s": f"s{i}"} | override
@@ -264,10 +275,12 @@ def test_values_over_the_length_limit_are_named(engines):
 
 @pytest.mark.parametrize(
     "rows, message",
-    [([{"id": 1, "n": 1, "nope": 2}], "'nope'"),
-     ([{"id": 1, "x": 1.0}], "NOT NULL column\\(s\\) 'n'"),
-     ([(1, 2)], "has 2 values"),
-     (["just text"], "rows must be dicts, tuples")],
+    [
+        ([{"id": 1, "n": 1, "nope": 2}], "'nope'"),
+        ([{"id": 1, "x": 1.0}], "NOT NULL column\\(s\\) 'n'"),
+        ([(1, 2)], "has 2 values"),
+        (["just text"], "rows must be dicts, tuples"),
+    ],
 )
 def test_rows_that_cannot_fit_are_refused_before_any_sql(engines, rows, message):
     engine = engines("refuse")
@@ -306,12 +319,14 @@ def test_a_generator_is_read_chunk_by_chunk(engines):
 
 # -- identifiers and transactions -----------------------------------------------------------------
 
+
 def test_odd_identifiers_are_quoted(engines):
     engine = engines("odd")
     rows = [{"id": i, "order": f"o{i}", "with space": i, 'quote"d': 'it\'s "x"'} for i in range(10)]
     turboalchemy.bulk_insert(engine, ODD, rows)
-    turboalchemy.bulk_upsert(engine, ODD, [dict(r, id=r["id"] + 100, **{'quote"d': "new"}) for r in rows],
-                          conflict=("order", "with space"))
+    turboalchemy.bulk_upsert(
+        engine, ODD, [dict(r, id=r["id"] + 100, **{'quote"d': "new"}) for r in rows], conflict=("order", "with space")
+    )
     stored = dump(engine, 'select "odd" table')
     assert len(stored) == 10 and {r[6] for r in stored} == {"new"}
 
@@ -355,9 +370,9 @@ def test_repository_upsert_expires_objects_it_replaced(engines):
 
 def test_datetimes_that_are_not_naive_are_stored_as_the_orm_stores_them(engines):
     """The fast DateTime conversion covers naive datetimes; aware ones and dates take SQLAlchemy's own."""
-    from datetime import date, datetime, timezone
+    from datetime import date, datetime
 
-    values = [datetime(2021, 5, 6, 7, 8, 9, tzinfo=timezone.utc), date(2021, 5, 6), datetime(2021, 5, 6), None]
+    values = [datetime(2021, 5, 6, 7, 8, 9, tzinfo=UTC), date(2021, 5, 6), datetime(2021, 5, 6), None]
     rows = [{"id": i + 1, "name": "n", "when": v} for i, v in enumerate(values)]
     orm, fast = engines("orm"), engines("fast")
     with Session(orm) as session:

@@ -53,7 +53,9 @@ def test_the_fast_path_is_copy(pg):
     plan = compile_plan(STRICT, pg.dialect, "insert", ("id", "n", "x", "s"))
     assert plan.copy_columns == ("id", "n", "x", "s")
     upsert = compile_plan(STRICT, pg.dialect, "upsert", ("id", "n", "x", "s"), ("id",))
-    assert upsert.copy_columns and "ON CONFLICT (id) DO UPDATE" in upsert.merge_sql and "DISTINCT ON" in upsert.merge_sql
+    assert (
+        upsert.copy_columns and "ON CONFLICT (id) DO UPDATE" in upsert.merge_sql and "DISTINCT ON" in upsert.merge_sql
+    )
     # a Python onupdate called per row (as the ORM calls it) cannot ride through COPY: executemany instead
     assert compile_plan(Every.__table__, pg.dialect, "upsert", ("id", "name"), ("id",)).copy_columns is None
 
@@ -88,7 +90,7 @@ def test_upsert_twice_equals_upsert_once_and_the_last_duplicate_wins(engine):
     once = dump(engine, Every.__table__)
     turboalchemy.bulk_upsert(engine, Every, rows, conflict=["id"], chunk_size=1000)
     twice = dump(engine, Every.__table__)
-    assert len(once) == 29 and [r for r in once if r[0] == 3][0][1] == "last"
+    assert len(once) == 29 and next(r for r in once if r[0] == 3)[1] == "last"
     stamped = [c.key for c in Every.__table__.columns].index("stamped")
     assert {r[stamped] for r in twice} == {FIXED + timedelta(days=1)}  # onupdate applied on the second pass
     assert [r[:stamped] for r in twice] == [r[:stamped] for r in once]
@@ -104,8 +106,12 @@ def test_duplicates_within_a_copied_chunk_resolve_last_wins(engine):
 def test_upsert_on_a_unique_constraint_of_quoted_columns(engine):
     rows = [{"id": i, "order": f"o{i % 3}", "with space": i % 2, 'quote"d': str(i)} for i in range(6)]
     turboalchemy.bulk_insert(engine, ODD, rows[:3])
-    turboalchemy.bulk_upsert(engine, ODD, [{"id": 100 + i, **{k: v for k, v in r.items() if k != "id"}} for i, r in
-                                        enumerate(rows)], conflict=["order", "with space"])
+    turboalchemy.bulk_upsert(
+        engine,
+        ODD,
+        [{"id": 100 + i, **{k: v for k, v in r.items() if k != "id"}} for i, r in enumerate(rows)],
+        conflict=["order", "with space"],
+    )
     assert count(engine, ODD) == 6
 
 
@@ -114,7 +120,9 @@ BAD = [
     pytest.param(15, "n", {"n": 2**40}, "int", id="out of range for INTEGER"),
     pytest.param(19, "n", {"n": None}, "NoneType", id="None into NOT NULL"),
     pytest.param(14, "id", {"id": 11}, "int", id="duplicate key within the chunk"),
-    pytest.param(16, "s", {"s": object()}, "object", id="unsendable value"),  # a list would be stored as '{a}', as by Core
+    pytest.param(
+        16, "s", {"s": object()}, "object", id="unsendable value"
+    ),  # a list would be stored as '{a}', as by Core
 ]
 
 

@@ -9,9 +9,7 @@ import pytest
 from sqlalchemy import create_engine, text
 
 import turboalchemy
-from turboalchemy._cli import main as cli
 from turboalchemy._tools.copy import CopyError, copy_database
-
 
 SCHEMA = """
 CREATE TABLE authors (id INTEGER PRIMARY KEY, name TEXT NOT NULL, joined DATETIME);
@@ -24,10 +22,14 @@ CREATE INDEX ix_posts_score ON posts (score);
 def blog(path) -> None:
     conn = sqlite3.connect(path)
     conn.executescript(SCHEMA)
-    conn.executemany("INSERT INTO authors VALUES (?, ?, ?)",
-                     [(i, f"author {i} ✓", datetime(2024, 1, 1 + i % 28, 12, 0, 0, i).isoformat(" ")) for i in range(1, 51)])
-    conn.executemany("INSERT INTO posts VALUES (?, ?, ?, ?, ?)",
-                     [(i, 1 + i % 50, f"post {i}", i / 7, bytes([i % 256]) * 3) for i in range(1, 1001)])
+    conn.executemany(
+        "INSERT INTO authors VALUES (?, ?, ?)",
+        [(i, f"author {i} ✓", datetime(2024, 1, 1 + i % 28, 12, 0, 0, i).isoformat(" ")) for i in range(1, 51)],
+    )
+    conn.executemany(
+        "INSERT INTO posts VALUES (?, ?, ?, ?, ?)",
+        [(i, 1 + i % 50, f"post {i}", i / 7, bytes([i % 256]) * 3) for i in range(1, 1001)],
+    )
     conn.commit()
     conn.close()
 
@@ -81,5 +83,8 @@ def test_a_finished_table_is_skipped_and_a_partial_one_needs_resume(tmp_path):
 def test_unknown_tables_are_refused(tmp_path):
     blog(tmp_path / "src.db")
     with pytest.raises(CopyError, match="no table"):
-        copy_database(create_engine(f"sqlite:///{tmp_path / 'src.db'}"),
-                      create_engine(f"sqlite:///{tmp_path / 'd.db'}"), tables=["nope"])
+        copy_database(
+            create_engine(f"sqlite:///{tmp_path / 'src.db'}"),
+            create_engine(f"sqlite:///{tmp_path / 'd.db'}"),
+            tables=["nope"],
+        )

@@ -47,6 +47,7 @@ def list_posts_eagerly(session) -> int:
 
 # -- counting -------------------------------------------------------------------------------------
 
+
 def test_count_queries_counts_by_kind_and_stops_at_the_end_of_the_block(engine):
     with Session(engine) as session:
         with turboalchemy.count_queries(session) as counted:
@@ -74,6 +75,7 @@ def test_assert_max_queries_passes_within_budget_and_lists_statements_over_it(en
 
 
 # -- N+1 ------------------------------------------------------------------------------------------
+
 
 def test_the_guard_names_the_repeated_statement_and_the_line_that_ran_it(engine):
     with Session(engine) as session:
@@ -105,7 +107,7 @@ def test_raiseload_all_turns_a_lazy_load_into_an_error(engine):
     with Session(engine) as session:
         user = session.scalars(turboalchemy.raiseload_all(select(User)).limit(1)).one()
         with pytest.raises(InvalidRequestError, match="lazy='raise'"):
-            user.posts
+            _ = user.posts
 
 
 # -- slow queries ---------------------------------------------------------------------------------
@@ -134,6 +136,7 @@ def test_slow_queries_are_logged_with_their_fields_and_fast_ones_are_not(engine,
 
 # -- plans ----------------------------------------------------------------------------------------
 
+
 def _kinds(plan) -> set[str]:
     return {f.kind for f in plan.findings}
 
@@ -145,7 +148,7 @@ def test_explain_finds_a_full_scan_on_a_filtered_column_and_is_silent_once_index
         assert plan.rows and "full_scan" in _kinds(plan)
         (finding,) = [f for f in plan.findings if f.kind == "full_scan"]
         assert (finding.table, finding.columns) == ("users", ("email",))
-        assert finding.suggestion == 'CREATE INDEX ix_users_email ON users (email)'
+        assert finding.suggestion == "CREATE INDEX ix_users_email ON users (email)"
         session.execute(text(finding.suggestion))
         assert "full_scan" not in _kinds(turboalchemy.explain(session, stmt))
 
@@ -178,6 +181,7 @@ def test_explain_does_not_run_the_statement(engine):
 
 # -- pool -----------------------------------------------------------------------------------------
 
+
 def test_pool_status_reports_checked_out_connections(engine):
     if engine.dialect.name == "sqlite":
         engine = create_engine(engine.url, pool_size=3, max_overflow=2)
@@ -193,8 +197,9 @@ def test_pool_status_reports_checked_out_connections(engine):
 
 
 def test_the_example_shows_the_n_plus_one_caught_and_fixed():
-    out = subprocess.run([sys.executable, str(ROOT / "examples" / "n_plus_one.py")], capture_output=True, text=True,
-                         timeout=60)
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "n_plus_one.py")], capture_output=True, text=True, timeout=60
+    )
     assert out.returncode == 0, out.stderr
     assert "before: 51 queries" in out.stdout and "after: 2 queries" in out.stdout
     assert "NPlusOneError" in out.stdout

@@ -9,9 +9,9 @@ import pytest
 from sqlalchemy import text
 
 import turboalchemy
-from turboalchemy.errors import DatabaseLockedError, ProfileError, ReadOnlyDatabaseError, translate
 from turboalchemy import PROFILES, Profile
 from turboalchemy._profiles import resolve
+from turboalchemy.errors import DatabaseLockedError, ProfileError, ReadOnlyDatabaseError, translate
 
 
 def pragmas(engine, *names):
@@ -21,17 +21,36 @@ def pragmas(engine, *names):
 
 def test_production_profile_is_the_consensus_list(tmp_path):
     engine = turboalchemy.create_engine(f"sqlite:///{tmp_path / 'app.db'}")
-    assert pragmas(engine, "journal_mode", "synchronous", "busy_timeout", "cache_size", "mmap_size", "temp_store",
-                   "foreign_keys", "wal_autocheckpoint", "auto_vacuum") == {
-        "journal_mode": "wal", "synchronous": 1, "busy_timeout": 5000, "cache_size": -64_000,
-        "mmap_size": 268_435_456, "temp_store": 2, "foreign_keys": 1, "wal_autocheckpoint": 1000, "auto_vacuum": 2}
+    assert pragmas(
+        engine,
+        "journal_mode",
+        "synchronous",
+        "busy_timeout",
+        "cache_size",
+        "mmap_size",
+        "temp_store",
+        "foreign_keys",
+        "wal_autocheckpoint",
+        "auto_vacuum",
+    ) == {
+        "journal_mode": "wal",
+        "synchronous": 1,
+        "busy_timeout": 5000,
+        "cache_size": -64_000,
+        "mmap_size": 268_435_456,
+        "temp_store": 2,
+        "foreign_keys": 1,
+        "wal_autocheckpoint": 1000,
+        "auto_vacuum": 2,
+    }
 
 
 def test_durable_is_production_with_synchronous_full(tmp_path):
     engine = turboalchemy.create_engine(f"sqlite:///{tmp_path / 'app.db'}", profile="durable")
     assert pragmas(engine, "synchronous", "journal_mode") == {"synchronous": 2, "journal_mode": "wal"}
-    assert {k: v for k, v in PROFILES["durable"].pragmas.items() if k != "synchronous"} == \
-        {k: v for k, v in PROFILES["production"].pragmas.items() if k != "synchronous"}
+    assert {k: v for k, v in PROFILES["durable"].pragmas.items() if k != "synchronous"} == {
+        k: v for k, v in PROFILES["production"].pragmas.items() if k != "synchronous"
+    }
 
 
 def test_new_database_only_settings_leave_an_existing_database_alone(tmp_path):
@@ -104,7 +123,9 @@ def test_an_in_memory_database_reads_through_its_one_connection():
 
 
 def test_a_held_write_lock_raises_database_locked_with_the_driver_error_as_cause(tmp_path):
-    engine = turboalchemy.create_engine(f"sqlite:///{tmp_path / 'app.db'}", profile=["production", {"busy_timeout": 50}])
+    engine = turboalchemy.create_engine(
+        f"sqlite:///{tmp_path / 'app.db'}", profile=["production", {"busy_timeout": 50}]
+    )
     with engine.begin() as conn:
         conn.exec_driver_sql("CREATE TABLE t (x)")
     other = sqlite3.connect(tmp_path / "app.db", isolation_level=None)
@@ -150,8 +171,15 @@ def test_postgresql_urls_get_psycopg_and_a_pinging_pool(postgres_url):
         assert conn.exec_driver_sql("SELECT 1").scalar() == 1
 
 
-@pytest.mark.parametrize("code, cls", [(5, DatabaseLockedError), (13, turboalchemy.DiskFullError),
-                                       (8, ReadOnlyDatabaseError), (26, turboalchemy.CorruptDatabaseError)])
+@pytest.mark.parametrize(
+    "code, cls",
+    [
+        (5, DatabaseLockedError),
+        (13, turboalchemy.DiskFullError),
+        (8, ReadOnlyDatabaseError),
+        (26, turboalchemy.CorruptDatabaseError),
+    ],
+)
 def test_driver_errors_map_to_typed_errors(code, cls):
     driver = sqlite3.OperationalError("boom")
     driver.sqlite_errorcode = code

@@ -43,8 +43,9 @@ def test_delete_journal_mode_is_a_red_flag(tmp_path):
     fresh(tmp_path / "d.db", journal="DELETE").close()
     report = turboalchemy.health(tmp_path / "d.db")
     assert any("journal_mode is DELETE" in w for w in flags(report)) and not report.ok
-    out = subprocess.run([sys.executable, "-m", "turboalchemy", "doctor", str(tmp_path / "d.db")], capture_output=True,
-                         text=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "turboalchemy", "doctor", str(tmp_path / "d.db")], capture_output=True, text=True
+    )
     assert out.returncode == 1 and "PRAGMA journal_mode = WAL" in out.stdout
 
 
@@ -59,7 +60,9 @@ def test_a_mostly_free_file_is_a_red_flag_until_vacuumed(tmp_path):
 
 
 def test_synchronous_off_on_an_engine_is_a_red_flag(tmp_path):
-    engine = turboalchemy.create_engine(f"sqlite:///{tmp_path / 's.db'}", profile=["production", {"synchronous": "OFF"}])
+    engine = turboalchemy.create_engine(
+        f"sqlite:///{tmp_path / 's.db'}", profile=["production", {"synchronous": "OFF"}]
+    )
     with engine.begin() as conn:
         conn.exec_driver_sql("CREATE TABLE t (x)")
     report = turboalchemy.health(engine)
@@ -119,8 +122,9 @@ def test_a_damaged_file_fails_quick_check(tmp_path):
 
 
 def test_doctor_exits_2_when_it_cannot_read(tmp_path):
-    out = subprocess.run([sys.executable, "-m", "turboalchemy", "doctor", str(tmp_path / "none.db")],
-                         capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "turboalchemy", "doctor", str(tmp_path / "none.db")], capture_output=True, text=True
+    )
     assert out.returncode == 2
 
 
@@ -129,8 +133,11 @@ def test_checkpoint_command_empties_the_wal(tmp_path, mode):
     conn = fresh(tmp_path / "w.db", rows=500)
     conn.execute("PRAGMA wal_autocheckpoint = 0")
     conn.executemany("INSERT INTO t (pad) VALUES (?)", [("z" * 100,)] * 100)
-    out = subprocess.run([sys.executable, "-m", "turboalchemy", "checkpoint", str(tmp_path / "w.db"), "--mode", mode],
-                         capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "turboalchemy", "checkpoint", str(tmp_path / "w.db"), "--mode", mode],
+        capture_output=True,
+        text=True,
+    )
     assert out.returncode == 0 and "WAL frames copied" in out.stdout
     if mode == "truncate":
         assert (tmp_path / "w.db-wal").stat().st_size == 0

@@ -4,7 +4,7 @@ import threading
 import uuid
 
 from sqlalchemy import create_engine, select
-from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session
 
 import turboalchemy
 

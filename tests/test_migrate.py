@@ -90,10 +90,13 @@ def test_to_stops_at_a_version(tmp_path):
     assert report.after == 2 and [m.version for m in report.pending] == [3]
 
 
-@pytest.mark.parametrize("files, message", [
-    ({"0001_a.sql": "SELECT 1;", "1_b.sql": "SELECT 2;"}, "both claim version 1"),
-    ({"0000_a.sql": "SELECT 1;"}, "versions start at 1"),
-])
+@pytest.mark.parametrize(
+    "files, message",
+    [
+        ({"0001_a.sql": "SELECT 1;", "1_b.sql": "SELECT 2;"}, "both claim version 1"),
+        ({"0000_a.sql": "SELECT 1;"}, "versions start at 1"),
+    ],
+)
 def test_ambiguous_folders_are_refused(tmp_path, files, message):
     with pytest.raises(turboalchemy.MigrationError, match=message):
         discover(write(tmp_path / "m", files))
@@ -112,26 +115,36 @@ def test_statements_split_like_sqlite_reads_them():
 
 def test_sigkill_while_migrating_leaves_schema_and_version_agreeing(tmp_path):
     """Kill the process inside a long migration: the file's work and its version bump vanish together."""
-    folder = write(tmp_path / "m", {
-        "0001_base.sql": "CREATE TABLE base (x);",
-        "0002_slow.sql": """
+    folder = write(
+        tmp_path / "m",
+        {
+            "0001_base.sql": "CREATE TABLE base (x);",
+            "0002_slow.sql": """
             CREATE TABLE big (n INTEGER, pad TEXT);
             INSERT INTO big SELECT value, hex(randomblob(64)) FROM generate_series(1, 3000000);
             CREATE INDEX big_pad ON big (pad);
-        """ if sqlite3.sqlite_version_info >= (3, 47) else """
+        """
+            if sqlite3.sqlite_version_info >= (3, 47)
+            else """
             CREATE TABLE big (n INTEGER, pad TEXT);
             WITH RECURSIVE c(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM c WHERE n < 3000000)
             INSERT INTO big SELECT n, hex(randomblob(64)) FROM c;
             CREATE INDEX big_pad ON big (pad);
         """,
-    })
+        },
+    )
     db = tmp_path / "app.db"
-    child = subprocess.Popen([sys.executable, "-m", "turboalchemy", "migrate", str(db), str(folder)],
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    child = subprocess.Popen(
+        [sys.executable, "-m", "turboalchemy", "migrate", str(db), str(folder)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:  # wait until 0001 is committed and 0002 is under way
-        if os.path.exists(f"{db}-journal") or (db.exists() and version_and_tables(db)[0] == 1 and
-                                               os.path.getsize(db) + _size(f"{db}-journal") > 1_000_000):
+        if os.path.exists(f"{db}-journal") or (
+            db.exists() and version_and_tables(db)[0] == 1 and os.path.getsize(db) + _size(f"{db}-journal") > 1_000_000
+        ):
             break
         time.sleep(0.02)
     time.sleep(0.3)

@@ -8,7 +8,9 @@ from turboalchemy import Profile, ProfileError
 
 
 def test_a_profile_is_applied_and_verified(tmp_path):
-    profile = Profile("p", {"journal_mode": "WAL", "synchronous": "NORMAL", "cache_size": -2000, "temp_store": "MEMORY"})
+    profile = Profile(
+        "p", {"journal_mode": "WAL", "synchronous": "NORMAL", "cache_size": -2000, "temp_store": "MEMORY"}
+    )
     conn = sqlite3.connect(tmp_path / "a.db")
     profile.apply(conn)
     assert profile.verify(conn) == {"journal_mode": "wal", "synchronous": 1, "cache_size": -2000, "temp_store": 2}
@@ -22,8 +24,13 @@ def test_verify_names_every_setting_that_did_not_take(tmp_path):
 
 @pytest.mark.parametrize(
     "pragmas",
-    [{"synchronous": "SOMETIMES"}, {"cache_size": "-64000; DROP TABLE t"}, {"not_a_pragma": 1},
-     {"busy_timeout": True}, {"journal_mode": 3}],
+    [
+        {"synchronous": "SOMETIMES"},
+        {"cache_size": "-64000; DROP TABLE t"},
+        {"not_a_pragma": 1},
+        {"busy_timeout": True},
+        {"journal_mode": 3},
+    ],
 )
 def test_malformed_profiles_are_refused_when_defined(pragmas):
     with pytest.raises(ProfileError):

@@ -38,8 +38,9 @@ def engine(request, tmp_path):
     made = create_engine(url)
     Base.metadata.drop_all(made)
     Base.metadata.create_all(made)
-    turboalchemy.bulk_insert(made, Item, ({"id": i, "grp": i % 7, "name": f"item {i}", "code": f"c{i:06d}"}
-                                       for i in range(1, ROWS + 1)))
+    turboalchemy.bulk_insert(
+        made, Item, ({"id": i, "grp": i % 7, "name": f"item {i}", "code": f"c{i:06d}"} for i in range(1, ROWS + 1))
+    )
     yield made
     Base.metadata.drop_all(made)
     made.dispose()
@@ -112,7 +113,9 @@ def test_keyset_pages_stay_exact_under_inserts_past_the_cursor(engine):
     seen, after = [], None
     with Session(engine) as session:
         while True:
-            page = turboalchemy.keyset_page(session, select(Item.id, Item.name).order_by(Item.id), size=500, after=after)
+            page = turboalchemy.keyset_page(
+                session, select(Item.id, Item.name).order_by(Item.id), size=500, after=after
+            )
             seen += [row.id for row in page.rows]
             if page.next_after is None:
                 break
@@ -124,17 +127,20 @@ def test_keyset_pages_stay_exact_under_inserts_past_the_cursor(engine):
     assert seen == list(range(1, len(seen) + 1)) and len(seen) > ROWS  # nothing twice, nothing skipped
 
 
-@pytest.mark.parametrize("stmt, message", [
-    (select(Item), "need a select ordered by a unique key"),
-    (select(Item).order_by(Item.grp), r"ORDER BY \(grp\) is not unique"),
-    (select(Item).order_by(Item.grp, Item.id.desc()), "mixes ascending and descending"),
-    (select(Item).order_by(Item.id).limit(5), "remove .limit"),
-    (select(Item.name).order_by(Item.id), "select the key columns"),
-])
+@pytest.mark.parametrize(
+    "stmt, message",
+    [
+        (select(Item), "need a select ordered by a unique key"),
+        (select(Item).order_by(Item.grp), r"ORDER BY \(grp\) is not unique"),
+        (select(Item).order_by(Item.grp, Item.id.desc()), "mixes ascending and descending"),
+        (select(Item).order_by(Item.id).limit(5), "remove .limit"),
+        (select(Item.name).order_by(Item.id), "select the key columns"),
+    ],
+)
 def test_orderings_that_cannot_be_paged_are_refused(engine, stmt, message):
     with Session(engine) as session:
         with pytest.raises(KeysetError, match=message):
-            turboalchemy.keyset_page(session, stmt, size=10, after=None if "select the key" not in message else None)
+            turboalchemy.keyset_page(session, stmt, size=10, after=None)
 
 
 def test_the_async_variants_give_the_same_pages_and_stream(engine):
@@ -146,10 +152,13 @@ def test_the_async_variants_give_the_same_pages_and_stream(engine):
         try:
             async with AsyncSession(aengine) as session:
                 first = await turboalchemy.akeyset_page(session, select(Item).order_by(Item.id), size=10)
-                second = await turboalchemy.akeyset_page(session, select(Item).order_by(Item.id), size=10,
-                                                      after=first.next_after)
-                streamed = [item.id async for item in turboalchemy.astream(session, select(Item).order_by(Item.id),
-                                                                         batch_size=100)]
+                second = await turboalchemy.akeyset_page(
+                    session, select(Item).order_by(Item.id), size=10, after=first.next_after
+                )
+                streamed = [
+                    item.id
+                    async for item in turboalchemy.astream(session, select(Item).order_by(Item.id), batch_size=100)
+                ]
             rows = [row async for row in turboalchemy.astream(aengine, select(Item.id), batch_size=500)]
             return [i.id for i in first.rows], [i.id for i in second.rows], streamed, len(rows)
         finally:

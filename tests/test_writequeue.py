@@ -17,8 +17,14 @@ import turboalchemy
 from turboalchemy import PROFILES
 
 metadata = MetaData()
-events = Table("events", metadata, Column("id", Integer, primary_key=True), Column("producer", String, nullable=False),
-               Column("seq", Integer, nullable=False), Column("at", DateTime))
+events = Table(
+    "events",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("producer", String, nullable=False),
+    Column("seq", Integer, nullable=False),
+    Column("at", DateTime),
+)
 INSERT = text("INSERT INTO events (producer, seq) VALUES (:producer, :seq)")
 
 
@@ -68,6 +74,7 @@ def until(condition, timeout: float = 5.0) -> None:
 def test_threads_and_asyncio_tasks_lose_nothing(engine):
     threads, tasks, writes = 8, 8, 150
     with turboalchemy.WriteQueue(engine, max_batch=64) as queue:
+
         def produce(name):
             for seq in range(writes):
                 queue.execute(INSERT, {"producer": name, "seq": seq})
@@ -161,6 +168,7 @@ def test_a_full_queue_pushes_back_then_times_out(engine):
 
 def test_functions_get_the_write_connection_and_their_return_value_back(engine):
     with turboalchemy.WriteQueue(engine) as queue:
+
         def transfer(conn):
             conn.execute(INSERT, {"producer": "f", "seq": 1})
             return conn.execute(text("SELECT count(*) FROM events")).scalar()
@@ -169,12 +177,19 @@ def test_functions_get_the_write_connection_and_their_return_value_back(engine):
         assert queue.submit(transfer).result(5) == 2
 
 
-@pytest.mark.parametrize("statement, params", [
-    (insert(events), {"producer": "core", "seq": 1, "at": datetime(2026, 1, 2, 3, 4, 5)}),
-    (text("INSERT INTO events (producer, seq, at) VALUES (:p, :s, :at)").bindparams(bindparam("at", type_=DateTime)),
-     {"p": "typed", "s": 1, "at": datetime(2026, 1, 2, 3, 4, 5)}),
-    ("INSERT INTO events (producer, seq) VALUES (:p, :s)", {"p": "string", "s": 1}),
-])
+@pytest.mark.parametrize(
+    "statement, params",
+    [
+        (insert(events), {"producer": "core", "seq": 1, "at": datetime(2026, 1, 2, 3, 4, 5)}),
+        (
+            text("INSERT INTO events (producer, seq, at) VALUES (:p, :s, :at)").bindparams(
+                bindparam("at", type_=DateTime)
+            ),
+            {"p": "typed", "s": 1, "at": datetime(2026, 1, 2, 3, 4, 5)},
+        ),
+        ("INSERT INTO events (producer, seq) VALUES (:p, :s)", {"p": "string", "s": 1}),
+    ],
+)
 def test_statements_of_every_kind_store_what_sqlalchemy_would(engine, statement, params):
     with turboalchemy.WriteQueue(engine) as queue:
         result = queue.execute(statement, params)
@@ -223,11 +238,12 @@ def test_concurrent_callers_are_gathered_into_one_commit(engine):
             f.result(5)
         assert queue.stats.largest_batch == 4
         before, answered = queue.stats.batches, queue.stats.items
-        callers = [threading.Thread(target=queue.execute, args=(INSERT, {"producer": "second", "seq": n}))
-                   for n in range(4)]
+        callers = [
+            threading.Thread(target=queue.execute, args=(INSERT, {"producer": "second", "seq": n})) for n in range(4)
+        ]
         for n, c in enumerate(callers):  # one by one: each starts once the previous write is queued or committed
             c.start()
-            until(lambda: len(queue._pending) + queue.stats.items - answered > n)
+            until(lambda n=n: len(queue._pending) + queue.stats.items - answered > n)
         for c in callers:
             c.join(10)
         assert queue.stats.batches == before + 1
@@ -269,8 +285,12 @@ def test_the_queue_runs_on_postgresql_too(postgres_url):
             with pytest.raises(sa_exc.IntegrityError):
                 bad.result(5)
             assert all(f.result(5).rowcount == 1 for f in good)
-            threads = [threading.Thread(target=lambda n=n: [queue.execute(INSERT, {"producer": f"t{n}", "seq": s})
-                                                            for s in range(50)]) for n in range(4)]
+            threads = [
+                threading.Thread(
+                    target=lambda n=n: [queue.execute(INSERT, {"producer": f"t{n}", "seq": s}) for s in range(50)]
+                )
+                for n in range(4)
+            ]
             [t.start() for t in threads]
             [t.join() for t in threads]
         with engine.connect() as conn:

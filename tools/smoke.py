@@ -49,8 +49,10 @@ def main() -> int:
         with sqlite3.connect(path) as conn:
             stored = conn.execute("SELECT count(*), max(name) FROM items").fetchone()
         assert written == 1000 and stored == (1000, "item 999"), (written, stored)
-    print(f"smoke: turboalchemy {turboalchemy.__version__} from its wheel, {len(installed)} distributions "
-          f"installed ({', '.join(installed)}); bulk_insert stored 1,000 rows")
+    print(
+        f"smoke: turboalchemy {turboalchemy.__version__} from its wheel, {len(installed)} distributions "
+        f"installed ({', '.join(installed)}); bulk_insert stored 1,000 rows"
+    )
     return 0
 
 

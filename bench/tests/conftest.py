@@ -53,8 +53,9 @@ def postgres_url() -> Iterator[str]:
     try:
         import psycopg
 
-        admin = psycopg.connect(host=PG_HOST, port=PG_PORT, user=PG_USER, dbname="postgres", autocommit=True,
-                                connect_timeout=3)
+        admin = psycopg.connect(
+            host=PG_HOST, port=PG_PORT, user=PG_USER, dbname="postgres", autocommit=True, connect_timeout=3
+        )
     except Exception as exc:  # no driver, no server: both mean "cannot test PostgreSQL here"
         reason = f"PostgreSQL at {PG_HOST}:{PG_PORT} is not reachable ({type(exc).__name__}: {exc})"
         if os.environ.get("CI") == "true":

@@ -9,8 +9,20 @@ from sqlite_bench import concurrency, results
 
 @pytest.mark.parametrize("profile", ["production", "durable"])
 def test_every_mode_stores_every_write_and_validates(tmp_path, profile, capsys):
-    code = concurrency.main(["--writers", "1,4", "--ops", "300", "--profile", profile,
-                             "--output-dir", str(tmp_path), "--work-dir", str(tmp_path)])
+    code = concurrency.main(
+        [
+            "--writers",
+            "1,4",
+            "--ops",
+            "300",
+            "--profile",
+            profile,
+            "--output-dir",
+            str(tmp_path),
+            "--work-dir",
+            str(tmp_path),
+        ]
+    )
     assert code == 0
     data = results.load(tmp_path / results.FILENAME)
     results.validate(data)

@@ -27,7 +27,11 @@ def test_natural_keys_follow_the_studys_layout():
     gen = RowGenerator(1)
     for n in (0, 999, 1_000, 123_456, 1_000_000, 2_345_678):
         row = gen.row(n)
-        assert (row["entity_id"], row["sub_entity_id"], row["bucket_index"]) == (n % 1000, (n // 1000) % 1000, n // 1_000_000)
+        assert (row["entity_id"], row["sub_entity_id"], row["bucket_index"]) == (
+            n % 1000,
+            (n // 1000) % 1000,
+            n // 1_000_000,
+        )
         assert row_index(row["entity_id"], row["sub_entity_id"], row["bucket_index"]) == n
 
 
@@ -41,7 +45,10 @@ def test_keys_are_unique_uuid_text_of_36_characters():
 def test_the_upsert_phase_regenerates_the_same_keys_with_a_new_payload():
     gen = RowGenerator(5)
     inserted, upserted = list(gen.rows(0, 2_000, "insert")), list(gen.rows(0, 2_000, "upsert"))
-    key = lambda r: (r["row_id"], r["tenant_id"], r["entity_id"], r["sub_entity_id"], r["bucket_index"], r["created_at"])
+
+    def key(r):
+        return r["row_id"], r["tenant_id"], r["entity_id"], r["sub_entity_id"], r["bucket_index"], r["created_at"]
+
     assert [key(r) for r in inserted] == [key(r) for r in upserted]
     assert all(r["updated_at"] is None and r["status"] == 0 for r in inserted)
     assert all(r["updated_at"] > r["created_at"] and r["status"] == 1 for r in upserted)

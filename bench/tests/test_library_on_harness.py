@@ -17,8 +17,9 @@ def test_a_database_made_by_the_harness_gets_a_clean_report(tmp_path, bench_engi
     writer.insert(list(RowGenerator(seed=1).rows(0, 2_000, "insert")))
     writer.close()
     engine.dispose()
-    out = subprocess.run([sys.executable, "-m", "turboalchemy", "doctor", str(tmp_path / "harness.db")],
-                         capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "turboalchemy", "doctor", str(tmp_path / "harness.db")], capture_output=True, text=True
+    )
     assert out.returncode == 0, out.stdout + out.stderr
     assert "health: OK" in out.stdout
     assert "random_primary_key" in out.stdout and "redundant_index" in out.stdout  # advice, not red flags
@@ -34,8 +35,20 @@ def test_the_cli_copies_the_harness_database_into_postgresql(tmp_path, postgres_
     with pg.begin() as conn:
         conn.exec_driver_sql("DROP TABLE IF EXISTS bench_rows")
     try:
-        out = subprocess.run([sys.executable, "-m", "turboalchemy", "copy", str(tmp_path / "harness.db"), postgres_url,
-                              "--chunk-size", "1000"], capture_output=True, text=True)
+        out = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "turboalchemy",
+                "copy",
+                str(tmp_path / "harness.db"),
+                postgres_url,
+                "--chunk-size",
+                "1000",
+            ],
+            capture_output=True,
+            text=True,
+        )
         assert out.returncode == 0, out.stderr
         assert "3,000 rows" in out.stdout
         with pg.connect() as conn:
@@ -50,8 +63,26 @@ def test_doctor_names_the_random_key_and_the_redundant_index_of_the_harness_tabl
     """The benchmark's own study-schema database, made by the harness, read by `turboalchemy doctor`."""
     from sqlite_bench.cli import before_after
 
-    assert before_after(["--scales", "5K", "--mode", "raw", "--phases", "insert", "--keep-db", "--db-dir",
-                         str(tmp_path), "--output-dir", str(tmp_path / "out"), "--sample-interval", "0.2"]) == 0
+    assert (
+        before_after(
+            [
+                "--scales",
+                "5K",
+                "--mode",
+                "raw",
+                "--phases",
+                "insert",
+                "--keep-db",
+                "--db-dir",
+                str(tmp_path),
+                "--output-dir",
+                str(tmp_path / "out"),
+                "--sample-interval",
+                "0.2",
+            ]
+        )
+        == 0
+    )
     (db,) = tmp_path.glob("sqlite_bench-*/bench.db")
     out = subprocess.run([sys.executable, "-m", "turboalchemy", "doctor", str(db)], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr

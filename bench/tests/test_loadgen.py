@@ -51,8 +51,9 @@ def test_it_sends_exactly_max_requests_over_keep_alive_connections():
     async def main():
         server, port, seen = await _server()
         async with server:
-            result = await run_load("127.0.0.1", port, MIX, concurrency=8, max_requests=2_000, duration_s=30,
-                                    server_pid=os.getpid())
+            result = await run_load(
+                "127.0.0.1", port, MIX, concurrency=8, max_requests=2_000, duration_s=30, server_pid=os.getpid()
+            )
         return result, seen
 
     result, seen = asyncio.run(main())
@@ -67,8 +68,14 @@ def test_it_stops_by_itself_when_the_duration_is_over():
     async def main():
         server, port, _ = await _server(delay=0.05)
         async with server:
-            return await run_load("127.0.0.1", port, [Endpoint("slow", 1, lambda rng: ("GET", "/slow", None))],
-                                  concurrency=4, max_requests=1_000_000, duration_s=0.5)
+            return await run_load(
+                "127.0.0.1",
+                port,
+                [Endpoint("slow", 1, lambda rng: ("GET", "/slow", None))],
+                concurrency=4,
+                max_requests=1_000_000,
+                duration_s=0.5,
+            )
 
     result = asyncio.run(main())
     assert 0.4 < result.seconds < 1.5 and 10 < result.requests < 100
@@ -78,9 +85,17 @@ def test_server_errors_are_counted_against_the_cell():
     async def main():
         server, port, _ = await _server()
         async with server:
-            return await run_load("127.0.0.1", port, [Endpoint("boom", 1, lambda rng: ("GET", "/boom", None)),
-                                                      Endpoint("ok", 1, lambda rng: ("GET", "/ok", None))],
-                                  concurrency=2, max_requests=400, duration_s=10)
+            return await run_load(
+                "127.0.0.1",
+                port,
+                [
+                    Endpoint("boom", 1, lambda rng: ("GET", "/boom", None)),
+                    Endpoint("ok", 1, lambda rng: ("GET", "/ok", None)),
+                ],
+                concurrency=2,
+                max_requests=400,
+                duration_s=10,
+            )
 
     result = asyncio.run(main())
     assert result.requests == 400 and 100 < result.server_errors < 300 and 0 < result.error_rate < 1

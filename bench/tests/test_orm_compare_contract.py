@@ -30,10 +30,17 @@ def url(request, tmp_path):
 
 def _in_own_process(layer: str, url: str) -> list[tuple[int, object]]:
     """Each layer in a fresh process, as the benchmark serves it (Tortoise keeps process-wide state)."""
-    code = ("import asyncio, json, sys; from sqlite_bench.orm_compare.contract import conversation; "
-            "print(json.dumps(asyncio.run(conversation(sys.argv[1], sys.argv[2]))))")
-    out = subprocess.run([sys.executable, "-c", code, layer, url], capture_output=True, text=True,
-                         cwd=Path(__file__).resolve().parent.parent, check=False)
+    code = (
+        "import asyncio, json, sys; from sqlite_bench.orm_compare.contract import conversation; "
+        "print(json.dumps(asyncio.run(conversation(sys.argv[1], sys.argv[2]))))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, layer, url],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).resolve().parent.parent,
+        check=False,
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     return [tuple(pair) for pair in json.loads(out.stdout.strip().splitlines()[-1])]
 
@@ -78,10 +85,13 @@ def test_a_layer_served_by_uvicorn_takes_load_from_the_generator(tmp_path):
                 break
             except OSError:
                 time.sleep(0.1)
-        mix = [Endpoint("create", 1, lambda rng: ("POST", "/users", {"name": "n", "email": f"{rng.random()}@x.org"})),
-               Endpoint("read", 3, lambda rng: ("GET", f"/users/{rng.randint(1, 50)}", None))]
-        result = asyncio.run(run_load("127.0.0.1", port, mix, concurrency=8, max_requests=600, duration_s=20,
-                                      server_pid=server.pid))
+        mix = [
+            Endpoint("create", 1, lambda rng: ("POST", "/users", {"name": "n", "email": f"{rng.random()}@x.org"})),
+            Endpoint("read", 3, lambda rng: ("GET", f"/users/{rng.randint(1, 50)}", None)),
+        ]
+        result = asyncio.run(
+            run_load("127.0.0.1", port, mix, concurrency=8, max_requests=600, duration_s=20, server_pid=server.pid)
+        )
     finally:
         server.terminate()
         server.wait(10)
@@ -98,8 +108,23 @@ def test_the_comparison_runs_every_layer_and_reports_the_decision_table(tmp_path
     from sqlite_bench.orm_compare import decision_rows
     from sqlite_bench.orm_compare.__main__ import main
 
-    assert main(["--db", "sqlite", "--concurrency", "4", "--duration", "1s", "--seed-users", "300",
-                 "--output-dir", str(tmp_path)]) == 0
+    assert (
+        main(
+            [
+                "--db",
+                "sqlite",
+                "--concurrency",
+                "4",
+                "--duration",
+                "1s",
+                "--seed-users",
+                "300",
+                "--output-dir",
+                str(tmp_path),
+            ]
+        )
+        == 0
+    )
     data = results.load(tmp_path / results.FILENAME)
     results.validate(data)
     rows = decision_rows(data)

@@ -91,8 +91,9 @@ def test_error_kinds():
     assert error_kind(ValueError("x")) == "other"
 
 
-@pytest.mark.parametrize("spec, paths", [("both", ["orm", "raw"]), ("raw", ["raw"]), ("raw,orm", ["orm", "raw"]),
-                                         ("all", list(PATHS))])
+@pytest.mark.parametrize(
+    "spec, paths", [("both", ["orm", "raw"]), ("raw", ["raw"]), ("raw,orm", ["orm", "raw"]), ("all", list(PATHS))]
+)
 def test_modes_parse(spec, paths):
     assert parse_paths(spec) == paths
 
@@ -102,7 +103,9 @@ def test_an_unknown_mode_is_named():
         parse_paths("orm,turbo9")
 
 
-@pytest.mark.parametrize("schema, key", [("lean", "uuid4"), ("study", "uuid7"), ("lean", "uuid7"), ("ordered", "uuid7")])
+@pytest.mark.parametrize(
+    "schema, key", [("lean", "uuid4"), ("study", "uuid7"), ("lean", "uuid7"), ("ordered", "uuid7")]
+)
 def test_table_variants_hold_the_same_logical_data_as_the_study_schema(tmp_path, schema, key):
     """lean drops one index and uuid7 changes only the key: every other value is the same."""
     from sqlite_bench.configs import CONFIGS, open_engine

@@ -20,12 +20,46 @@ PNG = b"\x89PNG\r\n\x1a\n"
 def runs(tmp_path_factory):
     """Small real runs of each benchmark, made once for the module."""
     base = tmp_path_factory.mktemp("runs")
-    assert before_after(["--scales", "2K,4K", "--mode", "orm,raw,turbo", "--chunk-size", "1000",
-                         "--output-dir", str(base / "ba"), "--db-dir", str(base)]) == 0
-    assert scale_benchmark(["--scales", "2K,4K", "--configs", "chunk_1000,chunk_5000", "--mode", "raw",
-                            "--output-dir", str(base / "scale"), "--db-dir", str(base)]) == 0
-    assert concurrency.main(["--writers", "1,2", "--ops", "100", "--output-dir", str(base / "conc"),
-                             "--work-dir", str(base)]) == 0
+    assert (
+        before_after(
+            [
+                "--scales",
+                "2K,4K",
+                "--mode",
+                "orm,raw,turbo",
+                "--chunk-size",
+                "1000",
+                "--output-dir",
+                str(base / "ba"),
+                "--db-dir",
+                str(base),
+            ]
+        )
+        == 0
+    )
+    assert (
+        scale_benchmark(
+            [
+                "--scales",
+                "2K,4K",
+                "--configs",
+                "chunk_1000,chunk_5000",
+                "--mode",
+                "raw",
+                "--output-dir",
+                str(base / "scale"),
+                "--db-dir",
+                str(base),
+            ]
+        )
+        == 0
+    )
+    assert (
+        concurrency.main(
+            ["--writers", "1,2", "--ops", "100", "--output-dir", str(base / "conc"), "--work-dir", str(base)]
+        )
+        == 0
+    )
     return {name: results.load(base / name / results.FILENAME) for name in ("ba", "scale", "conc")}, base
 
 
@@ -39,16 +73,29 @@ def test_the_report_has_the_study_layouts_and_valid_plots(runs, tmp_path):
     loaded, base = runs
     built = build_report(list(loaded.values()), tmp_path / "report")
     titles = [t.title for t in built.tables]
-    for expected in ("headline", "raw ÷ orm", "configuration sweep", "transaction size against latency",
-                     "every checkpoint", "per-segment throughput", "concurrency"):
+    for expected in (
+        "headline",
+        "raw ÷ orm",
+        "configuration sweep",
+        "transaction size against latency",
+        "every checkpoint",
+        "per-segment throughput",
+        "concurrency",
+    ):
         assert any(expected in t for t in titles), expected
-    harness = {"throughput-per-config.png", "throughput-over-rows.png", "db-size-over-rows.png",
-               "segments-over-rows.png", "rss-over-time.png"}
+    harness = {
+        "throughput-per-config.png",
+        "throughput-over-rows.png",
+        "db-size-over-rows.png",
+        "segments-over-rows.png",
+        "rss-over-time.png",
+    }
     # two harness runs: each gets its own plots (only the chunk sweep has a p99-against-chunk plot)
     # named for each run's --output-dir (its last two folders)
     ba, scale = (f"{base.name}-{name}" for name in ("ba", "scale"))
     assert set(built.plots) == {f"{ba}-{n}" for n in harness} | {
-        f"{scale}-{n}" for n in harness | {"p99-vs-chunk.png"}} | {"concurrency.png"}
+        f"{scale}-{n}" for n in harness | {"p99-vs-chunk.png"}
+    } | {"concurrency.png"}
     for name in built.plots:
         data = (tmp_path / "report" / name).read_bytes()
         assert data.startswith(PNG)
@@ -74,9 +121,29 @@ def test_the_growth_table_sets_each_cells_last_segment_against_its_first(runs, t
 
 def test_a_run_over_several_tables_plots_each_tables_growth_in_its_own_panel(tmp_path):
     out = tmp_path / "keys"
-    assert before_after(["--scales", "2K,4K,6K", "--phases", "insert", "--mode", "raw,engine", "--schema",
-                         "study,ordered", "--key", "uuid4,uuid7", "--chunk-size", "1000", "--output-dir", str(out),
-                         "--db-dir", str(tmp_path)]) == 0
+    assert (
+        before_after(
+            [
+                "--scales",
+                "2K,4K,6K",
+                "--phases",
+                "insert",
+                "--mode",
+                "raw,engine",
+                "--schema",
+                "study,ordered",
+                "--key",
+                "uuid4,uuid7",
+                "--chunk-size",
+                "1000",
+                "--output-dir",
+                str(out),
+                "--db-dir",
+                str(tmp_path),
+            ]
+        )
+        == 0
+    )
     data = results.load(out / results.FILENAME)
     built = build_report([data], tmp_path / "report")
     assert "growth-by-table.png" in built.plots
@@ -139,7 +206,8 @@ def test_the_read_benchmark_reports_every_mode_and_both_page_methods(tmp_path):
     assert set(full) == set(reads.MODES)
     assert all(c["checkpoints"][0]["segment"]["rows_per_s"] > 0 for c in full.values())
     assert {(c["path"], c["config"]) for c in data["cells"] if c["config"] != "full-read"} == {
-        (f"{method}_{kind}", "page_1") for method in ("offset", "keyset") for kind in ("orm", "core")}
+        (f"{method}_{kind}", "page_1") for method in ("offset", "keyset") for kind in ("orm", "core")
+    }
     assert "page latency" in (tmp_path / "out" / "report" / "report.md").read_text()
     png = tmp_path / "out" / "report" / "reads-sqlite.png"
     assert png.read_bytes().startswith(PNG) and imread(png).shape[1] > 400

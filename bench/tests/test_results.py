@@ -9,9 +9,16 @@ from sqlite_bench import results
 
 def _event(phase, rows, segment_rows, write_s, latencies, rss):
     return {
-        "phase": phase, "rows": rows, "segment_rows": segment_rows, "wall_s": write_s + 0.5,
-        "generation_s": 0.5, "write_s": write_s, "batch_latencies_ms": latencies, "peak_rss_mb": rss,
-        "errors": {"locked": 0, "integrity": 0, "other": 0}, "retries": 0,
+        "phase": phase,
+        "rows": rows,
+        "segment_rows": segment_rows,
+        "wall_s": write_s + 0.5,
+        "generation_s": 0.5,
+        "write_s": write_s,
+        "batch_latencies_ms": latencies,
+        "peak_rss_mb": rss,
+        "errors": {"locked": 0, "integrity": 0, "other": 0},
+        "retries": 0,
         "memory": {"rss_mb": rss, "rss_anon_mb": rss, "rss_file_mb": 0.0, "sqlite_heap_mb": 1.0},
         "files": {"db_bytes": 1, "wal_bytes": 0, "shm_bytes": 0},
     }

@@ -30,8 +30,21 @@ def _expected_checkpoints(scales, phases):
 
 def test_the_smoke_run_verifies_every_cell_and_conforms_to_the_schema(tmp_path, capsys):
     out = tmp_path / "out"
-    code = before_after(["--scales", "5K,10K", "--mode", "both", "--chunk-size", "2500", "--output-dir", str(out),
-                         "--db-dir", str(tmp_path), *FAST])
+    code = before_after(
+        [
+            "--scales",
+            "5K,10K",
+            "--mode",
+            "both",
+            "--chunk-size",
+            "2500",
+            "--output-dir",
+            str(out),
+            "--db-dir",
+            str(tmp_path),
+            *FAST,
+        ]
+    )
     assert code == 0
     data = results.load(out / "results.json")
     jsonschema.validate(data, results.json_schema())
@@ -39,8 +52,9 @@ def test_the_smoke_run_verifies_every_cell_and_conforms_to_the_schema(tmp_path, 
     for cell in data["cells"]:
         assert cell["status"] == "done" and cell["verification"]["passed"]
         assert cell["verification"]["row_count"] == 10_000
-        assert [(c["phase"], c["rows"]) for c in cell["checkpoints"]] == _expected_checkpoints([5_000, 10_000],
-                                                                                               ["insert", "upsert"])
+        assert [(c["phase"], c["rows"]) for c in cell["checkpoints"]] == _expected_checkpoints(
+            [5_000, 10_000], ["insert", "upsert"]
+        )
         assert cell["profile_readback"]["journal_mode"] == "wal"
         assert cell["checkpoints"][-1]["cumulative"]["batches"]["count"] == 4
     assert not [p for p in tmp_path.iterdir() if p.name.startswith("sqlite_bench-")]  # passed cells clean up
@@ -50,8 +64,23 @@ def test_the_smoke_run_verifies_every_cell_and_conforms_to_the_schema(tmp_path, 
 
 def test_pool_configs_write_from_as_many_threads_as_connections(tmp_path):
     out = tmp_path / "out"
-    code = scale_benchmark(["--scales", "20K", "--configs", "pool_3", "--mode", "raw", "--chunk-size", "1000",
-                            "--output-dir", str(out), "--db-dir", str(tmp_path), *FAST])
+    code = scale_benchmark(
+        [
+            "--scales",
+            "20K",
+            "--configs",
+            "pool_3",
+            "--mode",
+            "raw",
+            "--chunk-size",
+            "1000",
+            "--output-dir",
+            str(out),
+            "--db-dir",
+            str(tmp_path),
+            *FAST,
+        ]
+    )
     assert code == 0
     (cell,) = results.load(out / "results.json")["cells"]
     assert cell["writers"] == 3 and cell["verification"]["passed"]
@@ -61,7 +90,10 @@ def test_pool_configs_write_from_as_many_threads_as_connections(tmp_path):
 def test_study_chunks_add_the_published_unequal_cells():
     cells = plan_cells(["orm", "raw"], ["baseline"], study_chunks=True)
     assert [(c["id"], c["chunk_size"], c["variant"]) for c in cells] == [
-        ("orm/baseline", 5_000, "fair"), ("raw/baseline", 5_000, "fair"), ("raw/baseline@50000", 50_000, "study-chunks")]
+        ("orm/baseline", 5_000, "fair"),
+        ("raw/baseline", 5_000, "fair"),
+        ("raw/baseline@50000", 50_000, "study-chunks"),
+    ]
 
 
 def test_verification_fails_a_cell_with_a_missing_or_stale_row(bench_engine):
@@ -109,11 +141,27 @@ def _wait_for(predicate, path: Path, deadline_s: float):
 def test_a_run_killed_with_sigkill_resumes_to_the_same_counts_without_duplicates(tmp_path, kill_after):
     out = tmp_path / "out"
     scales, phases = [4_000, 8_000, 12_000], ["insert", "upsert"]
-    argv = ["--scales", "4K,8K,12K", "--mode", "both", "--chunk-size", "500", "--output-dir", str(out),
-            "--db-dir", str(tmp_path), *FAST]
+    argv = [
+        "--scales",
+        "4K,8K,12K",
+        "--mode",
+        "both",
+        "--chunk-size",
+        "500",
+        "--output-dir",
+        str(out),
+        "--db-dir",
+        str(tmp_path),
+        *FAST,
+    ]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "sqlite_bench.before_after", *argv], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sqlite_bench.before_after", *argv],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     target = out / "results.json"
 
     def past_a_checkpoint(data) -> bool:
@@ -134,8 +182,13 @@ def test_a_run_killed_with_sigkill_resumes_to_the_same_counts_without_duplicates
     assert orm["status"] == "running" and len(orm["checkpoints"]) < len(scales) * len(phases)
     committed_at_kill = _rows_in(orm["db_path"])
 
-    resumed = subprocess.run([sys.executable, "-m", "sqlite_bench.before_after", "--resume", str(target)],
-                             env=env, capture_output=True, text=True, timeout=120)
+    resumed = subprocess.run(
+        [sys.executable, "-m", "sqlite_bench.before_after", "--resume", str(target)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     data = results.load(target)
     jsonschema.validate(data, results.json_schema())
@@ -150,7 +203,7 @@ def test_a_run_killed_with_sigkill_resumes_to_the_same_counts_without_duplicates
     if kill_after == 1:
         assert committed_at_kill > orm["checkpoints"][-1]["rows"]  # there was work past the checkpoint to undo
         assert f"removed {committed_at_kill - orm['checkpoints'][-1]['rows']:,} rows" in resumed.stderr
-    assert data["cells"][0]["checkpoints"][:len(orm["checkpoints"])] == orm["checkpoints"]  # earlier work kept
+    assert data["cells"][0]["checkpoints"][: len(orm["checkpoints"])] == orm["checkpoints"]  # earlier work kept
 
 
 def test_resuming_from_a_missing_file_says_so(tmp_path, capsys):
@@ -163,13 +216,36 @@ def test_the_curve_plot_is_a_png_with_one_series_per_cell(tmp_path):
     from sqlite_bench.plots import throughput_over_rows
 
     out = tmp_path / "out"
-    assert scale_benchmark(["--scales", "4K,8K", "--configs", "baseline", "--mode", "raw,turbo", "--key", "uuid4,uuid7",
-                            "--chunk-size", "1000", "--output-dir", str(out), "--db-dir", str(tmp_path), *FAST]) == 0
+    assert (
+        scale_benchmark(
+            [
+                "--scales",
+                "4K,8K",
+                "--configs",
+                "baseline",
+                "--mode",
+                "raw,turbo",
+                "--key",
+                "uuid4,uuid7",
+                "--chunk-size",
+                "1000",
+                "--output-dir",
+                str(out),
+                "--db-dir",
+                str(tmp_path),
+                *FAST,
+            ]
+        )
+        == 0
+    )
     data = results.load(out / "results.json")
     labels = throughput_over_rows([data], tmp_path / "curve.png")
     assert labels == [
-        "raw, study table + uuid4 keys, baseline, 1K-row chunks", "turbo, study table + uuid4 keys, baseline, 1K-row chunks",
-        "raw, study table + uuid7 keys, baseline, 1K-row chunks", "turbo, study table + uuid7 keys, baseline, 1K-row chunks"]
+        "raw, study table + uuid4 keys, baseline, 1K-row chunks",
+        "turbo, study table + uuid4 keys, baseline, 1K-row chunks",
+        "raw, study table + uuid7 keys, baseline, 1K-row chunks",
+        "turbo, study table + uuid7 keys, baseline, 1K-row chunks",
+    ]
     assert (tmp_path / "curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert plot_curve([str(out / "results.json"), "--out", str(tmp_path / "cli.png")]) == 0
     assert (tmp_path / "cli.png").stat().st_size > 10_000

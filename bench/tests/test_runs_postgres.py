@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import psycopg
-import pytest
 from sqlalchemy.engine import make_url
 
 from sqlite_bench import results
@@ -19,8 +18,22 @@ def databases(url: str) -> set[str]:
 def test_every_path_runs_verifies_and_cleans_up_on_postgresql(tmp_path, postgres_url, capsys):
     before = databases(postgres_url)
     out = tmp_path / "out"
-    code = before_after(["--db", postgres_url, "--scales", "3K,6K", "--mode", "all",
-                         "--chunk-size", "1500", "--output-dir", str(out), "--db-dir", str(tmp_path)])
+    code = before_after(
+        [
+            "--db",
+            postgres_url,
+            "--scales",
+            "3K,6K",
+            "--mode",
+            "all",
+            "--chunk-size",
+            "1500",
+            "--output-dir",
+            str(out),
+            "--db-dir",
+            str(tmp_path),
+        ]
+    )
     assert code == 0, capsys.readouterr().out
     data = results.load(out / results.FILENAME)
     results.validate(data)
@@ -36,8 +49,22 @@ def test_every_path_runs_verifies_and_cleans_up_on_postgresql(tmp_path, postgres
 def test_the_engine_path_measures_the_server_alone_and_stores_what_raw_stores(tmp_path, postgres_url, capsys):
     """INSERT ... SELECT from a staging table loaded untimed: the same rows and upserts as the raw path."""
     out = tmp_path / "out"
-    code = before_after(["--db", postgres_url, "--scales", "4K", "--mode", "raw,engine", "--chunk-size", "1000",
-                         "--output-dir", str(out), "--db-dir", str(tmp_path)])
+    code = before_after(
+        [
+            "--db",
+            postgres_url,
+            "--scales",
+            "4K",
+            "--mode",
+            "raw,engine",
+            "--chunk-size",
+            "1000",
+            "--output-dir",
+            str(out),
+            "--db-dir",
+            str(tmp_path),
+        ]
+    )
     assert code == 0, capsys.readouterr().out
     cells = {c["path"]: c for c in results.load(out / results.FILENAME)["cells"]}
     assert cells["engine"]["verification"]["passed"], cells["engine"]["error"]

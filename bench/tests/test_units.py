@@ -5,8 +5,16 @@ from sqlite_bench.units import format_count, parse_scale, parse_scales
 
 @pytest.mark.parametrize(
     "text, rows",
-    [("10K", 10_000), ("10k", 10_000), ("1.5M", 1_500_000), ("250000", 250_000), ("3M", 3_000_000),
-     (" 2K ", 2_000), ("1B", 1_000_000_000), ("0.5K", 500)],
+    [
+        ("10K", 10_000),
+        ("10k", 10_000),
+        ("1.5M", 1_500_000),
+        ("250000", 250_000),
+        ("3M", 3_000_000),
+        (" 2K ", 2_000),
+        ("1B", 1_000_000_000),
+        ("0.5K", 500),
+    ],
 )
 def test_scales_accept_the_studys_spellings(text, rows):
     assert parse_scale(text) == rows

@@ -12,10 +12,10 @@ import sys
 from turboalchemy._sqlite import database_path, open_file
 from turboalchemy._tools.advise import advise
 from turboalchemy._tools.backup import backup as run_backup
-from turboalchemy.errors import TurboAlchemyError
 from turboalchemy._tools.health import health
 from turboalchemy._tools.migrate import migrate as run_migrate
 from turboalchemy._tools.migrate import status
+from turboalchemy.errors import TurboAlchemyError
 
 
 def _fail(command: str, exc: BaseException) -> int:
@@ -50,8 +50,14 @@ def backup(args: argparse.Namespace) -> int:
             print(f"\r  {done:,}/{total:,} pages ({done / max(total, 1):.0%})", end="", file=sys.stderr, flush=True)
 
     try:
-        report = run_backup(args.database, args.dest, method=args.method, progress=progress,
-                            pages_per_step=args.pages_per_step, overwrite=args.overwrite)
+        report = run_backup(
+            args.database,
+            args.dest,
+            method=args.method,
+            progress=progress,
+            pages_per_step=args.pages_per_step,
+            overwrite=args.overwrite,
+        )
     except (OSError, TurboAlchemyError) as exc:
         return _fail("backup", exc)
     if sys.stderr.isatty():
@@ -65,8 +71,13 @@ def migrate(args: argparse.Namespace) -> int:
         if args.list:
             print(status(args.database, args.directory))
             return 0
-        report = run_migrate(args.database, args.directory, dry_run=args.dry_run, to=args.to,
-                             progress=lambda m: print(f"  applied {m.version:04d} {m.name}", file=sys.stderr))
+        report = run_migrate(
+            args.database,
+            args.directory,
+            dry_run=args.dry_run,
+            to=args.to,
+            progress=lambda m: print(f"  applied {m.version:04d} {m.name}", file=sys.stderr),
+        )
     except (OSError, TurboAlchemyError) as exc:
         return _fail("migrate", exc)
     print(report)
@@ -83,16 +94,18 @@ def checkpoint(args: argparse.Namespace) -> int:
     if log == -1:
         print(f"{path} is not in WAL mode: nothing to checkpoint")
         return 0
-    print(f"{args.mode} checkpoint of {path}: {done} of {log} WAL frames copied into the database"
-          + (" (a reader or writer was busy: run again when it finishes)" if busy else ""))
+    print(
+        f"{args.mode} checkpoint of {path}: {done} of {log} WAL frames copied into the database"
+        + (" (a reader or writer was busy: run again when it finishes)" if busy else "")
+    )
     return 1 if busy else 0
 
 
 def copy(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from turboalchemy._tools.copy import copy_database
     from turboalchemy._engine import create_engine
+    from turboalchemy._tools.copy import copy_database
 
     metadata = None
     if args.models:
@@ -106,8 +119,13 @@ def copy(args: argparse.Namespace) -> int:
         metadata = getattr(found, "metadata", found)
     try:
         source, dest = create_engine(_url(args.source)), create_engine(_url(args.dest))
-        with Progress(TextColumn("{task.description:<24}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                      transient=False) as bars:
+        with Progress(
+            TextColumn("{task.description:<24}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            transient=False,
+        ) as bars:
             tasks: dict[str, int] = {}
 
             def progress(table: str, done: int, total: int) -> None:
@@ -115,8 +133,15 @@ def copy(args: argparse.Namespace) -> int:
                     tasks[table] = bars.add_task(table, total=total)
                 bars.update(tasks[table], completed=done)
 
-            report = copy_database(source, dest, metadata=metadata, tables=args.tables or None,
-                                   chunk_size=args.chunk_size, resume=args.resume, progress=progress)
+            report = copy_database(
+                source,
+                dest,
+                metadata=metadata,
+                tables=args.tables or None,
+                chunk_size=args.chunk_size,
+                resume=args.resume,
+                progress=progress,
+            )
     except (OSError, TurboAlchemyError) as exc:
         return _fail("copy", exc)
     print(report)
@@ -132,16 +157,21 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="turboalchemy", description="turboalchemy's tools for SQLite databases")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    check = commands.add_parser("doctor", help="report a database's health and what slows its writes, with the fixes "
-                                              "(exit 1 on a red flag)")
+    check = commands.add_parser(
+        "doctor", help="report a database's health and what slows its writes, with the fixes (exit 1 on a red flag)"
+    )
     check.add_argument("database", help="path to the SQLite file (opened read-only)")
     check.set_defaults(run=doctor)
 
     save = commands.add_parser("backup", help="copy a live database safely, then check the copy")
     save.add_argument("database")
     save.add_argument("dest")
-    save.add_argument("--method", choices=["online", "vacuum"], default="online",
-                      help="online: stepped backup of one snapshot (default); vacuum: compacted copy (VACUUM INTO)")
+    save.add_argument(
+        "--method",
+        choices=["online", "vacuum"],
+        default="online",
+        help="online: stepped backup of one snapshot (default); vacuum: compacted copy (VACUUM INTO)",
+    )
     save.add_argument("--pages-per-step", type=int, default=1024)
     save.add_argument("--overwrite", action="store_true", help="replace DEST if it exists")
     save.set_defaults(run=backup)
@@ -159,15 +189,19 @@ def main(argv: list[str] | None = None) -> int:
     ckpt.add_argument("--mode", choices=["passive", "full", "restart", "truncate"], default="truncate")
     ckpt.set_defaults(run=checkpoint)
 
-    move = commands.add_parser("copy", help="copy every table to another database through the fast paths "
-                                            "(SQLite -> PostgreSQL and back), checking row counts")
+    move = commands.add_parser(
+        "copy",
+        help="copy every table to another database through the fast paths "
+        "(SQLite -> PostgreSQL and back), checking row counts",
+    )
     move.add_argument("source", help="URL (postgresql+psycopg://...) or SQLite path")
     move.add_argument("dest", help="URL or SQLite path; missing tables are created")
     move.add_argument("--tables", nargs="*", help="only these tables (default: all, in foreign-key order)")
     move.add_argument("--models", help="module:Base (or module:metadata) to create the destination's tables from")
     move.add_argument("--chunk-size", type=int, default=10_000)
-    move.add_argument("--resume", action="store_true",
-                      help="empty and copy again tables that hold only part of the source's rows")
+    move.add_argument(
+        "--resume", action="store_true", help="empty and copy again tables that hold only part of the source's rows"
+    )
     move.set_defaults(run=copy)
 
     args = parser.parse_args(argv)

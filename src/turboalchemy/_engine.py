@@ -18,8 +18,8 @@ from sqlalchemy import event
 from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.pool import StaticPool
 
-from turboalchemy.errors import TurboAlchemyError, UnsupportedTargetError, translate
 from turboalchemy._profiles import Profile, ProfileSpec, resolve
+from turboalchemy.errors import TurboAlchemyError, UnsupportedTargetError, translate
 
 
 @dataclass
@@ -35,8 +35,14 @@ class _Setup:
 _SETUPS: weakref.WeakKeyDictionary[Engine, _Setup] = weakref.WeakKeyDictionary()
 
 
-def create_engine(url: str | URL, profile: ProfileSpec = "production", *, readers: int = 4,
-                  writer_timeout: float = 30.0, **options: Any) -> Engine:
+def create_engine(
+    url: str | URL,
+    profile: ProfileSpec = "production",
+    *,
+    readers: int = 4,
+    writer_timeout: float = 30.0,
+    **options: Any,
+) -> Engine:
     """A SQLAlchemy Engine on an SQLite file: one writer connection, IMMEDIATE write transactions, `profile`.
     (A postgresql:// URL gives a psycopg 3 engine with the pool settings in POSTGRES_POOL; `profile` is ignored.)
 
@@ -49,8 +55,10 @@ def create_engine(url: str | URL, profile: ProfileSpec = "production", *, reader
     if url.get_backend_name() == "postgresql":
         return _postgresql(url, options)
     if url.get_backend_name() != "sqlite":
-        raise UnsupportedTargetError(f"turboalchemy.create_engine sets up SQLite and PostgreSQL, not "
-                                     f"{url.get_backend_name()}; use sqlalchemy.create_engine")
+        raise UnsupportedTargetError(
+            f"turboalchemy.create_engine sets up SQLite and PostgreSQL, not "
+            f"{url.get_backend_name()}; use sqlalchemy.create_engine"
+        )
     chosen = resolve(profile)
     engine = _open(url, chosen, options, read_only=False, size=1, timeout=writer_timeout)
     setup = _SETUPS[engine] = _Setup(url, chosen, readers if not _in_memory(url) else 0, options)
@@ -73,8 +81,9 @@ def _postgresql(url: URL, options: dict[str, Any]) -> Engine:
     if url.drivername == "postgresql":
         url = url.set(drivername="postgresql+psycopg")
     if url.get_driver_name() != "psycopg":
-        raise UnsupportedTargetError(f"turboalchemy's PostgreSQL support uses psycopg 3 (postgresql+psycopg://), "
-                                     f"not {url.get_driver_name()}")
+        raise UnsupportedTargetError(
+            f"turboalchemy's PostgreSQL support uses psycopg 3 (postgresql+psycopg://), not {url.get_driver_name()}"
+        )
     return sqlalchemy.create_engine(url, **{**POSTGRES_POOL, **options})
 
 
@@ -85,8 +94,14 @@ def reader(engine: Engine) -> Engine:
     if setup is None or setup.readers == 0:
         return engine
     if setup.reader is None:
-        setup.reader = _open(setup.url, setup.profile.extend(f"{setup.profile.name}+query_only", query_only=1),
-                             setup.options, read_only=True, size=setup.readers, timeout=30.0)
+        setup.reader = _open(
+            setup.url,
+            setup.profile.extend(f"{setup.profile.name}+query_only", query_only=1),
+            setup.options,
+            read_only=True,
+            size=setup.readers,
+            timeout=30.0,
+        )
     return setup.reader
 
 
@@ -112,8 +127,7 @@ def _in_memory(url: URL) -> bool:
     return url.database in (None, "", ":memory:") or "mode=memory" in str(url)
 
 
-def _open(url: URL, profile: Profile, options: dict[str, Any], *, read_only: bool, size: int,
-          timeout: float) -> Engine:
+def _open(url: URL, profile: Profile, options: dict[str, Any], *, read_only: bool, size: int, timeout: float) -> Engine:
     options = dict(options)  # the caller's dict is reused for the reader pool and the queue's connection
     connect_args = {"check_same_thread": False, **options.pop("connect_args", {})}
     if _in_memory(url):
@@ -139,7 +153,10 @@ def _open(url: URL, profile: Profile, options: dict[str, Any], *, read_only: boo
         try:
             conn.connection.dbapi_connection.execute(begin)
         except Exception as exc:
-            raise translate(exc) or exc
+            typed = translate(exc)
+            if typed is None:
+                raise
+            raise typed from exc
 
     @event.listens_for(engine, "handle_error")
     def _typed(context: Any) -> TurboAlchemyError | None:

@@ -26,7 +26,7 @@ def uuid7_bytes() -> bytes:
 def uuid7_primary_key(*, as_bytes: bool = False, **kwargs: Any) -> MappedColumn[Any]:
     """A primary-key column filled with uuid7() (TEXT(36)) or uuid7_bytes() (BLOB(16)) when not given.
 
-        id: Mapped[str] = turboalchemy.uuid7_primary_key()
+    id: Mapped[str] = turboalchemy.uuid7_primary_key()
     """
     column_type = LargeBinary(16) if as_bytes else String(36)
     return mapped_column(column_type, primary_key=True, default=uuid7_bytes if as_bytes else uuid7, **kwargs)

@@ -26,8 +26,18 @@ _KEYWORDS: dict[str, dict[str, int | str]] = {
     "locking_mode": {"NORMAL": "normal", "EXCLUSIVE": "exclusive"},
 }
 _INTEGERS = frozenset(
-    {"busy_timeout", "cache_size", "mmap_size", "wal_autocheckpoint", "page_size",
-     "foreign_keys", "journal_size_limit", "trusted_schema", "cache_spill", "query_only"}
+    {
+        "busy_timeout",
+        "cache_size",
+        "mmap_size",
+        "wal_autocheckpoint",
+        "page_size",
+        "foreign_keys",
+        "journal_size_limit",
+        "trusted_schema",
+        "cache_spill",
+        "query_only",
+    }
 )
 # Settings that only a database without pages takes; applied before anything else, and only there.
 _NEW_DATABASE_ONLY = ("page_size", "auto_vacuum")
@@ -120,8 +130,11 @@ class Profile:
         An in-memory database has no WAL and no file to map, so journal_mode and mmap_size are not held against it."""
         actual = self.read_back(dbapi_connection)
         in_memory = _in_memory(dbapi_connection)
-        wrong = {k: (v, actual[k]) for k, v in self.expected(new_database=new_database).items()
-                 if actual[k] != v and not (k in ("journal_mode", "mmap_size") and in_memory)}
+        wrong = {
+            k: (v, actual[k])
+            for k, v in self.expected(new_database=new_database).items()
+            if actual[k] != v and not (k in ("journal_mode", "mmap_size") and in_memory)
+        }
         if wrong:
             detail = "; ".join(f"{k}: wanted {w!r}, connection reports {a!r}" for k, (w, a) in wrong.items())
             raise ProfileError(f"profile {self.name!r} did not take effect: {detail}")
@@ -139,11 +152,21 @@ def _in_memory(dbapi_connection: Any) -> bool:
 
 
 _MMAP_256M = 268_435_456
-PRODUCTION = Profile("production", {
-    "page_size": 4096, "auto_vacuum": "INCREMENTAL",  # new databases only
-    "journal_mode": "WAL", "synchronous": "NORMAL", "busy_timeout": 5000, "cache_size": -64_000,
-    "mmap_size": _MMAP_256M, "temp_store": "MEMORY", "foreign_keys": 1, "wal_autocheckpoint": 1000,
-})
+PRODUCTION = Profile(
+    "production",
+    {
+        "page_size": 4096,
+        "auto_vacuum": "INCREMENTAL",  # new databases only
+        "journal_mode": "WAL",
+        "synchronous": "NORMAL",
+        "busy_timeout": 5000,
+        "cache_size": -64_000,
+        "mmap_size": _MMAP_256M,
+        "temp_store": "MEMORY",
+        "foreign_keys": 1,
+        "wal_autocheckpoint": 1000,
+    },
+)
 DURABLE = PRODUCTION.extend("durable", synchronous="FULL")
 
 
@@ -170,5 +193,3 @@ def resolve(spec: ProfileSpec) -> Profile:
     for part in parts:
         merged.update(part.pragmas)
     return Profile("+".join(p.name for p in parts), merged)
-
-

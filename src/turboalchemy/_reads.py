@@ -38,8 +38,11 @@ class Page:
 
 def _single_entity(stmt: Select[Any]) -> bool:
     descriptions = stmt.column_descriptions
-    return len(descriptions) == 1 and descriptions[0].get("entity") is not None and \
-        descriptions[0].get("expr") is descriptions[0].get("entity")
+    return (
+        len(descriptions) == 1
+        and descriptions[0].get("entity") is not None
+        and descriptions[0].get("expr") is descriptions[0].get("entity")
+    )
 
 
 def stream(target: Engine | Connection | Session, stmt: Select[Any], *, batch_size: int = 1000) -> Iterator[Any]:
@@ -79,8 +82,9 @@ async def astream(target: Any, stmt: Select[Any], *, batch_size: int = 1000) -> 
                 yield item
         return
     if not isinstance(target, (AsyncConnection, AsyncSession)):
-        raise UnsupportedTargetError(f"astream takes an AsyncEngine, AsyncConnection or AsyncSession, not "
-                                     f"{type(target).__name__}")
+        raise UnsupportedTargetError(
+            f"astream takes an AsyncEngine, AsyncConnection or AsyncSession, not {type(target).__name__}"
+        )
     result = await target.stream(stmt)
     try:
         source = result.scalars() if isinstance(target, AsyncSession) and _single_entity(stmt) else result
@@ -98,7 +102,9 @@ def _order(stmt: Select[Any]) -> tuple[list[Column[Any]], bool]:
     columns, directions = [], set()
     for clause in clauses:
         descending = getattr(clause, "modifier", None) is operators.desc_op
-        element = clause.element if getattr(clause, "modifier", None) in (operators.desc_op, operators.asc_op) else clause
+        element = (
+            clause.element if getattr(clause, "modifier", None) in (operators.desc_op, operators.asc_op) else clause
+        )
         element = getattr(element, "element", element) if not isinstance(element, Column) else element
         if not isinstance(element, Column) or element.table is None:
             raise KeysetError(f"ORDER BY {clause} is not a table column; keyset pages compare stored key values")
@@ -147,20 +153,24 @@ def _plan(stmt: Select[Any]) -> _KeysetPlan:
     columns, descending = _order(stmt)
     if not _unique(columns):
         names = ", ".join(c.name for c in columns)
-        raise KeysetError(f"ORDER BY ({names}) is not unique, so rows could repeat or go missing between pages; "
-                          f"end it with the primary key, e.g. order_by({names}, <table>.id)")
+        raise KeysetError(
+            f"ORDER BY ({names}) is not unique, so rows could repeat or go missing between pages; "
+            f"end it with the primary key, e.g. order_by({names}, <table>.id)"
+        )
     if stmt._limit_clause is not None or stmt._offset_clause is not None:
         raise KeysetError("remove .limit()/.offset(): keyset_page sets the limit and replaces the offset")
     binds = [bindparam(f"{_AFTER}{i}", type_=c.type) for i, c in enumerate(columns)]
     key = tuple_(*columns) if len(columns) > 1 else columns[0]
     value = tuple_(*binds) if len(columns) > 1 else binds[0]
-    plan = _PLANS[stmt] = _KeysetPlan(columns, _single_entity(stmt),
-                                      stmt.where(key < value if descending else key > value))
+    plan = _PLANS[stmt] = _KeysetPlan(
+        columns, _single_entity(stmt), stmt.where(key < value if descending else key > value)
+    )
     return plan
 
 
-def keyset_page(target: Session | Connection | Engine, stmt: Select[Any], *, size: int = 100,
-                after: Sequence[Any] | None = None) -> Page:
+def keyset_page(
+    target: Session | Connection | Engine, stmt: Select[Any], *, size: int = 100, after: Sequence[Any] | None = None
+) -> Page:
     """The page of `stmt` (ordered by a unique key) that follows the key tuple `after` (None: the first page)."""
     if size < 1:
         raise ValueError("size must be at least 1")
@@ -172,8 +182,9 @@ def keyset_page(target: Session | Connection | Engine, stmt: Select[Any], *, siz
     params = None
     if after is not None:
         if len(after) != len(columns):
-            raise KeysetError(f"after has {len(after)} values; the key ({', '.join(c.name for c in columns)}) "
-                              f"has {len(columns)}")
+            raise KeysetError(
+                f"after has {len(after)} values; the key ({', '.join(c.name for c in columns)}) has {len(columns)}"
+            )
         params = {f"{_AFTER}{i}": v for i, v in enumerate(after)}
     paged = plan.paged.get((size, params is not None))
     if paged is None:  # one more row than the page tells whether there is a next one
@@ -201,7 +212,9 @@ def _key_of(row: Any, columns: list[Column[Any]], entity: bool) -> tuple[Any, ..
     try:
         return tuple(mapping[c] for c in columns)
     except KeyError:
-        raise KeysetError("select the key columns too, so the next page's cursor can be read from the last row") from None
+        raise KeysetError(
+            "select the key columns too, so the next page's cursor can be read from the last row"
+        ) from None
 
 
 async def akeyset_page(target: Any, stmt: Select[Any], *, size: int = 100, after: Sequence[Any] | None = None) -> Page:
@@ -213,5 +226,6 @@ async def akeyset_page(target: Any, stmt: Select[Any], *, size: int = 100, after
             return await conn.run_sync(lambda sync: keyset_page(sync, stmt, size=size, after=after))
     if isinstance(target, (AsyncConnection, AsyncSession)):
         return await target.run_sync(lambda sync: keyset_page(sync, stmt, size=size, after=after))
-    raise UnsupportedTargetError(f"akeyset_page takes an AsyncEngine, AsyncConnection or AsyncSession, not "
-                                 f"{type(target).__name__}")
+    raise UnsupportedTargetError(
+        f"akeyset_page takes an AsyncEngine, AsyncConnection or AsyncSession, not {type(target).__name__}"
+    )

@@ -40,8 +40,14 @@ class Repository(Generic[M]):
     def bulk_insert(self, rows: Iterable[Any], *, chunk_size: int = 5000) -> int:
         return bulk_insert(self.session, self.model, rows, chunk_size=chunk_size)
 
-    def bulk_upsert(self, rows: Iterable[Any], *, conflict: Sequence[str], update: Sequence[str] | None = None,
-                    chunk_size: int = 5000) -> int:
+    def bulk_upsert(
+        self,
+        rows: Iterable[Any],
+        *,
+        conflict: Sequence[str],
+        update: Sequence[str] | None = None,
+        chunk_size: int = 5000,
+    ) -> int:
         """Upsert, then expire loaded objects so none shows a value the upsert replaced."""
         n = bulk_upsert(self.session, self.model, rows, conflict=conflict, update=update, chunk_size=chunk_size)
         self.session.expire_all()

@@ -42,7 +42,9 @@ def open_file(path: Path, *, read_only: bool) -> Iterator[sqlite3.Connection]:
     """An autocommit sqlite3 connection to an existing file (read-only opens never create one)."""
     if not path.exists():
         raise FileNotFoundError(f"no database at {path}")
-    conn = sqlite3.connect(_uri(path, "ro" if read_only else "rw"), uri=True, isolation_level=None, check_same_thread=False)
+    conn = sqlite3.connect(
+        _uri(path, "ro" if read_only else "rw"), uri=True, isolation_level=None, check_same_thread=False
+    )
     try:
         conn.execute("PRAGMA busy_timeout = 5000")
         yield conn

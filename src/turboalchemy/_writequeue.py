@@ -17,8 +17,8 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
-import weakref
 import time
+import weakref
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future
@@ -108,8 +108,15 @@ class WriteQueue:
     submitted, then stops the thread.
     """
 
-    def __init__(self, engine: Engine, *, max_batch: int = 1000, max_wait_ms: float = 2.0,
-                 max_pending: int = 100_000, put_timeout: float | None = None) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        max_batch: int = 1000,
+        max_wait_ms: float = 2.0,
+        max_pending: int = 100_000,
+        put_timeout: float | None = None,
+    ) -> None:
         if max_batch < 1 or max_pending < 1 or max_wait_ms < 0:
             raise ValueError("max_batch and max_pending must be at least 1, max_wait_ms at least 0")
         self.max_batch = max_batch
@@ -134,8 +141,9 @@ class WriteQueue:
         self._begin_here = self._sqlite and self._own_engine is None  # turboalchemy engines begin IMMEDIATE themselves
         self._connection = self._engine.connect()  # opened here, so a bad database fails the constructor
         self._texts: dict[str, TextClause] = {}
-        self._compiled: weakref.WeakKeyDictionary[TextClause, tuple[str, tuple[str, ...] | None, Any]] = \
+        self._compiled: weakref.WeakKeyDictionary[TextClause, tuple[str, tuple[str, ...] | None, Any]] = (
             weakref.WeakKeyDictionary()
+        )
         self._cursor = self._connection.connection.dbapi_connection.cursor() if self._sqlite else None  # type: ignore[union-attr]
         self._thread = threading.Thread(target=self._run, name="turboalchemy-writequeue", daemon=True)
         self._thread.start()
@@ -165,8 +173,10 @@ class WriteQueue:
                 while len(self._pending) >= self.max_pending and not self._closed:
                     remaining = None if deadline is None else deadline - time.monotonic()
                     if remaining is not None and remaining <= 0:
-                        raise QueueFullError(f"{self.max_pending} writes already pending for {self.put_timeout} s; "
-                                             "the database cannot keep up: raise max_pending or slow producers")
+                        raise QueueFullError(
+                            f"{self.max_pending} writes already pending for {self.put_timeout} s; "
+                            "the database cannot keep up: raise max_pending or slow producers"
+                        )
                     self._full_waiters += 1
                     try:
                         self._room.wait(remaining)
@@ -232,14 +242,28 @@ class WriteQueue:
         """turboalchemy.bulk_insert through the queue: each chunk is one queued item; returns rows written.
         As with an Engine target, chunks before a failing one stay committed."""
         from turboalchemy._write.bulk import bulk_insert
+
         return self._bulk(lambda conn, chunk: bulk_insert(conn, model, chunk, chunk_size=chunk_size), rows, chunk_size)
 
-    def bulk_upsert(self, model: Any, rows: Iterable[Any], *, conflict: Sequence[str],
-                    update: Sequence[str] | None = None, chunk_size: int = 5000) -> int:
+    def bulk_upsert(
+        self,
+        model: Any,
+        rows: Iterable[Any],
+        *,
+        conflict: Sequence[str],
+        update: Sequence[str] | None = None,
+        chunk_size: int = 5000,
+    ) -> int:
         """turboalchemy.bulk_upsert through the queue, chunk by chunk like bulk_insert."""
         from turboalchemy._write.bulk import bulk_upsert
-        return self._bulk(lambda conn, chunk: bulk_upsert(conn, model, chunk, conflict=conflict, update=update,
-                                                          chunk_size=chunk_size), rows, chunk_size)
+
+        return self._bulk(
+            lambda conn, chunk: bulk_upsert(
+                conn, model, chunk, conflict=conflict, update=update, chunk_size=chunk_size
+            ),
+            rows,
+            chunk_size,
+        )
 
     def _bulk(self, write: Callable[[Connection, list[Any]], int], rows: Iterable[Any], chunk_size: int) -> int:
         it = iter(rows)
@@ -305,7 +329,9 @@ class WriteQueue:
     def _take(self) -> list[_Item]:
         """The queue thread's next batch, once no caller is writing; empty when closed and drained."""
         with self._lock:
-            while (not self._pending or self._writing) and not (self._closed and not self._pending and not self._writing):
+            while (not self._pending or self._writing) and not (
+                self._closed and not self._pending and not self._writing
+            ):
                 self._arrived.wait()
             if not self._pending:
                 return []
@@ -414,8 +440,10 @@ class WriteQueue:
             pass
         compiled = stmt.compile(dialect=self._engine.dialect)
         dialect = self._engine.dialect
-        plain = all(not b.expanding and b.type.dialect_impl(dialect).bind_processor(dialect) is None
-                    for b in compiled.binds.values())
+        plain = all(
+            not b.expanding and b.type.dialect_impl(dialect).bind_processor(dialect) is None
+            for b in compiled.binds.values()
+        )
         names = tuple(compiled.positiontup or ()) if plain else None
         getter = None
         if names:
@@ -435,8 +463,10 @@ class WriteQueue:
             else:
                 values = getter(params) if names else ()
         except (KeyError, TypeError) as exc:
-            raise sa_exc.ArgumentError(f"a value is required for bind parameter {exc}; the statement needs "
-                                       f"{', '.join(map(repr, dict.fromkeys(names)))}") from None
+            raise sa_exc.ArgumentError(
+                f"a value is required for bind parameter {exc}; the statement needs "
+                f"{', '.join(map(repr, dict.fromkeys(names)))}"
+            ) from None
         cursor = self._cursor
         try:
             if many:

@@ -29,8 +29,16 @@ class BulkWriteError(TurboAlchemyError):
     inside a caller's transaction nothing is committed by turboalchemy).
     """
 
-    def __init__(self, message: str, *, table: str, row: int | None, column: str | None,
-                 value_type: str | None, committed: int | None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        table: str,
+        row: int | None,
+        column: str | None,
+        value_type: str | None,
+        committed: int | None,
+    ) -> None:
         super().__init__(message)
         self.table = table
         self.row = row
@@ -85,12 +93,20 @@ class BackupError(TurboAlchemyError):
 
 # SQLite primary result codes (sqlite3.Error.sqlite_errorcode & 0xff) -> (error class, what to do).
 _BY_CODE: dict[int, tuple[type[TurboAlchemyError], str]] = {
-    5: (DatabaseLockedError, "another connection held the write lock past busy_timeout; send writes through one "
-                             "turboalchemy.WriteQueue, keep write transactions short, or raise busy_timeout"),
-    6: (DatabaseLockedError, "a table is locked by another statement on the same connection; finish or close "
-                             "open cursors before writing"),
-    8: (ReadOnlyDatabaseError, "check the file's and its directory's permissions (SQLite needs to create the "
-                               "-wal and -shm files next to it), or open a read-write connection"),
+    5: (
+        DatabaseLockedError,
+        "another connection held the write lock past busy_timeout; send writes through one "
+        "turboalchemy.WriteQueue, keep write transactions short, or raise busy_timeout",
+    ),
+    6: (
+        DatabaseLockedError,
+        "a table is locked by another statement on the same connection; finish or close open cursors before writing",
+    ),
+    8: (
+        ReadOnlyDatabaseError,
+        "check the file's and its directory's permissions (SQLite needs to create the "
+        "-wal and -shm files next to it), or open a read-write connection",
+    ),
     11: (CorruptDatabaseError, "restore from a backup; `turboalchemy doctor` runs quick_check"),
     13: (DiskFullError, "free disk space (the WAL and temporary files need room too), then retry"),
     26: (CorruptDatabaseError, "the file is not an SQLite database, or is encrypted"),

@@ -1,8 +1,8 @@
 """pytest fixtures shipped with turboalchemy (registered through the `pytest11` entry point).
 
-    def test_profile_page(assert_max_queries, session):
-        with assert_max_queries(session, 3):
-            render_profile(session, user_id=1)
+def test_profile_page(assert_max_queries, session):
+    with assert_max_queries(session, 3):
+        render_profile(session, user_id=1)
 """
 
 from __future__ import annotations

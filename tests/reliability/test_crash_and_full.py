@@ -86,7 +86,9 @@ def test_a_full_disk_is_a_typed_error_with_nothing_partial_and_writes_resume(tmp
         for chunk in range(1000):
             rows = [{"id": chunk * 100 + i, "pad": "y" * 300} for i in range(100)]
             acknowledged += turboalchemy.bulk_insert(engine, filled, rows, chunk_size=100)
-    assert isinstance(caught.value, turboalchemy.TurboAlchemyError) and isinstance(caught.value.__cause__, sqlite3.Error)
+    assert isinstance(caught.value, turboalchemy.TurboAlchemyError) and isinstance(
+        caught.value.__cause__, sqlite3.Error
+    )
     with engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM filled")).scalar() == acknowledged > 0
         assert conn.execute(text("PRAGMA integrity_check")).scalar() == "ok"

@@ -41,7 +41,7 @@ def test_sigkill_with_writes_queued_loses_only_unacknowledged_ones(tmp_path):
     time.sleep(2.0)
     os.kill(child.pid, signal.SIGKILL)
     out, _ = child.communicate()
-    complete = out[:out.rfind("\n") + 1]  # the kill can cut the last line mid-flush: only whole lines count
+    complete = out[: out.rfind("\n") + 1]  # the kill can cut the last line mid-flush: only whole lines count
     acked = {tuple(map(int, line.split())) for line in complete.splitlines() if line.strip()}
     conn = sqlite3.connect(db)
     try:

@@ -36,15 +36,17 @@ def test_the_write_queue_under_mixed_reads_and_writes_reconciles(tmp_path):
             raise ValueError("insufficient funds")
         conn.execute(text("UPDATE accounts SET balance = balance - :x WHERE id = :a"), {"x": amount, "a": a})
         conn.execute(text("UPDATE accounts SET balance = balance + :x WHERE id = :b"), {"x": amount, "b": b})
-        conn.execute(text("INSERT INTO ledger (account, amount) VALUES (:a, :m), (:b, :x)"),
-                     {"a": a, "m": -amount, "b": b, "x": amount})
+        conn.execute(
+            text("INSERT INTO ledger (account, amount) VALUES (:a, :m), (:b, :x)"),
+            {"a": a, "m": -amount, "b": b, "x": amount},
+        )
 
     def writer(seed):
         rng = random.Random(seed)
         while time.monotonic() < deadline:
             a, b = rng.sample(range(20), 2)
             try:
-                queue.execute(lambda conn: transfer(conn, a, b, rng.randint(1, 300)))
+                queue.execute(lambda conn, a=a, b=b: transfer(conn, a, b, rng.randint(1, 300)))
                 key = "transfers"
             except ValueError:
                 key = "refused"
@@ -76,8 +78,10 @@ def test_the_write_queue_under_mixed_reads_and_writes_reconciles(tmp_path):
         assert conn.execute(text("SELECT count(*) FROM ledger")).scalar() == 2 * counts["transfers"]
         assert conn.execute(text("SELECT min(balance) FROM accounts")).scalar() >= 0
     assert queue.stats.items == counts["transfers"] + counts["refused"] and counts["reads"] > 0
-    print(f"soak {SOAK_SECONDS:.0f} s: {counts['transfers']:,} transfers, {counts['refused']:,} refused alone, "
-          f"{counts['reads']:,} consistent snapshots, {queue.stats.batches:,} commits")
+    print(
+        f"soak {SOAK_SECONDS:.0f} s: {counts['transfers']:,} transfers, {counts['refused']:,} refused alone, "
+        f"{counts['reads']:,} consistent snapshots, {queue.stats.batches:,} commits"
+    )
 
 
 WRITER = textwrap.dedent("""
@@ -107,8 +111,9 @@ def test_a_backup_racing_a_writer_process_finishes_whole(tmp_path):
     try:
         assert child.stdout.readline().strip() == "0"
         began = time.monotonic()
-        report = turboalchemy.backup(db, tmp_path / "copy.db", pages_per_step=16,
-                                  progress=lambda done, total: time.sleep(0.001))
+        report = turboalchemy.backup(
+            db, tmp_path / "copy.db", pages_per_step=16, progress=lambda done, total: time.sleep(0.001)
+        )
         assert time.monotonic() - began < 30  # a deadline: no livelock
     finally:
         child.kill()

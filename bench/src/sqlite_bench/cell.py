@@ -94,7 +94,9 @@ def verify(engine: Engine, generator: RowGenerator, rows: int, phases: list[Phas
         "passed": not problems,
         "row_count": count,
         "expected_rows": rows,
-        "quick_check": ("ok" if sqlite else "not run (PostgreSQL)") if quick_check == ["ok"] else "; ".join(quick_check[:5]),
+        "quick_check": ("ok" if sqlite else "not run (PostgreSQL)")
+        if quick_check == ["ok"]
+        else "; ".join(quick_check[:5]),
         "sampled_rows": len(samples),
         "problems": problems,
     }
@@ -179,8 +181,14 @@ class CellRun:
             "retries": state["retries"],
         }
 
-    def _threaded(self, writers: list[Writer], phase: Phase, chunks: Any, errors: Counter[str],
-                  done: Callable[[int, int, float], None]) -> float:
+    def _threaded(
+        self,
+        writers: list[Writer],
+        phase: Phase,
+        chunks: Any,
+        errors: Counter[str],
+        done: Callable[[int, int, float], None],
+    ) -> float:
         """Pool configs: one thread per writer (each with its own session) takes chunks from a queue."""
         work: queue.Queue[list[dict] | None] = queue.Queue(maxsize=2 * len(writers))
         failures: list[BaseException] = []

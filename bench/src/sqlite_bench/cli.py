@@ -6,8 +6,8 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
-from typing import Any
 from collections.abc import Callable
+from typing import Any
 
 from .configs import CONFIGS, config_named, parse_configs
 from .generator import DEFAULT_SEED, KEYS, PHASES
@@ -48,73 +48,155 @@ def _typed(parse: Callable[[str], object]) -> Callable[[str], object]:
 
 
 def _common(parser: argparse.ArgumentParser, *, scales: str, mode: str, phases: str, output_dir: str) -> None:
-    parser.add_argument("--scales", type=_typed(parse_scales), default=parse_scales(scales),
-                        help=f"row counts to checkpoint at, e.g. 10K,1.5M,2000000 (default {scales})")
-    parser.add_argument("--mode", type=_typed(parse_paths), default=parse_paths(mode),
-                        help=f"write paths: orm, raw, both, all or a comma list (default {mode})")
-    parser.add_argument("--phases", type=_typed(_phases), default=_phases(phases),
-                        help=f"insert, then upsert of the same keys with a new payload (default {phases})")
-    parser.add_argument("--schema", type=_typed(_choices(SCHEMAS, "schema")), default=("study",),
-                        help="study (the published table), lean (without the index that duplicates the unique "
-                             "constraint's leading column), ordered (lean, unique constraint in arrival order); "
-                             "a comma list runs each side by side")
-    parser.add_argument("--key", type=_typed(_choices(KEYS, "key")), default=("uuid4",),
-                        help="uuid4 (random, as the study) and/or uuid7 (time-ordered) primary keys")
-    parser.add_argument("--chunk-size", type=_typed(parse_scale), default=None,
-                        help="rows per transaction for every path (default: the configuration's)")
+    parser.add_argument(
+        "--scales",
+        type=_typed(parse_scales),
+        default=parse_scales(scales),
+        help=f"row counts to checkpoint at, e.g. 10K,1.5M,2000000 (default {scales})",
+    )
+    parser.add_argument(
+        "--mode",
+        type=_typed(parse_paths),
+        default=parse_paths(mode),
+        help=f"write paths: orm, raw, both, all or a comma list (default {mode})",
+    )
+    parser.add_argument(
+        "--phases",
+        type=_typed(_phases),
+        default=_phases(phases),
+        help=f"insert, then upsert of the same keys with a new payload (default {phases})",
+    )
+    parser.add_argument(
+        "--schema",
+        type=_typed(_choices(SCHEMAS, "schema")),
+        default=("study",),
+        help="study (the published table), lean (without the index that duplicates the unique "
+        "constraint's leading column), ordered (lean, unique constraint in arrival order); "
+        "a comma list runs each side by side",
+    )
+    parser.add_argument(
+        "--key",
+        type=_typed(_choices(KEYS, "key")),
+        default=("uuid4",),
+        help="uuid4 (random, as the study) and/or uuid7 (time-ordered) primary keys",
+    )
+    parser.add_argument(
+        "--chunk-size",
+        type=_typed(parse_scale),
+        default=None,
+        help="rows per transaction for every path (default: the configuration's)",
+    )
     parser.add_argument("--output-dir", default=output_dir, help=f"where results.json goes (default {output_dir})")
-    parser.add_argument("--resume", metavar="FILE", default=None,
-                        help="continue the run in FILE with the settings it was started with (other options are ignored)")
-    parser.add_argument("--db-dir", default=tempfile.gettempdir(),
-                        help="where each cell's fresh temporary database directory is made (local disk)")
+    parser.add_argument(
+        "--resume",
+        metavar="FILE",
+        default=None,
+        help="continue the run in FILE with the settings it was started with (other options are ignored)",
+    )
+    parser.add_argument(
+        "--db-dir",
+        default=tempfile.gettempdir(),
+        help="where each cell's fresh temporary database directory is made (local disk)",
+    )
     parser.add_argument("--keep-db", action="store_true", help="keep each cell's database after it passes")
-    parser.add_argument("--db", metavar="URL", default=None,
-                        help="run on a PostgreSQL server instead (postgresql+psycopg://user@host/db): each cell gets "
-                             "a fresh database there, dropped when it passes; the configuration's chunk and pool "
-                             "sizes apply, its SQLite PRAGMAs do not")
+    parser.add_argument(
+        "--db",
+        metavar="URL",
+        default=None,
+        help="run on a PostgreSQL server instead (postgresql+psycopg://user@host/db): each cell gets "
+        "a fresh database there, dropped when it passes; the configuration's chunk and pool "
+        "sizes apply, its SQLite PRAGMAs do not",
+    )
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help="generator seed (fixes keys and payloads)")
-    parser.add_argument("--sample-interval", type=float, default=1.0,
-                        help="seconds between RSS samples in the measured process; 0 turns the sampler off")
-    parser.add_argument("--no-instrumentation", dest="instrumented", action="store_false",
-                        help="no sampler, no per-chunk latencies, no progress: to measure their overhead")
-    parser.add_argument("--count-queries", action="store_true",
-                        help="run each cell's writes under turboalchemy.count_queries and record the statement counts")
-    parser.add_argument("--max-retries", type=int, default=10,
-                        help="times a chunk that hit 'database is locked' is retried whole before the cell fails")
+    parser.add_argument(
+        "--sample-interval",
+        type=float,
+        default=1.0,
+        help="seconds between RSS samples in the measured process; 0 turns the sampler off",
+    )
+    parser.add_argument(
+        "--no-instrumentation",
+        dest="instrumented",
+        action="store_false",
+        help="no sampler, no per-chunk latencies, no progress: to measure their overhead",
+    )
+    parser.add_argument(
+        "--count-queries",
+        action="store_true",
+        help="run each cell's writes under turboalchemy.count_queries and record the statement counts",
+    )
+    parser.add_argument(
+        "--max-retries",
+        type=int,
+        default=10,
+        help="times a chunk that hit 'database is locked' is retried whole before the cell fails",
+    )
 
 
 def before_after_parser(prog: str = "python -m sqlite_bench.before_after") -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=prog, description=(
-        "ORM vs raw executemany (and turboalchemy's paths as they land) on the study's table, each path in "
-        "a fresh process and database, every path at the same chunk size."))
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description=(
+            "ORM vs raw executemany (and turboalchemy's paths as they land) on the study's table, each path in "
+            "a fresh process and database, every path at the same chunk size."
+        ),
+    )
     _common(parser, scales="10M,50M", mode="both", phases="insert,upsert", output_dir="results/before_after")
-    parser.add_argument("--config", type=_typed(lambda text: config_named(text).name), default="baseline",
-                        help=f"the SQLite configuration every path runs under: one of {', '.join(CONFIGS)}, "
-                             "optionally with PRAGMAs added, e.g. chunk_5000+wal_autocheckpoint=16384 (default baseline)")
-    parser.add_argument("--study-chunks", action="store_true",
-                        help="also run the study's published set-up, ORM at 5K-row chunks and raw at 50K")
+    parser.add_argument(
+        "--config",
+        type=_typed(lambda text: config_named(text).name),
+        default="baseline",
+        help=f"the SQLite configuration every path runs under: one of {', '.join(CONFIGS)}, "
+        "optionally with PRAGMAs added, e.g. chunk_5000+wal_autocheckpoint=16384 (default baseline)",
+    )
+    parser.add_argument(
+        "--study-chunks",
+        action="store_true",
+        help="also run the study's published set-up, ORM at 5K-row chunks and raw at 50K",
+    )
     return parser
 
 
 def scale_parser(prog: str = "python -m sqlite_bench.scale_benchmark") -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=prog, description=(
-        "The study's configuration sweep: each configuration in a fresh process and database, "
-        "checkpointed at every scale."))
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description=(
+            "The study's configuration sweep: each configuration in a fresh process and database, "
+            "checkpointed at every scale."
+        ),
+    )
     _common(parser, scales="3M,5M,10M", mode="orm", phases="insert", output_dir="results/scale")
-    parser.add_argument("--configs", type=_typed(parse_configs), default=parse_configs("all"),
-                        help="all, presets, chunks, pools or a comma list of names, each optionally with PRAGMAs added "
-                             "(chunk_5000+wal_autocheckpoint=16384) (default all)")
+    parser.add_argument(
+        "--configs",
+        type=_typed(parse_configs),
+        default=parse_configs("all"),
+        help="all, presets, chunks, pools or a comma list of names, each optionally with PRAGMAs added "
+        "(chunk_5000+wal_autocheckpoint=16384) (default all)",
+    )
     return parser
 
 
 def _plan(args: argparse.Namespace, benchmark: str, configs: list[str], study_chunks: bool) -> Plan:
     return Plan(
         benchmark=benchmark,
-        cells=plan_cells(args.mode, configs, chunk_size=args.chunk_size, study_chunks=study_chunks,
-                         schemas=args.schema, keys=args.key),
-        scales=args.scales, phases=args.phases, seed=args.seed, sample_interval=args.sample_interval,
-        instrumented=args.instrumented, max_retries=args.max_retries, count_queries=args.count_queries,
-        db_dir=args.db_dir, keep_db=args.keep_db, db_url=_server(args),
+        cells=plan_cells(
+            args.mode,
+            configs,
+            chunk_size=args.chunk_size,
+            study_chunks=study_chunks,
+            schemas=args.schema,
+            keys=args.key,
+        ),
+        scales=args.scales,
+        phases=args.phases,
+        seed=args.seed,
+        sample_interval=args.sample_interval,
+        instrumented=args.instrumented,
+        max_retries=args.max_retries,
+        count_queries=args.count_queries,
+        db_dir=args.db_dir,
+        keep_db=args.keep_db,
+        db_url=_server(args),
     )
 
 
@@ -201,7 +283,9 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     commands = {"before-after": before_after, "scale": scale_benchmark, "plot-curve": plot_curve, "report": report}
     if not argv or argv[0] not in commands:
-        print("usage: sqlite-bench {before-after,scale,plot-curve,report} [options]  (each takes --help)", file=sys.stderr)
+        print(
+            "usage: sqlite-bench {before-after,scale,plot-curve,report} [options]  (each takes --help)", file=sys.stderr
+        )
         return 2
     return commands[argv[0]](argv[1:])
 

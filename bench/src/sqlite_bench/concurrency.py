@@ -42,7 +42,9 @@ from .stats import percentile
 from .sysinfo import system_info
 
 MODES = ("sqlite3", "connection", "pool", "queue")
-_CREATE = "CREATE TABLE events (id INTEGER PRIMARY KEY, writer INTEGER NOT NULL, seq INTEGER NOT NULL, payload TEXT NOT NULL)"
+_CREATE = (
+    "CREATE TABLE events (id INTEGER PRIMARY KEY, writer INTEGER NOT NULL, seq INTEGER NOT NULL, payload TEXT NOT NULL)"
+)
 _INSERT = "INSERT INTO events (writer, seq, payload) VALUES (:writer, :seq, :payload)"
 _INSERT_QMARK = "INSERT INTO events (writer, seq, payload) VALUES (?, ?, ?)"
 _PAYLOAD = "x" * 100
@@ -62,8 +64,9 @@ class _Mode:
         self.engine: sqlalchemy.Engine | None = None
         self.queue: turboalchemy.WriteQueue | None = None
         if mode in ("pool", "connection"):
-            self.engine = sqlalchemy.create_engine(f"sqlite:///{db}", pool_size=writers, max_overflow=0,
-                                                   connect_args={"check_same_thread": False})
+            self.engine = sqlalchemy.create_engine(
+                f"sqlite:///{db}", pool_size=writers, max_overflow=0, connect_args={"check_same_thread": False}
+            )
             profile.install(self.engine)
         elif mode == "queue":
             self.engine = turboalchemy.create_engine(f"sqlite:///{db}", profile)
@@ -78,6 +81,7 @@ class _Mode:
             def write(w: int, seq: int) -> None:
                 with own.begin():
                     own.execute(insert, {"writer": w, "seq": seq, "payload": _PAYLOAD})
+
             return write, own.close
         if self.mode == "sqlite3":
             conn = sqlite3.connect(self.db, check_same_thread=False)
@@ -90,6 +94,7 @@ class _Mode:
                 except BaseException:
                     conn.rollback()
                     raise
+
             return write, conn.close
         if self.mode == "pool":
             engine = self.engine
@@ -99,6 +104,7 @@ class _Mode:
             def write(w: int, seq: int) -> None:
                 with engine.begin() as c:
                     c.execute(stmt, {"writer": w, "seq": seq, "payload": _PAYLOAD})
+
             return write, lambda: None
         queue = self.queue
         assert queue is not None
@@ -159,45 +165,73 @@ def run_cell(mode: str, writers: int, ops: int, profile: Profile, work_dir: str)
     elapsed = time.perf_counter() - began
     m.close()
     check = sqlite3.connect(db)
-    stored = (*check.execute("SELECT count(*), count(DISTINCT writer || ':' || seq) FROM events").fetchone(),
-              check.execute("PRAGMA quick_check").fetchone()[0])
+    stored = (
+        *check.execute("SELECT count(*), count(DISTINCT writer || ':' || seq) FROM events").fetchone(),
+        check.execute("PRAGMA quick_check").fetchone()[0],
+    )
     check.close()
     flat = [x for per in latencies for x in per]
     return {
-        "phase": "insert", "rows": ops, "segment_rows": ops, "wall_s": elapsed, "generation_s": 0.0,
-        "write_s": elapsed, "batch_latencies_ms": [round(x, 4) for x in flat],
+        "phase": "insert",
+        "rows": ops,
+        "segment_rows": ops,
+        "wall_s": elapsed,
+        "generation_s": 0.0,
+        "write_s": elapsed,
+        "batch_latencies_ms": [round(x, 4) for x in flat],
         "errors": {"locked": errors["locked"], "integrity": 0, "other": errors["other"]},
-        "retries": sum(retries.values()), "memory": memory_breakdown(), "files": file_sizes(db),
-        "peak_rss_mb": memory_breakdown()["rss_mb"], "stored": stored,
+        "retries": sum(retries.values()),
+        "memory": memory_breakdown(),
+        "files": file_sizes(db),
+        "peak_rss_mb": memory_breakdown()["rss_mb"],
+        "stored": stored,
     }
 
 
 def _row(cell: dict[str, Any]) -> dict[str, Any]:
     cp = cell["checkpoints"][-1]
     lat = cp["batch_latencies_ms"]
-    return {"mode": cell["path"], "writers": cell["writers"], "rate": cp["segment"]["rows_per_s"],
-            "p50": percentile(lat, 50), "p99": percentile(lat, 99), "p999": percentile(lat, 99.9),
-            "locked": cp["errors"]["locked"]}
+    return {
+        "mode": cell["path"],
+        "writers": cell["writers"],
+        "rate": cp["segment"]["rows_per_s"],
+        "p50": percentile(lat, 50),
+        "p99": percentile(lat, 99),
+        "p999": percentile(lat, 99.9),
+        "locked": cp["errors"]["locked"],
+    }
 
 
 def print_table(data: dict[str, Any], console: Console) -> None:
     rows = [_row(c) for c in data["cells"] if c["status"] == "done"]
     base = {r["writers"]: r["rate"] for r in rows if r["mode"] == "connection"}
-    table = Table(title=f"single-row writes, profile {data['settings']['profile']} "
-                        f"({data['settings']['ops']:,} writes per cell)",
-                  caption="vs conn.: writes/s against a SQLAlchemy connection per thread at the same writer count")
+    table = Table(
+        title=f"single-row writes, profile {data['settings']['profile']} ({data['settings']['ops']:,} writes per cell)",
+        caption="vs conn.: writes/s against a SQLAlchemy connection per thread at the same writer count",
+    )
     for name in ("mode", "writers", "writes/s", "vs conn.", "p50 ms", "p99 ms", "p99.9 ms", "locked"):
         table.add_column(name, justify="left" if name == "mode" else "right", no_wrap=True)
     for r in rows:
         ratio = f"{r['rate'] / base[r['writers']]:.2f}x" if base.get(r["writers"]) else "-"
-        table.add_row(r["mode"], str(r["writers"]), f"{r['rate']:,.0f}", ratio, f"{r['p50']:.2f}",
-                      f"{r['p99']:.2f}", f"{r['p999']:.2f}", str(r["locked"]))
+        table.add_row(
+            r["mode"],
+            str(r["writers"]),
+            f"{r['rate']:,.0f}",
+            ratio,
+            f"{r['p50']:.2f}",
+            f"{r['p99']:.2f}",
+            f"{r['p999']:.2f}",
+            str(r["locked"]),
+        )
     console.print(table)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m sqlite_bench.concurrency", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m sqlite_bench.concurrency",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--writers", default="1,4,16,64", help="comma list of writer-thread counts")
     parser.add_argument("--ops", type=int, default=20_000, help="single-row writes per cell, split across writers")
     parser.add_argument("--profile", default="production", choices=sorted(PROFILES), help="PRAGMA profile")
@@ -215,12 +249,27 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     work = tempfile.TemporaryDirectory(prefix="concurrency-", dir=args.work_dir)
     command = "python -m sqlite_bench.concurrency " + shlex.join(argv if argv is not None else sys.argv[1:])
-    cells = [results.new_cell(f"{m}/{args.profile}/w{n}", m, args.profile, 1, n, "fair",
-                              dict(profile.pragmas)) for n in writer_counts for m in modes]
-    data = results.new_results("concurrency", command,
-                               {"scales": [args.ops], "phases": ["insert"], "seed": 0, "sample_interval": 0,
-                                "instrumented": False, "max_retries": 0, "ops": args.ops, "profile": args.profile},
-                               system_info(work.name), cells)
+    cells = [
+        results.new_cell(f"{m}/{args.profile}/w{n}", m, args.profile, 1, n, "fair", dict(profile.pragmas))
+        for n in writer_counts
+        for m in modes
+    ]
+    data = results.new_results(
+        "concurrency",
+        command,
+        {
+            "scales": [args.ops],
+            "phases": ["insert"],
+            "seed": 0,
+            "sample_interval": 0,
+            "instrumented": False,
+            "max_retries": 0,
+            "ops": args.ops,
+            "profile": args.profile,
+        },
+        system_info(work.name),
+        cells,
+    )
     for cell in cells:
         console.print(f"[bold]{cell['path']}[/] x {cell['writers']} writers ...", end=" ")
         cell["status"], cell["started_at"] = "running", results.utc_now()
@@ -234,13 +283,20 @@ def main(argv: list[str] | None = None) -> int:
         problems = [f"{count - distinct} writes stored twice"] if distinct != count else []
         problems += [f"stored {count} of {args.ops} writes"] if count != args.ops else []
         problems += [f"quick_check: {quick}"] if quick != "ok" else []
-        cell["verification"] = {"passed": not problems, "row_count": count, "expected_rows": args.ops,
-                                "quick_check": quick, "problems": problems}
+        cell["verification"] = {
+            "passed": not problems,
+            "row_count": count,
+            "expected_rows": args.ops,
+            "quick_check": quick,
+            "problems": problems,
+        }
         checkpoint = results.add_checkpoint(cell, event)
         cell["status"] = "done" if not problems else "failed"
         cell["finished_at"] = results.utc_now()
-        console.print(f"{checkpoint['segment']['rows_per_s']:,.0f} writes/s, {event['errors']['locked']} lock errors"
-                      + ("" if not problems else f" [red]{'; '.join(problems)}[/]"))
+        console.print(
+            f"{checkpoint['segment']['rows_per_s']:,.0f} writes/s, {event['errors']['locked']} lock errors"
+            + ("" if not problems else f" [red]{'; '.join(problems)}[/]")
+        )
         results.write_atomic(out / results.FILENAME, data)
     work.cleanup()
     return publish(data, out, console, print_table)

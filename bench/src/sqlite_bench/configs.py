@@ -21,18 +21,30 @@ _MMAP_256M = 268_435_456
 
 def _study(name: str, sync: str, cache: int, mmap: int) -> Profile:
     # the study's engine set WAL, busy_timeout 10000 and temp_store MEMORY on every configuration
-    return Profile(f"study:{name}", {"journal_mode": "WAL", "synchronous": sync, "busy_timeout": 10_000,
-                                     "cache_size": cache, "mmap_size": mmap, "temp_store": "MEMORY"})
+    return Profile(
+        f"study:{name}",
+        {
+            "journal_mode": "WAL",
+            "synchronous": sync,
+            "busy_timeout": 10_000,
+            "cache_size": cache,
+            "mmap_size": mmap,
+            "temp_store": "MEMORY",
+        },
+    )
 
 
 _TUNED = ("NORMAL", -64_000, _MMAP_256M)
-STUDY_PROFILES: dict[str, Profile] = {p.name: p for p in [
-    _study("baseline", "NORMAL", -4_096, 0),
-    _study("optimized", *_TUNED),
-    _study("aggressive", "OFF", -256_000, _MMAP_256M),  # the study's code ran -256000; its article says -64000
-    *(_study(f"chunk_{n}", *_TUNED) for n in (1_000, 5_000, 10_000, 25_000, 50_000)),
-    *(_study(f"pool_{n}", *_TUNED) for n in (3, 5, 8)),
-]}
+STUDY_PROFILES: dict[str, Profile] = {
+    p.name: p
+    for p in [
+        _study("baseline", "NORMAL", -4_096, 0),
+        _study("optimized", *_TUNED),
+        _study("aggressive", "OFF", -256_000, _MMAP_256M),  # the study's code ran -256000; its article says -64000
+        *(_study(f"chunk_{n}", *_TUNED) for n in (1_000, 5_000, 10_000, 25_000, 50_000)),
+        *(_study(f"pool_{n}", *_TUNED) for n in (3, 5, 8)),
+    ]
+}
 # Every profile a benchmark may name: the library's (production, durable) and the study's
 ALL_PROFILES: dict[str, Profile] = {**PROFILES, **STUDY_PROFILES}
 

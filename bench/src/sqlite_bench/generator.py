@@ -70,7 +70,9 @@ class RowGenerator:
             for n in range(first, first + BLOCK):
                 # Draw for every row of the block, kept or not, so values never depend on `start`.
                 bits = ids.getrandbits(128)
-                row_id = _uuid7_text(_EPOCH_MS + n, bits & _V7_RANDOM) if time_ordered else str(UUID(int=bits, version=4))
+                row_id = (
+                    _uuid7_text(_EPOCH_MS + n, bits & _V7_RANDOM) if time_ordered else str(UUID(int=bits, version=4))
+                )
                 x = round(pay.uniform(-1000.0, 1000.0), 6)
                 y = round(pay.uniform(-1000.0, 1000.0), 6)
                 z = round(pay.uniform(0.0, 100.0), 6)

@@ -140,16 +140,29 @@ class RawWriter:
         self.pooled = engine.raw_connection()
         self.dbapi = self.pooled.dbapi_connection
         self.sqlite = not server_only(engine)
-        self.insert_sql, self.upsert_sql = ((INSERT_SQL, UPSERT_SQL) if self.sqlite else
-                                            (INSERT_SQL.replace("?", "%s"), UPSERT_SQL.replace("?", "%s")))
+        self.insert_sql, self.upsert_sql = (
+            (INSERT_SQL, UPSERT_SQL) if self.sqlite else (INSERT_SQL.replace("?", "%s"), UPSERT_SQL.replace("?", "%s"))
+        )
 
     def tuples(self, rows: list[dict]) -> list[tuple]:
         """The chunk as the driver takes it: one tuple per row in COLUMNS order."""
         stamp = _stamp if self.sqlite else _same
         return [
-            (r["row_id"], r["tenant_id"], r["entity_id"], r["sub_entity_id"], r["bucket_index"],
-             r["measurement_x"], r["measurement_y"], r["measurement_z"], r["category_id"], r["weight"],
-             r["status"], stamp(r["created_at"]), stamp(r["updated_at"]))
+            (
+                r["row_id"],
+                r["tenant_id"],
+                r["entity_id"],
+                r["sub_entity_id"],
+                r["bucket_index"],
+                r["measurement_x"],
+                r["measurement_y"],
+                r["measurement_z"],
+                r["category_id"],
+                r["weight"],
+                r["status"],
+                stamp(r["created_at"]),
+                stamp(r["updated_at"]),
+            )
             for r in rows
         ]
 
@@ -181,8 +194,9 @@ def _same(value: datetime | None) -> datetime | None:
 def _upsert_statement(target: object, engine: Engine) -> object:
     """INSERT ... ON CONFLICT (natural key) DO UPDATE SET payload = excluded.payload, for executemany."""
     stmt = dialect_insert(engine)(target)
-    return stmt.on_conflict_do_update(index_elements=list(NATURAL_KEY),
-                                      set_={c: stmt.excluded[c] for c in UPDATE_COLUMNS})
+    return stmt.on_conflict_do_update(
+        index_elements=list(NATURAL_KEY), set_={c: stmt.excluded[c] for c in UPDATE_COLUMNS}
+    )
 
 
 @register("orm_bulk", "SQLAlchemy 2.x ORM-enabled insert(Model) executed with a list of dicts")
@@ -242,14 +256,17 @@ class TurboWriter:
         turboalchemy.bulk_insert(self.engine, BenchRow, rows, chunk_size=len(rows))
 
     def upsert(self, rows: list[dict]) -> None:
-        turboalchemy.bulk_upsert(self.engine, BenchRow, rows, conflict=NATURAL_KEY, update=UPDATE_COLUMNS,
-                              chunk_size=len(rows))
+        turboalchemy.bulk_upsert(
+            self.engine, BenchRow, rows, conflict=NATURAL_KEY, update=UPDATE_COLUMNS, chunk_size=len(rows)
+        )
 
     def close(self) -> None:
         pass
 
 
-@register("turbo_async", "turboalchemy.abulk_insert / abulk_upsert on an AsyncEngine (aiosqlite, or psycopg async + COPY)")
+@register(
+    "turbo_async", "turboalchemy.abulk_insert / abulk_upsert on an AsyncEngine (aiosqlite, or psycopg async + COPY)"
+)
 class TurboAsyncWriter:
     """The asyncio fast path, each chunk awaited on one event loop the writer keeps for its life."""
 
@@ -271,16 +288,20 @@ class TurboAsyncWriter:
         self.loop.run_until_complete(turboalchemy.abulk_insert(self.engine, BenchRow, rows, chunk_size=len(rows)))
 
     def upsert(self, rows: list[dict]) -> None:
-        self.loop.run_until_complete(turboalchemy.abulk_upsert(self.engine, BenchRow, rows, conflict=NATURAL_KEY,
-                                                            update=UPDATE_COLUMNS, chunk_size=len(rows)))
+        self.loop.run_until_complete(
+            turboalchemy.abulk_upsert(
+                self.engine, BenchRow, rows, conflict=NATURAL_KEY, update=UPDATE_COLUMNS, chunk_size=len(rows)
+            )
+        )
 
     def close(self) -> None:
         self.loop.run_until_complete(self.engine.dispose())
         self.loop.close()
 
 
-@register("engine", "the database alone: INSERT ... SELECT from a staging table already holding the chunk "
-                   "(no Python per row)")
+@register(
+    "engine", "the database alone: INSERT ... SELECT from a staging table already holding the chunk (no Python per row)"
+)
 class EngineLimitWriter:
     """The database engine's own limit for the same rows: `prepare` loads the chunk into a TEMP table
     (untimed: executemany into memory on SQLite, COPY on PostgreSQL); the timed write is one INSERT ... SELECT
@@ -297,13 +318,13 @@ class EngineLimitWriter:
             self.dbapi.execute("PRAGMA temp_store = MEMORY")
             select = f"INSERT INTO main.bench_rows ({columns}) SELECT {columns} FROM temp.staging"
             # WHERE true: SQLite's grammar needs it to read ON CONFLICT after INSERT ... SELECT
-            self.upsert_sql = select + " WHERE true" + UPSERT_SQL[UPSERT_SQL.index(" ON CONFLICT"):]
+            self.upsert_sql = select + " WHERE true" + UPSERT_SQL[UPSERT_SQL.index(" ON CONFLICT") :]
         else:
             with self.dbapi.cursor() as cursor:
                 cursor.execute("CREATE TEMP TABLE IF NOT EXISTS staging (LIKE bench_rows)")
             self.dbapi.commit()
             select = f"INSERT INTO bench_rows ({columns}) SELECT {columns} FROM staging"
-            self.upsert_sql = select + UPSERT_SQL[UPSERT_SQL.index(" ON CONFLICT"):]
+            self.upsert_sql = select + UPSERT_SQL[UPSERT_SQL.index(" ON CONFLICT") :]
             self.copy_sql = f"COPY staging ({columns}) FROM STDIN"
         self.insert_sql = select
 

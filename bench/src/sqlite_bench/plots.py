@@ -16,14 +16,15 @@ from .results import path_label, table_variant  # noqa: E402
 from .stats import percentile  # noqa: E402
 from .units import format_count  # noqa: E402
 
-
 _STYLES = {"raw": "-", "turbo": "--", "orm": ":", "core": "-.", "orm_bulk": (0, (3, 1, 1, 1)), "engine": (0, (1, 1))}
 
 
 def cell_label(cell: dict[str, Any]) -> str:
     """e.g. 'raw, study table + uuid4 keys, baseline, 5K-row chunks'."""
     schema, key = table_variant(cell)
-    return f"{cell['path']}, {schema} table + {key} keys, {cell['config']}, {format_count(cell['chunk_size'])}-row chunks"
+    return (
+        f"{cell['path']}, {schema} table + {key} keys, {cell['config']}, {format_count(cell['chunk_size'])}-row chunks"
+    )
 
 
 def _setup(cell: dict[str, Any]) -> tuple[str, ...]:
@@ -48,8 +49,16 @@ def throughput_over_rows(results: Iterable[dict[str, Any]], out: str | Path, pha
             label = cell_label(cell)
             setup = _setup(cell) if len(setups) > 1 else (cell["path"],)  # one set-up: a colour per path instead
             colour = colours.setdefault(setup, palette[len(colours) % len(palette)])
-            ax.plot(xs, ys, marker="o", markersize=3, linewidth=1.6, color=colour,
-                    linestyle=_STYLES.get(cell["path"], "-."), label=label)
+            ax.plot(
+                xs,
+                ys,
+                marker="o",
+                markersize=3,
+                linewidth=1.6,
+                color=colour,
+                linestyle=_STYLES.get(cell["path"], "-."),
+                label=label,
+            )
             labels.append(label)
     ax.set_xlabel(f"rows in the table ({phase} phase; each point is the segment ending there)")
     ax.set_ylabel("rows/s in that segment")
@@ -79,8 +88,9 @@ def growth_by_table(cells: list[dict[str, Any]], out: str | Path, phase: str = "
     palette, styles = plt.get_cmap("tab10").colors, ["-", "--", ":", "-."]
     columns = min(3, len(tables))
     rows = -(-len(tables) // columns)
-    fig, axes = plt.subplots(rows, columns, figsize=(4.4 * columns, 3.2 * rows + 1.2), dpi=110, sharey=True,
-                             squeeze=False)
+    fig, axes = plt.subplots(
+        rows, columns, figsize=(4.4 * columns, 3.2 * rows + 1.2), dpi=110, sharey=True, squeeze=False
+    )
     labels, top = [], 1.0
     for ax, (schema, key) in zip(axes.flat, tables):
         for cell in cells:
@@ -91,25 +101,41 @@ def growth_by_table(cells: list[dict[str, Any]], out: str | Path, phase: str = "
                 continue
             xs, ys = zip(*points)
             top = max(top, *(y / ys[0] for y in ys))
-            ax.plot(xs, [y / ys[0] for y in ys], marker="o", markersize=3, linewidth=1.5,
-                    color=palette[paths.index(cell["path"]) % len(palette)],
-                    linestyle=styles[setups.index((cell["config"], cell["chunk_size"])) % len(styles)])
+            ax.plot(
+                xs,
+                [y / ys[0] for y in ys],
+                marker="o",
+                markersize=3,
+                linewidth=1.5,
+                color=palette[paths.index(cell["path"]) % len(palette)],
+                linestyle=styles[setups.index((cell["config"], cell["chunk_size"])) % len(styles)],
+            )
             labels.append(cell_label(cell))
         ax.axhline(1.0, color="grey", linewidth=0.8)
         ax.set_title(f"{schema} table + {key} keys", fontsize=9)
         _rows_axis(ax)
     axes[0, 0].set_ylim(0, top * 1.05)  # shared: every panel on the same scale
-    for ax in axes.flat[len(tables):]:
+    for ax in axes.flat[len(tables) :]:
         ax.set_visible(False)
     for ax in axes[:, 0]:
         ax.set_ylabel("÷ first segment")
     handles = [Line2D([], [], color=palette[i % len(palette)], label=path) for i, path in enumerate(paths)]
     if len(setups) > 1:
-        handles += [Line2D([], [], color="black", linestyle=styles[i % len(styles)],
-                           label=f"{config}, {format_count(chunk)}-row chunks") for i, (config, chunk) in enumerate(setups)]
+        handles += [
+            Line2D(
+                [],
+                [],
+                color="black",
+                linestyle=styles[i % len(styles)],
+                label=f"{config}, {format_count(chunk)}-row chunks",
+            )
+            for i, (config, chunk) in enumerate(setups)
+        ]
     fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 4), fontsize=8, frameon=False)
-    fig.suptitle(f"each segment's rows/s ÷ the cell's first segment ({phase} phase; 1.0 = as fast as on an empty table)",
-                 fontsize=10)
+    fig.suptitle(
+        f"each segment's rows/s ÷ the cell's first segment ({phase} phase; 1.0 = as fast as on an empty table)",
+        fontsize=10,
+    )
     fig.tight_layout(rect=(0, 0.06 + 0.02 * (len(handles) > 4), 1, 0.97))
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, format="png")
@@ -180,14 +206,26 @@ def p99_vs_chunk(cells: list[dict[str, Any]], out: str | Path, phase: str = "ins
 
 def cumulative_over_rows(cells: list[dict[str, Any]], out: str | Path, phase: str = "insert") -> list[str]:
     """Cumulative rows/s at each checkpoint, one line per cell."""
-    return _lines(cells, out, lambda cp: cp["cumulative"]["rows_per_s"], phase, "cumulative rows/s",
-                  f"cumulative throughput over rows ({phase})")
+    return _lines(
+        cells,
+        out,
+        lambda cp: cp["cumulative"]["rows_per_s"],
+        phase,
+        "cumulative rows/s",
+        f"cumulative throughput over rows ({phase})",
+    )
 
 
 def db_size_over_rows(cells: list[dict[str, Any]], out: str | Path, phase: str = "insert") -> list[str]:
     """Database file size (MiB) at each checkpoint."""
-    return _lines(cells, out, lambda cp: cp["files"]["db_bytes"] / 2**20, phase, "database size, MiB",
-                  f"database size over rows ({phase})")
+    return _lines(
+        cells,
+        out,
+        lambda cp: cp["files"]["db_bytes"] / 2**20,
+        phase,
+        "database size, MiB",
+        f"database size over rows ({phase})",
+    )
 
 
 def _lines(cells: list[dict[str, Any]], out: str | Path, value: Any, phase: str, ylabel: str, title: str) -> list[str]:
@@ -267,9 +305,14 @@ def reads(data: dict[str, Any], out: str | Path) -> list[str]:
     rates = [c["checkpoints"][0]["segment"]["rows_per_s"] for c in full]
     bars = left.barh(names, rates, color="tab:blue")
     for bar, cell in zip(bars, full):
-        left.annotate(f"{bar.get_width():,.0f} rows/s, +{cell.get('rss_growth_mb', 0):,.0f} MB",
-                      (bar.get_width(), bar.get_y() + bar.get_height() / 2),
-                      xytext=(3, 0), textcoords="offset points", va="center", fontsize=8)
+        left.annotate(
+            f"{bar.get_width():,.0f} rows/s, +{cell.get('rss_growth_mb', 0):,.0f} MB",
+            (bar.get_width(), bar.get_y() + bar.get_height() / 2),
+            xytext=(3, 0),
+            textcoords="offset points",
+            va="center",
+            fontsize=8,
+        )
     left.set_xlim(0, max(rates, default=1) * 1.6)  # room for the labels
     left.invert_yaxis()
     left.set_xlabel("rows/s; label: rows/s and peak RSS growth")

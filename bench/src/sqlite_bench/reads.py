@@ -91,8 +91,7 @@ def read_all(db: str, mode: str) -> dict[str, Any]:
             raise ValueError(f"unknown read mode {mode!r}")
     seconds = time.perf_counter() - began
     engine.dispose()
-    return {"mode": mode, "seconds": seconds, "checksum": total, "rss_before_mb": before,
-            "peak_rss_mb": _peak_rss_mb()}
+    return {"mode": mode, "seconds": seconds, "checksum": total, "rss_before_mb": before, "peak_rss_mb": _peak_rss_mb()}
 
 
 def page_latencies(db: str, repeats: int = 7) -> list[dict[str, Any]]:
@@ -101,8 +100,10 @@ def page_latencies(db: str, repeats: int = 7) -> list[dict[str, Any]]:
     engine = open_engine(CONFIGS["baseline"], db)
     out = []
     with Session(engine) as session:
-        for kind, ordered in (("orm", select(BenchRow).order_by(BenchRow.row_id)),
-                              ("core", select(TABLE).order_by(TABLE.c.row_id))):
+        for kind, ordered in (
+            ("orm", select(BenchRow).order_by(BenchRow.row_id)),
+            ("core", select(TABLE).order_by(TABLE.c.row_id)),
+        ):
             for page in PAGES:
                 skip = (page - 1) * PAGE_SIZE
                 after = None
@@ -127,8 +128,14 @@ def page_latencies(db: str, repeats: int = 7) -> list[dict[str, Any]]:
                     if [r.row_id for r in by_offset] != [r.row_id for r in by_key.rows]:
                         raise AssertionError(f"page {page}: keyset and OFFSET pages differ")
                 for method, values in timings.items():
-                    out.append({"method": f"{method}_{kind}", "page": page, "latencies_ms": values,
-                                "median_ms": percentile(values, 50)})
+                    out.append(
+                        {
+                            "method": f"{method}_{kind}",
+                            "page": page,
+                            "latencies_ms": values,
+                            "median_ms": percentile(values, 50),
+                        }
+                    )
     engine.dispose()
     return out
 
@@ -148,32 +155,51 @@ def _fill(db: str, rows: int, console: Console) -> float:
     return seconds
 
 
-def _cell(mode: str, rows: int, seconds: float, latencies: list[float], peak: float, before: float,
-          db: str, kind: str) -> dict[str, Any]:
+def _cell(
+    mode: str, rows: int, seconds: float, latencies: list[float], peak: float, before: float, db: str, kind: str
+) -> dict[str, Any]:
     cell = results.new_cell(f"{mode}/{kind}", mode, kind, max(1, rows), 1, "fair", {})
-    event = {"phase": "read", "rows": max(1, rows), "segment_rows": max(1, rows), "wall_s": seconds,
-             "generation_s": 0.0, "write_s": seconds, "batch_latencies_ms": latencies,
-             "errors": {"locked": 0, "integrity": 0, "other": 0}, "retries": 0,
-             "memory": {"rss_mb": peak, "rss_anon_mb": None, "rss_file_mb": None, "sqlite_heap_mb": None},
-             "files": {"db_bytes": os.path.getsize(db) if not is_server(db) else 0, "wal_bytes": 0, "shm_bytes": 0},
-             "peak_rss_mb": peak}
+    event = {
+        "phase": "read",
+        "rows": max(1, rows),
+        "segment_rows": max(1, rows),
+        "wall_s": seconds,
+        "generation_s": 0.0,
+        "write_s": seconds,
+        "batch_latencies_ms": latencies,
+        "errors": {"locked": 0, "integrity": 0, "other": 0},
+        "retries": 0,
+        "memory": {"rss_mb": peak, "rss_anon_mb": None, "rss_file_mb": None, "sqlite_heap_mb": None},
+        "files": {"db_bytes": os.path.getsize(db) if not is_server(db) else 0, "wal_bytes": 0, "shm_bytes": 0},
+        "peak_rss_mb": peak,
+    }
     results.add_checkpoint(cell, event)
     cell["rss_growth_mb"] = round(peak - before, 1)
     cell["status"] = "done"
-    cell["verification"] = {"passed": True, "row_count": rows, "expected_rows": rows, "quick_check": "ok",
-                            "problems": []}
+    cell["verification"] = {
+        "passed": True,
+        "row_count": rows,
+        "expected_rows": rows,
+        "quick_check": "ok",
+        "problems": [],
+    }
     return cell
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m sqlite_bench.reads", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m sqlite_bench.reads", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--rows", type=parse_scale, default=1_000_000, help="rows in the table (e.g. 100K, 1M)")
     parser.add_argument("--modes", default=",".join(MODES), help=f"comma list of {', '.join(MODES)}")
     parser.add_argument("--output-dir", default="results/reads")
     parser.add_argument("--work-dir", default=None, help="where the database goes (default: a temporary dir)")
-    parser.add_argument("--db", metavar="URL", default=None,
-                        help="read from a fresh database on this PostgreSQL server instead of an SQLite file")
+    parser.add_argument(
+        "--db",
+        metavar="URL",
+        default=None,
+        help="read from a fresh database on this PostgreSQL server instead of an SQLite file",
+    )
     parser.add_argument("--one", nargs=2, metavar=("DB", "MODE"), help=argparse.SUPPRESS)  # the child process
     args = parser.parse_args(argv)
     if args.one:
@@ -192,19 +218,44 @@ def main(argv: list[str] | None = None) -> int:
     cells = []
     for mode in modes:
         console.print(f"reading {args.rows:,} rows: {mode} ...", end=" ")
-        child = subprocess.run([sys.executable, "-m", "sqlite_bench.reads", "--one", db, mode],
-                               capture_output=True, text=True, check=True)
+        child = subprocess.run(
+            [sys.executable, "-m", "sqlite_bench.reads", "--one", db, mode], capture_output=True, text=True, check=True
+        )
         r = json.loads(child.stdout.strip().splitlines()[-1])
         cells.append(_cell(mode, args.rows, r["seconds"], [], r["peak_rss_mb"], r["rss_before_mb"], db, "full-read"))
-        console.print(f"{args.rows / r['seconds']:,.0f} rows/s, peak RSS +{r['peak_rss_mb'] - r['rss_before_mb']:,.0f} MB")
+        console.print(
+            f"{args.rows / r['seconds']:,.0f} rows/s, peak RSS +{r['peak_rss_mb'] - r['rss_before_mb']:,.0f} MB"
+        )
     for page in page_latencies(db):
-        cells.append(_cell(page["method"], PAGE_SIZE, sum(page["latencies_ms"]) / 1000, page["latencies_ms"], 0.0, 0.0,
-                           db, f"page_{page['page']}"))
+        cells.append(
+            _cell(
+                page["method"],
+                PAGE_SIZE,
+                sum(page["latencies_ms"]) / 1000,
+                page["latencies_ms"],
+                0.0,
+                0.0,
+                db,
+                f"page_{page['page']}",
+            )
+        )
         console.print(f"page {page['page']:,} by {page['method']}: {page['median_ms']:.2f} ms")
-    data = results.new_results("reads", command, {"scales": [args.rows], "phases": ["read"], "seed": 0,
-                                                  "sample_interval": 0, "instrumented": False, "max_retries": 0,
-                                                  "rows": args.rows, "page_size": PAGE_SIZE},
-                               system_info(work.name), cells)
+    data = results.new_results(
+        "reads",
+        command,
+        {
+            "scales": [args.rows],
+            "phases": ["read"],
+            "seed": 0,
+            "sample_interval": 0,
+            "instrumented": False,
+            "max_retries": 0,
+            "rows": args.rows,
+            "page_size": PAGE_SIZE,
+        },
+        system_info(work.name),
+        cells,
+    )
     data["settings"]["db_url"] = redact(db) if args.db else None
     work.cleanup()
     if args.db:
@@ -218,13 +269,18 @@ def print_table(data: dict[str, Any], console: Console) -> None:
     for name in ("mode", "rows/s", "peak RSS growth"):
         table.add_column(name, justify="left" if name == "mode" else "right")
     for c in full:
-        table.add_row(c["path"], f"{c['checkpoints'][0]['segment']['rows_per_s']:,.0f}", f"{c['rss_growth_mb']:,.0f} MB")
+        table.add_row(
+            c["path"], f"{c['checkpoints'][0]['segment']['rows_per_s']:,.0f}", f"{c['rss_growth_mb']:,.0f} MB"
+        )
     console.print(table)
     pages = Table(title=f"page latency ({data['settings']['page_size']} rows a page, median)")
     for name in ("page", "as", "OFFSET ms", "keyset ms", "keyset speed-up"):
         pages.add_column(name, justify="right")
-    by = {(c["path"], c["config"]): percentile(c["checkpoints"][0]["batch_latencies_ms"], 50)
-          for c in data["cells"] if c["config"].startswith("page_")}
+    by = {
+        (c["path"], c["config"]): percentile(c["checkpoints"][0]["batch_latencies_ms"], 50)
+        for c in data["cells"]
+        if c["config"].startswith("page_")
+    }
     for kind in ("orm", "core"):
         for page in PAGES:
             o, k = by.get((f"offset_{kind}", f"page_{page}")), by.get((f"keyset_{kind}", f"page_{page}"))

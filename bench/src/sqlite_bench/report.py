@@ -67,62 +67,138 @@ def _ms(v: float | None) -> str:
 def _harness_tables(data: dict[str, Any], tag: str) -> list[Table]:
     done = [c for c in data["cells"] if c["status"] == "done"]
     tables = []
-    head = Table(f"{tag}: headline at {format_count(data['settings']['scales'][-1])} rows",
-                 ["path", "config", "phase", "rows/s", "× raw", "× engine"],
-                 note="throughput as a multiple of raw executemany and of the database alone (the engine path), "
-                      "same chunk size, same run")
+    head = Table(
+        f"{tag}: headline at {format_count(data['settings']['scales'][-1])} rows",
+        ["path", "config", "phase", "rows/s", "× raw", "× engine"],
+        note="throughput as a multiple of raw executemany and of the database alone (the engine path), "
+        "same chunk size, same run",
+    )
     for r in sorted(ratios(data), key=lambda r: (r["phase"], -r["rows_per_s"])):
-        head.rows.append([r["path"], r["config"], r["phase"], f"{r['rows_per_s']:,.0f}",
-                          "-" if r["vs_raw"] is None else f"{r['vs_raw']:.2f}",
-                          "-" if r["vs_engine"] is None else f"{r['vs_engine']:.2f}"])
+        head.rows.append(
+            [
+                r["path"],
+                r["config"],
+                r["phase"],
+                f"{r['rows_per_s']:,.0f}",
+                "-" if r["vs_raw"] is None else f"{r['vs_raw']:.2f}",
+                "-" if r["vs_engine"] is None else f"{r['vs_engine']:.2f}",
+            ]
+        )
     tables.append(head)
     speed = speedups(data)
     if speed:
-        tables.append(Table(f"{tag}: raw ÷ orm", ["comparison", "config", "phase", "rows", "ratio"],
-                            [[s["label"], s["config"], s["phase"], format_count(s["rows"]), f"{s['ratio']:.2f}×"]
-                             for s in speed]))
+        tables.append(
+            Table(
+                f"{tag}: raw ÷ orm",
+                ["comparison", "config", "phase", "rows", "ratio"],
+                [[s["label"], s["config"], s["phase"], format_count(s["rows"]), f"{s['ratio']:.2f}×"] for s in speed],
+            )
+        )
     configs = list(dict.fromkeys(c["config"] for c in done))
     if len(configs) > 1:
-        sweep = Table(f"{tag}: configuration sweep", ["config", "path", "chunk", "phase", "rows", "rows/s", "p99 ms",
-                                                        "peak RSS MB"])
+        sweep = Table(
+            f"{tag}: configuration sweep",
+            ["config", "path", "chunk", "phase", "rows", "rows/s", "p99 ms", "peak RSS MB"],
+        )
         for cell in done:
             cp = cell["checkpoints"][-1]
-            sweep.rows.append([cell["config"], path_label(cell), format_count(cell["chunk_size"]), cp["phase"],
-                               format_count(cp["rows"]), f"{cp['cumulative']['rows_per_s']:,.0f}",
-                               _ms(cp["cumulative"]["batches"]["p99_ms"]), f"{cp['cumulative']['peak_rss_mb']:,.0f}"])
+            sweep.rows.append(
+                [
+                    cell["config"],
+                    path_label(cell),
+                    format_count(cell["chunk_size"]),
+                    cp["phase"],
+                    format_count(cp["rows"]),
+                    f"{cp['cumulative']['rows_per_s']:,.0f}",
+                    _ms(cp["cumulative"]["batches"]["p99_ms"]),
+                    f"{cp['cumulative']['peak_rss_mb']:,.0f}",
+                ]
+            )
         tables.append(sweep)
     chunks = sorted({c["chunk_size"] for c in done})
     if len(chunks) > 1:
-        lat = Table(f"{tag}: transaction size against latency", ["path", "chunk", "phase", "rows/s", "p50 ms", "p95 ms",
-                                                                   "p99 ms", "max ms"])
+        lat = Table(
+            f"{tag}: transaction size against latency",
+            ["path", "chunk", "phase", "rows/s", "p50 ms", "p95 ms", "p99 ms", "max ms"],
+        )
         for cell in sorted(done, key=lambda c: (path_label(c), c["chunk_size"])):
             for cp in cell["checkpoints"][-1:]:
                 b = cp["cumulative"]["batches"]
-                lat.rows.append([path_label(cell), format_count(cell["chunk_size"]), cp["phase"],
-                                 f"{cp['cumulative']['rows_per_s']:,.0f}", _ms(b["p50_ms"]), _ms(b["p95_ms"]),
-                                 _ms(b["p99_ms"]), _ms(b["max_ms"])])
+                lat.rows.append(
+                    [
+                        path_label(cell),
+                        format_count(cell["chunk_size"]),
+                        cp["phase"],
+                        f"{cp['cumulative']['rows_per_s']:,.0f}",
+                        _ms(b["p50_ms"]),
+                        _ms(b["p95_ms"]),
+                        _ms(b["p99_ms"]),
+                        _ms(b["max_ms"]),
+                    ]
+                )
         tables.append(lat)
-    every = Table(f"{tag}: every checkpoint (cumulative)",
-                  ["path", "config", "chunk", "phase", "rows", "rows/s", "write s", "generation s", "wall s", "p50 ms",
-                   "p99 ms", "peak RSS MB", "db MiB", "WAL MiB", "errors", "retries"])
-    segments = Table(f"{tag}: per-segment throughput", ["path", "config", "chunk", "phase", "segment", "rows/s",
-                                                          "p99 ms"])
+    every = Table(
+        f"{tag}: every checkpoint (cumulative)",
+        [
+            "path",
+            "config",
+            "chunk",
+            "phase",
+            "rows",
+            "rows/s",
+            "write s",
+            "generation s",
+            "wall s",
+            "p50 ms",
+            "p99 ms",
+            "peak RSS MB",
+            "db MiB",
+            "WAL MiB",
+            "errors",
+            "retries",
+        ],
+    )
+    segments = Table(
+        f"{tag}: per-segment throughput", ["path", "config", "chunk", "phase", "segment", "rows/s", "p99 ms"]
+    )
     for cell in data["cells"]:
         previous: dict[str, int] = {}
         for cp in cell["checkpoints"]:
             cum, seg = cp["cumulative"], cp["segment"]
             errors = sum(cp["errors"].values())
-            every.rows.append([path_label(cell), cell["config"], format_count(cell["chunk_size"]), cp["phase"],
-                               format_count(cp["rows"]), f"{cum['rows_per_s']:,.0f}", f"{cum['write_s']:,.2f}",
-                               f"{cum['generation_s']:,.2f}", f"{cum['wall_s']:,.2f}", _ms(cum["batches"]["p50_ms"]),
-                               _ms(cum["batches"]["p99_ms"]), f"{cum['peak_rss_mb']:,.0f}",
-                               f"{cp['files']['db_bytes'] / 2**20:,.1f}", f"{cp['files']['wal_bytes'] / 2**20:,.1f}",
-                               str(errors), str(cp["retries"])])
+            every.rows.append(
+                [
+                    path_label(cell),
+                    cell["config"],
+                    format_count(cell["chunk_size"]),
+                    cp["phase"],
+                    format_count(cp["rows"]),
+                    f"{cum['rows_per_s']:,.0f}",
+                    f"{cum['write_s']:,.2f}",
+                    f"{cum['generation_s']:,.2f}",
+                    f"{cum['wall_s']:,.2f}",
+                    _ms(cum["batches"]["p50_ms"]),
+                    _ms(cum["batches"]["p99_ms"]),
+                    f"{cum['peak_rss_mb']:,.0f}",
+                    f"{cp['files']['db_bytes'] / 2**20:,.1f}",
+                    f"{cp['files']['wal_bytes'] / 2**20:,.1f}",
+                    str(errors),
+                    str(cp["retries"]),
+                ]
+            )
             start = previous.get(cp["phase"], 0)
             previous[cp["phase"]] = cp["rows"]
-            segments.rows.append([path_label(cell), cell["config"], format_count(cell["chunk_size"]), cp["phase"],
-                                  f"{format_count(start)}–{format_count(cp['rows'])}", f"{seg['rows_per_s']:,.0f}",
-                                  _ms(seg["batches"]["p99_ms"])])
+            segments.rows.append(
+                [
+                    path_label(cell),
+                    cell["config"],
+                    format_count(cell["chunk_size"]),
+                    cp["phase"],
+                    f"{format_count(start)}–{format_count(cp['rows'])}",
+                    f"{seg['rows_per_s']:,.0f}",
+                    _ms(seg["batches"]["p99_ms"]),
+                ]
+            )
     tables += [every, segments]
     growth = _growth_table(data, tag)
     if growth.rows:
@@ -134,10 +210,21 @@ def _growth_table(data: dict[str, Any], tag: str) -> Table:
     """Each cell's last segment against its first (and its second, once the table is past its first
     segment): whether the cost of a row grows with the table, per path, so the database's own curve
     (the engine path) sits next to the clients'."""
-    table = Table(f"{tag}: as the table grows", ["path", "config", "chunk", "phase", "first segment rows/s",
-                                                 "last segment rows/s", "last ÷ first", "last ÷ second"],
-                  note="same cell, same run; the first segment starts on an empty table, so it includes "
-                       "the time its indexes are smaller than their set of insertion points")
+    table = Table(
+        f"{tag}: as the table grows",
+        [
+            "path",
+            "config",
+            "chunk",
+            "phase",
+            "first segment rows/s",
+            "last segment rows/s",
+            "last ÷ first",
+            "last ÷ second",
+        ],
+        note="same cell, same run; the first segment starts on an empty table, so it includes "
+        "the time its indexes are smaller than their set of insertion points",
+    )
     for cell in data["cells"]:
         if cell["status"] != "done":
             continue
@@ -146,8 +233,18 @@ def _growth_table(data: dict[str, Any], tag: str) -> Table:
             if len(rates) < 2 or not rates[0]:
                 continue
             second = f"{rates[-1] / rates[1]:.2f}" if len(rates) > 2 and rates[1] else "-"
-            table.rows.append([path_label(cell), cell["config"], format_count(cell["chunk_size"]), phase,
-                               f"{rates[0]:,.0f}", f"{rates[-1]:,.0f}", f"{rates[-1] / rates[0]:.2f}", second])
+            table.rows.append(
+                [
+                    path_label(cell),
+                    cell["config"],
+                    format_count(cell["chunk_size"]),
+                    phase,
+                    f"{rates[0]:,.0f}",
+                    f"{rates[-1]:,.0f}",
+                    f"{rates[-1] / rates[0]:.2f}",
+                    second,
+                ]
+            )
     return table
 
 
@@ -158,9 +255,18 @@ def _concurrency_rows(data: dict[str, Any]) -> list[dict[str, Any]]:
             continue
         cp = cell["checkpoints"][-1]
         lat = cp["batch_latencies_ms"]
-        out.append({"mode": cell["path"], "profile": cell["config"], "writers": cell["writers"],
-                    "rate": cp["segment"]["rows_per_s"], "p50": percentile(lat, 50), "p99": percentile(lat, 99),
-                    "p999": percentile(lat, 99.9), "locked": cp["errors"]["locked"]})
+        out.append(
+            {
+                "mode": cell["path"],
+                "profile": cell["config"],
+                "writers": cell["writers"],
+                "rate": cp["segment"]["rows_per_s"],
+                "p50": percentile(lat, 50),
+                "p99": percentile(lat, 99),
+                "p999": percentile(lat, 99.9),
+                "locked": cp["errors"]["locked"],
+            }
+        )
     return out
 
 
@@ -171,34 +277,74 @@ def _database(data: dict[str, Any]) -> str:
 
 def _reads_tables(data: dict[str, Any]) -> list[Table]:
     database = _database(data)
-    full = Table(f"reads ({database}): {data['settings']['rows']:,} rows, each way in a fresh process",
-                 ["mode", "rows/s", "seconds", "peak RSS growth MB"])
-    pages = Table(f"reads ({database}): page latency, {data['settings']['page_size']} rows a page",
-                  ["method", "page", "median ms", "all runs ms"])
+    full = Table(
+        f"reads ({database}): {data['settings']['rows']:,} rows, each way in a fresh process",
+        ["mode", "rows/s", "seconds", "peak RSS growth MB"],
+    )
+    pages = Table(
+        f"reads ({database}): page latency, {data['settings']['page_size']} rows a page",
+        ["method", "page", "median ms", "all runs ms"],
+    )
     for cell in data["cells"]:
         cp = cell["checkpoints"][0]
         if cell["config"] == "full-read":
-            full.rows.append([cell["path"], f"{cp['segment']['rows_per_s']:,.0f}", f"{cp['segment']['write_s']:,.2f}",
-                              f"{cell.get('rss_growth_mb', 0):,.0f}"])
+            full.rows.append(
+                [
+                    cell["path"],
+                    f"{cp['segment']['rows_per_s']:,.0f}",
+                    f"{cp['segment']['write_s']:,.2f}",
+                    f"{cell.get('rss_growth_mb', 0):,.0f}",
+                ]
+            )
         else:
             lat = cp["batch_latencies_ms"]
-            pages.rows.append([cell["path"], cell["config"].removeprefix("page_"), f"{percentile(lat, 50):,.2f}",
-                               ", ".join(f"{v:,.2f}" for v in lat)])
+            pages.rows.append(
+                [
+                    cell["path"],
+                    cell["config"].removeprefix("page_"),
+                    f"{percentile(lat, 50):,.2f}",
+                    ", ".join(f"{v:,.2f}" for v in lat),
+                ]
+            )
     return [full, pages]
 
 
 def _compare_table(data: dict[str, Any]) -> Table:
     from .orm_compare import decision_rows
 
-    table = Table("data layers under HTTP load: the decision table",
-                  ["database", "concurrency", "layer", "req/s", "× SQLAlchemy async", "p50 ms", "p90 ms", "p99 ms",
-                   "server errors", "error rate", "peak RSS MB"],
-                  note="⚑: more than 0.1% of requests failed; the cell's figures are not comparable")
+    table = Table(
+        "data layers under HTTP load: the decision table",
+        [
+            "database",
+            "concurrency",
+            "layer",
+            "req/s",
+            "× SQLAlchemy async",
+            "p50 ms",
+            "p90 ms",
+            "p99 ms",
+            "server errors",
+            "error rate",
+            "peak RSS MB",
+        ],
+        note="⚑: more than 0.1% of requests failed; the cell's figures are not comparable",
+    )
     for r in decision_rows(data):
-        table.rows.append([r["db"], str(r["concurrency"]), r["layer"], f"{r['rate']:,.0f}",
-                           "-" if r["vs_sqlalchemy"] is None else f"{r['vs_sqlalchemy']:.2f}", f"{r['p50_ms']:.1f}",
-                           f"{r['p90_ms']:.1f}", f"{r['p99_ms']:.1f}", f"{r['server_errors']}" + (" ⚑" if r["flagged"] else ""),
-                           f"{r['error_rate']:.4%}", f"{r['peak_rss_mb']}"])
+        table.rows.append(
+            [
+                r["db"],
+                str(r["concurrency"]),
+                r["layer"],
+                f"{r['rate']:,.0f}",
+                "-" if r["vs_sqlalchemy"] is None else f"{r['vs_sqlalchemy']:.2f}",
+                f"{r['p50_ms']:.1f}",
+                f"{r['p90_ms']:.1f}",
+                f"{r['p99_ms']:.1f}",
+                f"{r['server_errors']}" + (" ⚑" if r["flagged"] else ""),
+                f"{r['error_rate']:.4%}",
+                f"{r['peak_rss_mb']}",
+            ]
+        )
     return table
 
 
@@ -216,10 +362,25 @@ def build_report(files: list[dict[str, Any]], out: str | Path) -> Report:
         tables += _harness_tables(data, tag)
     if contention:
         rows = [r for d in contention for r in _concurrency_rows(d)]
-        tables.append(Table("concurrency: single-row writes", ["profile", "writers", "mode", "writes/s", "p50 ms",
-                                                               "p99 ms", "p99.9 ms", "lock errors"],
-                            [[r["profile"], str(r["writers"]), r["mode"], f"{r['rate']:,.0f}", f"{r['p50']:.2f}",
-                              f"{r['p99']:.1f}", f"{r['p999']:.1f}", str(r["locked"])] for r in rows]))
+        tables.append(
+            Table(
+                "concurrency: single-row writes",
+                ["profile", "writers", "mode", "writes/s", "p50 ms", "p99 ms", "p99.9 ms", "lock errors"],
+                [
+                    [
+                        r["profile"],
+                        str(r["writers"]),
+                        r["mode"],
+                        f"{r['rate']:,.0f}",
+                        f"{r['p50']:.2f}",
+                        f"{r['p99']:.1f}",
+                        f"{r['p999']:.1f}",
+                        str(r["locked"]),
+                    ]
+                    for r in rows
+                ],
+            )
+        )
         plots.concurrency(rows, out / "concurrency.png")
         figures["concurrency.png"] = "writes/s and p99 latency against writer count"
     for i, data in enumerate(d for d in files if d["benchmark"] == "reads"):
@@ -228,8 +389,9 @@ def build_report(files: list[dict[str, Any]], out: str | Path) -> Report:
         name = f"reads-{database.lower()}.png"
         name = name if name not in figures else f"reads-{database.lower()}-{i + 1}.png"
         plots.reads(data, out / name)
-        figures[name] = (f"{database}: full reads (rows/s, peak memory growth) and page latency against depth, "
-                         "OFFSET vs keyset")
+        figures[name] = (
+            f"{database}: full reads (rows/s, peak memory growth) and page latency against depth, OFFSET vs keyset"
+        )
     for data in (d for d in files if d["benchmark"] == "orm_compare"):
         tables.append(_compare_table(data))
     if len(machines) > 1:
@@ -237,8 +399,17 @@ def build_report(files: list[dict[str, Any]], out: str | Path) -> Report:
         for data in harness:
             for cell in (c for c in data["cells"] if c["status"] == "done"):
                 cp = cell["checkpoints"][-1]
-                cross.rows.append([_machine(data), data["benchmark"], path_label(cell), cell["config"], cp["phase"],
-                                   format_count(cp["rows"]), f"{cp['cumulative']['rows_per_s']:,.0f}"])
+                cross.rows.append(
+                    [
+                        _machine(data),
+                        data["benchmark"],
+                        path_label(cell),
+                        cell["config"],
+                        cp["phase"],
+                        format_count(cp["rows"]),
+                        f"{cp['cumulative']['rows_per_s']:,.0f}",
+                    ]
+                )
         tables.insert(0, cross)
     for data, tag in zip(harness, tags):  # one set of plots per run: runs with other paths or tables do not mix
         prefix = "" if len(harness) == 1 else re.sub(r"[^A-Za-z0-9_.]+", "-", tag).strip("-") + "-"
@@ -257,7 +428,7 @@ def _run_tag(data: dict[str, Any], index: int, runs: int) -> str:
     words = shlex.split(data.get("command", ""))
     if "--output-dir" in words[:-1]:
         parts = Path(words[words.index("--output-dir") + 1]).parts
-        below = parts[len(parts) - parts[::-1].index("results"):] if "results" in parts else parts[-2:]
+        below = parts[len(parts) - parts[::-1].index("results") :] if "results" in parts else parts[-2:]
         if below:
             return "/".join(below)
     return f"{data['benchmark']} #{index + 1}"
@@ -277,11 +448,19 @@ def _harness_plots(data: dict[str, Any], out: Path, prefix: str, tag: str) -> di
     draw("throughput-per-config.png", plots.throughput_per_config, cells, "throughput per configuration and path")
     draw("throughput-over-rows.png", plots.cumulative_over_rows, cells, "cumulative throughput over rows")
     draw("db-size-over-rows.png", plots.db_size_over_rows, cells, "database size over rows")
-    draw("segments-over-rows.png", plots.throughput_over_rows, [data],
-         "per-segment throughput: the cost of a row as the table grows")
+    draw(
+        "segments-over-rows.png",
+        plots.throughput_over_rows,
+        [data],
+        "per-segment throughput: the cost of a row as the table grows",
+    )
     if len({table_variant(c) for c in cells}) > 1:
-        draw("growth-by-table.png", plots.growth_by_table, cells,
-             "each table variant's segments as a share of its first: does a row's cost grow with the table?")
+        draw(
+            "growth-by-table.png",
+            plots.growth_by_table,
+            cells,
+            "each table variant's segments as a share of its first: does a row's cost grow with the table?",
+        )
     if len({c["chunk_size"] for c in cells}) > 1:
         draw("p99-vs-chunk.png", plots.p99_vs_chunk, cells, "p99 transaction latency against chunk size (log-log)")
     if any(len(c.get("rss_samples") or []) >= 2 for c in cells):
@@ -289,8 +468,9 @@ def _harness_plots(data: dict[str, Any], out: Path, prefix: str, tag: str) -> di
     return figures
 
 
-def _write_markdown(path: Path, tables: list[Table], figures: dict[str, str], machines: list[str],
-                    commands: list[str]) -> None:
+def _write_markdown(
+    path: Path, tables: list[Table], figures: dict[str, str], machines: list[str], commands: list[str]
+) -> None:
     parts = ["# sqlite_bench report", "", "Machines: " + "; ".join(machines), "", "Commands:", ""]
     parts += [f"    {c}" for c in commands] + [""]
     parts += [t.markdown() for t in tables]
@@ -304,15 +484,24 @@ td{text-align:right}td:first-child{text-align:left}th{background:#f3f3f3}h3{marg
 .note{color:#555;font-size:13px}figure{margin:1.5em 0}img{max-width:100%}code{background:#f3f3f3;padding:1px 4px}"""
 
 
-def _write_html(path: Path, tables: list[Table], figures: dict[str, str], machines: list[str], commands: list[str],
-                folder: Path) -> None:
+def _write_html(
+    path: Path, tables: list[Table], figures: dict[str, str], machines: list[str], commands: list[str], folder: Path
+) -> None:
     images = []
     for name, caption in figures.items():
         data = base64.b64encode((folder / name).read_bytes()).decode("ascii")
-        images.append(f"<figure><img alt='{html.escape(caption)}' src='data:image/png;base64,{data}'>"
-                      f"<figcaption>{html.escape(caption)}</figcaption></figure>")
-    body = (f"<h1>sqlite_bench report</h1><p>Machines: {html.escape('; '.join(machines))}</p>"
-            + "".join(f"<p><code>{html.escape(c)}</code></p>" for c in commands)
-            + "".join(t.html() for t in tables) + "".join(images))
-    path.write_text(f"<!doctype html><html><head><meta charset='utf-8'><title>sqlite_bench report</title>"
-                    f"<style>{_STYLE}</style></head><body>{body}</body></html>", encoding="utf-8")
+        images.append(
+            f"<figure><img alt='{html.escape(caption)}' src='data:image/png;base64,{data}'>"
+            f"<figcaption>{html.escape(caption)}</figcaption></figure>"
+        )
+    body = (
+        f"<h1>sqlite_bench report</h1><p>Machines: {html.escape('; '.join(machines))}</p>"
+        + "".join(f"<p><code>{html.escape(c)}</code></p>" for c in commands)
+        + "".join(t.html() for t in tables)
+        + "".join(images)
+    )
+    path.write_text(
+        f"<!doctype html><html><head><meta charset='utf-8'><title>sqlite_bench report</title>"
+        f"<style>{_STYLE}</style></head><body>{body}</body></html>",
+        encoding="utf-8",
+    )

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -22,11 +22,12 @@ FILENAME = "results.json"
 
 
 def utc_now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
-def new_results(benchmark: str, command: str, settings: dict[str, Any], system: dict[str, Any],
-                cells: list[dict[str, Any]]) -> dict[str, Any]:
+def new_results(
+    benchmark: str, command: str, settings: dict[str, Any], system: dict[str, Any], cells: list[dict[str, Any]]
+) -> dict[str, Any]:
     now = utc_now()
     return {
         "schema_version": SCHEMA_VERSION,
@@ -41,8 +42,17 @@ def new_results(benchmark: str, command: str, settings: dict[str, Any], system: 
     }
 
 
-def new_cell(cell_id: str, path: str, config: str, chunk_size: int, writers: int, variant: str,
-             profile: dict[str, Any], schema: str = "study", key: str = "uuid4") -> dict[str, Any]:
+def new_cell(
+    cell_id: str,
+    path: str,
+    config: str,
+    chunk_size: int,
+    writers: int,
+    variant: str,
+    profile: dict[str, Any],
+    schema: str = "study",
+    key: str = "uuid4",
+) -> dict[str, Any]:
     return {
         "id": cell_id,
         "path": path,
@@ -74,8 +84,9 @@ def table_variant(cell: dict[str, Any]) -> tuple[str, str]:
 
 def path_label(cell: dict[str, Any]) -> str:
     """The cell's path, with its table variant where it is not the study's (e.g. 'raw +lean +uuid7')."""
-    return cell["path"] + "".join(f" +{v}" for v, default in zip(table_variant(cell), ("study", "uuid4"))
-                                  if v != default)
+    return cell["path"] + "".join(
+        f" +{v}" for v, default in zip(table_variant(cell), ("study", "uuid4")) if v != default
+    )
 
 
 def add_checkpoint(cell: dict[str, Any], event: dict[str, Any]) -> dict[str, Any]:

@@ -20,7 +20,16 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, Task, TaskID, TextColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    Task,
+    TaskID,
+    TextColumn,
+    TimeRemainingColumn,
+)
 from rich.text import Text
 
 from . import results
@@ -52,16 +61,28 @@ class Plan:
 
     def settings(self) -> dict[str, Any]:
         return {
-            "scales": self.scales, "phases": self.phases, "seed": self.seed,
-            "sample_interval": self.sample_interval, "instrumented": self.instrumented,
-            "max_retries": self.max_retries, "count_queries": self.count_queries, "db_dir": self.db_dir,
-            "keep_db": self.keep_db, "db_url": self.db_url,
+            "scales": self.scales,
+            "phases": self.phases,
+            "seed": self.seed,
+            "sample_interval": self.sample_interval,
+            "instrumented": self.instrumented,
+            "max_retries": self.max_retries,
+            "count_queries": self.count_queries,
+            "db_dir": self.db_dir,
+            "keep_db": self.keep_db,
+            "db_url": self.db_url,
         }
 
 
-def plan_cells(paths: list[str], configs: list[str], *, chunk_size: int | None = None,
-               study_chunks: bool = False, schemas: tuple[str, ...] = ("study",),
-               keys: tuple[str, ...] = ("uuid4",)) -> list[dict[str, Any]]:
+def plan_cells(
+    paths: list[str],
+    configs: list[str],
+    *,
+    chunk_size: int | None = None,
+    study_chunks: bool = False,
+    schemas: tuple[str, ...] = ("study",),
+    keys: tuple[str, ...] = ("uuid4",),
+) -> list[dict[str, Any]]:
     """Every path under every config at one chunk size, for each table variant (schema x key); with
     study_chunks, also the study's unequal set-up (ORM at 5K-row chunks, raw at 50K) where it differs."""
     cells = []
@@ -70,15 +91,27 @@ def plan_cells(paths: list[str], configs: list[str], *, chunk_size: int | None =
         chunk = chunk_size or config.chunk_size
         wanted = [(p, chunk, "fair") for p in paths]
         if study_chunks:
-            wanted += [(p, STUDY_CHUNKS[p], "study-chunks") for p in paths
-                       if p in STUDY_CHUNKS and STUDY_CHUNKS[p] != chunk]
+            wanted += [
+                (p, STUDY_CHUNKS[p], "study-chunks") for p in paths if p in STUDY_CHUNKS and STUDY_CHUNKS[p] != chunk
+            ]
         for schema in schemas:
             for key in keys:
                 table = "".join(f"+{v}" for v, default in ((schema, "study"), (key, "uuid4")) if v != default)
                 for path, size, variant in wanted:
                     cell_id = f"{path}/{name}" + ("" if size == config.chunk_size else f"@{size}") + table
-                    cells.append(results.new_cell(cell_id, path, name, size, config.writers, variant,
-                                                  dict(config.profile.pragmas), schema, key))
+                    cells.append(
+                        results.new_cell(
+                            cell_id,
+                            path,
+                            name,
+                            size,
+                            config.writers,
+                            variant,
+                            dict(config.profile.pragmas),
+                            schema,
+                            key,
+                        )
+                    )
     return cells
 
 
@@ -106,8 +139,9 @@ def _die_with_parent() -> None:
 
 
 class Runner:
-    def __init__(self, data: dict[str, Any], results_path: Path, *, err: Console | None = None,
-                 out: Console | None = None) -> None:
+    def __init__(
+        self, data: dict[str, Any], results_path: Path, *, err: Console | None = None, out: Console | None = None
+    ) -> None:
         self.data = data
         self.path = results_path
         self.settings = data["settings"]
@@ -121,9 +155,13 @@ class Runner:
         """Run every unfinished cell; print the summary; 0 if every cell passed verification."""
         self.save()
         with Progress(
-            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-            RateColumn(), TimeRemainingColumn(),
-            console=self.err, transient=False,
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            RateColumn(),
+            TimeRemainingColumn(),
+            console=self.err,
+            transient=False,
         ) as progress:
             for cell in self.data["cells"]:
                 if cell["status"] in ("done", "failed"):
@@ -159,16 +197,28 @@ class Runner:
     def run_cell(self, cell: dict[str, Any], progress: Progress) -> None:
         console = progress.console
         self._prepare(cell, console)
-        cell.update(status="running", attempts=cell["attempts"] + 1, started_at=cell["started_at"] or results.utc_now(),
-                    error=None, verification=None)
+        cell.update(
+            status="running",
+            attempts=cell["attempts"] + 1,
+            started_at=cell["started_at"] or results.utc_now(),
+            error=None,
+            verification=None,
+        )
         self.save()
         spec = {
-            "path": cell["path"], "config": cell["config"], "chunk_size": cell["chunk_size"],
-            "schema": cell.get("schema", "study"), "key": cell.get("key", "uuid4"),
-            "writers": cell["writers"], "db_path": cell["db_path"], "completed": cell["checkpoints"],
+            "path": cell["path"],
+            "config": cell["config"],
+            "chunk_size": cell["chunk_size"],
+            "schema": cell.get("schema", "study"),
+            "key": cell.get("key", "uuid4"),
+            "writers": cell["writers"],
+            "db_path": cell["db_path"],
+            "completed": cell["checkpoints"],
             "count_queries": self.settings.get("count_queries", False),
-            **{k: self.settings[k] for k in ("scales", "phases", "seed", "sample_interval", "instrumented",
-                                              "max_retries")},
+            **{
+                k: self.settings[k]
+                for k in ("scales", "phases", "seed", "sample_interval", "instrumented", "max_retries")
+            },
         }
         spec_file = Path(cell["work_dir"]) / "cell.json"
         spec_file.write_text(json.dumps(spec))
@@ -178,8 +228,12 @@ class Runner:
             done_rows = max((c["rows"] for c in cell["checkpoints"] if c["phase"] == phase), default=0)
             tasks[phase] = progress.add_task(f"{cell['id']} {phase}", total=total, completed=done_rows)
 
-        proc = subprocess.Popen([sys.executable, "-m", "sqlite_bench.cell", str(spec_file)],
-                                stdout=subprocess.PIPE, text=True, preexec_fn=_die_with_parent)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "sqlite_bench.cell", str(spec_file)],
+            stdout=subprocess.PIPE,
+            text=True,
+            preexec_fn=_die_with_parent,
+        )
         assert proc.stdout is not None
         for line in proc.stdout:
             event = json.loads(line)
@@ -219,8 +273,11 @@ class Runner:
         else:
             cell["status"] = "failed"
             if not cell["error"]:
-                cell["error"] = (f"verification failed: {'; '.join(verification['problems'])}" if verification
-                                 else f"cell process exited with code {code}")
+                cell["error"] = (
+                    f"verification failed: {'; '.join(verification['problems'])}"
+                    if verification
+                    else f"cell process exited with code {code}"
+                )
             console.print(f"[red]{cell['id']} failed: {cell['error']}[/]")
         cell["finished_at"] = results.utc_now()
         if cell["status"] == "done" and not self.settings["keep_db"]:

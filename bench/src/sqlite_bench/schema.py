@@ -35,8 +35,7 @@ class BenchRow(Base):
     # The upsert conflict target, declared once (the study's harness also created a second,
     # identical unique index at run time; we do not).
     __table_args__ = (
-        UniqueConstraint("tenant_id", "entity_id", "sub_entity_id", "bucket_index",
-                         name="uq_bench_row_natural_key"),
+        UniqueConstraint("tenant_id", "entity_id", "sub_entity_id", "bucket_index", name="uq_bench_row_natural_key"),
     )
 
 
@@ -45,7 +44,13 @@ COLUMNS: tuple[str, ...] = tuple(c.name for c in TABLE.columns)
 NATURAL_KEY: tuple[str, ...] = ("tenant_id", "entity_id", "sub_entity_id", "bucket_index")
 # What an upsert overwrites, as in the study: the payload and updated_at, never the keys or created_at.
 UPDATE_COLUMNS: tuple[str, ...] = (
-    "measurement_x", "measurement_y", "measurement_z", "category_id", "weight", "status", "updated_at",
+    "measurement_x",
+    "measurement_y",
+    "measurement_z",
+    "category_id",
+    "weight",
+    "status",
+    "updated_at",
 )
 
 
@@ -54,13 +59,11 @@ def _quote(name: str) -> str:
 
 
 _INSERT_HEAD = (
-    f"INSERT INTO {_quote(TABLE.name)} ({', '.join(map(_quote, COLUMNS))}) "
-    f"VALUES ({', '.join('?' * len(COLUMNS))})"
+    f"INSERT INTO {_quote(TABLE.name)} ({', '.join(map(_quote, COLUMNS))}) VALUES ({', '.join('?' * len(COLUMNS))})"
 )
 INSERT_SQL = _INSERT_HEAD
-UPSERT_SQL = (
-    f"{_INSERT_HEAD} ON CONFLICT ({', '.join(map(_quote, NATURAL_KEY))}) DO UPDATE SET "
-    + ", ".join(f"{_quote(c)} = excluded.{_quote(c)}" for c in UPDATE_COLUMNS)
+UPSERT_SQL = f"{_INSERT_HEAD} ON CONFLICT ({', '.join(map(_quote, NATURAL_KEY))}) DO UPDATE SET " + ", ".join(
+    f"{_quote(c)} = excluded.{_quote(c)}" for c in UPDATE_COLUMNS
 )
 
 

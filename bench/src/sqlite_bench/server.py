@@ -16,8 +16,14 @@ def is_server(db: str | None) -> bool:
 def _admin(url: URL):  # type: ignore[no-untyped-def]
     import psycopg
 
-    return psycopg.connect(host=url.host or "localhost", port=url.port or 5432, user=url.username,
-                           password=url.password, dbname=url.database or "postgres", autocommit=True)
+    return psycopg.connect(
+        host=url.host or "localhost",
+        port=url.port or 5432,
+        user=url.username,
+        password=url.password,
+        dbname=url.database or "postgres",
+        autocommit=True,
+    )
 
 
 def create_database(server_url: str, label: str) -> str:

@@ -30,10 +30,17 @@ def _rate(cell: dict[str, Any], phase: str, rows: int) -> float | None:
     return None
 
 
-def _peer(done: list[dict[str, Any]], path: str, config: str, chunk: int,
-          table: tuple[str, str] = ("study", "uuid4")) -> dict[str, Any] | None:
-    return next((c for c in done if c["path"] == path and c["config"] == config and c["chunk_size"] == chunk
-                 and table_variant(c) == table), None)
+def _peer(
+    done: list[dict[str, Any]], path: str, config: str, chunk: int, table: tuple[str, str] = ("study", "uuid4")
+) -> dict[str, Any] | None:
+    return next(
+        (
+            c
+            for c in done
+            if c["path"] == path and c["config"] == config and c["chunk_size"] == chunk and table_variant(c) == table
+        ),
+        None,
+    )
 
 
 def speedups(data: dict[str, Any]) -> list[dict[str, Any]]:
@@ -42,8 +49,13 @@ def speedups(data: dict[str, Any]) -> list[dict[str, Any]]:
     rows = []
     for cell in (c for c in done if c["path"] == "raw"):
         if cell["variant"] == "fair":
-            orm = _peer([c for c in done if c["variant"] == "fair"], "orm", cell["config"], cell["chunk_size"],
-                        table_variant(cell))
+            orm = _peer(
+                [c for c in done if c["variant"] == "fair"],
+                "orm",
+                cell["config"],
+                cell["chunk_size"],
+                table_variant(cell),
+            )
             label = f"raw ÷ orm, equal {format_count(cell['chunk_size'])} chunks"
         else:
             orm = _peer(done, "orm", cell["config"], 5_000, table_variant(cell))
@@ -53,8 +65,15 @@ def speedups(data: dict[str, Any]) -> list[dict[str, Any]]:
         for cp in cell["checkpoints"]:
             base = _rate(orm, cp["phase"], cp["rows"])
             if base:
-                rows.append({"label": label, "config": cell["config"], "phase": cp["phase"], "rows": cp["rows"],
-                             "ratio": cp["cumulative"]["rows_per_s"] / base})
+                rows.append(
+                    {
+                        "label": label,
+                        "config": cell["config"],
+                        "phase": cp["phase"],
+                        "rows": cp["rows"],
+                        "ratio": cp["cumulative"]["rows_per_s"] / base,
+                    }
+                )
     return rows
 
 
@@ -73,42 +92,70 @@ def ratios(data: dict[str, Any]) -> list[dict[str, Any]]:
                 continue
             base_raw = raw and _rate(raw, phase, top)
             base_engine = engine and _rate(engine, phase, top)
-            out.append({"path": path_label(cell).replace(" ", ""),
-                        "config": cell["config"], "phase": phase, "rows": top, "rows_per_s": rate,
-                        "vs_raw": rate / base_raw if base_raw else None,
-                        "vs_engine": rate / base_engine if base_engine else None})
+            out.append(
+                {
+                    "path": path_label(cell).replace(" ", ""),
+                    "config": cell["config"],
+                    "phase": phase,
+                    "rows": top,
+                    "rows_per_s": rate,
+                    "vs_raw": rate / base_raw if base_raw else None,
+                    "vs_engine": rate / base_engine if base_engine else None,
+                }
+            )
     return out
 
 
 def print_summary(data: dict[str, Any], console: Console) -> None:
     """The per-checkpoint table (cumulative figures), then the raw ÷ orm speedups."""
     system = data["system"]
-    table = Table(title=f"sqlite_bench {data['benchmark']} on {system['cpu_model']}, SQLite {system['sqlite']['version']}",
-                  caption="duration is write time (row generation excluded); p99 is per-chunk transaction latency")
+    table = Table(
+        title=f"sqlite_bench {data['benchmark']} on {system['cpu_model']}, SQLite {system['sqlite']['version']}",
+        caption="duration is write time (row generation excluded); p99 is per-chunk transaction latency",
+    )
     for column in ("path", "config", "chunk", "phase", "scale", "rows/s", "duration", "p99", "peak RSS", "status"):
-        table.add_column(column, justify="left" if column in ("path", "config", "phase", "status") else "right",
-                         no_wrap=True)
+        table.add_column(
+            column, justify="left" if column in ("path", "config", "phase", "status") else "right", no_wrap=True
+        )
     for cell in data["cells"]:
         status = cell["status"] if cell["status"] != "failed" else "[red]failed[/]"
         if not cell["checkpoints"]:
             table.add_row(path_label(cell), cell["config"], format_count(cell["chunk_size"]), *["-"] * 6, status)
         for cp in cell["checkpoints"]:
             cum = cp["cumulative"]
-            table.add_row(path_label(cell), cell["config"], format_count(cell["chunk_size"]), cp["phase"],
-                          format_count(cp["rows"]), f"{cum['rows_per_s']:,.0f}", _duration(cum["write_s"]),
-                          _ms(cum["batches"]["p99_ms"]), f"{cum['peak_rss_mb']:,.0f} MB", status)
+            table.add_row(
+                path_label(cell),
+                cell["config"],
+                format_count(cell["chunk_size"]),
+                cp["phase"],
+                format_count(cp["rows"]),
+                f"{cum['rows_per_s']:,.0f}",
+                _duration(cum["write_s"]),
+                _ms(cum["batches"]["p99_ms"]),
+                f"{cum['peak_rss_mb']:,.0f} MB",
+                status,
+            )
     console.print(table)
     multiples = ratios(data)
     if any(r["vs_raw"] or r["vs_engine"] for r in multiples):
         bases = [b for b in ("raw", "engine") if any(r[f"vs_{b}"] for r in multiples)]
         engine = " (and of the database alone, the engine path)" if "engine" in bases else ""
-        versus = Table(title=f"throughput as a multiple of raw executemany{engine} "
-                             f"at {format_count(data['settings']['scales'][-1])} rows")
+        versus = Table(
+            title=f"throughput as a multiple of raw executemany{engine} "
+            f"at {format_count(data['settings']['scales'][-1])} rows"
+        )
         for column in ("path", "config", "phase", "rows/s", *(f"× {b}" for b in bases)):
-            versus.add_column(column, justify="left" if column in ("path", "config", "phase") else "right", no_wrap=True)
+            versus.add_column(
+                column, justify="left" if column in ("path", "config", "phase") else "right", no_wrap=True
+            )
         for r in sorted(multiples, key=lambda r: (r["phase"], r["rows_per_s"])):
-            versus.add_row(r["path"], r["config"], r["phase"], f"{r['rows_per_s']:,.0f}",
-                           *("-" if r[f"vs_{b}"] is None else f"{r[f'vs_{b}']:.2f}" for b in bases))
+            versus.add_row(
+                r["path"],
+                r["config"],
+                r["phase"],
+                f"{r['rows_per_s']:,.0f}",
+                *("-" if r[f"vs_{b}"] is None else f"{r[f'vs_{b}']:.2f}" for b in bases),
+            )
         console.print(versus)
     ratios_ = speedups(data)
     if ratios_:

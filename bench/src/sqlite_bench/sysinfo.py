@@ -49,7 +49,11 @@ def git_commit() -> str | None:
             ["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5, check=True
         ).stdout.strip()
         dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=here, capture_output=True, text=True, timeout=5
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=here,
+            capture_output=True,
+            text=True,
+            timeout=5,
         ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return None
@@ -61,7 +65,7 @@ def sqlite_info() -> dict[str, Any]:
     conn = sqlite3.connect(":memory:")
     try:
         options = [row[0] for row in conn.execute("PRAGMA compile_options")]
-        limits = {name[len("SQLITE_LIMIT_"):].lower(): conn.getlimit(getattr(sqlite3, name)) for name in _LIMITS}
+        limits = {name[len("SQLITE_LIMIT_") :].lower(): conn.getlimit(getattr(sqlite3, name)) for name in _LIMITS}
     finally:
         conn.close()
     return {"version": sqlite3.sqlite_version, "compile_options": options, "limits": limits}

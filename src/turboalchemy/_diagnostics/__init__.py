@@ -7,6 +7,15 @@ from turboalchemy._diagnostics.pool import pool_status
 from turboalchemy._diagnostics.slowlog import SlowQueryLog, log_slow_queries
 
 __all__ = [
-    "Finding", "NPlusOneReport", "QueryCount", "QueryPlan", "SlowQueryLog", "count_queries", "explain",
-    "log_slow_queries", "no_n_plus_one", "pool_status", "raiseload_all",
+    "Finding",
+    "NPlusOneReport",
+    "QueryCount",
+    "QueryPlan",
+    "SlowQueryLog",
+    "count_queries",
+    "explain",
+    "log_slow_queries",
+    "no_n_plus_one",
+    "pool_status",
+    "raiseload_all",
 ]

@@ -53,8 +53,11 @@ def caller() -> str:
     frame = sys._getframe(1)
     while frame is not None:
         filename = frame.f_code.co_filename
-        if not filename.startswith(_SKIP) and not filename.endswith(("contextlib.py", "threading.py")) \
-                and not filename.startswith("<"):
+        if (
+            not filename.startswith(_SKIP)
+            and not filename.endswith(("contextlib.py", "threading.py"))
+            and not filename.startswith("<")
+        ):
             name = frame.f_code.co_name
             if name.startswith("<") and frame.f_back is not None:  # <genexpr>, <listcomp>: name its function too
                 name += f" of {frame.f_back.f_code.co_name}"

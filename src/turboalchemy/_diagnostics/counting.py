@@ -29,8 +29,12 @@ class QueryCount:
         return self.total
 
     def as_dict(self) -> dict[str, Any]:
-        return {"total": self.total, "by_kind": dict(self.by_kind), "seconds": round(self.seconds, 6),
-                "rows": self.rows}
+        return {
+            "total": self.total,
+            "by_kind": dict(self.by_kind),
+            "seconds": round(self.seconds, 6),
+            "rows": self.rows,
+        }
 
 
 @contextmanager

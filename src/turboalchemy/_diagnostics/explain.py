@@ -23,7 +23,9 @@ from turboalchemy.errors import UnsupportedTargetError
 
 FindingKind = Literal["full_scan", "unindexed_foreign_key", "temp_sort"]
 # a full scan, or an index SQLite builds for one query only because none exists (an unindexed join key)
-_SQLITE_SCAN = re.compile(r"^(?:SCAN (?:TABLE )?(\S+)(?: AS (\S+))?|SEARCH (?:TABLE )?(\S+)(?: AS (\S+))? USING AUTOMATIC)")
+_SQLITE_SCAN = re.compile(
+    r"^(?:SCAN (?:TABLE )?(\S+)(?: AS (\S+))?|SEARCH (?:TABLE )?(\S+)(?: AS (\S+))? USING AUTOMATIC)"
+)
 
 
 @dataclass(frozen=True)
@@ -120,6 +122,7 @@ def explain(target: Any, stmt: Any, *, analyze: bool = False) -> QueryPlan:
 
 # -- reading plans -------------------------------------------------------------------------------
 
+
 def _sqlite_events(rows: list[dict[str, Any]]) -> tuple[list[str], bool]:
     scans = []
     for row in rows:
@@ -139,8 +142,15 @@ def _postgres_rows(node: dict[str, Any], depth: int = 0) -> list[dict[str, Any]]
             detail += f" ({key.lower()}: {node[key]})"
     if "Sort Key" in node:
         detail += f" (sort key: {', '.join(node['Sort Key'])})"
-    row = {"depth": depth, "node": node["Node Type"], "relation": relation, "alias": node.get("Alias"),
-           "detail": "  " * depth + detail, "estimated_rows": node.get("Plan Rows"), "cost": node.get("Total Cost")}
+    row = {
+        "depth": depth,
+        "node": node["Node Type"],
+        "relation": relation,
+        "alias": node.get("Alias"),
+        "detail": "  " * depth + detail,
+        "estimated_rows": node.get("Plan Rows"),
+        "cost": node.get("Total Cost"),
+    }
     if "Actual Total Time" in node:
         row.update(actual_ms=node["Actual Total Time"], actual_rows=node.get("Actual Rows"))
     rows = [row]
@@ -155,6 +165,7 @@ def _postgres_events(rows: list[dict[str, Any]]) -> tuple[list[str], bool]:
 
 
 # -- from plan events to findings ----------------------------------------------------------------
+
 
 def _tables(stmt: Any) -> dict[str, Table]:
     """Every table the statement reads, by the name or alias the SQL uses for it."""
@@ -175,7 +186,11 @@ def _columns(clause: Any) -> list[Column[Any]]:
     out: list[Column[Any]] = []
     for element in visitors.iterate(clause):
         column = element if isinstance(element, Column) else None
-        if column is None and hasattr(element, "_annotations") and isinstance(getattr(element, "element", None), Column):
+        if (
+            column is None
+            and hasattr(element, "_annotations")
+            and isinstance(getattr(element, "element", None), Column)
+        ):
             column = element.element  # an ORM-annotated column
         if column is not None and column.table is not None and column not in out:
             out.append(column)
@@ -217,18 +232,32 @@ def _findings(conn: Connection, stmt: Any, scans: list[str], sorted_in_temp: boo
         leads = _indexed_leads(conn, table_name)
         columns = [c.name for c in filtered if c.table.name == table_name and c.name not in leads]
         if columns:
-            findings.append(Finding("full_scan", table_name, tuple(columns),
-                                    f"{table_name} is read in full to filter on {', '.join(columns)}, which no index leads",
-                                    _create_index(conn, table_name, columns[:1] if len(columns) == 1 else columns)))
+            findings.append(
+                Finding(
+                    "full_scan",
+                    table_name,
+                    tuple(columns),
+                    f"{table_name} is read in full to filter on {', '.join(columns)}, which no index leads",
+                    _create_index(conn, table_name, columns[:1] if len(columns) == 1 else columns),
+                )
+            )
         if len(tables) > 1:
             for fk in by_name[table_name].foreign_keys:
-                if fk.column.table.name in {t.name for t in tables.values()} and fk.parent.name not in leads \
-                        and fk.parent.name not in columns:
-                    findings.append(Finding(
-                        "unindexed_foreign_key", table_name, (fk.parent.name,),
-                        f"{table_name} is scanned to join on foreign key {fk.parent.name} -> "
-                        f"{fk.column.table.name}.{fk.column.name}, which has no index",
-                        _create_index(conn, table_name, [fk.parent.name])))
+                if (
+                    fk.column.table.name in {t.name for t in tables.values()}
+                    and fk.parent.name not in leads
+                    and fk.parent.name not in columns
+                ):
+                    findings.append(
+                        Finding(
+                            "unindexed_foreign_key",
+                            table_name,
+                            (fk.parent.name,),
+                            f"{table_name} is scanned to join on foreign key {fk.parent.name} -> "
+                            f"{fk.column.table.name}.{fk.column.name}, which has no index",
+                            _create_index(conn, table_name, [fk.parent.name]),
+                        )
+                    )
     if sorted_in_temp:
         order = [c for clause in getattr(stmt, "_order_by_clauses", ()) for c in _columns(clause)]
         owners = {c.table.name for c in order}
@@ -237,8 +266,13 @@ def _findings(conn: Connection, stmt: Any, scans: list[str], sorted_in_temp: boo
             names = [c.name for c in order]
             # the planner may sort a small table even with an index in place: then there is nothing to add
             if names[0] not in _indexed_leads(conn, table_name):
-                findings.append(Finding("temp_sort", table_name, tuple(names),
-                                        f"rows are sorted in a temporary structure for ORDER BY {', '.join(names)}",
-                                        _create_index(conn, table_name, names)))
+                findings.append(
+                    Finding(
+                        "temp_sort",
+                        table_name,
+                        tuple(names),
+                        f"rows are sorted in a temporary structure for ORDER BY {', '.join(names)}",
+                        _create_index(conn, table_name, names),
+                    )
+                )
     return findings
-

@@ -12,8 +12,8 @@ from typing import Any, Literal
 from sqlalchemy import event
 from sqlalchemy.orm import raiseload
 
-from turboalchemy.errors import NPlusOneError, NPlusOneWarning
 from turboalchemy._diagnostics._hooks import caller, engine_of, kind_of, shape_of
+from turboalchemy.errors import NPlusOneError, NPlusOneWarning
 
 
 @dataclass
@@ -26,22 +26,30 @@ class NPlusOneReport:
 
     @property
     def offenders(self) -> list[tuple[str, int, str]]:
-        return [(shape, n, self.callers.get(shape, "<unknown>"))
-                for shape, n in self.counts.most_common() if n > self.threshold]
+        return [
+            (shape, n, self.callers.get(shape, "<unknown>"))
+            for shape, n in self.counts.most_common()
+            if n > self.threshold
+        ]
 
     def message(self) -> str:
         lines = []
         for shape, n, where in self.offenders:
-            lines.append(f"the same SELECT ran {n} times (threshold {self.threshold}), first repeated at {where}:\n"
-                         f"    {shape[:300]}")
-        return ("N+1 query pattern: " + "\n".join(lines) + "\nLoad the relationship up front with "
-                "options(selectinload(Parent.children)) (or joinedload for a many-to-one), or raise the threshold "
-                "if the repetition is intended.")
+            lines.append(
+                f"the same SELECT ran {n} times (threshold {self.threshold}), first repeated at {where}:\n"
+                f"    {shape[:300]}"
+            )
+        return (
+            "N+1 query pattern: " + "\n".join(lines) + "\nLoad the relationship up front with "
+            "options(selectinload(Parent.children)) (or joinedload for a many-to-one), or raise the threshold "
+            "if the repetition is intended."
+        )
 
 
 @contextmanager
-def no_n_plus_one(target: Any, *, threshold: int = 5,
-                  action: Literal["raise", "warn"] = "raise") -> Iterator[NPlusOneReport]:
+def no_n_plus_one(
+    target: Any, *, threshold: int = 5, action: Literal["raise", "warn"] = "raise"
+) -> Iterator[NPlusOneReport]:
     """Fail (or warn) at the end of the block if any SELECT shape ran more than `threshold` times.
 
     Shapes ignore parameter values, so `SELECT ... WHERE posts.user_id = ?` for 50 users is one shape

@@ -13,8 +13,14 @@ def pool_status(engine: Engine) -> dict[str, Any]:
     pool = engine.pool
     status: dict[str, Any] = {"pool": type(pool).__name__}
     if isinstance(pool, QueuePool):
-        status.update(size=pool.size(), checked_out=pool.checkedout(), checked_in=pool.checkedin(),
-                      overflow=pool.overflow(), max_overflow=pool._max_overflow, timeout_s=pool.timeout())
+        status.update(
+            size=pool.size(),
+            checked_out=pool.checkedout(),
+            checked_in=pool.checkedin(),
+            overflow=pool.overflow(),
+            max_overflow=pool._max_overflow,
+            timeout_s=pool.timeout(),
+        )
     else:
         for name in ("size", "checkedout", "checkedin", "overflow"):
             method = getattr(pool, name, None)

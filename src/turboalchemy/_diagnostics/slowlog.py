@@ -45,7 +45,9 @@ class SlowQueryLog:
             "executemany": executemany,
             "caller": caller(),
         }
-        self.logger.warning("slow query (%.1f ms): %s", record["duration_ms"], sql[:200], extra={"turboalchemy": record})
+        self.logger.warning(
+            "slow query (%.1f ms): %s", record["duration_ms"], sql[:200], extra={"turboalchemy": record}
+        )
 
     def remove(self) -> None:
         if self.active:

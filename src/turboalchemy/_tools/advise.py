@@ -42,8 +42,9 @@ def _indexes(conn: sqlite3.Connection, table: str) -> list[dict[str, Any]]:
     out = []
     for _seq, name, unique, origin, partial in conn.execute(f"PRAGMA index_list({_quote(table)})"):
         columns = [r[2] for r in conn.execute(f"PRAGMA index_info({_quote(name)})")]
-        out.append({"name": name, "unique": bool(unique), "origin": origin, "partial": bool(partial),
-                    "columns": columns})
+        out.append(
+            {"name": name, "unique": bool(unique), "origin": origin, "partial": bool(partial), "columns": columns}
+        )
     return out
 
 
@@ -67,15 +68,17 @@ def _random_keys(conn: sqlite3.Connection, table: str, sql: str) -> Advice | Non
     if len(pk) != 1 or pk[0][2].upper() in ("INTEGER",):
         return None  # composite keys are out of scope; an INTEGER primary key is the rowid itself
     column = pk[0][1]
-    values = [r[0] for r in conn.execute(
-        f"SELECT {_quote(column)} FROM {_quote(table)} ORDER BY rowid LIMIT {_SAMPLE}")]
+    values = [
+        r[0] for r in conn.execute(f"SELECT {_quote(column)} FROM {_quote(table)} ORDER BY rowid LIMIT {_SAMPLE}")
+    ]
     if len(values) < 100 or any(not isinstance(v, (str, bytes)) for v in values):
         return None
     ordered = _append_fraction(values)
     if ordered >= 0.9:
         return None  # keys grow with insertion order: UUIDv7, ULID, timestamps
     return Advice(
-        "random_primary_key", table,
+        "random_primary_key",
+        table,
         f"{table}.{column} is a text/blob primary key whose values look random (only {ordered:.1%} of the first "
         f"{len(values):,} rows had a key larger than all before them): inserts land on random pages of the key's B-tree",
         "measured on the benchmark's study table at 1M rows: UUIDv7 keys inserted 1.4-2.0x as fast as UUIDv4, the most "
@@ -95,22 +98,27 @@ def _redundant(table: str, indexes: list[dict[str, Any]]) -> list[Advice]:
             if other is index or other["partial"]:
                 continue
             cols, longer = index["columns"], other["columns"]
-            if len(cols) <= len(longer) and longer[: len(cols)] == cols and \
-                    (len(cols) < len(longer) or other["unique"] or other["name"] < index["name"]):
-                advice.append(Advice(
-                    "redundant_index", table,
-                    f"index {index['name']} on ({', '.join(cols)}) is a prefix of {other['name']} on "
-                    f"({', '.join(longer)}): any lookup it serves, the longer index serves too",
-                    "one B-tree fewer to update on every insert, update of those columns and delete "
-                    "(the benchmark's study table without it: see README)",
-                    f"DROP INDEX {_quote(index['name'])}",
-                ))
+            if (
+                len(cols) <= len(longer)
+                and longer[: len(cols)] == cols
+                and (len(cols) < len(longer) or other["unique"] or other["name"] < index["name"])
+            ):
+                advice.append(
+                    Advice(
+                        "redundant_index",
+                        table,
+                        f"index {index['name']} on ({', '.join(cols)}) is a prefix of {other['name']} on "
+                        f"({', '.join(longer)}): any lookup it serves, the longer index serves too",
+                        "one B-tree fewer to update on every insert, update of those columns and delete "
+                        "(the benchmark's study table without it: see README)",
+                        f"DROP INDEX {_quote(index['name'])}",
+                    )
+                )
                 break
     return advice
 
 
-def _scattering_order(conn: sqlite3.Connection, table: str, sql: str,
-                      indexes: list[dict[str, Any]]) -> list[Advice]:
+def _scattering_order(conn: sqlite3.Connection, table: str, sql: str, indexes: list[dict[str, Any]]) -> list[Advice]:
     """Multi-column indexes whose column order sends rows arriving in sequence to scattered pages, when
     another order of the same columns would take them in order (appended at the index's right edge)."""
     if "WITHOUT ROWID" in sql.upper():
@@ -126,28 +134,38 @@ def _scattering_order(conn: sqlite3.Connection, table: str, sql: str,
             continue
         changes = [sum(a[i] != b[i] for a, b in zip(rows, rows[1:])) for i in range(len(columns))]
         order = sorted(range(len(columns)), key=lambda i: changes[i])  # slowest-changing column first
-        if order == list(range(len(columns))) or _append_fraction_rows([tuple(r[i] for i in order) for r in rows]) < 0.9:
+        if (
+            order == list(range(len(columns)))
+            or _append_fraction_rows([tuple(r[i] for i in order) for r in rows]) < 0.9
+        ):
             continue
         better = [columns[i] for i in order]
         kind = "unique constraint" if index["origin"] == "u" else "primary key" if index["origin"] == "pk" else "index"
         if index["origin"] == "c":
             unique = "UNIQUE " if index["unique"] else ""
-            fix = (f"DROP INDEX {_quote(index['name'])}; CREATE {unique}INDEX {_quote(index['name'])} ON "
-                   f"{_quote(table)} ({', '.join(_quote(c) for c in better)})")
+            fix = (
+                f"DROP INDEX {_quote(index['name'])}; CREATE {unique}INDEX {_quote(index['name'])} ON "
+                f"{_quote(table)} ({', '.join(_quote(c) for c in better)})"
+            )
         else:
-            fix = (f"declare the {kind} with its columns in arrival order: "
-                   f"UniqueConstraint({', '.join(repr(c) for c in better)}) (a new table or a migration that copies "
-                   "the rows); ON CONFLICT targets name the same columns and keep working")
-        advice.append(Advice(
-            "scattering_index_order", table,
-            f"{kind} {index['name']} on ({', '.join(columns)}) receives rows out of order: its column "
-            f"{columns[changes.index(max(changes))]} changes fastest as rows arrive, so consecutive inserts land on "
-            f"scattered pages; in the order ({', '.join(better)}) they would append",
-            "measured on the benchmark's study table at 1M rows (UUIDv7 keys both ways): 1.6-3.7x the insert throughput, "
-            "the most with small transactions and a small page cache, and flat as the table grows (README, 'Writes "
-            "that stay fast'). Queries filtering on a leading prefix of the old order lose it",
-            fix,
-        ))
+            fix = (
+                f"declare the {kind} with its columns in arrival order: "
+                f"UniqueConstraint({', '.join(repr(c) for c in better)}) (a new table or a migration that copies "
+                "the rows); ON CONFLICT targets name the same columns and keep working"
+            )
+        advice.append(
+            Advice(
+                "scattering_index_order",
+                table,
+                f"{kind} {index['name']} on ({', '.join(columns)}) receives rows out of order: its column "
+                f"{columns[changes.index(max(changes))]} changes fastest as rows arrive, so consecutive inserts land on "
+                f"scattered pages; in the order ({', '.join(better)}) they would append",
+                "measured on the benchmark's study table at 1M rows (UUIDv7 keys both ways): 1.6-3.7x the insert throughput, "
+                "the most with small transactions and a small page cache, and flat as the table grows (README, 'Writes "
+                "that stay fast'). Queries filtering on a leading prefix of the old order lose it",
+                fix,
+            )
+        )
     return advice
 
 
@@ -162,7 +180,7 @@ def _used_indexes(conn: sqlite3.Connection, statements: Iterable[str]) -> set[st
     used = set()
     for statement in statements:
         text = statement.strip()
-        if not text or not text.split(None, 1)[0].upper() in ("SELECT", "WITH", "UPDATE", "DELETE"):
+        if not text or text.split(None, 1)[0].upper() not in ("SELECT", "WITH", "UPDATE", "DELETE"):
             continue
         try:
             rows = conn.execute("EXPLAIN QUERY PLAN " + text, [None] * text.count("?")).fetchall()
@@ -180,8 +198,9 @@ def _cache_bytes(conn: sqlite3.Connection, page_size: int) -> int:
     return -cache * 1024 if cache < 0 else cache * page_size
 
 
-def advise(target: Any, *, statements: Iterable[str] | None = None,
-           rows_per_transaction: int | None = None, queue: Any = None) -> list[Advice]:
+def advise(
+    target: Any, *, statements: Iterable[str] | None = None, rows_per_transaction: int | None = None, queue: Any = None
+) -> list[Advice]:
     """What slows writes to this SQLite database (a path, Engine or Connection), each with its fix.
 
     `statements`: SQL seen in use (e.g. `count_queries(engine, keep_statements=True).statements`);
@@ -207,29 +226,38 @@ def advise(target: Any, *, statements: Iterable[str] | None = None,
             if seen is not None:
                 for index in indexes:
                     if index["origin"] == "c" and not index["unique"] and index["name"] not in used:
-                        found.append(Advice(
-                            "unused_index", table,
-                            f"index {index['name']} on ({', '.join(index['columns'])}) was used by none of the "
-                            f"{len(seen)} statements seen",
-                            "one B-tree fewer to update per write; confirm against all of the application's queries first",
-                            f"DROP INDEX {_quote(index['name'])}",
-                        ))
+                        found.append(
+                            Advice(
+                                "unused_index",
+                                table,
+                                f"index {index['name']} on ({', '.join(index['columns'])}) was used by none of the "
+                                f"{len(seen)} statements seen",
+                                "one B-tree fewer to update per write; confirm against all of the application's queries first",
+                                f"DROP INDEX {_quote(index['name'])}",
+                            )
+                        )
             trees = len(indexes) + (0 if "WITHOUT ROWID" in sql.upper() else 1)
             if len(indexes) >= 3 and db_bytes > cache:
-                found.append(Advice(
-                    "many_indexes_over_cache", table,
-                    f"{table} has {len(indexes)} indexes ({trees} B-trees written per insert) and the database "
-                    f"({db_bytes / 2**20:,.1f} MiB) is larger than the page cache ({cache / 2**20:,.1f} MiB)",
-                    f"estimated: inserts with scattered keys miss the cache in up to {trees} B-trees each; "
-                    "throughput falls as the table grows (the benchmark: less than half by 1M rows)",
-                    f"PRAGMA cache_size = -{max(db_bytes // 1024, 1):d}  -- or drop the indexes writes do not need",
-                ))
+                found.append(
+                    Advice(
+                        "many_indexes_over_cache",
+                        table,
+                        f"{table} has {len(indexes)} indexes ({trees} B-trees written per insert) and the database "
+                        f"({db_bytes / 2**20:,.1f} MiB) is larger than the page cache ({cache / 2**20:,.1f} MiB)",
+                        f"estimated: inserts with scattered keys miss the cache in up to {trees} B-trees each; "
+                        "throughput falls as the table grows (the benchmark: less than half by 1M rows)",
+                        f"PRAGMA cache_size = -{max(db_bytes // 1024, 1):d}  -- or drop the indexes writes do not need",
+                    )
+                )
     if rows_per_transaction is not None and rows_per_transaction < 1_000:
-        found.append(Advice(
-            "small_transactions", None,
-            f"writes commit every {rows_per_transaction} rows: each commit pays a WAL write and sync",
-            "measured on the benchmark's study table at 500K rows: 1K-row transactions ran at 0.44x the speed of 5K-row "
-            "ones where inserts scatter (README); where keys arrive in order, commits this small cost little",
-            "batch writes: turboalchemy.bulk_insert(..., chunk_size=5000), or the WriteQueue's group commit",
-        ))
+        found.append(
+            Advice(
+                "small_transactions",
+                None,
+                f"writes commit every {rows_per_transaction} rows: each commit pays a WAL write and sync",
+                "measured on the benchmark's study table at 500K rows: 1K-row transactions ran at 0.44x the speed of 5K-row "
+                "ones where inserts scatter (README); where keys arrive in order, commits this small cost little",
+                "batch writes: turboalchemy.bulk_insert(..., chunk_size=5000), or the WriteQueue's group commit",
+            )
+        )
     return found

@@ -47,13 +47,22 @@ class BackupReport:
         return self.pages * self.page_size
 
     def __str__(self) -> str:
-        return (f"{self.method} backup of {self.source} -> {self.dest}: {self.pages:,} pages "
-                f"({self.bytes / 1e6:,.1f} MB) in {self.seconds:.2f} s, {self.steps} steps, "
-                f"{self.restarts} restarts, integrity {self.integrity}")
+        return (
+            f"{self.method} backup of {self.source} -> {self.dest}: {self.pages:,} pages "
+            f"({self.bytes / 1e6:,.1f} MB) in {self.seconds:.2f} s, {self.steps} steps, "
+            f"{self.restarts} restarts, integrity {self.integrity}"
+        )
 
 
-def backup(source: Target, dest: str | os.PathLike[str], *, method: Literal["online", "vacuum"] = "online",
-           progress: Progress | None = None, pages_per_step: int = 1024, overwrite: bool = False) -> BackupReport:
+def backup(
+    source: Target,
+    dest: str | os.PathLike[str],
+    *,
+    method: Literal["online", "vacuum"] = "online",
+    progress: Progress | None = None,
+    pages_per_step: int = 1024,
+    overwrite: bool = False,
+) -> BackupReport:
     """Copy the database at `source` (a path or an Engine) to `dest`, check it, and return a report.
 
     `progress(copied, total)` is called after each step. The copy replaces `dest` only once it has
@@ -94,12 +103,23 @@ def backup(source: Target, dest: str | os.PathLike[str], *, method: Literal["onl
         raise
     if integrity != "ok":
         _remove(partial)
-        raise BackupError(f"the copy of {src_path} failed integrity_check ({integrity}); nothing was written to {target}")
+        raise BackupError(
+            f"the copy of {src_path} failed integrity_check ({integrity}); nothing was written to {target}"
+        )
     for suffix in ("-wal", "-shm", "-journal"):  # an overwritten database's leftovers would corrupt the copy
         _remove_file(f"{target}{suffix}")
     os.replace(partial, target)
-    return BackupReport(str(src_path), str(target), method, pages, page_size, steps, restarts,
-                        round(time.perf_counter() - began, 3), integrity)
+    return BackupReport(
+        str(src_path),
+        str(target),
+        method,
+        pages,
+        page_size,
+        steps,
+        restarts,
+        round(time.perf_counter() - began, 3),
+        integrity,
+    )
 
 
 def _online(src: sqlite3.Connection, partial: Path, step: int, progress: Progress | None) -> tuple[int, int, int, int]:

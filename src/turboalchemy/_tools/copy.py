@@ -53,10 +53,14 @@ class CopyReport:
         return sum(t.seconds for t in self.tables)
 
     def __str__(self) -> str:
-        lines = [f"  {t.name:<30} {'already copied' if t.skipped else f'{t.rows:>12,} rows  {t.rows_per_s:>10,.0f} rows/s'}"
-                 for t in self.tables]
-        lines.append(f"copied {self.rows:,} rows in {self.seconds:.1f} s"
-                     + (f" ({self.rows / self.seconds:,.0f} rows/s)" if self.seconds else ""))
+        lines = [
+            f"  {t.name:<30} {'already copied' if t.skipped else f'{t.rows:>12,} rows  {t.rows_per_s:>10,.0f} rows/s'}"
+            for t in self.tables
+        ]
+        lines.append(
+            f"copied {self.rows:,} rows in {self.seconds:.1f} s"
+            + (f" ({self.rows / self.seconds:,.0f} rows/s)" if self.seconds else "")
+        )
         return "\n".join(lines)
 
 
@@ -70,16 +74,24 @@ def portable_schema(source: Engine, tables: Sequence[str] | None = None) -> Meta
     for table in reflected.sorted_tables:
         columns = []
         for column in table.columns:
-            columns.append(Column(column.name, _generic(column.type), primary_key=column.primary_key,
-                                  nullable=column.nullable, autoincrement=column.autoincrement))
+            columns.append(
+                Column(
+                    column.name,
+                    _generic(column.type),
+                    primary_key=column.primary_key,
+                    nullable=column.nullable,
+                    autoincrement=column.autoincrement,
+                )
+            )
         constraints: list[Any] = []
         for constraint in table.constraints:
             names = [c.name for c in constraint.columns] if hasattr(constraint, "columns") else []
             if isinstance(constraint, UniqueConstraint):
                 constraints.append(UniqueConstraint(*names, name=constraint.name))
             elif isinstance(constraint, ForeignKeyConstraint):
-                constraints.append(ForeignKeyConstraint(names, [e.target_fullname for e in constraint.elements],
-                                                        name=constraint.name))
+                constraints.append(
+                    ForeignKeyConstraint(names, [e.target_fullname for e in constraint.elements], name=constraint.name)
+                )
             elif isinstance(constraint, PrimaryKeyConstraint):
                 pass  # carried by primary_key=True above
         copy = Table(table.name, portable, *columns, *constraints)
@@ -96,9 +108,16 @@ def _generic(type_: Any) -> Any:
         return type_
 
 
-def copy_database(source: Engine, dest: Engine, *, metadata: MetaData | None = None,
-                  tables: Sequence[str] | None = None, chunk_size: int = 10_000, resume: bool = False,
-                  progress: Progress | None = None) -> CopyReport:
+def copy_database(
+    source: Engine,
+    dest: Engine,
+    *,
+    metadata: MetaData | None = None,
+    tables: Sequence[str] | None = None,
+    chunk_size: int = 10_000,
+    resume: bool = False,
+    progress: Progress | None = None,
+) -> CopyReport:
     """Copy `tables` (default: all) from `source` to `dest`, creating missing tables from `metadata`
     (default: the source's schema, made portable). Returns per-table figures; raises CopyError."""
     schema = metadata if metadata is not None else portable_schema(source, tables)
@@ -120,8 +139,9 @@ def _count(engine: Engine, table: Table) -> int:
         return int(conn.execute(select(func.count()).select_from(table)).scalar_one())
 
 
-def _copy_table(source: Engine, dest: Engine, table: Table, chunk_size: int, resume: bool,
-                progress: Progress | None) -> TableCopy:
+def _copy_table(
+    source: Engine, dest: Engine, table: Table, chunk_size: int, resume: bool, progress: Progress | None
+) -> TableCopy:
     total = _count(source, table)
     already = _count(dest, table)
     if already == total and total > 0:
@@ -130,8 +150,10 @@ def _copy_table(source: Engine, dest: Engine, table: Table, chunk_size: int, res
         return TableCopy(table.name, total, 0.0, True)
     if already:
         if not resume:
-            raise CopyError(f"{table.name} already holds {already:,} of the source's {total:,} rows in the destination; "
-                            "pass resume=True (--resume) to empty it and copy it again")
+            raise CopyError(
+                f"{table.name} already holds {already:,} of the source's {total:,} rows in the destination; "
+                "pass resume=True (--resume) to empty it and copy it again"
+            )
         with dest.begin() as conn:
             conn.execute(table.delete())
     began = time.perf_counter()
@@ -152,8 +174,10 @@ def _copy_table(source: Engine, dest: Engine, table: Table, chunk_size: int, res
     seconds = time.perf_counter() - began
     stored = _count(dest, table)
     if stored != total or written != total:
-        raise CopyError(f"{table.name}: the source has {total:,} rows, {written:,} were written and the destination "
-                        f"holds {stored:,}")
+        raise CopyError(
+            f"{table.name}: the source has {total:,} rows, {written:,} were written and the destination "
+            f"holds {stored:,}"
+        )
     _advance_sequences(dest, table)
     return TableCopy(table.name, total, seconds, False)
 
@@ -166,7 +190,9 @@ def _advance_sequences(dest: Engine, table: Table) -> None:
     if column is None:
         return
     with dest.begin() as conn:
-        conn.execute(text("SELECT setval(pg_get_serial_sequence(:t, :c), coalesce(max({col}), 0) + 1, false) FROM {tbl}".format(
-            col=dest.dialect.identifier_preparer.quote(column.name),
-            tbl=dest.dialect.identifier_preparer.format_table(table))), {"t": dest.dialect.identifier_preparer.format_table(table),
-                                                                       "c": column.name})
+        conn.execute(
+            text(
+                f"SELECT setval(pg_get_serial_sequence(:t, :c), coalesce(max({dest.dialect.identifier_preparer.quote(column.name)}), 0) + 1, false) FROM {dest.dialect.identifier_preparer.format_table(table)}"
+            ),
+            {"t": dest.dialect.identifier_preparer.format_table(table), "c": column.name},
+        )

@@ -15,8 +15,28 @@ from turboalchemy._sqlite import database_path, reading
 from turboalchemy._sqlite import quote as _quote
 
 # Filesystems on which SQLite's locking cannot be trusted (sqlite.org/useovernet.html)
-NETWORK_FILESYSTEMS = frozenset({"nfs", "nfs4", "cifs", "smb", "smb2", "smb3", "smbfs", "9p", "fuse.sshfs", "sshfs",
-                                 "ceph", "glusterfs", "fuse.glusterfs", "lustre", "afs", "davfs", "fuse.s3fs", "gcsfuse"})
+NETWORK_FILESYSTEMS = frozenset(
+    {
+        "nfs",
+        "nfs4",
+        "cifs",
+        "smb",
+        "smb2",
+        "smb3",
+        "smbfs",
+        "9p",
+        "fuse.sshfs",
+        "sshfs",
+        "ceph",
+        "glusterfs",
+        "fuse.glusterfs",
+        "lustre",
+        "afs",
+        "davfs",
+        "fuse.s3fs",
+        "gcsfuse",
+    }
+)
 _SYNCHRONOUS = {0: "OFF", 1: "NORMAL", 2: "FULL", 3: "EXTRA"}
 _AUTO_VACUUM = {0: "NONE", 1: "FULL", 2: "INCREMENTAL"}
 FREELIST_LIMIT = 0.20
@@ -106,11 +126,15 @@ def _fk(fk: tuple[str, tuple[str, ...], str]) -> str:
 
 def _unindexed_foreign_keys(conn: sqlite3.Connection) -> list[tuple[str, tuple[str, ...], str]]:
     out = []
-    tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")]
+    tables = [
+        r[0] for r in conn.execute("SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")
+    ]
     for table in tables:
         groups: dict[int, list[str]] = {}
         parents: dict[int, str] = {}
-        for row in conn.execute("SELECT id, seq, \"table\", \"from\" FROM pragma_foreign_key_list(?) ORDER BY id, seq", (table,)):
+        for row in conn.execute(
+            'SELECT id, seq, "table", "from" FROM pragma_foreign_key_list(?) ORDER BY id, seq', (table,)
+        ):
             groups.setdefault(row[0], []).append(row[3])
             parents[row[0]] = row[2]
         if not groups:
@@ -121,7 +145,7 @@ def _unindexed_foreign_keys(conn: sqlite3.Connection) -> list[tuple[str, tuple[s
         pk = [r[1] for r in sorted(conn.execute("SELECT pk, name FROM pragma_table_info(?) WHERE pk > 0", (table,)))]
         leads.append(pk)
         for fk, columns in groups.items():
-            if not any(lead[:len(columns)] == columns for lead in leads):
+            if not any(lead[: len(columns)] == columns for lead in leads):
                 out.append((table, tuple(columns), parents[fk]))
     return out
 
@@ -161,35 +185,73 @@ def health(target: Any) -> HealthReport:
 def _flags(r: HealthReport) -> list[Flag]:
     flags = []
     if r.quick_check != "ok":
-        flags.append(Flag("red", f"quick_check failed: {r.quick_check}",
-                          "restore the latest backup; copy out what you can with `sqlite3 DB .recover`"))
+        flags.append(
+            Flag(
+                "red",
+                f"quick_check failed: {r.quick_check}",
+                "restore the latest backup; copy out what you can with `sqlite3 DB .recover`",
+            )
+        )
     if r.filesystem in NETWORK_FILESYSTEMS:
-        flags.append(Flag("red", f"the database is on a network filesystem ({r.filesystem}): its locks are not reliable "
-                                 "and WAL needs shared memory between processes on one host",
-                          "move the file to a local disk; serve it to other hosts through your application"))
+        flags.append(
+            Flag(
+                "red",
+                f"the database is on a network filesystem ({r.filesystem}): its locks are not reliable "
+                "and WAL needs shared memory between processes on one host",
+                "move the file to a local disk; serve it to other hosts through your application",
+            )
+        )
     if r.journal_mode in ("delete", "truncate", "persist"):
-        flags.append(Flag("red", f"journal_mode is {r.journal_mode.upper()}: every reader blocks writers and commits cost "
-                                 "more fsyncs", "PRAGMA journal_mode = WAL (persistent; turboalchemy's production profile sets it)"))
+        flags.append(
+            Flag(
+                "red",
+                f"journal_mode is {r.journal_mode.upper()}: every reader blocks writers and commits cost more fsyncs",
+                "PRAGMA journal_mode = WAL (persistent; turboalchemy's production profile sets it)",
+            )
+        )
     elif r.journal_mode in ("off", "memory"):
-        flags.append(Flag("red", f"journal_mode is {r.journal_mode.upper()}: a crash mid-transaction can corrupt the file",
-                          "PRAGMA journal_mode = WAL"))
+        flags.append(
+            Flag(
+                "red",
+                f"journal_mode is {r.journal_mode.upper()}: a crash mid-transaction can corrupt the file",
+                "PRAGMA journal_mode = WAL",
+            )
+        )
     if r.synchronous == "OFF":
-        flags.append(Flag("red", "synchronous is OFF: a power loss or OS crash can corrupt the database",
-                          "PRAGMA synchronous = NORMAL (WAL: durable against application crashes) or FULL (profile 'durable')"))
+        flags.append(
+            Flag(
+                "red",
+                "synchronous is OFF: a power loss or OS crash can corrupt the database",
+                "PRAGMA synchronous = NORMAL (WAL: durable against application crashes) or FULL (profile 'durable')",
+            )
+        )
     if r.journal_mode == "wal":
         expected = max(r.wal_autocheckpoint or 1000, 1000) * r.page_size
         if r.wal_bytes > max(WAL_FLOOR, 4 * expected):
-            flags.append(Flag("red", f"the WAL is {r.wal_bytes / 2**20:,.0f} MiB, over 4x what automatic checkpoints let it "
-                                     "reach: a long-lived reader or a disabled autocheckpoint is stopping checkpoints",
-                              "find the reader that never finishes its transaction; then `turboalchemy checkpoint DB` "
-                              "(PRAGMA wal_checkpoint(TRUNCATE))"))
+            flags.append(
+                Flag(
+                    "red",
+                    f"the WAL is {r.wal_bytes / 2**20:,.0f} MiB, over 4x what automatic checkpoints let it "
+                    "reach: a long-lived reader or a disabled autocheckpoint is stopping checkpoints",
+                    "find the reader that never finishes its transaction; then `turboalchemy checkpoint DB` "
+                    "(PRAGMA wal_checkpoint(TRUNCATE))",
+                )
+            )
     if r.freelist_share > FREELIST_LIMIT:
-        fix = ("PRAGMA incremental_vacuum" if r.auto_vacuum == "INCREMENTAL"
-               else "VACUUM (or `turboalchemy backup DB COPY --method vacuum` for a compacted copy)")
+        fix = (
+            "PRAGMA incremental_vacuum"
+            if r.auto_vacuum == "INCREMENTAL"
+            else "VACUUM (or `turboalchemy backup DB COPY --method vacuum` for a compacted copy)"
+        )
         flags.append(Flag("red", f"{r.freelist_share:.0%} of the file is free pages ({r.freelist_count:,})", fix))
     for table, columns, parent in r.unindexed_foreign_keys:
         name = _quote(f"ix_{table}_{'_'.join(columns)}")
-        flags.append(Flag("warn", f"foreign key {_fk((table, columns, parent))} has no index: deleting or updating a "
-                                  f"{parent} row scans {table}",
-                          f"CREATE INDEX {name} ON {_quote(table)} ({', '.join(map(_quote, columns))})"))
+        flags.append(
+            Flag(
+                "warn",
+                f"foreign key {_fk((table, columns, parent))} has no index: deleting or updating a "
+                f"{parent} row scans {table}",
+                f"CREATE INDEX {name} ON {_quote(table)} ({', '.join(map(_quote, columns))})",
+            )
+        )
     return flags

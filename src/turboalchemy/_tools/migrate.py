@@ -101,13 +101,17 @@ def _apply(conn: sqlite3.Connection, migration: Migration) -> None:
             continue
         body = re.sub(r"^(\s*(--[^\n]*\n|/\*.*?\*/))*", "", statement, flags=re.DOTALL)
         if _TRANSACTION_CONTROL.match(body):
-            raise MigrationError(f"{migration.path.name} line {line}: transaction control ({body.split()[0]}) is not "
-                                 "allowed; turboalchemy runs each file in its own transaction")
+            raise MigrationError(
+                f"{migration.path.name} line {line}: transaction control ({body.split()[0]}) is not "
+                "allowed; turboalchemy runs each file in its own transaction"
+            )
         try:
             conn.execute(statement)
         except sqlite3.Error as exc:
-            raise MigrationError(f"{migration.path.name} line {line}: {exc}; the file was rolled back and the "
-                                 "database keeps the version it had before it") from exc
+            raise MigrationError(
+                f"{migration.path.name} line {line}: {exc}; the file was rolled back and the "
+                "database keeps the version it had before it"
+            ) from exc
     conn.execute(f"PRAGMA user_version = {int(migration.version)}")  # an int, so nothing foreign reaches the SQL
 
 
@@ -115,8 +119,14 @@ def _version(conn: sqlite3.Connection) -> int:
     return int(conn.execute("PRAGMA user_version").fetchone()[0])
 
 
-def migrate(target: Target, directory: str | os.PathLike[str], *, dry_run: bool = False,
-            to: int | None = None, progress: Callable[[Migration], Any] | None = None) -> MigrationReport:
+def migrate(
+    target: Target,
+    directory: str | os.PathLike[str],
+    *,
+    dry_run: bool = False,
+    to: int | None = None,
+    progress: Callable[[Migration], Any] | None = None,
+) -> MigrationReport:
     """Apply the pending files of `directory` to the database at `target` (a path or an Engine), each in its
     own transaction, up to version `to` (default: the newest). `dry_run` runs them all in one transaction
     and rolls it back, so the report says what would happen and the SQL is checked against the real schema.
@@ -133,11 +143,14 @@ def migrate(target: Target, directory: str | os.PathLike[str], *, dry_run: bool 
     with open_file(path, read_only=False) as conn:
         before = _version(conn)
         if before > latest:
-            raise MigrationError(f"{path} is at schema version {before} but {directory} goes only up to {latest}: "
-                                 "this code is older than the database; deploy the newer code (or restore a backup)")
+            raise MigrationError(
+                f"{path} is at schema version {before} but {directory} goes only up to {latest}: "
+                "this code is older than the database; deploy the newer code (or restore a backup)"
+            )
         todo = [m for m in files if before < m.version <= goal]
-        report = MigrationReport(str(path), before, before, latest, dry_run=dry_run,
-                                 pending=[m for m in files if m.version > goal])
+        report = MigrationReport(
+            str(path), before, before, latest, dry_run=dry_run, pending=[m for m in files if m.version > goal]
+        )
         if dry_run:
             conn.execute("BEGIN IMMEDIATE")
             try:

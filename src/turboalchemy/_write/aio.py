@@ -15,20 +15,35 @@ from turboalchemy._write.bulk import _write
 from turboalchemy.errors import UnsupportedTargetError
 
 
-async def abulk_insert(target: Any, model: Any, rows: Iterable[Any] | AsyncIterable[Any], *,
-                       chunk_size: int = 5000) -> int:
+async def abulk_insert(
+    target: Any, model: Any, rows: Iterable[Any] | AsyncIterable[Any], *, chunk_size: int = 5000
+) -> int:
     """bulk_insert for AsyncEngine (each chunk commits), AsyncConnection or AsyncSession (the caller commits)."""
-    return await _run(target, rows, chunk_size,
-                      lambda sync, chunk, offset: _write(sync, model, chunk, "insert", chunk_size, (), None, offset))
+    return await _run(
+        target,
+        rows,
+        chunk_size,
+        lambda sync, chunk, offset: _write(sync, model, chunk, "insert", chunk_size, (), None, offset),
+    )
 
 
-async def abulk_upsert(target: Any, model: Any, rows: Iterable[Any] | AsyncIterable[Any], *, conflict: Sequence[str],
-                       update: Sequence[str] | None = None, chunk_size: int = 5000) -> int:
+async def abulk_upsert(
+    target: Any,
+    model: Any,
+    rows: Iterable[Any] | AsyncIterable[Any],
+    *,
+    conflict: Sequence[str],
+    update: Sequence[str] | None = None,
+    chunk_size: int = 5000,
+) -> int:
     """bulk_upsert for AsyncEngine, AsyncConnection or AsyncSession."""
     changes = None if update is None else tuple(update)
-    return await _run(target, rows, chunk_size,
-                      lambda sync, chunk, offset: _write(sync, model, chunk, "upsert", chunk_size, tuple(conflict),
-                                                         changes, offset))
+    return await _run(
+        target,
+        rows,
+        chunk_size,
+        lambda sync, chunk, offset: _write(sync, model, chunk, "upsert", chunk_size, tuple(conflict), changes, offset),
+    )
 
 
 async def _run(target: Any, rows: Any, chunk_size: int, write: Any) -> int:
@@ -39,13 +54,17 @@ async def _run(target: Any, rows: Any, chunk_size: int, write: Any) -> int:
     if isinstance(target, AsyncEngine):
         engine = target.sync_engine
         async with target.connect() as bridge:  # a greenlet to run in; the writes take their own connection
-            return await _feed(rows, chunk_size,
-                               lambda chunk, offset: bridge.run_sync(lambda _c: write(engine, chunk, offset)))
+            return await _feed(
+                rows, chunk_size, lambda chunk, offset: bridge.run_sync(lambda _c: write(engine, chunk, offset))
+            )
     if isinstance(target, (AsyncConnection, AsyncSession)):
-        return await _feed(rows, chunk_size,
-                           lambda chunk, offset: target.run_sync(lambda sync: write(sync, chunk, offset)))
-    raise UnsupportedTargetError(f"target must be an AsyncEngine, AsyncConnection or AsyncSession, not "
-                                 f"{type(target).__name__} (use turboalchemy.bulk_insert for synchronous targets)")
+        return await _feed(
+            rows, chunk_size, lambda chunk, offset: target.run_sync(lambda sync: write(sync, chunk, offset))
+        )
+    raise UnsupportedTargetError(
+        f"target must be an AsyncEngine, AsyncConnection or AsyncSession, not "
+        f"{type(target).__name__} (use turboalchemy.bulk_insert for synchronous targets)"
+    )
 
 
 async def _feed(rows: Any, chunk_size: int, run: Any) -> int:

@@ -19,8 +19,8 @@ from sqlalchemy import Table
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session
 
-from turboalchemy._write.sqlite import ChunkFailed, SqliteChunkWriter
 from turboalchemy._write.plan import Kind, WritePlan, compile_plan, key_map, nan_position, table_of
+from turboalchemy._write.sqlite import ChunkFailed, SqliteChunkWriter
 from turboalchemy.errors import BulkWriteError, SchemaMismatchError, UnsupportedTargetError, translate
 
 Target = Engine | Connection | Session
@@ -39,8 +39,15 @@ def bulk_insert(target: Target, model: Any, rows: Iterable[Any], *, chunk_size: 
     return _write(target, model, rows, "insert", chunk_size, (), None)
 
 
-def bulk_upsert(target: Target, model: Any, rows: Iterable[Any], *, conflict: Sequence[str],
-                update: Sequence[str] | None = None, chunk_size: int = 5000) -> int:
+def bulk_upsert(
+    target: Target,
+    model: Any,
+    rows: Iterable[Any],
+    *,
+    conflict: Sequence[str],
+    update: Sequence[str] | None = None,
+    chunk_size: int = 5000,
+) -> int:
     """Insert `rows`, updating the stored row where `conflict` (a unique key) matches.
 
     `update=None` updates every column outside the conflict target and the primary key that the
@@ -128,25 +135,54 @@ class _Reader:
                 extra = [k for k in row if k not in self.keys and (self.shape == "dict" or not k.startswith("_sa"))]
                 if missing or (self.shape == "dict" and extra):
                     what = f"lacks key {missing[0]!r}" if missing else f"has key {extra[0]!r}"
-                    return _row_error(self.table, start + i, (missing or extra)[0], None,
-                                      f"row {start + i} {what} that row 0 does not; every row must supply the same keys")
+                    return _row_error(
+                        self.table,
+                        start + i,
+                        (missing or extra)[0],
+                        None,
+                        f"row {start + i} {what} that row 0 does not; every row must supply the same keys",
+                    )
             elif self.shape == "tuple" and (not isinstance(row, (tuple, list)) or len(row) != self.width):
-                return _row_error(self.table, start + i, None, type(row).__name__,
-                                  f"row {start + i} is not a tuple of {self.width} values")
+                return _row_error(
+                    self.table,
+                    start + i,
+                    None,
+                    type(row).__name__,
+                    f"row {start + i} is not a tuple of {self.width} values",
+                )
             elif not isinstance(row, (dict, tuple, list)):
-                return _row_error(self.table, start + i, None, type(row).__name__,
-                                  f"row {start + i} is a {type(row).__name__}, unlike row 0")
+                return _row_error(
+                    self.table,
+                    start + i,
+                    None,
+                    type(row).__name__,
+                    f"row {start + i} is a {type(row).__name__}, unlike row 0",
+                )
         return _row_error(self.table, start, None, None, "rows changed shape within the chunk")
 
 
-def _row_error(table: Table, row: int | None, column: str | None, value_type: str | None, message: str,
-               committed: int | None = None) -> BulkWriteError:
-    return BulkWriteError(f"table {table.name!r}: {message}", table=table.name, row=row, column=column,
-                          value_type=value_type, committed=committed)
+def _row_error(
+    table: Table,
+    row: int | None,
+    column: str | None,
+    value_type: str | None,
+    message: str,
+    committed: int | None = None,
+) -> BulkWriteError:
+    return BulkWriteError(
+        f"table {table.name!r}: {message}",
+        table=table.name,
+        row=row,
+        column=column,
+        value_type=value_type,
+        committed=committed,
+    )
 
 
 @functools.lru_cache(maxsize=256)
-def _row_converter(plan: WritePlan, shape: str, keys: tuple[Any, ...]) -> Callable[[list[Any]], list[tuple[Any, ...]]] | None:
+def _row_converter(
+    plan: WritePlan, shape: str, keys: tuple[Any, ...]
+) -> Callable[[list[Any]], list[tuple[Any, ...]]] | None:
     """A list comprehension built for this plan and key order, the same shape as hand-written code:
     `[(r[k0], p1(r[k1]), ...) for r in rows]`. Keys and processors are bound as default arguments, so
     no caller-supplied text ever becomes source code. None when a parameter is generated per row."""
@@ -162,8 +198,10 @@ def _row_converter(plan: WritePlan, shape: str, keys: tuple[Any, ...]) -> Callab
         if slow is not None:
             # the fast DateTime processor, inlined to save a call per value; other values take the full one
             names[f"p{i}"] = slow
-            item = (f"(None if (v{i} := r[k{i}]) is None else v{i}.isoformat(' ', 'microseconds') "
-                    f"if v{i}.__class__ is _datetime and v{i}.tzinfo is None else p{i}(v{i}))")
+            item = (
+                f"(None if (v{i} := r[k{i}]) is None else v{i}.isoformat(' ', 'microseconds') "
+                f"if v{i}.__class__ is _datetime and v{i}.tzinfo is None else p{i}(v{i}))"
+            )
         elif param.process is not None:
             names[f"p{i}"] = param.process
             item = f"p{i}({item})"
@@ -175,7 +213,9 @@ def _row_converter(plan: WritePlan, shape: str, keys: tuple[Any, ...]) -> Callab
     return namespace["convert"]  # type: ignore[no-any-return]
 
 
-def _params(plan: WritePlan, reader: _Reader, chunk: list[Any], start: int) -> tuple[list[Sequence[Any]], list[Sequence[Any]]]:
+def _params(
+    plan: WritePlan, reader: _Reader, chunk: list[Any], start: int
+) -> tuple[list[Sequence[Any]], list[Sequence[Any]]]:
     """The chunk's parameter tuples in statement order, and the raw value tuples they came from."""
     convert = _row_converter(plan, reader.shape, tuple(reader.keys) if reader.shape == "dict" else ())
     if convert is not None:
@@ -197,8 +237,13 @@ def _params(plan: WritePlan, reader: _Reader, chunk: list[Any], start: int) -> t
             at = nan_position(columns[i])
             if at >= 0:
                 key = plan.provided[i]
-                raise _row_error(plan.table, start + at, key, "float",
-                                 f"row {start + at}, column {key!r}: NaN would be stored as NULL; pass None if NULL is meant")
+                raise _row_error(
+                    plan.table,
+                    start + at,
+                    key,
+                    "float",
+                    f"row {start + at}, column {key!r}: NaN would be stored as NULL; pass None if NULL is meant",
+                )
     if plan.passthrough:
         return values, values
     if columns is None:
@@ -221,9 +266,14 @@ def _params(plan: WritePlan, reader: _Reader, chunk: list[Any], start: int) -> t
                 column = param.process_column(column)
             except Exception as exc:
                 at = next(i for i, v in enumerate(column) if _fails(param.process, v))  # type: ignore[arg-type]
-                raise _row_error(plan.table, start + at, param.column.key, type(column[at]).__name__,
-                                 f"row {start + at}, column {param.column.key!r}: {type(column[at]).__name__} value "
-                                 f"{column[at]!r:.80} is not valid for {param.column.type}: {exc}") from exc
+                raise _row_error(
+                    plan.table,
+                    start + at,
+                    param.column.key,
+                    type(column[at]).__name__,
+                    f"row {start + at}, column {param.column.key!r}: {type(column[at]).__name__} value "
+                    f"{column[at]!r:.80} is not valid for {param.column.type}: {exc}",
+                ) from exc
         out.append(column)
     return list(zip(*out)), values
 
@@ -241,8 +291,13 @@ def _refuse_nan(plan: WritePlan, params: list[tuple[Any, ...]], start: int) -> N
         at = nan_position([row[i] for row in params])
         if at >= 0:
             key = plan.params[i].column.key
-            raise _row_error(plan.table, start + at, key, "float",
-                             f"row {start + at}, column {key!r}: NaN would be stored as NULL; pass None if NULL is meant")
+            raise _row_error(
+                plan.table,
+                start + at,
+                key,
+                "float",
+                f"row {start + at}, column {key!r}: NaN would be stored as NULL; pass None if NULL is meant",
+            )
 
 
 class _LazyValues:
@@ -295,13 +350,24 @@ def _backend(dialect: Any) -> Any:
         return SqliteChunkWriter
     if dialect.name == "postgresql" and dialect.driver == "psycopg":
         from turboalchemy._write.postgresql import PostgresChunkWriter
+
         return PostgresChunkWriter
-    raise UnsupportedTargetError(f"turboalchemy's bulk paths support SQLite and PostgreSQL through psycopg 3, not "
-                                 f"{dialect.name}+{dialect.driver}; use a postgresql+psycopg:// URL")
+    raise UnsupportedTargetError(
+        f"turboalchemy's bulk paths support SQLite and PostgreSQL through psycopg 3, not "
+        f"{dialect.name}+{dialect.driver}; use a postgresql+psycopg:// URL"
+    )
 
 
-def _write(target: Target, model: Any, rows: Iterable[Any], kind: Kind, chunk_size: int,
-           conflict: tuple[str, ...], update: tuple[str, ...] | None, offset: int = 0) -> int:
+def _write(
+    target: Target,
+    model: Any,
+    rows: Iterable[Any],
+    kind: Kind,
+    chunk_size: int,
+    conflict: tuple[str, ...],
+    update: tuple[str, ...] | None,
+    offset: int = 0,
+) -> int:
     """Write `rows` chunk by chunk; `offset`: rows of the same stream written by earlier calls (abulk), so that
     row positions and committed counts in errors are the stream's."""
     if chunk_size < 1:
@@ -324,15 +390,20 @@ def _write(target: Target, model: Any, rows: Iterable[Any], kind: Kind, chunk_si
             except BulkWriteError as refused:  # found before any SQL for this chunk ran
                 if commits:
                     refused.committed = written
-                    refused.args = (f"{refused}; nothing of this chunk was written; {written:,} rows were committed before it",)
+                    refused.args = (
+                        f"{refused}; nothing of this chunk was written; {written:,} rows were committed before it",
+                    )
                 raise
             try:
                 writer.write(plan, params)
             except ChunkFailed as failed:
                 typed = translate(failed.cause) if failed.index is None else None
                 if typed is not None:  # a full disk, a lock held too long: not any row's fault, so its own type
-                    where = f"{written - offset:,} rows of this call were committed before it" if commits else \
-                        "the caller's transaction is still open"
+                    where = (
+                        f"{written - offset:,} rows of this call were committed before it"
+                        if commits
+                        else "the caller's transaction is still open"
+                    )
                     typed.args = (f"bulk {kind} of {table.name!r}: {typed}; the chunk was rolled back; {where}",)
                     typed.committed = written if commits else None  # type: ignore[attr-defined]
                     raise typed from failed.cause
@@ -342,8 +413,9 @@ def _write(target: Target, model: Any, rows: Iterable[Any], kind: Kind, chunk_si
     return written - offset
 
 
-def _failure(plan: WritePlan, failed: ChunkFailed, values: list[Sequence[Any]], start: int, size: int,
-             commits: bool) -> BulkWriteError:
+def _failure(
+    plan: WritePlan, failed: ChunkFailed, values: list[Sequence[Any]], start: int, size: int, commits: bool
+) -> BulkWriteError:
     row = None if failed.index is None else start + failed.index
     param = None if failed.param is None else plan.params[failed.param]
     column = param.column.key if param is not None else None
@@ -360,6 +432,11 @@ def _failure(plan: WritePlan, failed: ChunkFailed, values: list[Sequence[Any]], 
     else:
         after = "the chunk was rolled back; the caller's transaction is still open and holds the earlier chunks"
     cause = failed.cause
-    return _row_error(plan.table, row, column, value_type,
-                      f"bulk {plan.kind} failed at {where}: {type(cause).__name__}: {cause}; {after}",
-                      committed=start if commits else None)
+    return _row_error(
+        plan.table,
+        row,
+        column,
+        value_type,
+        f"bulk {plan.kind} failed at {where}: {type(cause).__name__}: {cause}; {after}",
+        committed=start if commits else None,
+    )

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from operator import attrgetter, methodcaller
-from datetime import datetime
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
+from operator import attrgetter, methodcaller
 from typing import Any, Literal
 
 from sqlalchemy import BigInteger, MetaData, Table, bindparam, insert, select
@@ -58,9 +58,9 @@ class WritePlan:
     @property
     def passthrough(self) -> bool:
         """True when the rows' value tuples can go to the driver untouched."""
-        return all(p.source == i and p.process is None for i, p in enumerate(self.params)) and len(
-            self.params
-        ) == len(self.provided)
+        return all(p.source == i and p.process is None for i, p in enumerate(self.params)) and len(self.params) == len(
+            self.provided
+        )
 
 
 def _unique_column_sets(table: Table) -> list[frozenset[str]]:
@@ -95,8 +95,14 @@ def _generator(default: Any) -> tuple[Callable[[Any], Any] | None, bool]:
 
 
 @functools.lru_cache(maxsize=256)
-def compile_plan(table: Table, dialect: Dialect, kind: Kind, provided: tuple[str, ...],
-                 conflict: tuple[str, ...] = (), update: tuple[str, ...] | None = None) -> WritePlan:
+def compile_plan(
+    table: Table,
+    dialect: Dialect,
+    kind: Kind,
+    provided: tuple[str, ...],
+    conflict: tuple[str, ...] = (),
+    update: tuple[str, ...] | None = None,
+) -> WritePlan:
     """The plan for writing rows that supply `provided` (column keys) into `table`.
 
     Raises SchemaMismatchError, before any SQL runs, for unknown columns, NOT NULL columns that
@@ -125,7 +131,7 @@ def compile_plan(table: Table, dialect: Dialect, kind: Kind, provided: tuple[str
     params = []
     for name in order:
         if name.startswith(_ONUPDATE):
-            column = columns[name[len(_ONUPDATE):]]
+            column = columns[name[len(_ONUPDATE) :]]
             generate, scalar = _generator(column.onupdate)
             params.append(dataclasses.replace(_param(column, None, generate, scalar, dialect), onupdate=True))
             continue
@@ -145,7 +151,7 @@ def compile_plan(table: Table, dialect: Dialect, kind: Kind, provided: tuple[str
     return plan
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _positional_dialect(cls: type) -> Dialect:
     return cls(paramstyle="format")  # type: ignore[no-any-return]
 
@@ -156,16 +162,20 @@ def _positional(dialect: Dialect) -> Dialect:
     return dialect if dialect.positional else _positional_dialect(type(dialect))
 
 
-def _copy_plan(plan: WritePlan, dialect: Dialect, conflict: tuple[str, ...],
-               update: tuple[str, ...] | None) -> WritePlan:
+def _copy_plan(
+    plan: WritePlan, dialect: Dialect, conflict: tuple[str, ...], update: tuple[str, ...] | None
+) -> WritePlan:
     """Add what PostgreSQL's COPY path needs, or leave the plan to executemany where COPY cannot do
     what the INSERT does (a SQL-expression default, or an onupdate that differs row by row)."""
     table = plan.table
     given = {p.column.key for p in plan.params if not p.onupdate}
     for column in table.columns:
         default = column.default
-        if column.key not in given and default is not None and (
-                getattr(default, "is_clause_element", False) or getattr(default, "is_sequence", False)):
+        if (
+            column.key not in given
+            and default is not None
+            and (getattr(default, "is_clause_element", False) or getattr(default, "is_sequence", False))
+        ):
             return plan
     inserted = tuple(p for p in plan.params if not p.onupdate)
     columns = tuple(p.column.name for p in inserted)
@@ -173,35 +183,43 @@ def _copy_plan(plan: WritePlan, dialect: Dialect, conflict: tuple[str, ...],
         return dataclasses.replace(plan, copy_columns=columns)
     if any(not p.scalar for p in plan.params if p.onupdate):
         return plan
-    if inserted != plan.params[:len(inserted)]:
+    if inserted != plan.params[: len(inserted)]:
         return plan  # onupdate parameters must follow the inserted ones for the rows to be sliced
     temp_name = f"_turboalchemy_{table.name}"[:63]
-    temp = Table(temp_name, MetaData(), *(Column(c.name, c.type, key=c.key) for c in (p.column for p in inserted)),
-                 Column("_turboalchemy_ord", BigInteger))
+    temp = Table(
+        temp_name,
+        MetaData(),
+        *(Column(c.name, c.type, key=c.key) for c in (p.column for p in inserted)),
+        Column("_turboalchemy_ord", BigInteger),
+    )
     keys = [p.column.key for p in inserted]
     source = select(*(temp.c[k] for k in keys))
     if conflict:
         on = [temp.c[k] for k in conflict]
         try:
             from sqlalchemy.dialects.postgresql import distinct_on  # SQLAlchemy 2.1
+
             source = source.ext(distinct_on(*on))
         except ImportError:  # 2.0
             source = source.distinct(*on)
         source = source.order_by(*on, temp.c["_turboalchemy_ord"].desc())  # duplicates: the last row wins
     stmt, _ = _upsert(table, dialect, plan.provided, conflict, update, source=(keys, source))
     compiled = stmt.compile(dialect=dialect)
-    binds = tuple((name, p) for name in compiled.binds if name.startswith(_ONUPDATE)
-                  for p in plan.params if p.onupdate and p.column.key == name[len(_ONUPDATE):])
-    return dataclasses.replace(plan, copy_columns=columns, temp_name=temp_name, merge_sql=compiled.string,
-                               merge_binds=binds)
+    binds = tuple(
+        (name, p)
+        for name in compiled.binds
+        if name.startswith(_ONUPDATE)
+        for p in plan.params
+        if p.onupdate and p.column.key == name[len(_ONUPDATE) :]
+    )
+    return dataclasses.replace(
+        plan, copy_columns=columns, temp_name=temp_name, merge_sql=compiled.string, merge_binds=binds
+    )
 
 
-
-
-
-
-def _param(column: Column[Any], source: int | None, generate: Callable[[Any], Any] | None, scalar: bool,
-           dialect: Dialect) -> Param:
+def _param(
+    column: Column[Any], source: int | None, generate: Callable[[Any], Any] | None, scalar: bool, dialect: Dialect
+) -> Param:
     process = column.type.dialect_impl(dialect).bind_processor(dialect)
     if process is None:
         return Param(column, source, generate, scalar, None, None)
@@ -263,8 +281,14 @@ def _is_floating(column: Column[Any]) -> bool:
     return _python_type(column) is float
 
 
-def _upsert(table: Table, dialect: Dialect, provided: tuple[str, ...], conflict: tuple[str, ...],
-            update: tuple[str, ...] | None, source: tuple[list[str], Any] | None = None) -> tuple[Any, list[Column[Any]]]:
+def _upsert(
+    table: Table,
+    dialect: Dialect,
+    provided: tuple[str, ...],
+    conflict: tuple[str, ...],
+    update: tuple[str, ...] | None,
+    source: tuple[list[str], Any] | None = None,
+) -> tuple[Any, list[Column[Any]]]:
     columns = table.columns
     if not conflict:
         raise SchemaMismatchError("an upsert needs a conflict target: conflict=('col', ...)")
@@ -278,8 +302,11 @@ def _upsert(table: Table, dialect: Dialect, provided: tuple[str, ...], conflict:
         )
     primary = {c.key for c in table.primary_key.columns}
     if update is None:
-        targets = [c.key for c in columns if c.key not in conflict and c.key not in primary
-                   and (c.key in provided or c.onupdate is not None)]
+        targets = [
+            c.key
+            for c in columns
+            if c.key not in conflict and c.key not in primary and (c.key in provided or c.onupdate is not None)
+        ]
     else:
         bad = [k for k in update if k not in columns]
         if bad:

@@ -80,8 +80,9 @@ class PostgresChunkWriter:
             self._copy(cursor, temp, plan, params, ordinal=True)
             cursor.execute(plan.merge_sql, plan.merge_params())  # type: ignore[arg-type]
 
-    def _copy(self, cursor: Any, target: sql.Composable, plan: WritePlan, params: list[Sequence[Any]], *,
-              ordinal: bool) -> None:
+    def _copy(
+        self, cursor: Any, target: sql.Composable, plan: WritePlan, params: list[Sequence[Any]], *, ordinal: bool
+    ) -> None:
         columns = plan.copy_columns or ()
         names = [*columns, _ORD] if ordinal else list(columns)
         # Text format, as psycopg dumps each Python value: the server converts it as it would a bound value.
@@ -101,8 +102,11 @@ class PostgresChunkWriter:
     def _temp_table(self, cursor: Any, plan: WritePlan) -> sql.Composable:
         """A session-private copy of the table's columns, emptied for each chunk, dropped at commit."""
         name = sql.Identifier(plan.temp_name)  # type: ignore[arg-type]
-        cursor.execute(sql.SQL("CREATE TEMP TABLE IF NOT EXISTS {} (LIKE {}, {} bigint) ON COMMIT DROP").format(
-            name, _table(plan), sql.Identifier(_ORD)))
+        cursor.execute(
+            sql.SQL("CREATE TEMP TABLE IF NOT EXISTS {} (LIKE {}, {} bigint) ON COMMIT DROP").format(
+                name, _table(plan), sql.Identifier(_ORD)
+            )
+        )
         cursor.execute(sql.SQL("TRUNCATE {}").format(name))
         return name
 
@@ -136,7 +140,9 @@ class PostgresChunkWriter:
                 except psycopg.Error as failure:
                     column = failure.diag.column_name or _key_column(failure.diag.message_detail)
                     at = _param_of(plan, column)
-                    return ChunkFailed(failure, index, at if at is not None else _param_at_fault(failure, plan, row), False)
+                    return ChunkFailed(
+                        failure, index, at if at is not None else _param_at_fault(failure, plan, row), False
+                    )
                 except Exception as failure:
                     return ChunkFailed(failure, index, _param_at_fault(failure, plan, row), False)
             column = exc.diag.column_name or _key_column(exc.diag.message_detail)  # type: ignore[attr-defined]

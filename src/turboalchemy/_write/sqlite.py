@@ -73,7 +73,9 @@ class SqliteChunkWriter:
 
     def __init__(self, dbapi_connection: sqlite3.Connection, own_transactions: bool) -> None:
         # Under SQLAlchemy's asyncio extension (run in its greenlet) the connection is an adapter over aiosqlite
-        adapted = not isinstance(dbapi_connection, sqlite3.Connection) and hasattr(dbapi_connection, "driver_connection")
+        adapted = not isinstance(dbapi_connection, sqlite3.Connection) and hasattr(
+            dbapi_connection, "driver_connection"
+        )
         self.dbapi: Any = _AsyncAdapted(dbapi_connection) if adapted else dbapi_connection
         self.own = own_transactions
 
@@ -115,8 +117,9 @@ class SqliteChunkWriter:
             return False
         return True
 
-    def _diagnose(self, cursor: sqlite3.Cursor, plan: WritePlan, params: list[Sequence[Any]],
-                  exc: BaseException, whole: bool) -> ChunkFailed:
+    def _diagnose(
+        self, cursor: sqlite3.Cursor, plan: WritePlan, params: list[Sequence[Any]], exc: BaseException, whole: bool
+    ) -> ChunkFailed:
         """Replay the chunk row by row in a transaction that is always undone, to find the first bad row."""
         if whole or not _row_specific(exc):
             return ChunkFailed(exc, None, None, whole)

@@ -31,8 +31,8 @@ from ..runner import publish
 from ..server import create_database, drop_database, redact
 from ..sysinfo import system_info
 from ..units import parse_scale
-from .app import LAYERS, ORDERS, USERS, create_schema
 from . import decision_rows
+from .app import LAYERS, ORDERS, USERS, create_schema
 from .contract import check
 from .loadgen import Endpoint, run_load
 
@@ -43,8 +43,14 @@ def mix(users: int) -> list[Endpoint]:
     return [
         Endpoint("read", 50, lambda r: ("GET", f"/users/{r.randint(1, users)}", None)),
         Endpoint("orders", 20, lambda r: ("GET", f"/users/{r.randint(1, users)}/orders", None)),
-        Endpoint("create", 15, lambda r: ("POST", "/users", {"name": "new user", "email": f"{r.getrandbits(64):x}@load.test"})),
-        Endpoint("update", 10, lambda r: ("PUT", f"/users/{r.randint(1, users)}", {"name": f"renamed {r.randint(1, 99)}"})),
+        Endpoint(
+            "create",
+            15,
+            lambda r: ("POST", "/users", {"name": "new user", "email": f"{r.getrandbits(64):x}@load.test"}),
+        ),
+        Endpoint(
+            "update", 10, lambda r: ("PUT", f"/users/{r.randint(1, users)}", {"name": f"renamed {r.randint(1, 99)}"})
+        ),
         Endpoint("delete", 5, lambda r: ("DELETE", f"/users/{r.randint(1, users)}", None)),
     ]
 
@@ -53,15 +59,27 @@ def seed(url: str, users: int) -> None:
     """The tables, `users` users and three orders each, written with turboalchemy's fast path."""
     create_schema(url)
     engine = create_engine(url)
-    turboalchemy.bulk_insert(engine, USERS, ({"id": i, "name": f"user {i}", "email": f"user{i}@seed.test"}
-                                          for i in range(1, users + 1)), chunk_size=10_000)
-    turboalchemy.bulk_insert(engine, ORDERS, ({"id": i, "user_id": 1 + i % users, "item": f"item {i}", "cents": i % 10_000}
-                                           for i in range(1, 3 * users + 1)), chunk_size=10_000)
+    turboalchemy.bulk_insert(
+        engine,
+        USERS,
+        ({"id": i, "name": f"user {i}", "email": f"user{i}@seed.test"} for i in range(1, users + 1)),
+        chunk_size=10_000,
+    )
+    turboalchemy.bulk_insert(
+        engine,
+        ORDERS,
+        (
+            {"id": i, "user_id": 1 + i % users, "item": f"item {i}", "cents": i % 10_000}
+            for i in range(1, 3 * users + 1)
+        ),
+        chunk_size=10_000,
+    )
     if engine.dialect.name == "postgresql":  # move the serial keys past the seeded ids
         with engine.begin() as conn:
             for table in ("users", "orders"):
-                conn.exec_driver_sql(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
-                                     f"(SELECT max(id) FROM {table}))")
+                conn.exec_driver_sql(
+                    f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT max(id) FROM {table}))"
+                )
     engine.dispose()
 
 
@@ -89,11 +107,15 @@ def serve(layer: str, url: str) -> tuple[subprocess.Popen[bytes], int]:
 
 def contract(layer: str, url: str) -> list[str]:
     """Run the contract conversation in its own process (as the server runs) and return its problems."""
-    code = ("import asyncio, json, sys; from sqlite_bench.orm_compare.contract import conversation; "
-            "print(json.dumps(asyncio.run(conversation(sys.argv[1], sys.argv[2]))))")
+    code = (
+        "import asyncio, json, sys; from sqlite_bench.orm_compare.contract import conversation; "
+        "print(json.dumps(asyncio.run(conversation(sys.argv[1], sys.argv[2]))))"
+    )
     out = subprocess.run([sys.executable, "-c", code, layer, url], capture_output=True, text=True)
     if out.returncode != 0:
-        return [f"the conversation failed: {out.stderr.strip().splitlines()[-1] if out.stderr.strip() else out.returncode}"]
+        return [
+            f"the conversation failed: {out.stderr.strip().splitlines()[-1] if out.stderr.strip() else out.returncode}"
+        ]
     return check([tuple(pair) for pair in json.loads(out.stdout.strip().splitlines()[-1])])
 
 
@@ -102,16 +124,22 @@ def _duration(text: str) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m sqlite_bench.orm_compare", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m sqlite_bench.orm_compare",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--db", default="sqlite", help="sqlite, postgresql or both, comma-separated")
     parser.add_argument("--layers", default=",".join(LAYERS), help=f"comma list of {', '.join(LAYERS)}")
     parser.add_argument("--concurrency", default="50,200", help="connections of the load generator, comma list")
     parser.add_argument("--duration", type=_duration, default=30.0, help="per cell, e.g. 30s or 2m")
     parser.add_argument("--max-requests", type=parse_scale, default=10_000_000, help="per cell")
     parser.add_argument("--seed-users", type=parse_scale, default=100_000, help="users seeded (3 orders each)")
-    parser.add_argument("--pg-url", default="postgresql+psycopg://postgres@127.0.0.1/postgres",
-                        help="the PostgreSQL server to create the benchmark database on")
+    parser.add_argument(
+        "--pg-url",
+        default="postgresql+psycopg://postgres@127.0.0.1/postgres",
+        help="the PostgreSQL server to create the benchmark database on",
+    )
     parser.add_argument("--output-dir", default="results/orm_compare")
     args = parser.parse_args(argv)
     databases = [d for d in args.db.split(",") if d]
@@ -124,18 +152,37 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     work = tempfile.TemporaryDirectory(prefix="orm-compare-")
     command = "python -m sqlite_bench.orm_compare " + shlex.join(argv if argv is not None else sys.argv[1:])
-    cells = [results.new_cell(f"{layer}/{db}/c{level}", layer, db, 1, level, "fair", {})
-             for db in databases for layer in layers for level in levels]
-    data = results.new_results("orm_compare", command,
-                               {"scales": [args.max_requests], "phases": ["http"], "seed": 1, "sample_interval": 0.2,
-                                "instrumented": True, "max_retries": 0, "duration_s": args.duration,
-                                "seed_users": args.seed_users, "mix": {e.name: e.weight for e in mix(1)}},
-                               system_info(work.name), cells)
+    cells = [
+        results.new_cell(f"{layer}/{db}/c{level}", layer, db, 1, level, "fair", {})
+        for db in databases
+        for layer in layers
+        for level in levels
+    ]
+    data = results.new_results(
+        "orm_compare",
+        command,
+        {
+            "scales": [args.max_requests],
+            "phases": ["http"],
+            "seed": 1,
+            "sample_interval": 0.2,
+            "instrumented": True,
+            "max_retries": 0,
+            "duration_s": args.duration,
+            "seed_users": args.seed_users,
+            "mix": {e.name: e.weight for e in mix(1)},
+        },
+        system_info(work.name),
+        cells,
+    )
     for db in databases:
         for layer in layers:
             # every layer gets a freshly seeded database: earlier cells' creates and deletes never carry over
-            url = (create_database(args.pg_url, f"compare_{layer}") if db == "postgresql"
-                   else f"sqlite:///{Path(work.name) / f'{layer}.db'}")
+            url = (
+                create_database(args.pg_url, f"compare_{layer}")
+                if db == "postgresql"
+                else f"sqlite:///{Path(work.name) / f'{layer}.db'}"
+            )
             console.print(f"[bold]{db}[/] / {layer}: seeding {args.seed_users:,} users ...")
             seed(url, args.seed_users)
             problems = contract(layer, url)
@@ -147,28 +194,61 @@ def main(argv: list[str] | None = None) -> int:
                 cell["started_at"] = results.utc_now()
                 server, port = serve(layer, url)
                 try:
-                    result = asyncio.run(run_load("127.0.0.1", port, mix(args.seed_users), concurrency=level,
-                                                  max_requests=args.max_requests, duration_s=args.duration,
-                                                  server_pid=server.pid))
+                    result = asyncio.run(
+                        run_load(
+                            "127.0.0.1",
+                            port,
+                            mix(args.seed_users),
+                            concurrency=level,
+                            max_requests=args.max_requests,
+                            duration_s=args.duration,
+                            server_pid=server.pid,
+                        )
+                    )
                 finally:
                     server.terminate()
                     server.wait(30)
                 summary = result.summary()
                 latencies = [round(x, 3) for values in result.latencies_ms.values() for x in values]
-                results.add_checkpoint(cell, {
-                    "phase": "http", "rows": max(1, result.requests), "segment_rows": max(1, result.requests),
-                    "wall_s": result.seconds, "generation_s": 0.0, "write_s": result.seconds,
-                    "batch_latencies_ms": latencies,
-                    "errors": {"locked": 0, "integrity": 0, "other": result.server_errors}, "retries": 0,
-                    "memory": {"rss_mb": result.peak_rss_mb, "rss_anon_mb": None, "rss_file_mb": None,
-                               "sqlite_heap_mb": None},
-                    "files": {"db_bytes": 0, "wal_bytes": 0, "shm_bytes": 0}, "peak_rss_mb": result.peak_rss_mb or 0.0})
-                cell.update(http=summary, flagged=result.error_rate > ERROR_LIMIT, status="done",
-                            finished_at=results.utc_now(),
-                            verification={"passed": True, "row_count": result.requests, "expected_rows": result.requests,
-                                          "quick_check": "not run (HTTP benchmark)", "problems": []})
-                console.print(f"  c={level}: {summary['rate']:,.0f} req/s, p99 {summary['p99_ms']} ms, "
-                              f"{result.server_errors} errors, peak RSS {summary['peak_rss_mb']} MB")
+                results.add_checkpoint(
+                    cell,
+                    {
+                        "phase": "http",
+                        "rows": max(1, result.requests),
+                        "segment_rows": max(1, result.requests),
+                        "wall_s": result.seconds,
+                        "generation_s": 0.0,
+                        "write_s": result.seconds,
+                        "batch_latencies_ms": latencies,
+                        "errors": {"locked": 0, "integrity": 0, "other": result.server_errors},
+                        "retries": 0,
+                        "memory": {
+                            "rss_mb": result.peak_rss_mb,
+                            "rss_anon_mb": None,
+                            "rss_file_mb": None,
+                            "sqlite_heap_mb": None,
+                        },
+                        "files": {"db_bytes": 0, "wal_bytes": 0, "shm_bytes": 0},
+                        "peak_rss_mb": result.peak_rss_mb or 0.0,
+                    },
+                )
+                cell.update(
+                    http=summary,
+                    flagged=result.error_rate > ERROR_LIMIT,
+                    status="done",
+                    finished_at=results.utc_now(),
+                    verification={
+                        "passed": True,
+                        "row_count": result.requests,
+                        "expected_rows": result.requests,
+                        "quick_check": "not run (HTTP benchmark)",
+                        "problems": [],
+                    },
+                )
+                console.print(
+                    f"  c={level}: {summary['rate']:,.0f} req/s, p99 {summary['p99_ms']} ms, "
+                    f"{result.server_errors} errors, peak RSS {summary['peak_rss_mb']} MB"
+                )
                 results.write_atomic(out / results.FILENAME, data)
             if db == "postgresql":
                 drop_database(url)
@@ -182,10 +262,17 @@ def print_table(data: dict[str, Any], console: Console) -> None:
     for name in ("db", "conc.", "layer", "req/s", "× SQLAlchemy", "p50 ms", "p99 ms", "errors", "peak RSS MB"):
         table.add_column(name, justify="left" if name in ("db", "layer") else "right", no_wrap=True)
     for r in decision_rows(data):
-        table.add_row(r["db"], str(r["concurrency"]), r["layer"], f"{r['rate']:,.0f}",
-                      "-" if r["vs_sqlalchemy"] is None else f"{r['vs_sqlalchemy']:.2f}", f"{r['p50_ms']:.1f}",
-                      f"{r['p99_ms']:.1f}", f"{r['server_errors']}" + (" ⚑" if r["flagged"] else ""),
-                      f"{r['peak_rss_mb']}")
+        table.add_row(
+            r["db"],
+            str(r["concurrency"]),
+            r["layer"],
+            f"{r['rate']:,.0f}",
+            "-" if r["vs_sqlalchemy"] is None else f"{r['vs_sqlalchemy']:.2f}",
+            f"{r['p50_ms']:.1f}",
+            f"{r['p99_ms']:.1f}",
+            f"{r['server_errors']}" + (" ⚑" if r["flagged"] else ""),
+            f"{r['peak_rss_mb']}",
+        )
     console.print(table)
 
 

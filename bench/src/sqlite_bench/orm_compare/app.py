@@ -86,8 +86,11 @@ class SqlAlchemyStore:
     async def start(self) -> None:
         from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
-        self.engine = create_async_engine(self.url, pool_size=20, max_overflow=20) \
-            if self.url.get_backend_name() == "postgresql" else create_async_engine(self.url)
+        self.engine = (
+            create_async_engine(self.url, pool_size=20, max_overflow=20)
+            if self.url.get_backend_name() == "postgresql"
+            else create_async_engine(self.url)
+        )
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
 
     async def stop(self) -> None:
@@ -236,7 +239,10 @@ class TurboAlchemyStore:
 
         try:
             new_id = await self.queue.aexecute(
-                lambda conn: conn.execute(insert(USERS).values(name=name, email=email).returning(USERS.c.id)).scalar_one())
+                lambda conn: conn.execute(
+                    insert(USERS).values(name=name, email=email).returning(USERS.c.id)
+                ).scalar_one()
+            )
         except IntegrityError as exc:
             raise Duplicate() from exc
         return {"id": new_id, "name": name, "email": email}
@@ -249,8 +255,11 @@ class TurboAlchemyStore:
         from sqlalchemy.exc import IntegrityError
 
         try:
-            rows = await self.queue.aexecute(lambda conn: list(conn.execute(
-                update(USERS).where(USERS.c.id == user_id).values(**fields).returning(*USERS.c))))
+            rows = await self.queue.aexecute(
+                lambda conn: list(
+                    conn.execute(update(USERS).where(USERS.c.id == user_id).values(**fields).returning(*USERS.c))
+                )
+            )
         except IntegrityError as exc:
             raise Duplicate() from exc
         return _user(rows[0]) if rows else None
@@ -259,6 +268,7 @@ class TurboAlchemyStore:
         def remove(conn: Any) -> bool:
             conn.execute(delete(ORDERS).where(ORDERS.c.user_id == user_id))
             return bool(conn.execute(delete(USERS).where(USERS.c.id == user_id)).rowcount)
+
         return bool(await self.queue.aexecute(remove))
 
     async def user_orders(self, user_id: int) -> list[dict[str, Any]] | None:
@@ -268,6 +278,7 @@ class TurboAlchemyStore:
                     user = list(conn.execute(select(USERS.c.id).where(USERS.c.id == user_id)))
                     orders = list(conn.execute(select(ORDERS).where(ORDERS.c.user_id == user_id).order_by(ORDERS.c.id)))
             return user, orders
+
         user, orders = await asyncio.to_thread(both)
         return [_order(o) for o in orders] if user else None
 
@@ -352,8 +363,11 @@ def build_app(layer: str, url: str) -> Starlette:
 
     async def remove(request: Request) -> Response:
         uid = user_id(request)
-        return Response(status_code=204) if uid is not None and await store.delete_user(uid) else \
-            _problem(404, "no such user")
+        return (
+            Response(status_code=204)
+            if uid is not None and await store.delete_user(uid)
+            else _problem(404, "no such user")
+        )
 
     async def orders(request: Request) -> Response:
         uid = user_id(request)
@@ -369,11 +383,13 @@ def build_app(layer: str, url: str) -> Starlette:
             await store.stop()
 
     return Starlette(
-        routes=[Route("/users", create, methods=["POST"]),
-                Route("/users/{user_id}", read, methods=["GET"]),
-                Route("/users/{user_id}", change, methods=["PUT"]),
-                Route("/users/{user_id}", remove, methods=["DELETE"]),
-                Route("/users/{user_id}/orders", orders, methods=["GET"])],
+        routes=[
+            Route("/users", create, methods=["POST"]),
+            Route("/users/{user_id}", read, methods=["GET"]),
+            Route("/users/{user_id}", change, methods=["PUT"]),
+            Route("/users/{user_id}", remove, methods=["DELETE"]),
+            Route("/users/{user_id}/orders", orders, methods=["GET"]),
+        ],
         lifespan=lifespan,
     )
 

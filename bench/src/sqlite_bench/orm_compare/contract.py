@@ -19,6 +19,7 @@ async def conversation(layer: str, url: str) -> list[tuple[int, Any]]:
     out = []
     async with app.router.lifespan_context(app):
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client:
+
             async def call(method, path, body=None):
                 response = await client.request(method, path, json=body)
                 out.append((response.status_code, response.json() if response.content else None))
@@ -28,7 +29,9 @@ async def conversation(layer: str, url: str) -> list[tuple[int, Any]]:
             uid = first["id"]
             engine = create_engine(url)
             with engine.begin() as conn:
-                conn.execute(insert(ORDERS), [{"user_id": uid, "item": f"item {i}", "cents": 100 * i} for i in range(3)])
+                conn.execute(
+                    insert(ORDERS), [{"user_id": uid, "item": f"item {i}", "cents": 100 * i} for i in range(3)]
+                )
             engine.dispose()
             await call("GET", f"/users/{uid}")
             await call("GET", f"/users/{uid}/orders")
@@ -47,15 +50,16 @@ async def conversation(layer: str, url: str) -> list[tuple[int, Any]]:
     return out
 
 
-
 def normalise(answers: list[tuple[int, Any]]) -> list[tuple[int, Any]]:
     """Ids differ between databases only by sequence; compare everything else."""
+
     def strip(body: Any) -> Any:
         if isinstance(body, dict):
             return {k: v for k, v in body.items() if k not in ("id", "user_id")}
         if isinstance(body, list):
             return [strip(b) for b in body]
         return body
+
     return [(status, strip(body)) for status, body in answers]
 
 
@@ -63,7 +67,10 @@ def check(answers: list[tuple[int, Any]]) -> list[str]:
     """What is wrong with a layer's answers (empty: it passes)."""
     statuses = [status for status, _ in answers]
     problems = [] if statuses == EXPECTED else [f"statuses {statuses}, expected {EXPECTED}"]
-    if answers and answers[1][1] != {"id": answers[0][1].get("id") if isinstance(answers[0][1], dict) else None,
-                                     "name": "Ada", "email": "ada@example.org"}:
+    if answers and answers[1][1] != {
+        "id": answers[0][1].get("id") if isinstance(answers[0][1], dict) else None,
+        "name": "Ada",
+        "email": "ada@example.org",
+    }:
         problems.append(f"GET after POST answered {answers[1][1]!r}")
     return problems

@@ -51,13 +51,26 @@ class LoadResult:
 
     def summary(self) -> dict[str, Any]:
         every = [x for values in self.latencies_ms.values() for x in values]
-        pct = (lambda v, q: round(percentile(v, q), 3) if v else None)
-        return {"requests": self.requests, "seconds": round(self.seconds, 3), "rate": round(self.rate, 1),
-                "server_errors": self.server_errors, "client_errors": self.client_errors,
-                "error_rate": round(self.error_rate, 6), "peak_rss_mb": self.peak_rss_mb,
-                "p50_ms": pct(every, 50), "p90_ms": pct(every, 90), "p99_ms": pct(every, 99),
-                "endpoints": {name: {"requests": len(v), "p50_ms": pct(v, 50), "p99_ms": pct(v, 99)}
-                              for name, v in self.latencies_ms.items()}}
+
+        def pct(v: list[float], q: float) -> float | None:
+            return round(percentile(v, q), 3) if v else None
+
+        return {
+            "requests": self.requests,
+            "seconds": round(self.seconds, 3),
+            "rate": round(self.rate, 1),
+            "server_errors": self.server_errors,
+            "client_errors": self.client_errors,
+            "error_rate": round(self.error_rate, 6),
+            "peak_rss_mb": self.peak_rss_mb,
+            "p50_ms": pct(every, 50),
+            "p90_ms": pct(every, 90),
+            "p99_ms": pct(every, 99),
+            "endpoints": {
+                name: {"requests": len(v), "p50_ms": pct(v, 50), "p99_ms": pct(v, 99)}
+                for name, v in self.latencies_ms.items()
+            },
+        }
 
 
 class _RssSampler(threading.Thread):
@@ -102,9 +115,17 @@ def _encode(method: str, path: str, body: Any, host: str) -> bytes:
     return (head + "\r\n").encode() + payload
 
 
-async def run_load(host: str, port: int, endpoints: Sequence[Endpoint], *, concurrency: int = 10,
-                   max_requests: int = 10_000, duration_s: float = 30.0, seed: int = 1,
-                   server_pid: int | None = None) -> LoadResult:
+async def run_load(
+    host: str,
+    port: int,
+    endpoints: Sequence[Endpoint],
+    *,
+    concurrency: int = 10,
+    max_requests: int = 10_000,
+    duration_s: float = 30.0,
+    seed: int = 1,
+    server_pid: int | None = None,
+) -> LoadResult:
     """Drive the server at host:port (loopback only) and return what was measured."""
     if host not in LOOPBACK:
         raise ValueError(f"the load generator only targets this machine (127.0.0.1, ::1, localhost), not {host!r}")
