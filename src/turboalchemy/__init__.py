@@ -1,8 +1,17 @@
-"""turboalchemy: ORM models for correctness, raw-SQL speed for bulk writes on SQLite (and PostgreSQL)."""
+"""turboalchemy: keep your SQLAlchemy models, get raw-SQL speed for bulk writes on SQLite and PostgreSQL.
+
+The public API is what this module exports (`__all__`); every other module is private. Exceptions live in
+`turboalchemy.errors` and are exported here too.
+"""
 
 from __future__ import annotations
 
 from turboalchemy._diagnostics import (
+    Finding,
+    NPlusOneReport,
+    QueryCount,
+    QueryPlan,
+    SlowQueryLog,
     count_queries,
     explain,
     log_slow_queries,
@@ -12,23 +21,27 @@ from turboalchemy._diagnostics import (
 )
 from turboalchemy._engine import create_engine, reader
 from turboalchemy._keys import uuid7, uuid7_bytes, uuid7_primary_key
-from turboalchemy._profiles import PROFILES, Profile
-from turboalchemy._reads import KeysetError, Page, akeyset_page, astream, keyset_page, stream
+from turboalchemy._profiles import PROFILES, PragmaValue, Profile, ProfileSpec
+from turboalchemy._reads import Page, akeyset_page, astream, keyset_page, stream
 from turboalchemy._repository import Repository
+from turboalchemy._schema import Model
+from turboalchemy._targets import AsyncTarget, FileTarget, Target
 from turboalchemy._tools.advise import Advice, advise
 from turboalchemy._tools.backup import BackupReport, backup
-from turboalchemy._tools.copy import CopyError, CopyReport, copy_database
-from turboalchemy._tools.health import HealthReport, health
-from turboalchemy._tools.migrate import MigrationReport, migrate
+from turboalchemy._tools.copy import CopyReport, TableCopy, copy_database
+from turboalchemy._tools.health import Flag, HealthReport, health
+from turboalchemy._tools.migrate import Migration, MigrationReport, migrate
 from turboalchemy._write.aio import abulk_insert, abulk_upsert
 from turboalchemy._write.bulk import bulk_insert, bulk_upsert
 from turboalchemy._writequeue import QueueStats, WriteQueue, WriteResult
 from turboalchemy.errors import (
     BackupError,
     BulkWriteError,
+    CopyError,
     CorruptDatabaseError,
     DatabaseLockedError,
     DiskFullError,
+    KeysetError,
     MigrationError,
     NPlusOneError,
     NPlusOneWarning,
@@ -45,58 +58,72 @@ from turboalchemy.errors import (
 __version__ = "0.1.0"
 
 __all__ = [
-    "abulk_insert",
-    "abulk_upsert",
-    "KeysetError",
-    "Page",
-    "akeyset_page",
-    "astream",
-    "keyset_page",
-    "stream",
     "Advice",
+    "AsyncTarget",
     "BackupError",
     "BackupReport",
+    "BulkWriteError",
     "CopyError",
     "CopyReport",
-    "copy_database",
-    "HealthReport",
-    "MigrationReport",
-    "backup",
-    "health",
-    "migrate",
-    "BulkWriteError",
     "CorruptDatabaseError",
     "DatabaseLockedError",
     "DiskFullError",
+    "FileTarget",
+    "Finding",
+    "Flag",
+    "HealthReport",
+    "KeysetError",
+    "Migration",
     "MigrationError",
+    "MigrationReport",
+    "Model",
     "NPlusOneError",
+    "NPlusOneReport",
     "NPlusOneWarning",
     "PROFILES",
+    "Page",
+    "PragmaValue",
     "Profile",
     "ProfileError",
+    "ProfileSpec",
     "QueryBudgetError",
+    "QueryCount",
+    "QueryPlan",
     "QueueClosedError",
     "QueueFullError",
     "QueueStats",
     "ReadOnlyDatabaseError",
     "Repository",
     "SchemaMismatchError",
+    "SlowQueryLog",
+    "TableCopy",
+    "Target",
     "TurboAlchemyError",
     "UnsupportedTargetError",
     "WriteQueue",
     "WriteResult",
     "__version__",
+    "abulk_insert",
+    "abulk_upsert",
     "advise",
+    "akeyset_page",
+    "astream",
+    "backup",
     "bulk_insert",
     "bulk_upsert",
+    "copy_database",
     "count_queries",
     "create_engine",
     "explain",
+    "health",
+    "keyset_page",
     "log_slow_queries",
+    "migrate",
     "no_n_plus_one",
     "pool_status",
     "raiseload_all",
     "reader",
+    "stream",
     "uuid7",
     "uuid7_bytes",
     "uuid7_primary_key",

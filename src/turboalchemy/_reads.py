@@ -16,16 +16,12 @@ from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Column, Select, bindparam, inspect, tuple_
-from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.orm import Session
+from sqlalchemy import Column, Select, Table, bindparam, inspect, tuple_
 from sqlalchemy.sql import operators
 
-from turboalchemy.errors import TurboAlchemyError, UnsupportedTargetError
-
-
-class KeysetError(TurboAlchemyError):
-    """A select cannot be paged by keyset: its ORDER BY is missing, not unique, mixed in direction, or unselected."""
+from turboalchemy._schema import unique_keys
+from turboalchemy._targets import ASYNC, SYNC, AsyncTarget, Target, bound, classify
+from turboalchemy.errors import KeysetError
 
 
 @dataclass(frozen=True)
@@ -45,49 +41,33 @@ def _single_entity(stmt: Select[Any]) -> bool:
     )
 
 
-def stream(target: Engine | Connection | Session, stmt: Select[Any], *, batch_size: int = 1000) -> Iterator[Any]:
+def stream(target: Target, stmt: Select[Any], *, batch_size: int = 1000) -> Iterator[Any]:
     """Yield the results of `stmt` one by one, fetching `batch_size` rows at a time from the database."""
     if batch_size < 1:
         raise ValueError("batch_size must be at least 1")
     stmt = stmt.execution_options(yield_per=batch_size)  # implies stream_results (server-side cursor on PostgreSQL)
-    if isinstance(target, Session):
-        result = target.execute(stmt)
+    with bound(target, "stream") as on:
+        result = on.runner.execute(stmt)
         try:
-            yield from (result.scalars() if _single_entity(stmt) else result)
+            yield from (result.scalars() if on.session is not None and _single_entity(stmt) else result)
         finally:
             result.close()
-    elif isinstance(target, Connection):
-        result = target.execute(stmt)
-        try:
-            yield from result
-        finally:
-            result.close()
-    elif isinstance(target, Engine):
-        with target.connect() as conn:
-            yield from stream(conn, stmt, batch_size=batch_size)
-    else:
-        raise UnsupportedTargetError(f"stream takes an Engine, Connection or Session, not {type(target).__name__}")
 
 
-async def astream(target: Any, stmt: Select[Any], *, batch_size: int = 1000) -> AsyncIterator[Any]:
+async def astream(target: AsyncTarget, stmt: Select[Any], *, batch_size: int = 1000) -> AsyncIterator[Any]:
     """`stream` for AsyncEngine, AsyncConnection and AsyncSession."""
-    from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
-
+    kind = classify(target, ASYNC, "astream")
     if batch_size < 1:
         raise ValueError("batch_size must be at least 1")
     stmt = stmt.execution_options(yield_per=batch_size)
-    if isinstance(target, AsyncEngine):
-        async with target.connect() as conn:
+    if kind == "async_engine":
+        async with target.connect() as conn:  # type: ignore[union-attr]
             async for item in astream(conn, stmt, batch_size=batch_size):
                 yield item
         return
-    if not isinstance(target, (AsyncConnection, AsyncSession)):
-        raise UnsupportedTargetError(
-            f"astream takes an AsyncEngine, AsyncConnection or AsyncSession, not {type(target).__name__}"
-        )
-    result = await target.stream(stmt)
+    result = await target.stream(stmt)  # type: ignore[union-attr]
     try:
-        source = result.scalars() if isinstance(target, AsyncSession) and _single_entity(stmt) else result
+        source = result.scalars() if kind == "async_session" and _single_entity(stmt) else result
         async for item in source:
             yield item
     finally:
@@ -116,17 +96,12 @@ def _order(stmt: Select[Any]) -> tuple[list[Column[Any]], bool]:
 
 
 def _unique(columns: list[Column[Any]]) -> bool:
+    """Whether the ORDER BY columns hold a unique key of their (one) table, so no two rows share a cursor."""
     table = columns[0].table
-    if any(c.table is not table for c in columns):
+    if not isinstance(table, Table) or any(c.table is not table for c in columns):
         return False
-    names = {c.name for c in columns}
-    keys = [{c.name for c in table.primary_key.columns}] if table.primary_key.columns else []
-    for constraint in table.constraints:
-        if constraint.__class__.__name__ == "UniqueConstraint":
-            keys.append({c.name for c in constraint.columns})  # type: ignore[attr-defined]
-    keys += [{c.name for c in index.columns} for index in getattr(table, "indexes", ()) if index.unique]
-    keys += [{c.name} for c in table.columns if c.unique]
-    return any(key and key <= names for key in keys)
+    keys = {c.key for c in columns}
+    return any(key and key <= keys for key in unique_keys(table))
 
 
 @dataclass
@@ -169,14 +144,12 @@ def _plan(stmt: Select[Any]) -> _KeysetPlan:
 
 
 def keyset_page(
-    target: Session | Connection | Engine, stmt: Select[Any], *, size: int = 100, after: Sequence[Any] | None = None
+    target: Target, stmt: Select[Any], *, size: int = 100, after: Sequence[Any] | None = None
 ) -> Page:
     """The page of `stmt` (ordered by a unique key) that follows the key tuple `after` (None: the first page)."""
     if size < 1:
         raise ValueError("size must be at least 1")
-    if isinstance(target, Engine):
-        with target.connect() as conn:
-            return keyset_page(conn, stmt, size=size, after=after)
+    classify(target, SYNC, "keyset_page")
     plan = _plan(stmt)
     columns = plan.columns
     params = None
@@ -190,15 +163,10 @@ def keyset_page(
     if paged is None:  # one more row than the page tells whether there is a next one
         paged = (plan.following if params is not None else stmt).limit(size + 1)
         plan.paged[(size, params is not None)] = paged
-    entity = plan.entity
-    if isinstance(target, Session):
-        result = target.execute(paged, params)
+    with bound(target, "keyset_page") as on:
+        entity = plan.entity and on.session is not None
+        result = on.runner.execute(paged, params)
         rows = list(result.scalars() if entity else result)
-    elif isinstance(target, Connection):
-        rows = list(target.execute(paged, params))
-        entity = False
-    else:
-        raise UnsupportedTargetError(f"keyset_page takes an Engine, Connection or Session, not {type(target).__name__}")
     more = len(rows) > size
     rows = rows[:size]
     return Page(rows, _key_of(rows[-1], columns, entity) if more else None)
@@ -217,15 +185,15 @@ def _key_of(row: Any, columns: list[Column[Any]], entity: bool) -> tuple[Any, ..
         ) from None
 
 
-async def akeyset_page(target: Any, stmt: Select[Any], *, size: int = 100, after: Sequence[Any] | None = None) -> Page:
+async def akeyset_page(
+    target: AsyncTarget, stmt: Select[Any], *, size: int = 100, after: Sequence[Any] | None = None
+) -> Page:
     """`keyset_page` for AsyncEngine, AsyncConnection and AsyncSession (the same code, run through run_sync)."""
-    from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
-    if isinstance(target, AsyncEngine):
-        async with target.connect() as conn:
-            return await conn.run_sync(lambda sync: keyset_page(sync, stmt, size=size, after=after))
-    if isinstance(target, (AsyncConnection, AsyncSession)):
-        return await target.run_sync(lambda sync: keyset_page(sync, stmt, size=size, after=after))
-    raise UnsupportedTargetError(
-        f"akeyset_page takes an AsyncEngine, AsyncConnection or AsyncSession, not {type(target).__name__}"
-    )
+    def page(sync: Any) -> Page:
+        return keyset_page(sync, stmt, size=size, after=after)
+
+    if classify(target, ASYNC, "akeyset_page") == "async_engine":
+        async with target.connect() as conn:  # type: ignore[union-attr]
+            return await conn.run_sync(page)
+    return await target.run_sync(page)  # type: ignore[union-attr]

@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlalchemy.engine import Connection, Engine
 
+from turboalchemy._targets import TargetKind, classify
 from turboalchemy.errors import UnsupportedTargetError
 
 Target = Engine | str | os.PathLike[str]
@@ -21,20 +22,26 @@ def quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def database_path(target: Any) -> Path | None:
-    """The file behind an Engine or a path; None for an in-memory database."""
-    if isinstance(target, Engine):
-        if target.dialect.name != "sqlite":
-            raise UnsupportedTargetError(f"this tool works on SQLite files, not {target.dialect.name}")
-        database = target.url.database
-        return None if database in (None, "", ":memory:") else Path(database)
-    if isinstance(target, (str, os.PathLike)):
+FILE_KINDS: tuple[TargetKind, ...] = ("engine", "connection", "path")
+
+
+def database_path(target: Any, what: str = "this tool") -> Path | None:
+    """The file behind an Engine, a Connection or a path; None for an in-memory database."""
+    if classify(target, FILE_KINDS, what) == "path":
         text = os.fspath(target)
         if text.startswith("sqlite:"):
             database = text.split(":///", 1)[1] if ":///" in text else ""
             return Path(database) if database and database != ":memory:" else None
         return Path(text)
-    raise UnsupportedTargetError(f"expected an Engine or a path to an SQLite file, not {type(target).__name__}")
+    database = _sqlite_engine(target, what).url.database
+    return None if database in (None, "", ":memory:") else Path(database)
+
+
+def _sqlite_engine(target: Engine | Connection, what: str) -> Engine:
+    engine = target.engine
+    if engine.dialect.name != "sqlite":
+        raise UnsupportedTargetError(f"{what} works on SQLite databases, not {engine.dialect.name}")
+    return engine
 
 
 @contextmanager
@@ -57,22 +64,24 @@ def _uri(path: Path, mode: str) -> str:
 
 
 @contextmanager
-def reading(target: Any) -> Iterator[sqlite3.Connection]:
-    """A DBAPI connection to read from: the engine's own (so its PRAGMAs apply) or a read-only one on a path."""
-    if isinstance(target, Connection):
-        yield target.connection.dbapi_connection  # type: ignore[misc]
-    elif isinstance(target, Engine):
-        if target.dialect.name != "sqlite":
-            raise UnsupportedTargetError(f"this tool reads SQLite databases, not {target.dialect.name}")
-        pooled = target.raw_connection()
-        try:
-            yield pooled.dbapi_connection  # type: ignore[misc]
-        finally:
-            pooled.close()
-    else:
-        path = database_path(target)
+def reading(target: Any, what: str = "this tool") -> Iterator[sqlite3.Connection]:
+    """A DBAPI connection to read from: the Connection's or the Engine's own (so its PRAGMAs apply), or a
+    read-only one on a path."""
+    kind = classify(target, FILE_KINDS, what)
+    if kind == "path":
+        path = database_path(target, what)
         if path is None:
             raise UnsupportedTargetError("an in-memory database has no file to open; pass its Engine")
         with open_file(path, read_only=True) as conn:
             conn.execute("PRAGMA trusted_schema = OFF")  # the file may not be ours: run none of its schema's code
             yield conn
+        return
+    engine = _sqlite_engine(target, what)
+    if kind == "connection":
+        yield target.connection.dbapi_connection
+        return
+    pooled = engine.raw_connection()
+    try:
+        yield pooled.dbapi_connection  # type: ignore[misc]
+    finally:
+        pooled.close()

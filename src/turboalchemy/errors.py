@@ -1,24 +1,64 @@
-"""turboalchemy's exceptions: one base class, small subclasses, the driver's error kept as __cause__."""
+"""Every exception turboalchemy raises: one base class, small subclasses, the driver's error kept as __cause__.
+
+Each refines the standard class an existing handler already catches, the way psycopg's `DiskFull` *is* an
+`OperationalError`:
+
+- the driver-level errors (a held lock, a full disk, a read-only or corrupt file) are also the SQLAlchemy
+  class SQLAlchemy itself would have raised (`sqlalchemy.exc.OperationalError`, `DatabaseError`), so an
+  application's `except sqlalchemy.exc.OperationalError` retry handler keeps working through
+  `turboalchemy.create_engine`;
+- bad arguments are also `ValueError` (`SchemaMismatchError`, `ProfileError`, `KeysetError`) or `TypeError`
+  (`UnsupportedTargetError`).
+"""
 
 from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import exc as sa_exc
+
+__all__ = [
+    "BackupError",
+    "BulkWriteError",
+    "CopyError",
+    "CorruptDatabaseError",
+    "DatabaseLockedError",
+    "DiskFullError",
+    "KeysetError",
+    "MigrationError",
+    "NPlusOneError",
+    "NPlusOneWarning",
+    "ProfileError",
+    "QueryBudgetError",
+    "QueueClosedError",
+    "QueueFullError",
+    "ReadOnlyDatabaseError",
+    "SchemaMismatchError",
+    "TurboAlchemyError",
+    "UnsupportedTargetError",
+]
 
 
 class TurboAlchemyError(Exception):
     """Base class of every error turboalchemy raises."""
 
 
-class ProfileError(TurboAlchemyError):
+class ProfileError(TurboAlchemyError, ValueError):
     """A PRAGMA profile is malformed, or a connection did not take its settings."""
 
 
-class SchemaMismatchError(TurboAlchemyError):
+class SchemaMismatchError(TurboAlchemyError, ValueError):
     """The rows do not fit the table (unknown keys, missing NOT NULL columns, no such conflict target).
 
     Raised before any SQL runs, so nothing was written."""
 
 
-class UnsupportedTargetError(TurboAlchemyError):
+class UnsupportedTargetError(TurboAlchemyError, TypeError):
     """The target is not an Engine, Connection or Session of a database this version supports."""
+
+
+class KeysetError(TurboAlchemyError, ValueError):
+    """A select cannot be paged by keyset: its ORDER BY is missing, not unique, mixed in direction, or unselected."""
 
 
 class BulkWriteError(TurboAlchemyError):
@@ -59,19 +99,47 @@ class NPlusOneWarning(UserWarning):
     """no_n_plus_one(..., action="warn") reports through this warning instead of raising."""
 
 
-class DatabaseLockedError(TurboAlchemyError):
+class _DriverError(TurboAlchemyError, sa_exc.DBAPIError):
+    """A driver error with a name of its own; `orig` (and `__cause__`) is the driver's exception.
+
+    `committed` is set by the bulk paths: the rows committed before the failure (None where nothing was
+    committed by turboalchemy, e.g. inside the caller's transaction)."""
+
+    code = None  # type: ignore[assignment]  # our message says what to do; no link to SQLAlchemy's error page
+
+    def __init__(
+        self,
+        message: str,
+        orig: BaseException | None = None,
+        *,
+        statement: str | None = None,
+        params: Any = None,
+        committed: int | None = None,
+    ) -> None:
+        sa_exc.StatementError.__init__(self, message, statement, params, orig)  # type: ignore[arg-type]
+        self.connection_invalidated = False
+        self.committed = committed
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return self.__class__, (self.args[0], self.orig), {"statement": self.statement, "committed": self.committed}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+
+
+class DatabaseLockedError(_DriverError, sa_exc.OperationalError):
     """Another connection held the write lock for longer than busy_timeout (SQLITE_BUSY / SQLITE_LOCKED)."""
 
 
-class DiskFullError(TurboAlchemyError):
+class DiskFullError(_DriverError, sa_exc.OperationalError):
     """The disk or quota is full (SQLITE_FULL): the write was rolled back and nothing was stored."""
 
 
-class ReadOnlyDatabaseError(TurboAlchemyError):
+class ReadOnlyDatabaseError(_DriverError, sa_exc.OperationalError):
     """A write was attempted on a read-only connection, file or filesystem (SQLITE_READONLY)."""
 
 
-class CorruptDatabaseError(TurboAlchemyError):
+class CorruptDatabaseError(_DriverError, sa_exc.DatabaseError):
     """The file is not a database or is damaged (SQLITE_CORRUPT / SQLITE_NOTADB)."""
 
 
@@ -91,8 +159,12 @@ class BackupError(TurboAlchemyError):
     """A backup could not be completed, or its copy failed the integrity check (the copy was removed)."""
 
 
+class CopyError(TurboAlchemyError):
+    """A table could not be copied, or its copy does not hold the source's row count."""
+
+
 # SQLite primary result codes (sqlite3.Error.sqlite_errorcode & 0xff) -> (error class, what to do).
-_BY_CODE: dict[int, tuple[type[TurboAlchemyError], str]] = {
+_BY_CODE: dict[int, tuple[type[_DriverError], str]] = {
     5: (
         DatabaseLockedError,
         "another connection held the write lock past busy_timeout; send writes through one "
@@ -113,7 +185,7 @@ _BY_CODE: dict[int, tuple[type[TurboAlchemyError], str]] = {
 }
 
 
-def translate(exc: BaseException) -> TurboAlchemyError | None:
+def translate(exc: BaseException, *, statement: str | None = None, params: Any = None) -> _DriverError | None:
     """The turboalchemy error for a driver (sqlite3) error, with its cause set; None when it has no better name."""
     code = getattr(exc, "sqlite_errorcode", None)
     if code is None:
@@ -122,6 +194,6 @@ def translate(exc: BaseException) -> TurboAlchemyError | None:
     if code is None or (code & 0xFF) not in _BY_CODE:
         return None
     cls, advice = _BY_CODE[code & 0xFF]
-    error = cls(f"{exc}: {advice}")
+    error = cls(f"{exc}: {advice}", exc, statement=statement, params=params)
     error.__cause__ = exc
     return error

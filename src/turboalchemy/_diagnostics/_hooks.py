@@ -10,9 +10,8 @@ from typing import Any
 
 import sqlalchemy
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.orm import Session
 
-from turboalchemy.errors import UnsupportedTargetError
+from turboalchemy._targets import bind_of
 
 _SKIP = (os.path.dirname(sqlalchemy.__file__), os.path.dirname(os.path.dirname(__file__)))
 _STRING = re.compile(r"'(?:[^']|'')*'")
@@ -24,12 +23,7 @@ _SPACE = re.compile(r"\s+")
 
 def engine_of(target: Any) -> Engine | Connection:
     """The object to listen on: an Engine, a Session's bind, or a Connection as given."""
-    if isinstance(target, (Engine, Connection)):
-        return target
-    if isinstance(target, Session):
-        bind = target.get_bind()
-        return bind
-    raise UnsupportedTargetError(f"expected an Engine, Connection or Session, not {type(target).__name__}")
+    return bind_of(target, "this diagnostic")
 
 
 def kind_of(statement: str) -> str:

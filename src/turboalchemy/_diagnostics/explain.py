@@ -14,11 +14,11 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from sqlalchemy import Table, event, inspect, text
-from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.orm import Session
+from sqlalchemy.engine import Connection
 from sqlalchemy.sql import visitors
 from sqlalchemy.sql.schema import Column
 
+from turboalchemy._targets import bound
 from turboalchemy.errors import UnsupportedTargetError
 
 FindingKind = Literal["full_scan", "unindexed_foreign_key", "temp_sort"]
@@ -60,15 +60,8 @@ class _Captured(Exception):
 
 @contextmanager
 def _connection(target: Any) -> Any:
-    if isinstance(target, Session):
-        yield target.connection(), target
-    elif isinstance(target, Connection):
-        yield target, target
-    elif isinstance(target, Engine):
-        with target.connect() as conn:
-            yield conn, conn
-    else:
-        raise UnsupportedTargetError(f"explain takes an Engine, Connection or Session, not {type(target).__name__}")
+    with bound(target, "explain") as on:
+        yield on.connection, on.runner
 
 
 def _capture(conn: Connection, runner: Any, stmt: Any) -> tuple[str, Any]:

@@ -19,13 +19,9 @@ from sqlalchemy import Column, Engine, MetaData, Table, func, inspect, select, t
 from sqlalchemy.schema import ForeignKeyConstraint, Index, PrimaryKeyConstraint, UniqueConstraint
 
 from turboalchemy._write.bulk import bulk_insert
-from turboalchemy.errors import TurboAlchemyError
+from turboalchemy.errors import CopyError
 
 Progress = Callable[[str, int, int], Any]  # (table, rows copied, rows in the source table)
-
-
-class CopyError(TurboAlchemyError):
-    """A table could not be copied, or its copy does not hold the source's row count."""
 
 
 @dataclass

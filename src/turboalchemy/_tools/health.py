@@ -13,6 +13,7 @@ from typing import Any
 
 from turboalchemy._sqlite import database_path, reading
 from turboalchemy._sqlite import quote as _quote
+from turboalchemy._targets import kind_of
 
 # Filesystems on which SQLite's locking cannot be trusted (sqlite.org/useovernet.html)
 NETWORK_FILESYSTEMS = frozenset(
@@ -159,10 +160,10 @@ def _quick_check(conn: sqlite3.Connection) -> str:
 
 def health(target: Any) -> HealthReport:
     """Inspect the database at `target` (a path, an Engine or a Connection) and flag what needs attention."""
-    path = database_path(target) if not hasattr(target, "connection") else database_path(target.engine)
-    with reading(target) as conn:
+    path = database_path(target, "health")
+    with reading(target, "health") as conn:
         pragma = lambda name: conn.execute(f"PRAGMA {name}").fetchone()[0]  # noqa: E731 - fixed names only
-        borrowed = not isinstance(target, (str, os.PathLike))
+        borrowed = kind_of(target) != "path"  # the engine's own connection: its settings are readable
         report = HealthReport(
             path=str(path) if path else None,
             size_bytes=os.path.getsize(path) if path and path.exists() else 0,

@@ -8,28 +8,28 @@ a plain or an async iterable; an async one is read chunk by chunk.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, Iterable, Sequence
+from collections.abc import AsyncIterable, Callable, Iterable, Sequence
 from typing import Any
 
+from turboalchemy._schema import Model
+from turboalchemy._targets import ASYNC, AsyncTarget, classify
 from turboalchemy._write.bulk import _write
-from turboalchemy.errors import UnsupportedTargetError
 
 
 async def abulk_insert(
-    target: Any, model: Any, rows: Iterable[Any] | AsyncIterable[Any], *, chunk_size: int = 5000
+    target: AsyncTarget, model: Model, rows: Iterable[Any] | AsyncIterable[Any], *, chunk_size: int = 5000
 ) -> int:
     """bulk_insert for AsyncEngine (each chunk commits), AsyncConnection or AsyncSession (the caller commits)."""
-    return await _run(
-        target,
-        rows,
-        chunk_size,
-        lambda sync, chunk, offset: _write(sync, model, chunk, "insert", chunk_size, (), None, offset),
-    )
+
+    def write(sync: Any, chunk: Iterable[Any], offset: int) -> int:
+        return _write(sync, model, chunk, "insert", chunk_size, (), None, offset)
+
+    return await _run(target, "abulk_insert", rows, chunk_size, write)
 
 
 async def abulk_upsert(
-    target: Any,
-    model: Any,
+    target: AsyncTarget,
+    model: Model,
     rows: Iterable[Any] | AsyncIterable[Any],
     *,
     conflict: Sequence[str],
@@ -38,32 +38,28 @@ async def abulk_upsert(
 ) -> int:
     """bulk_upsert for AsyncEngine, AsyncConnection or AsyncSession."""
     changes = None if update is None else tuple(update)
-    return await _run(
-        target,
-        rows,
-        chunk_size,
-        lambda sync, chunk, offset: _write(sync, model, chunk, "upsert", chunk_size, tuple(conflict), changes, offset),
-    )
+
+    def write(sync: Any, chunk: Iterable[Any], offset: int) -> int:
+        return _write(sync, model, chunk, "upsert", chunk_size, tuple(conflict), changes, offset)
+
+    return await _run(target, "abulk_upsert", rows, chunk_size, write)
 
 
-async def _run(target: Any, rows: Any, chunk_size: int, write: Any) -> int:
-    from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
+Write = Callable[[Any, Iterable[Any], int], int]
 
+
+async def _run(target: AsyncTarget, what: str, rows: Any, chunk_size: int, write: Write) -> int:
+    kind = classify(target, ASYNC, what)
     if chunk_size < 1:
         raise ValueError("chunk_size must be at least 1")
-    if isinstance(target, AsyncEngine):
-        engine = target.sync_engine
-        async with target.connect() as bridge:  # a greenlet to run in; the writes take their own connection
+    if kind == "async_engine":
+        engine = target.sync_engine  # type: ignore[union-attr]
+        async with target.connect() as bridge:  # type: ignore[union-attr]  # a greenlet to run in; writes take their own connection
             return await _feed(
                 rows, chunk_size, lambda chunk, offset: bridge.run_sync(lambda _c: write(engine, chunk, offset))
             )
-    if isinstance(target, (AsyncConnection, AsyncSession)):
-        return await _feed(
-            rows, chunk_size, lambda chunk, offset: target.run_sync(lambda sync: write(sync, chunk, offset))
-        )
-    raise UnsupportedTargetError(
-        f"target must be an AsyncEngine, AsyncConnection or AsyncSession, not "
-        f"{type(target).__name__} (use turboalchemy.bulk_insert for synchronous targets)"
+    return await _feed(
+        rows, chunk_size, lambda chunk, offset: target.run_sync(lambda sync: write(sync, chunk, offset))  # type: ignore[union-attr]
     )
 
 

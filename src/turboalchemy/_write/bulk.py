@@ -16,14 +16,13 @@ from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import Table
-from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.orm import Session
+from sqlalchemy.engine import Dialect
 
-from turboalchemy._write.plan import Kind, WritePlan, compile_plan, key_map, nan_position, table_of
+from turboalchemy._schema import key_map, table_of
+from turboalchemy._targets import Target, bound
+from turboalchemy._write.plan import Kind, WritePlan, compile_plan, nan_position
 from turboalchemy._write.sqlite import ChunkFailed, SqliteChunkWriter
 from turboalchemy.errors import BulkWriteError, SchemaMismatchError, UnsupportedTargetError, translate
-
-Target = Engine | Connection | Session
 
 
 def bulk_insert(target: Target, model: Any, rows: Iterable[Any], *, chunk_size: int = 5000) -> int:
@@ -322,27 +321,19 @@ def _fails(process: Any, value: Any) -> bool:
 
 
 @contextmanager
-def _chunk_writer(target: Target) -> Iterator[tuple[Any, Any, bool]]:
-    """A chunk writer on the target's DBAPI connection: (writer, dialect, commits each chunk)."""
-    if isinstance(target, Engine):
-        writer_class = _backend(target.dialect)
-        pooled = target.raw_connection()
-        try:
-            yield writer_class(pooled.dbapi_connection, own_transactions=True), target.dialect, True
-        finally:
-            pooled.close()
-    elif isinstance(target, Session):
-        target.flush()  # pending ORM objects first, so rows may refer to them
-        connection = target.connection()
-        writer_class = _backend(connection.dialect)
-        yield writer_class(connection.connection.dbapi_connection, own_transactions=False), connection.dialect, False
-    elif isinstance(target, Connection):
-        writer_class = _backend(target.dialect)
-        if not target.in_transaction():
-            target.begin()  # autobegin, as Connection.execute would; the caller commits
-        yield writer_class(target.connection.dbapi_connection, own_transactions=False), target.dialect, False
-    else:
-        raise UnsupportedTargetError(f"target must be an Engine, Connection or Session, not {type(target).__name__}")
+def _chunk_writer(target: Target, what: str) -> Iterator[tuple[Any, Dialect, bool]]:
+    """A chunk writer on the target's DBAPI connection: (writer, dialect, commits each chunk).
+
+    An Engine target's chunks commit on their own; a Connection's or Session's join the caller's transaction."""
+    with bound(target, what) as on:
+        dialect = on.connection.dialect
+        writer_class = _backend(dialect)
+        if on.session is not None:
+            on.session.flush()  # pending ORM objects first, so rows may refer to them
+        elif not on.opened and not on.connection.in_transaction():
+            on.connection.begin()  # autobegin, as Connection.execute would; the caller commits
+        dbapi_connection = on.connection.connection.dbapi_connection
+        yield writer_class(dbapi_connection, own_transactions=on.opened), dialect, on.opened
 
 
 def _backend(dialect: Any) -> Any:
@@ -382,7 +373,7 @@ def _write(
         return 0
     reader = _Reader(model, table, chunk[0])
     written = offset
-    with _chunk_writer(target) as (writer, dialect, commits):
+    with _chunk_writer(target, f"bulk_{kind}") as (writer, dialect, commits):
         plan = compile_plan(table, dialect, kind, reader.provided, conflict, update)
         while chunk:
             try:
@@ -405,7 +396,7 @@ def _write(
                         else "the caller's transaction is still open"
                     )
                     typed.args = (f"bulk {kind} of {table.name!r}: {typed}; the chunk was rolled back; {where}",)
-                    typed.committed = written if commits else None  # type: ignore[attr-defined]
+                    typed.committed = written if commits else None
                     raise typed from failed.cause
                 raise _failure(plan, failed, values, written, len(chunk), commits) from failed.cause
             written += len(chunk)

@@ -17,6 +17,7 @@ from sqlalchemy import BigInteger, MetaData, Table, bindparam, insert, select
 from sqlalchemy.engine import Dialect
 from sqlalchemy.schema import Column
 
+from turboalchemy._schema import unique_keys
 from turboalchemy.errors import SchemaMismatchError
 
 Kind = Literal["insert", "upsert"]
@@ -61,17 +62,6 @@ class WritePlan:
         return all(p.source == i and p.process is None for i, p in enumerate(self.params)) and len(self.params) == len(
             self.provided
         )
-
-
-def _unique_column_sets(table: Table) -> list[frozenset[str]]:
-    sets = [frozenset(c.key for c in table.primary_key.columns)] if table.primary_key.columns else []
-    for constraint in table.constraints:
-        if constraint.__class__.__name__ == "UniqueConstraint":
-            sets.append(frozenset(c.key for c in constraint.columns))  # type: ignore[attr-defined]
-    for index in table.indexes:
-        if index.unique and all(isinstance(e, Column) for e in index.expressions):
-            sets.append(frozenset(c.key for c in index.columns))
-    return sets
 
 
 def _needs_value(column: Column[Any], table: Table) -> bool:
@@ -295,7 +285,7 @@ def _upsert(
     unknown = [k for k in conflict if k not in columns]
     if unknown:
         raise SchemaMismatchError(f"conflict target names unknown column(s) {', '.join(map(repr, unknown))}")
-    if frozenset(conflict) not in _unique_column_sets(table):
+    if frozenset(conflict) not in unique_keys(table):
         raise SchemaMismatchError(
             f"conflict target ({', '.join(conflict)}) is not a primary key, unique constraint or unique index "
             f"of table {table.name!r}; the database would refuse ON CONFLICT on it"
@@ -335,29 +325,6 @@ def _upsert(
     else:
         stmt = stmt.on_conflict_do_nothing(index_elements=list(conflict))
     return stmt, onupdate
-
-
-def table_of(model: Any) -> Table:
-    """The Table behind a declarative class (or the Table itself)."""
-    if isinstance(model, Table):
-        return model
-    table = getattr(model, "__table__", None)
-    if not isinstance(table, Table):
-        raise SchemaMismatchError(f"{model!r} is neither a Table nor a mapped class with a __table__")
-    return table
-
-
-def key_map(model: Any, table: Table) -> dict[str, str]:
-    """Every name a row may use for a column (attribute key, column key, column name) -> column key."""
-    names = {c.key: c.key for c in table.columns} | {c.name: c.key for c in table.columns}
-    if not isinstance(model, Table):
-        from sqlalchemy import inspect
-
-        mapper = inspect(model)
-        for attr in mapper.column_attrs:
-            if len(attr.columns) == 1 and attr.columns[0].table is table:
-                names[attr.key] = attr.columns[0].key
-    return names
 
 
 def nan_position(values: Sequence[Any]) -> int:
