@@ -6,8 +6,10 @@ Exit codes: 0 fine, 1 the command worked and found a problem (a red flag), 2 it 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sqlite3
 import sys
+from collections.abc import Callable, Iterator
 
 from turboalchemy._sqlite import database_path, open_file
 from turboalchemy._tools.advise import advise
@@ -18,7 +20,7 @@ from turboalchemy._tools.migrate import status
 from turboalchemy.errors import TurboAlchemyError
 
 
-def _fail(command: str, exc: BaseException) -> int:
+def _fail(command: str, exc: BaseException | str) -> int:
     print(f"turboalchemy {command}: {exc}", file=sys.stderr)
     return 2
 
@@ -102,8 +104,6 @@ def checkpoint(args: argparse.Namespace) -> int:
 
 
 def copy(args: argparse.Namespace) -> int:
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
     from turboalchemy._engine import create_engine
     from turboalchemy._tools.copy import copy_database
 
@@ -119,20 +119,7 @@ def copy(args: argparse.Namespace) -> int:
         metadata = getattr(found, "metadata", found)
     try:
         source, dest = create_engine(_url(args.source)), create_engine(_url(args.dest))
-        with Progress(
-            TextColumn("{task.description:<24}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeRemainingColumn(),
-            transient=False,
-        ) as bars:
-            tasks: dict[str, int] = {}
-
-            def progress(table: str, done: int, total: int) -> None:
-                if table not in tasks:
-                    tasks[table] = bars.add_task(table, total=total)
-                bars.update(tasks[table], completed=done)
-
+        with _progress_bars() as progress:
             report = copy_database(
                 source,
                 dest,
@@ -146,6 +133,33 @@ def copy(args: argparse.Namespace) -> int:
         return _fail("copy", exc)
     print(report)
     return 0
+
+
+@contextlib.contextmanager
+def _progress_bars() -> Iterator[Callable[[str, int, int], None]]:
+    """A progress callback for copy: rich's bars with the `cli` extra installed, else a line per table on stderr."""
+    try:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
+    except ImportError:
+        finished: set[str] = set()
+
+        def plain(table: str, done: int, total: int) -> None:
+            if done >= total and table not in finished:
+                finished.add(table)
+                print(f"  {table}: {done:,} rows", file=sys.stderr)
+
+        yield plain
+        return
+    columns = (TextColumn("{task.description:<24}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*columns, transient=False) as bars:
+        tasks: dict[str, TaskID] = {}
+
+        def progress(table: str, done: int, total: int) -> None:
+            if table not in tasks:
+                tasks[table] = bars.add_task(table, total=total)
+            bars.update(tasks[table], completed=done)
+
+        yield progress
 
 
 def _url(text: str) -> str:

@@ -96,7 +96,7 @@ class Profile:
                 literal, _ = _normalise(key, value)
                 cursor.execute(f"PRAGMA {key} = {literal}")
                 cursor.fetchall()  # journal_mode answers with a row; drain it so the statement finishes
-            return new
+            return bool(new)
         finally:
             cursor.close()
 
@@ -111,11 +111,11 @@ class Profile:
             new = self.apply(dbapi_connection)
             self.verify(dbapi_connection, new_database=new)
 
-    def read_back(self, dbapi_connection: Any) -> dict[str, int | str]:
+    def read_back(self, dbapi_connection: Any) -> dict[str, int | str | None]:
         """Each of this profile's PRAGMAs as the connection reports it now."""
         cursor = dbapi_connection.cursor()
         try:
-            out: dict[str, int | str] = {}
+            out: dict[str, int | str | None] = {}
             for key in self.pragmas:
                 cursor.execute(f"PRAGMA {key}")
                 row = cursor.fetchone()
@@ -124,7 +124,7 @@ class Profile:
         finally:
             cursor.close()
 
-    def verify(self, dbapi_connection: Any, *, new_database: bool = True) -> dict[str, int | str]:
+    def verify(self, dbapi_connection: Any, *, new_database: bool = True) -> dict[str, int | str | None]:
         """Read the PRAGMAs back; raise ProfileError naming every one that did not take effect.
 
         An in-memory database has no WAL and no file to map, so journal_mode and mmap_size are not held against it."""

@@ -143,9 +143,7 @@ def _plan(stmt: Select[Any]) -> _KeysetPlan:
     return plan
 
 
-def keyset_page(
-    target: Target, stmt: Select[Any], *, size: int = 100, after: Sequence[Any] | None = None
-) -> Page:
+def keyset_page(target: Target, stmt: Select[Any], *, size: int = 100, after: Sequence[Any] | None = None) -> Page:
     """The page of `stmt` (ordered by a unique key) that follows the key tuple `after` (None: the first page)."""
     if size < 1:
         raise ValueError("size must be at least 1")

@@ -76,10 +76,17 @@ def classify(target: object, accept: Collection[TargetKind], what: str) -> Targe
         return kind
     order = [k for k in _NAMES if k in accept]
     wanted = ", ".join(_NAMES[k] for k in order[:-1]) + (" or " if len(order) > 1 else "") + _NAMES[order[-1]]
+    import turboalchemy  # the public names, for the pointer to the other form of the same function
+
     hint = ""
     if kind in ASYNC and not ASYNC & set(accept):
-        hint = f" (for asyncio, use turboalchemy.a{what} where there is one)"
-    elif kind in SYNC and not SYNC & set(accept):
+        twin = f"a{what}"
+        hint = (
+            f" (for asyncio, use turboalchemy.{twin})"
+            if hasattr(turboalchemy, twin)
+            else " (an asyncio object: pass its sync_engine, or call this inside run_sync)"
+        )
+    elif kind in SYNC and not SYNC & set(accept) and hasattr(turboalchemy, what.removeprefix("a")):
         hint = f" (for synchronous targets, use turboalchemy.{what.removeprefix('a')})"
     raise UnsupportedTargetError(f"{what} takes an {wanted}, not {type(target).__name__}{hint}")
 

@@ -25,7 +25,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from itertools import islice
 from operator import itemgetter
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar, overload
 
 from sqlalchemy import TextClause, text
 from sqlalchemy import exc as sa_exc
@@ -33,10 +33,12 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.sql.base import Executable
 
 from turboalchemy._engine import dedicated_writer, profile_of
+from turboalchemy._schema import Model
 from turboalchemy.errors import QueueClosedError, QueueFullError, TurboAlchemyError, translate
 
 Params = Mapping[str, Any] | Sequence[Mapping[str, Any]] | None
 Work = Executable | str | Callable[[Connection], Any]
+T = TypeVar("T")
 
 
 class WriteResult(NamedTuple):
@@ -150,6 +152,11 @@ class WriteQueue:
 
     # -- producers -----------------------------------------------------------------------------------
 
+    @overload
+    def submit(self, work: Executable | str, params: Params = None) -> Future[WriteResult]: ...
+    @overload
+    def submit(self, work: Callable[[Connection], T], params: Params = None) -> Future[T]: ...
+
     def submit(self, work: Work, params: Params = None) -> Future[Any]:
         """Queue a statement (SQLAlchemy executable or SQL text) with its parameters, or a function given the
         write Connection. The Future resolves after COMMIT: a WriteResult for a statement, the function's
@@ -204,6 +211,13 @@ class WriteQueue:
             clause = self._texts[sql] = text(sql)
         return clause
 
+    @overload
+    def execute(
+        self, work: Executable | str, params: Params = None, *, timeout: float | None = None
+    ) -> WriteResult: ...
+    @overload
+    def execute(self, work: Callable[[Connection], T], params: Params = None, *, timeout: float | None = None) -> T: ...
+
     def execute(self, work: Work, params: Params = None, *, timeout: float | None = None) -> Any:
         """submit() and wait: returns once the write is committed, or raises the item's own error.
         When the writer is idle, the calling thread commits the pending batch itself."""
@@ -223,6 +237,11 @@ class WriteQueue:
                         self._arrived.notify()  # the queue's thread takes over what arrived meanwhile
         return item.result(timeout)
 
+    @overload
+    async def aexecute(self, work: Executable | str, params: Params = None) -> WriteResult: ...
+    @overload
+    async def aexecute(self, work: Callable[[Connection], T], params: Params = None) -> T: ...
+
     async def aexecute(self, work: Work, params: Params = None) -> Any:
         """execute() for asyncio: awaits the commit without blocking the event loop."""
         try:
@@ -238,7 +257,7 @@ class WriteQueue:
             raise QueueFullError("full")
         return self.submit(work, params)
 
-    def bulk_insert(self, model: Any, rows: Iterable[Any], *, chunk_size: int = 5000) -> int:
+    def bulk_insert(self, model: Model, rows: Iterable[Any], *, chunk_size: int = 5000) -> int:
         """turboalchemy.bulk_insert through the queue: each chunk is one queued item; returns rows written.
         As with an Engine target, chunks before a failing one stay committed."""
         from turboalchemy._write.bulk import bulk_insert
@@ -247,7 +266,7 @@ class WriteQueue:
 
     def bulk_upsert(
         self,
-        model: Any,
+        model: Model,
         rows: Iterable[Any],
         *,
         conflict: Sequence[str],
@@ -269,7 +288,7 @@ class WriteQueue:
         it = iter(rows)
         futures: list[Future[Any]] = []
         while chunk := list(islice(it, chunk_size)):
-            futures.append(self.submit(lambda conn, chunk=chunk: write(conn, chunk)))
+            futures.append(self.submit(_bind_chunk(write, chunk)))
         return sum(f.result() for f in futures)
 
     def close(self, timeout: float | None = None) -> None:
@@ -425,10 +444,11 @@ class WriteQueue:
             if names is not None:
                 return self._run_text(work, names, item.params)
         if isinstance(work, Executable):
-            result = conn.execute(work, item.params)  # type: ignore[arg-type]
+            result = conn.execute(work, item.params)
             # psycopg has no lastrowid (PostgreSQL answers RETURNING instead)
             lastrowid = result.lastrowid if self._sqlite and not isinstance(item.params, (list, tuple)) else None
             return WriteResult(result.rowcount, lastrowid)
+        assert callable(work)  # a str was compiled to text() on submit
         return work(conn)
 
     def _names(self, stmt: TextClause) -> tuple[str, ...] | None:
@@ -468,6 +488,7 @@ class WriteQueue:
                 f"{', '.join(map(repr, dict.fromkeys(names)))}"
             ) from None
         cursor = self._cursor
+        assert cursor is not None  # text() statements take this path on SQLite only
         try:
             if many:
                 cursor.executemany(sql, values)
@@ -507,3 +528,8 @@ class _Guard(Exception):
 
 class _Abandoned(Exception):
     """Internal: the batch's transaction was lost; its surviving items went back to the queue."""
+
+
+def _bind_chunk(write: Callable[[Connection, list[Any]], int], chunk: list[Any]) -> Callable[[Connection], int]:
+    """One queue item writing one chunk (a closure per chunk, so each item keeps its own rows)."""
+    return lambda conn: write(conn, chunk)

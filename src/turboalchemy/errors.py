@@ -105,8 +105,6 @@ class _DriverError(TurboAlchemyError, sa_exc.DBAPIError):
     `committed` is set by the bulk paths: the rows committed before the failure (None where nothing was
     committed by turboalchemy, e.g. inside the caller's transaction)."""
 
-    code = None  # type: ignore[assignment]  # our message says what to do; no link to SQLAlchemy's error page
-
     def __init__(
         self,
         message: str,
@@ -116,15 +114,15 @@ class _DriverError(TurboAlchemyError, sa_exc.DBAPIError):
         params: Any = None,
         committed: int | None = None,
     ) -> None:
-        sa_exc.StatementError.__init__(self, message, statement, params, orig)  # type: ignore[arg-type]
+        sa_exc.StatementError.__init__(self, message, statement, params, orig)
         self.connection_invalidated = False
         self.committed = committed
 
     def __reduce__(self) -> tuple[Any, ...]:
         return self.__class__, (self.args[0], self.orig), {"statement": self.statement, "committed": self.committed}
 
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
+    def _code_str(self) -> str:
+        return ""  # the message says what to do; no link to SQLAlchemy's page for the generic class
 
 
 class DatabaseLockedError(_DriverError, sa_exc.OperationalError):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import re
 import sys
+from types import FrameType
 from typing import Any
 
 import sqlalchemy
@@ -21,9 +22,9 @@ _LIST = re.compile(r"\(\s*\?(?:\s*,\s*\?)+\s*\)")
 _SPACE = re.compile(r"\s+")
 
 
-def engine_of(target: Any) -> Engine | Connection:
+def engine_of(target: Any, what: str) -> Engine | Connection:
     """The object to listen on: an Engine, a Session's bind, or a Connection as given."""
-    return bind_of(target, "this diagnostic")
+    return bind_of(target, what)
 
 
 def kind_of(statement: str) -> str:
@@ -44,7 +45,7 @@ def shape_of(statement: str) -> str:
 
 def caller() -> str:
     """file:line in function, for the innermost frame outside SQLAlchemy, turboalchemy and the stdlib's contextlib."""
-    frame = sys._getframe(1)
+    frame: FrameType | None = sys._getframe(1)
     while frame is not None:
         filename = frame.f_code.co_filename
         if (
@@ -56,7 +57,7 @@ def caller() -> str:
             if name.startswith("<") and frame.f_back is not None:  # <genexpr>, <listcomp>: name its function too
                 name += f" of {frame.f_back.f_code.co_name}"
             return f"{filename}:{frame.f_lineno} in {name}"
-        frame = frame.f_back  # type: ignore[assignment]
+        frame = frame.f_back
     return "<unknown>"
 
 

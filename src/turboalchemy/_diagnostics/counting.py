@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import event
 
 from turboalchemy._diagnostics._hooks import engine_of, kind_of
+from turboalchemy._targets import Target
 
 
 @dataclass
@@ -38,13 +39,13 @@ class QueryCount:
 
 
 @contextmanager
-def count_queries(target: Any, *, keep_statements: bool = False) -> Iterator[QueryCount]:
+def count_queries(target: Target, *, keep_statements: bool = False) -> Iterator[QueryCount]:
     """Count the statements run on `target` (Engine, Connection or Session) inside the block.
 
     `with turboalchemy.count_queries(session) as q: ...` then `q.total`, `q.by_kind["select"]`, `q.seconds`.
     Statements on every connection of an Engine are counted, from any thread.
     """
-    bind = engine_of(target)
+    bind = engine_of(target, "count_queries")
     counted = QueryCount(keep_statements=keep_statements)
     starts: dict[int, float] = {}  # by cursor, so statements on several threads do not mix
 

@@ -16,9 +16,10 @@ from typing import Any, Literal
 from sqlalchemy import Table, event, inspect, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql import visitors
+from sqlalchemy.sql.base import Executable
 from sqlalchemy.sql.schema import Column
 
-from turboalchemy._targets import bound
+from turboalchemy._targets import Target, bound
 from turboalchemy.errors import UnsupportedTargetError
 
 FindingKind = Literal["full_scan", "unindexed_foreign_key", "temp_sort"]
@@ -80,7 +81,7 @@ def _capture(conn: Connection, runner: Any, stmt: Any) -> tuple[str, Any]:
     raise RuntimeError("the statement did not reach the database")
 
 
-def explain(target: Any, stmt: Any, *, analyze: bool = False) -> QueryPlan:
+def explain(target: Target, stmt: Executable | str, *, analyze: bool = False) -> QueryPlan:
     """The plan of `stmt` (a SQLAlchemy statement or SQL text) on `target`, with findings.
 
     Findings: a full table scan on a filtered column, a join whose foreign key has no index, and a
@@ -169,7 +170,7 @@ def _tables(stmt: Any) -> dict[str, Table]:
         elif getattr(element, "is_derived_from", None) and isinstance(getattr(element, "element", None), Table):
             name = getattr(element, "name", None)
             if name:
-                found[name] = element.element
+                found[name] = getattr(element, "element")  # noqa: B009 - checked above to be a Table
     return found
 
 
@@ -184,7 +185,7 @@ def _columns(clause: Any) -> list[Column[Any]]:
             and hasattr(element, "_annotations")
             and isinstance(getattr(element, "element", None), Column)
         ):
-            column = element.element  # an ORM-annotated column
+            column = getattr(element, "element")  # noqa: B009 - an ORM-annotated column
         if column is not None and column.table is not None and column not in out:
             out.append(column)
     return out

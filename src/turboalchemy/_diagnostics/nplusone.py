@@ -7,12 +7,14 @@ from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from sqlalchemy import event
 from sqlalchemy.orm import raiseload
+from sqlalchemy.sql.base import Executable
 
 from turboalchemy._diagnostics._hooks import caller, engine_of, kind_of, shape_of
+from turboalchemy._targets import Target
 from turboalchemy.errors import NPlusOneError, NPlusOneWarning
 
 
@@ -48,7 +50,7 @@ class NPlusOneReport:
 
 @contextmanager
 def no_n_plus_one(
-    target: Any, *, threshold: int = 5, action: Literal["raise", "warn"] = "raise"
+    target: Target, *, threshold: int = 5, action: Literal["raise", "warn"] = "raise"
 ) -> Iterator[NPlusOneReport]:
     """Fail (or warn) at the end of the block if any SELECT shape ran more than `threshold` times.
 
@@ -57,7 +59,7 @@ def no_n_plus_one(
     """
     if action not in ("raise", "warn"):
         raise ValueError("action must be 'raise' or 'warn'")
-    bind = engine_of(target)
+    bind = engine_of(target, "no_n_plus_one")
     report = NPlusOneReport(threshold)
 
     def seen(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool) -> None:
@@ -79,7 +81,10 @@ def no_n_plus_one(
         warnings.warn(report.message(), NPlusOneWarning, stacklevel=3)
 
 
-def raiseload_all(statement: Any) -> Any:
+S = TypeVar("S", bound=Executable)
+
+
+def raiseload_all(statement: S) -> S:
     """The statement with raiseload('*'): any relationship not loaded up front raises instead of querying.
     For tests that pin a query's loading strategy."""
     return statement.options(raiseload("*"))

@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import event
 
 from turboalchemy._diagnostics._hooks import caller, engine_of, kind_of, parameter_count
+from turboalchemy._targets import Target
 
 LOGGER = logging.getLogger("turboalchemy.slow_queries")
 _SQL_LIMIT = 1000
@@ -17,8 +18,8 @@ _SQL_LIMIT = 1000
 class SlowQueryLog:
     """A live slow-query hook; `remove()` (or leaving its `with` block) takes it off the engine."""
 
-    def __init__(self, target: Any, threshold_ms: float, logger: logging.Logger) -> None:
-        self.bind = engine_of(target)
+    def __init__(self, target: Target, threshold_ms: float, logger: logging.Logger) -> None:
+        self.bind = engine_of(target, "log_slow_queries")
         self.threshold_s = threshold_ms / 1000
         self.logger = logger
         self._starts: dict[int, float] = {}
@@ -62,7 +63,7 @@ class SlowQueryLog:
         self.remove()
 
 
-def log_slow_queries(target: Any, threshold_ms: float = 500, logger: logging.Logger | None = None) -> SlowQueryLog:
+def log_slow_queries(target: Target, threshold_ms: float = 500, logger: logging.Logger | None = None) -> SlowQueryLog:
     """Log every statement on `target` slower than `threshold_ms` until `.remove()` is called.
 
     Each record carries `record.turboalchemy`: sql (truncated at 1,000 characters), duration_ms, kind,

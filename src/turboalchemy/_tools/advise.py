@@ -10,10 +10,14 @@ import re
 import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from turboalchemy._sqlite import quote as _quote
 from turboalchemy._sqlite import reading
+from turboalchemy._targets import FileTarget
+
+if TYPE_CHECKING:
+    from turboalchemy._writequeue import WriteQueue
 
 _USED_INDEX = re.compile(r"USING (?:COVERING )?INDEX (\S+)")
 _SAMPLE = 2_000
@@ -195,11 +199,15 @@ def _used_indexes(conn: sqlite3.Connection, statements: Iterable[str]) -> set[st
 
 def _cache_bytes(conn: sqlite3.Connection, page_size: int) -> int:
     cache = conn.execute("PRAGMA cache_size").fetchone()[0]
-    return -cache * 1024 if cache < 0 else cache * page_size
+    return int(-cache * 1024 if cache < 0 else cache * page_size)
 
 
 def advise(
-    target: Any, *, statements: Iterable[str] | None = None, rows_per_transaction: int | None = None, queue: Any = None
+    target: FileTarget,
+    *,
+    statements: Iterable[str] | None = None,
+    rows_per_transaction: int | None = None,
+    queue: WriteQueue | None = None,
 ) -> list[Advice]:
     """What slows writes to this SQLite database (a path, Engine or Connection), each with its fix.
 

@@ -11,9 +11,11 @@ import sqlite3
 from dataclasses import dataclass, field
 from typing import Any
 
+from sqlalchemy.engine import Connection
+
 from turboalchemy._sqlite import database_path, reading
 from turboalchemy._sqlite import quote as _quote
-from turboalchemy._targets import kind_of
+from turboalchemy._targets import FileTarget, kind_of
 
 # Filesystems on which SQLite's locking cannot be trusted (sqlite.org/useovernet.html)
 NETWORK_FILESYSTEMS = frozenset(
@@ -158,11 +160,14 @@ def _quick_check(conn: sqlite3.Connection) -> str:
         return f"could not run: {exc}"
 
 
-def health(target: Any) -> HealthReport:
+def health(target: FileTarget | Connection) -> HealthReport:
     """Inspect the database at `target` (a path, an Engine or a Connection) and flag what needs attention."""
     path = database_path(target, "health")
     with reading(target, "health") as conn:
-        pragma = lambda name: conn.execute(f"PRAGMA {name}").fetchone()[0]  # noqa: E731 - fixed names only
+
+        def pragma(name: str) -> Any:  # fixed names only
+            return conn.execute(f"PRAGMA {name}").fetchone()[0]
+
         borrowed = kind_of(target) != "path"  # the engine's own connection: its settings are readable
         report = HealthReport(
             path=str(path) if path else None,

@@ -59,7 +59,9 @@ async def _run(target: AsyncTarget, what: str, rows: Any, chunk_size: int, write
                 rows, chunk_size, lambda chunk, offset: bridge.run_sync(lambda _c: write(engine, chunk, offset))
             )
     return await _feed(
-        rows, chunk_size, lambda chunk, offset: target.run_sync(lambda sync: write(sync, chunk, offset))  # type: ignore[union-attr]
+        rows,
+        chunk_size,
+        lambda chunk, offset: target.run_sync(lambda sync: write(sync, chunk, offset)),  # type: ignore[union-attr]
     )
 
 

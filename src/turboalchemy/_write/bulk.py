@@ -18,14 +18,14 @@ from typing import Any
 from sqlalchemy import Table
 from sqlalchemy.engine import Dialect
 
-from turboalchemy._schema import key_map, table_of
+from turboalchemy._schema import Model, key_map, table_of
 from turboalchemy._targets import Target, bound
 from turboalchemy._write.plan import Kind, WritePlan, compile_plan, nan_position
 from turboalchemy._write.sqlite import ChunkFailed, SqliteChunkWriter
 from turboalchemy.errors import BulkWriteError, SchemaMismatchError, UnsupportedTargetError, translate
 
 
-def bulk_insert(target: Target, model: Any, rows: Iterable[Any], *, chunk_size: int = 5000) -> int:
+def bulk_insert(target: Target, model: Model, rows: Iterable[Any], *, chunk_size: int = 5000) -> int:
     """Insert `rows` into `model`'s table at executemany speed, storing what the ORM would store.
 
     `target` is an Engine (each chunk commits on its own) or a Connection or Session (the caller's
@@ -40,7 +40,7 @@ def bulk_insert(target: Target, model: Any, rows: Iterable[Any], *, chunk_size: 
 
 def bulk_upsert(
     target: Target,
-    model: Any,
+    model: Model,
     rows: Iterable[Any],
     *,
     conflict: Sequence[str],
@@ -123,7 +123,7 @@ class _Reader:
             values = None
         if values is None or set(map(len, chunk if self.shape != "instance" else values)) != {self.width}:
             raise self._shape_error(chunk, start)
-        return values
+        return values  # type: ignore[return-value]  # tuples: the Sequence the callers index
 
     def _shape_error(self, chunk: list[Any], start: int) -> BulkWriteError:
         for i, row in enumerate(chunk):
@@ -264,7 +264,7 @@ def _params(
             try:
                 column = param.process_column(column)
             except Exception as exc:
-                at = next(i for i, v in enumerate(column) if _fails(param.process, v))  # type: ignore[arg-type]
+                at = next(i for i, v in enumerate(column) if _fails(param.process, v))
                 raise _row_error(
                     plan.table,
                     start + at,

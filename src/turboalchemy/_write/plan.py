@@ -141,15 +141,19 @@ def compile_plan(
     return plan
 
 
-@functools.cache
-def _positional_dialect(cls: type) -> Dialect:
-    return cls(paramstyle="format")  # type: ignore[no-any-return]
+_FORMAT_TWINS: dict[type[Dialect], Dialect] = {}
 
 
 def _positional(dialect: Dialect) -> Dialect:
     """The dialect itself when it binds by position (SQLite), else a 'format' (%s) twin (psycopg), so that
     each chunk's rows can go to the driver as plain tuples in the statement's order."""
-    return dialect if dialect.positional else _positional_dialect(type(dialect))
+    if dialect.positional:
+        return dialect
+    cls = type(dialect)
+    twin = _FORMAT_TWINS.get(cls)
+    if twin is None:
+        twin = _FORMAT_TWINS[cls] = cls(paramstyle="format")  # type: ignore[call-arg]  # DefaultDialect takes it
+    return twin
 
 
 def _copy_plan(
@@ -215,7 +219,7 @@ def _param(
         return Param(column, source, generate, scalar, None, None)
     if _python_type(column) is datetime:
         fast = _fast_datetime(process)
-        if fast is not process:
+        if fast is not None and fast is not process:
             return Param(column, source, generate, scalar, fast, _datetime_column(fast))
     return Param(column, source, generate, scalar, process, lambda values: list(map(process, values)))
 
@@ -249,7 +253,7 @@ def _fast_datetime(process: Callable[[Any], Any] | None) -> Callable[[Any], Any]
     if process is None or any(process(p) != p.isoformat(" ", "microseconds") for p in _PROBES):
         return process
 
-    def fast(value: Any, _datetime: type = datetime, _slow: Callable[[Any], Any] = process) -> Any:
+    def fast(value: Any, _datetime: type[datetime] = datetime, _slow: Callable[[Any], Any] = process) -> Any:
         if value is None:
             return None
         if value.__class__ is _datetime and value.tzinfo is None:
@@ -317,7 +321,7 @@ def _upsert(
             sets[key] = bindparam(_ONUPDATE + key, type_=column.type)
             onupdate.append(column)
         elif key not in provided and column.onupdate is not None:
-            sets[key] = column.onupdate.arg  # a SQL expression onupdate, rendered inline
+            sets[key] = column.onupdate.arg  # type: ignore[attr-defined]  # a SQL expression onupdate, rendered inline
         else:
             sets[key] = stmt.excluded[key]
     if sets:

@@ -78,7 +78,7 @@ class PostgresChunkWriter:
         else:
             temp = self._temp_table(cursor, plan)
             self._copy(cursor, temp, plan, params, ordinal=True)
-            cursor.execute(plan.merge_sql, plan.merge_params())  # type: ignore[arg-type]
+            cursor.execute(plan.merge_sql, plan.merge_params())
 
     def _copy(
         self, cursor: Any, target: sql.Composable, plan: WritePlan, params: list[Sequence[Any]], *, ordinal: bool
@@ -101,7 +101,7 @@ class PostgresChunkWriter:
 
     def _temp_table(self, cursor: Any, plan: WritePlan) -> sql.Composable:
         """A session-private copy of the table's columns, emptied for each chunk, dropped at commit."""
-        name = sql.Identifier(plan.temp_name)  # type: ignore[arg-type]
+        name = sql.Identifier(plan.temp_name)
         cursor.execute(
             sql.SQL("CREATE TEMP TABLE IF NOT EXISTS {} (LIKE {}, {} bigint) ON COMMIT DROP").format(
                 name, _table(plan), sql.Identifier(_ORD)

@@ -71,7 +71,7 @@ class _AsyncAdapted:
 class SqliteChunkWriter:
     """Writes chunks on one DBAPI connection, each its own transaction or savepoint."""
 
-    def __init__(self, dbapi_connection: sqlite3.Connection, own_transactions: bool) -> None:
+    def __init__(self, dbapi_connection: Any, own_transactions: bool) -> None:
         # Under SQLAlchemy's asyncio extension (run in its greenlet) the connection is an adapter over aiosqlite
         adapted = not isinstance(dbapi_connection, sqlite3.Connection) and hasattr(
             dbapi_connection, "driver_connection"
