@@ -37,7 +37,7 @@ wheels: $(VENV)/.installed
 	dist/smoke/bin/python -m pip install --quiet dist/turboalchemy-*.whl
 	cd dist && smoke/bin/python ../tools/smoke.py
 	dist/smoke/bin/python -m pip install --quiet dist/sqlite_bench-*.whl
-	dist/smoke/bin/sqlite-bench --help > /dev/null && echo "smoke: sqlite-bench installs beside it and runs"
+	dist/smoke/bin/sqlite-bench before-after --help > /dev/null && echo "smoke: sqlite-bench installs beside it and runs"
 
 ## The 10M-row reference curve (about an hour on 2 cores): results and plot in docs/results/curve-10m/.
 CURVE := docs/results/curve-10m
