@@ -85,6 +85,7 @@ reference-report: $(VENV)/.installed
 	  $(REF)/reads/sqlite/results.json $(REF)/reads/postgresql/results.json $(REF)/postgresql-1m/results.json \
 	  $(REF)/orm-compare/results.json --out $(REF)/report
 	$(PY) -m sqlite_bench.cli plot-curve $(CURVE)/*/results.json --out $(CURVE)/curve.png
+	$(PY) tools/link_run_reports.py $(REF)
 
 clean:
 	rm -rf $(VENV) dist build results .pytest_cache .hypothesis .mypy_cache .ruff_cache bench/.pytest_cache bench/.hypothesis

@@ -104,3 +104,18 @@ def test_a_typed_error_names_the_statement_and_survives_pickling(full_engine):
     copy = pickle.loads(pickle.dumps(caught.value))
     assert type(copy) is turboalchemy.DiskFullError and str(copy.orig) == str(caught.value.orig)
     assert copy.statement == caught.value.statement
+
+
+def test_an_engine_that_hides_parameters_hides_them_in_our_errors_too(tmp_path):
+    engine = turboalchemy.create_engine(f"sqlite:///{tmp_path / 'h.db'}", hide_parameters=True)
+    Base.metadata.create_all(engine)
+    with engine.connect() as conn:
+        conn.exec_driver_sql("PRAGMA max_page_count = 40")
+    with pytest.raises(turboalchemy.DiskFullError) as caught:
+        with engine.begin() as conn:
+            conn.execute(insert(Blob), [{"id": i, "body": "hunter2-" + "x" * 4000} for i in range(200)])
+    assert "hunter2" not in str(caught.value) and "parameters hidden" in str(caught.value)
+    assert caught.value.ismulti is True
+    copy = pickle.loads(pickle.dumps(caught.value))
+    assert "hunter2" not in str(copy) and copy.hide_parameters and copy.params == caught.value.params
+    engine.dispose()

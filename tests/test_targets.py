@@ -31,6 +31,11 @@ SYNC_CALLS = {
     "explain": lambda t: turboalchemy.explain(t, ORDERED),
     "count_queries": lambda t: turboalchemy.count_queries(t).__enter__(),
     "health": lambda t: turboalchemy.health(t),
+    "backup": lambda t: turboalchemy.backup(t, "copy.db"),
+    "migrate": lambda t: turboalchemy.migrate(t, "."),
+    "advise": lambda t: turboalchemy.advise(t),
+    "copy_database": lambda t: turboalchemy.copy_database(t, t),
+    "WriteQueue": lambda t: turboalchemy.WriteQueue(t),
 }
 ASYNC_CALLS = {
     "abulk_insert": lambda t: turboalchemy.abulk_insert(t, Item, [{"id": 1}]),
@@ -46,7 +51,7 @@ def test_a_synchronous_function_refuses_what_is_no_target_naming_itself(name):
     assert isinstance(caught.value, TypeError)
 
 
-@pytest.mark.parametrize("name", sorted(set(SYNC_CALLS) - {"health"}))
+@pytest.mark.parametrize("name", sorted(set(SYNC_CALLS) - {"health", "backup", "migrate", "advise"}))
 def test_an_asyncio_engine_given_to_a_synchronous_function_points_to_the_asyncio_way(name, tmp_path):
     engine = create_async_engine(f"sqlite+aiosqlite:///{tmp_path / 'a.db'}")
     way = rf"use turboalchemy\.a{name}\)" if hasattr(turboalchemy, f"a{name}") else r"pass its sync_engine"
@@ -65,4 +70,24 @@ def test_a_synchronous_engine_given_to_an_asyncio_function_points_to_the_plain_o
         match=rf"not Engine \(for synchronous targets, use turboalchemy\.{name[1:]}\)",
     ):
         asyncio.run(ASYNC_CALLS[name](engine))
+    engine.dispose()
+
+
+@pytest.mark.parametrize("name", ["backup", "migrate"])
+def test_the_file_tools_refuse_a_connection_they_would_bypass(name, tmp_path):
+    """backup and migrate open the file themselves, so a Connection's transaction would not hold them."""
+    engine = turboalchemy.create_engine(f"sqlite:///{tmp_path / 'f.db'}")
+    with (
+        engine.connect() as conn,
+        pytest.raises(turboalchemy.UnsupportedTargetError, match=rf"^{name} takes an Engine or path, not Connection"),
+    ):
+        SYNC_CALLS[name](conn)
+    engine.dispose()
+
+
+@pytest.mark.parametrize("option", [{"method": "copy"}, {"pages_per_step": 0}])
+def test_a_bad_backup_argument_is_a_value_error(tmp_path, option):
+    engine = turboalchemy.create_engine(f"sqlite:///{tmp_path / 'b.db'}")
+    with pytest.raises(ValueError):
+        turboalchemy.backup(engine, tmp_path / "copy.db", **option)
     engine.dispose()

@@ -87,7 +87,7 @@ def migrate(args: argparse.Namespace) -> int:
 
 
 def checkpoint(args: argparse.Namespace) -> int:
-    path = database_path(args.database)
+    path = database_path(args.database, "checkpoint")
     try:
         with open_file(path, read_only=False) as conn:  # type: ignore[arg-type]
             busy, log, done = conn.execute(f"PRAGMA wal_checkpoint({args.mode.upper()})").fetchone()  # mode: a choice

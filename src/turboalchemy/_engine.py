@@ -161,6 +161,6 @@ def _open(url: URL, profile: Profile, options: dict[str, Any], *, read_only: boo
     @event.listens_for(engine, "handle_error")
     def _typed(context: Any) -> TurboAlchemyError | None:
         # raised by SQLAlchemy in place of its own OperationalError, which the typed error also is
-        return translate(context.original_exception, statement=context.statement, params=context.parameters)
+        return translate(context.original_exception, context)
 
     return engine

@@ -22,12 +22,13 @@ def quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-FILE_KINDS: tuple[TargetKind, ...] = ("engine", "connection", "path")
+FILE_KINDS: tuple[TargetKind, ...] = ("engine", "path")  # the file tools: an Engine or a path
+WITH_CONNECTION: tuple[TargetKind, ...] = ("engine", "connection", "path")  # readers that may borrow a connection
 
 
-def database_path(target: Any, what: str = "this tool") -> Path | None:
+def database_path(target: Any, what: str, accept: tuple[TargetKind, ...] = FILE_KINDS) -> Path | None:
     """The file behind an Engine, a Connection or a path; None for an in-memory database."""
-    if classify(target, FILE_KINDS, what) == "path":
+    if classify(target, accept, what) == "path":
         text = os.fspath(target)
         if text.startswith("sqlite:"):
             database = text.split(":///", 1)[1] if ":///" in text else ""
@@ -64,12 +65,12 @@ def _uri(path: Path, mode: str) -> str:
 
 
 @contextmanager
-def reading(target: Any, what: str = "this tool") -> Iterator[sqlite3.Connection]:
+def reading(target: Any, what: str, accept: tuple[TargetKind, ...] = FILE_KINDS) -> Iterator[sqlite3.Connection]:
     """A DBAPI connection to read from: the Connection's or the Engine's own (so its PRAGMAs apply), or a
     read-only one on a path."""
-    kind = classify(target, FILE_KINDS, what)
+    kind = classify(target, accept, what)
     if kind == "path":
-        path = database_path(target, what)
+        path = database_path(target, what, accept)
         if path is None:
             raise UnsupportedTargetError("an in-memory database has no file to open; pass its Engine")
         with open_file(path, read_only=True) as conn:

@@ -35,6 +35,7 @@ FileTarget: TypeAlias = Engine | str | os.PathLike[str]
 
 SYNC: frozenset[TargetKind] = frozenset({"engine", "connection", "session"})
 ASYNC: frozenset[TargetKind] = frozenset({"async_engine", "async_connection", "async_session"})
+ENGINE: frozenset[TargetKind] = frozenset({"engine"})
 
 _NAMES: dict[TargetKind, str] = {
     "engine": "Engine",

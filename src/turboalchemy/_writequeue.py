@@ -34,6 +34,7 @@ from sqlalchemy.sql.base import Executable
 
 from turboalchemy._engine import dedicated_writer, profile_of
 from turboalchemy._schema import Model
+from turboalchemy._targets import ENGINE, classify
 from turboalchemy.errors import QueueClosedError, QueueFullError, TurboAlchemyError, translate
 
 Params = Mapping[str, Any] | Sequence[Mapping[str, Any]] | None
@@ -119,6 +120,7 @@ class WriteQueue:
         max_pending: int = 100_000,
         put_timeout: float | None = None,
     ) -> None:
+        classify(engine, ENGINE, "WriteQueue")
         if max_batch < 1 or max_pending < 1 or max_wait_ms < 0:
             raise ValueError("max_batch and max_pending must be at least 1, max_wait_ms at least 0")
         self.max_batch = max_batch

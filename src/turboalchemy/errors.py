@@ -112,14 +112,20 @@ class _DriverError(TurboAlchemyError, sa_exc.DBAPIError):
         *,
         statement: str | None = None,
         params: Any = None,
+        hide_parameters: bool = False,
+        connection_invalidated: bool = False,
+        ismulti: bool | None = None,
         committed: int | None = None,
     ) -> None:
-        sa_exc.StatementError.__init__(self, message, statement, params, orig)
-        self.connection_invalidated = False
+        sa_exc.StatementError.__init__(
+            self, message, statement, params, orig, hide_parameters=hide_parameters, ismulti=ismulti
+        )
+        self.connection_invalidated = connection_invalidated
         self.committed = committed
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return self.__class__, (self.args[0], self.orig), {"statement": self.statement, "committed": self.committed}
+        state = {k: v for k, v in vars(self).items() if k not in ("orig",)}
+        return self.__class__, (self.args[0], self.orig), state
 
     def _code_str(self) -> str:
         return ""  # the message says what to do; no link to SQLAlchemy's page for the generic class
@@ -183,8 +189,11 @@ _BY_CODE: dict[int, tuple[type[_DriverError], str]] = {
 }
 
 
-def translate(exc: BaseException, *, statement: str | None = None, params: Any = None) -> _DriverError | None:
-    """The turboalchemy error for a driver (sqlite3) error, with its cause set; None when it has no better name."""
+def translate(exc: BaseException, context: Any = None) -> _DriverError | None:
+    """The turboalchemy error for a driver (sqlite3) error, with its cause set; None when it has no better name.
+
+    `context`: SQLAlchemy's ExceptionContext when there is one (the handle_error event), for the statement, its
+    parameters and whether the engine hides them, as SQLAlchemy's own error would carry them."""
     code = getattr(exc, "sqlite_errorcode", None)
     if code is None:
         text = str(exc).lower()
@@ -192,6 +201,18 @@ def translate(exc: BaseException, *, statement: str | None = None, params: Any =
     if code is None or (code & 0xFF) not in _BY_CODE:
         return None
     cls, advice = _BY_CODE[code & 0xFF]
-    error = cls(f"{exc}: {advice}", exc, statement=statement, params=params)
+    if context is None:
+        error = cls(f"{exc}: {advice}", exc)
+    else:
+        execution = context.execution_context
+        error = cls(
+            f"{exc}: {advice}",
+            exc,
+            statement=context.statement,
+            params=context.parameters,
+            hide_parameters=context.engine is not None and context.engine.hide_parameters,
+            connection_invalidated=bool(context.is_disconnect),
+            ismulti=execution.executemany if execution is not None else None,
+        )
     error.__cause__ = exc
     return error

@@ -6,11 +6,12 @@ Never run: every line is for the type checker (assert_type is a no-op at run tim
 from __future__ import annotations
 
 from concurrent.futures import Future
-from typing import Any, assert_type
+from typing import Any, TypeVar, assert_type
 
-from sqlalchemy import Engine, Select, Table, insert, select, text
+from sqlalchemy import Engine, Table, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+from sqlalchemy.sql.base import Executable
 
 import turboalchemy
 
@@ -49,9 +50,15 @@ def sync_calls(session: Session, table: Table) -> None:
 
     assert_type(turboalchemy.health("app.db"), turboalchemy.HealthReport)
     assert_type(turboalchemy.explain(session, select(User)), turboalchemy.QueryPlan)
-    assert_type(turboalchemy.raiseload_all(select(User)), Select[User])  # SQLAlchemy 2.1 spelling
     with turboalchemy.count_queries(session) as counted:
         assert_type(counted, turboalchemy.QueryCount)
+
+
+S = TypeVar("S", bound=Executable)
+
+
+def raiseload_all_keeps_the_statements_type(stmt: S) -> S:
+    return turboalchemy.raiseload_all(stmt)  # an error here if it returned anything wider
 
 
 async def async_calls(engine: AsyncEngine) -> None:

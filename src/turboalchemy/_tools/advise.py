@@ -12,8 +12,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from sqlalchemy.engine import Connection
+
+from turboalchemy._sqlite import WITH_CONNECTION, reading
 from turboalchemy._sqlite import quote as _quote
-from turboalchemy._sqlite import reading
 from turboalchemy._targets import FileTarget
 
 if TYPE_CHECKING:
@@ -203,7 +205,7 @@ def _cache_bytes(conn: sqlite3.Connection, page_size: int) -> int:
 
 
 def advise(
-    target: FileTarget,
+    target: FileTarget | Connection,
     *,
     statements: Iterable[str] | None = None,
     rows_per_transaction: int | None = None,
@@ -219,7 +221,7 @@ def advise(
         rows_per_transaction = max(1, round(queue.stats.mean_batch))
     seen = list(statements) if statements is not None else None
     found: list[Advice] = []
-    with reading(target) as conn:
+    with reading(target, "advise", WITH_CONNECTION) as conn:
         page_size = conn.execute("PRAGMA page_size").fetchone()[0]
         db_bytes = conn.execute("PRAGMA page_count").fetchone()[0] * page_size
         cache = _cache_bytes(conn, page_size)

@@ -69,10 +69,10 @@ def backup(
     passed integrity_check; an existing `dest` is refused unless `overwrite`. Raises BackupError.
     """
     if method not in ("online", "vacuum"):
-        raise BackupError(f"method must be 'online' or 'vacuum', not {method!r}")
+        raise ValueError(f"method must be 'online' or 'vacuum', not {method!r}")
     if pages_per_step < 1:
-        raise BackupError("pages_per_step must be at least 1")
-    src_path = database_path(source)
+        raise ValueError("pages_per_step must be at least 1")
+    src_path = database_path(source, "backup")
     if src_path is None:
         raise BackupError("backup copies a database file; an in-memory database has none")
     target = Path(dest)

@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy import Column, Engine, MetaData, Table, func, inspect, select, text
 from sqlalchemy.schema import ForeignKeyConstraint, Index, PrimaryKeyConstraint, UniqueConstraint
 
+from turboalchemy._targets import ENGINE, classify
 from turboalchemy._write.bulk import bulk_insert
 from turboalchemy.errors import CopyError
 
@@ -116,6 +117,8 @@ def copy_database(
 ) -> CopyReport:
     """Copy `tables` (default: all) from `source` to `dest`, creating missing tables from `metadata`
     (default: the source's schema, made portable). Returns per-table figures; raises CopyError."""
+    classify(source, ENGINE, "copy_database")
+    classify(dest, ENGINE, "copy_database")
     schema = metadata if metadata is not None else portable_schema(source, tables)
     wanted = [t for t in schema.sorted_tables if not tables or t.name in tables]
     if tables and (missing := sorted(set(tables) - {t.name for t in wanted})):

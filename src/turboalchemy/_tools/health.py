@@ -13,7 +13,7 @@ from typing import Any
 
 from sqlalchemy.engine import Connection
 
-from turboalchemy._sqlite import database_path, reading
+from turboalchemy._sqlite import WITH_CONNECTION, database_path, reading
 from turboalchemy._sqlite import quote as _quote
 from turboalchemy._targets import FileTarget, kind_of
 
@@ -162,8 +162,8 @@ def _quick_check(conn: sqlite3.Connection) -> str:
 
 def health(target: FileTarget | Connection) -> HealthReport:
     """Inspect the database at `target` (a path, an Engine or a Connection) and flag what needs attention."""
-    path = database_path(target, "health")
-    with reading(target, "health") as conn:
+    path = database_path(target, "health", WITH_CONNECTION)
+    with reading(target, "health", WITH_CONNECTION) as conn:
 
         def pragma(name: str) -> Any:  # fixed names only
             return conn.execute(f"PRAGMA {name}").fetchone()[0]

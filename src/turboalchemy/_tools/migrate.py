@@ -133,7 +133,7 @@ def migrate(
     """
     files = discover(directory)
     latest = files[-1].version if files else 0
-    path = database_path(target)
+    path = database_path(target, "migrate")
     if path is None:
         raise MigrationError("migrate needs a database file (an in-memory database vanishes with its connection)")
     if not path.exists():
@@ -180,7 +180,7 @@ def migrate(
 def status(target: Target, directory: str | os.PathLike[str]) -> MigrationReport:
     """What `migrate` would do, without opening a transaction: the version and the pending files."""
     files = discover(directory)
-    path = database_path(target)
+    path = database_path(target, "migrate")
     before = 0
     if path is not None and path.exists():
         with open_file(path, read_only=True) as conn:
