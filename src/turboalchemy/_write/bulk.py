@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from datetime import datetime
 from itertools import islice
 from operator import itemgetter
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import Table
 from sqlalchemy.engine import Dialect
@@ -25,16 +25,33 @@ from turboalchemy._write.sqlite import ChunkFailed, SqliteChunkWriter
 from turboalchemy.errors import BulkWriteError, SchemaMismatchError, UnsupportedTargetError, translate
 
 
-def bulk_insert(target: Target, model: Model, rows: Iterable[Any], *, chunk_size: int = 5000) -> int:
+def bulk_insert(
+    target: Target,
+    model: Model,
+    rows: Iterable[Any],
+    *,
+    chunk_size: int = 5000,
+    on_conflict: Literal["error", "ignore"] = "error",
+    conflict: Sequence[str] | None = None,
+) -> int:
     """Insert `rows` into `model`'s table at executemany speed, storing what the ORM would store.
 
     `target` is an Engine (each chunk commits on its own) or a Connection or Session (the caller's
     transaction; the caller commits). Rows are dicts keyed by attribute or column name, model
-    instances, or tuples in the table's column order. Returns the number of rows written.
+    instances, or tuples in the table's column order. Returns the number of rows written (with
+    `on_conflict="ignore"`, the number of rows sent, skipped ones included).
     `chunk_size` rows go in one transaction: 5,000 keeps full speed where keys arrive in order (p99 under
     60 ms in the benchmark); where inserts scatter, larger chunks trade latency for throughput (README).
+    `on_conflict="ignore"` skips rows that conflict with a stored row or an earlier row of the call (on the
+    unique key `conflict`, or on any unique key when it is None): `ON CONFLICT DO NOTHING`, the first row wins.
     Raises SchemaMismatchError before any SQL runs, or BulkWriteError naming the row and column.
     """
+    if on_conflict == "ignore":
+        return _write(target, model, rows, "upsert", chunk_size, tuple(conflict or ()), ())
+    if on_conflict != "error":
+        raise ValueError(f"on_conflict must be 'error' or 'ignore', not {on_conflict!r} (to update, use bulk_upsert)")
+    if conflict is not None:
+        raise ValueError("conflict= names the key for on_conflict='ignore'; to update on it, use bulk_upsert")
     return _write(target, model, rows, "insert", chunk_size, (), None)
 
 
@@ -50,7 +67,9 @@ def bulk_upsert(
     """Insert `rows`, updating the stored row where `conflict` (a unique key) matches.
 
     `update=None` updates every column outside the conflict target and the primary key that the
-    rows supply, plus columns with an `onupdate`. Duplicates within one call resolve last-wins.
+    rows supply, plus columns with an `onupdate`; `update=()` updates nothing (insert, skipping conflicting
+    rows: the same as bulk_insert(..., on_conflict="ignore")). An `update=` column the rows do not supply is
+    refused before any SQL. Duplicates within one call resolve last-wins.
     """
     return _write(target, model, rows, "upsert", chunk_size, tuple(conflict), None if update is None else tuple(update))
 
@@ -277,17 +296,17 @@ def _params(
     return list(zip(*out)), values
 
 
+def _take(iterator: Iterator[Any], size: int) -> list[Any]:
+    """The next chunk of rows, each dict or list copied as it is taken: a generator may yield one object again
+    and again with new values, and each row must keep its own."""
+    return [r.copy() if r.__class__ is dict or r.__class__ is list else r for r in islice(iterator, size)]
+
+
 def _refuse_nan(plan: WritePlan, params: list[tuple[Any, ...]], start: int) -> None:
-    """Raise if a floating-point column holds NaN (SQLite would store NULL); one C-level pass when clean."""
+    """Raise if a column holds NaN (SQLite would store NULL); C-level passes when clean."""
     positions = [i for i, p in enumerate(plan.params) if p.source in plan.check_nan]
     for i in positions:
-        try:
-            total = sum(map(itemgetter(i), params), 0.0)  # NaN (or inf - inf) makes the sum NaN
-            if total == total:
-                continue
-        except (TypeError, OverflowError):
-            pass  # None in a nullable column, Decimal, text: look one by one
-        at = nan_position([row[i] for row in params])
+        at = nan_position(list(map(itemgetter(i), params)))
         if at >= 0:
             key = plan.params[i].column.key
             raise _row_error(
@@ -368,7 +387,7 @@ def _write(
     conflict = tuple(names.get(c, c) for c in conflict)
     update = None if update is None else tuple(names.get(c, c) for c in update)
     iterator = iter(rows)
-    chunk = list(islice(iterator, chunk_size))
+    chunk = _take(iterator, chunk_size)
     if not chunk:
         return 0
     reader = _Reader(model, table, chunk[0])
@@ -400,7 +419,7 @@ def _write(
                     raise typed from failed.cause
                 raise _failure(plan, failed, values, written, len(chunk), commits) from failed.cause
             written += len(chunk)
-            chunk = list(islice(iterator, chunk_size))
+            chunk = _take(iterator, chunk_size)
     return written - offset
 
 

@@ -7,13 +7,15 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from operator import attrgetter, methodcaller
 from typing import Any, Literal
 
-from sqlalchemy import BigInteger, MetaData, Table, bindparam, insert, select
+from sqlalchemy import BigInteger, MetaData, Table, bindparam, func, insert, literal_column, or_, select
 from sqlalchemy.engine import Dialect
 from sqlalchemy.schema import Column
 
@@ -21,7 +23,9 @@ from turboalchemy._schema import unique_keys
 from turboalchemy.errors import SchemaMismatchError
 
 Kind = Literal["insert", "upsert"]
-_ONUPDATE = "_turboalchemy_onupdate_"
+_RESERVED = "_turboalchemy_"  # no user column may start so: staging columns and parameter names do
+_ONUPDATE = _RESERVED + "onupdate_"
+ARRIVAL = _RESERVED + "ord"  # the staging table's arrival-order column
 
 
 @dataclass(frozen=True)
@@ -102,6 +106,12 @@ def compile_plan(
     unknown = [k for k in provided if k not in columns]
     if unknown:
         raise SchemaMismatchError(f"table {table.name!r} has no column(s) {', '.join(map(repr, unknown))}")
+    ours = [c.name for c in columns if c.name.lower().startswith(_RESERVED)]
+    if ours:
+        raise SchemaMismatchError(
+            f"table {table.name!r}: column {ours[0]!r} uses the prefix {_RESERVED!r}, which turboalchemy keeps for "
+            "its own staging columns and parameters; rename the column"
+        )
     missing = [c.key for c in columns if c.key not in provided and _needs_value(c, table)]
     if missing:
         raise SchemaMismatchError(
@@ -133,9 +143,10 @@ def compile_plan(
             if generate is None:
                 raise SchemaMismatchError(f"column {table.name}.{name} needs a value the rows do not supply")
             params.append(_param(column, None, generate, scalar, dialect))
-    # SQLite stores NaN as NULL, so the fast path refuses it there; PostgreSQL stores NaN, as the ORM would
-    floating = tuple(i for i, k in enumerate(provided) if _is_floating(columns[k])) if dialect.name == "sqlite" else ()
-    plan = WritePlan(table, kind, compiled.string, provided, tuple(params), floating)
+    # SQLite stores NaN as NULL in any column, so the fast path refuses it there (a float can reach any column);
+    # PostgreSQL stores NaN, as the ORM would
+    floating = tuple(range(len(provided))) if dialect.name == "sqlite" else ()
+    plan = WritePlan(table, kind, _aliased(compiled.string, table, dialect, kind), provided, tuple(params), floating)
     if dialect.name == "postgresql":
         plan = _copy_plan(plan, named, conflict, update)
     return plan
@@ -179,24 +190,29 @@ def _copy_plan(
         return plan
     if inserted != plan.params[: len(inserted)]:
         return plan  # onupdate parameters must follow the inserted ones for the rows to be sliced
-    temp_name = f"_turboalchemy_{table.name}"[:63]
+    # One staging table per target table (schema included) and column set, so two tables, or two column sets
+    # of one table, never share one inside a transaction; it holds only the columns the rows supply.
+    digest = hashlib.sha1(f"{table.schema}.{table.name}:{','.join(columns)}".encode()).hexdigest()[:12]
+    temp_name = f"{_RESERVED}{table.name[:30]}_{digest}"
     temp = Table(
         temp_name,
         MetaData(),
         *(Column(c.name, c.type, key=c.key) for c in (p.column for p in inserted)),
-        Column("_turboalchemy_ord", BigInteger),
+        Column(ARRIVAL, BigInteger),
     )
     keys = [p.column.key for p in inserted]
-    source = select(*(temp.c[k] for k in keys))
-    if conflict:
-        on = [temp.c[k] for k in conflict]
-        try:
-            from sqlalchemy.dialects.postgresql import distinct_on  # SQLAlchemy 2.1
-
-            source = source.ext(distinct_on(*on))
-        except ImportError:  # 2.0
-            source = source.distinct(*on)
-        source = source.order_by(*on, temp.c["_turboalchemy_ord"].desc())  # duplicates: the last row wins
+    order = temp.c[ARRIVAL]
+    source = select(*(temp.c[k] for k in keys)).order_by(order)  # arrival order, as executemany would insert
+    if any(p.onupdate for p in plan.params) or _sets_anything(table, plan.provided, conflict, update):
+        # Duplicates of one key within a chunk: the last wins (ON CONFLICT DO UPDATE may not touch a row
+        # twice in one statement). Rows with a NULL in the key never conflict, so every one of them stays.
+        latest = func.row_number().over(partition_by=[temp.c[k] for k in conflict], order_by=order.desc())
+        ranked = select(*(temp.c[k] for k in keys), order, latest.label("_rank")).subquery()
+        keep = [
+            ranked.c._rank == literal_column("1"),
+            *(ranked.c[k].is_(None) for k in conflict if table.columns[k].nullable),
+        ]
+        source = select(*(ranked.c[k] for k in keys)).where(or_(*keep)).order_by(ranked.c[ARRIVAL])
     stmt, _ = _upsert(table, dialect, plan.provided, conflict, update, source=(keys, source))
     compiled = stmt.compile(dialect=dialect)
     binds = tuple(
@@ -206,9 +222,8 @@ def _copy_plan(
         for p in plan.params
         if p.onupdate and p.column.key == name[len(_ONUPDATE) :]
     )
-    return dataclasses.replace(
-        plan, copy_columns=columns, temp_name=temp_name, merge_sql=compiled.string, merge_binds=binds
-    )
+    merge = _aliased(compiled.string, table, dialect, "upsert")
+    return dataclasses.replace(plan, copy_columns=columns, temp_name=temp_name, merge_sql=merge, merge_binds=binds)
 
 
 def _param(
@@ -284,12 +299,12 @@ def _upsert(
     source: tuple[list[str], Any] | None = None,
 ) -> tuple[Any, list[Column[Any]]]:
     columns = table.columns
-    if not conflict:
+    if not conflict and update != ():
         raise SchemaMismatchError("an upsert needs a conflict target: conflict=('col', ...)")
     unknown = [k for k in conflict if k not in columns]
     if unknown:
         raise SchemaMismatchError(f"conflict target names unknown column(s) {', '.join(map(repr, unknown))}")
-    if frozenset(conflict) not in unique_keys(table):
+    if conflict and frozenset(conflict) not in unique_keys(table):
         raise SchemaMismatchError(
             f"conflict target ({', '.join(conflict)}) is not a primary key, unique constraint or unique index "
             f"of table {table.name!r}; the database would refuse ON CONFLICT on it"
@@ -305,6 +320,12 @@ def _upsert(
         bad = [k for k in update if k not in columns]
         if bad:
             raise SchemaMismatchError(f"update names unknown column(s) {', '.join(map(repr, bad))}")
+        absent = [k for k in update if k not in provided and columns[k].onupdate is None]
+        if absent:
+            raise SchemaMismatchError(
+                f"update= names {absent[0]!r}, which the rows do not supply: the stored value would be replaced by "
+                f"the column's default; supply it in every row or leave it out of update="
+            )
         targets = list(update)
     module = {"sqlite": "sqlalchemy.dialects.sqlite", "postgresql": "sqlalchemy.dialects.postgresql"}.get(dialect.name)
     if module is None:
@@ -326,19 +347,43 @@ def _upsert(
             sets[key] = stmt.excluded[key]
     if sets:
         stmt = stmt.on_conflict_do_update(index_elements=list(conflict), set_=sets)
-    else:
-        stmt = stmt.on_conflict_do_nothing(index_elements=list(conflict))
+    else:  # update=(): insert, skipping rows that conflict on `conflict` (or on any unique key when none is named)
+        stmt = stmt.on_conflict_do_nothing(index_elements=list(conflict) or None)
     return stmt, onupdate
 
 
+def _aliased(statement: str, table: Table, dialect: Dialect, kind: Kind) -> str:
+    """An upsert into a table named `excluded` with the target aliased, so that `excluded.col` in its SET clause
+    means the proposed row, as it does for any other table (SQLite would read the target's own value, PostgreSQL
+    refuse the name as ambiguous). Any other statement as compiled."""
+    if kind != "upsert" or table.name.lower() != "excluded":
+        return statement
+    head = f"INSERT INTO {dialect.identifier_preparer.format_table(table)} "
+    if not statement.startswith(head):
+        raise SchemaMismatchError(f"cannot alias the upsert target {table.name!r} in: {statement[:80]}")
+    return head + f"AS {_RESERVED}target " + statement[len(head) :]
+
+
+def _sets_anything(
+    table: Table, provided: tuple[str, ...], conflict: tuple[str, ...], update: tuple[str, ...] | None
+) -> bool:
+    """Whether an upsert updates (DO UPDATE) rather than skipping conflicting rows (DO NOTHING)."""
+    if update is not None:
+        return bool(update)
+    primary = {c.key for c in table.primary_key.columns}
+    return any(c.key not in conflict and c.key not in primary and c.key in provided for c in table.columns)
+
+
 def nan_position(values: Sequence[Any]) -> int:
-    """Index of the first NaN in `values`, or -1. Summing in C first keeps the common case cheap."""
+    """Index of the first NaN in `values`, or -1. C-level passes keep the common cases cheap: a sum for
+    numbers, the set of types for anything else (only a float or a Decimal can be NaN)."""
     try:
         total = sum(filter(None, values), 0.0)
         if total == total:
             return -1
     except (TypeError, OverflowError):
-        pass  # non-float values (Decimal, text, huge ints): look one by one
+        if not any(issubclass(kind, (float, Decimal)) for kind in set(map(type, values))):
+            return -1
     for i, value in enumerate(values):
         if value != value:
             return i

@@ -12,14 +12,13 @@ from typing import Any
 
 from psycopg import sql
 
-from turboalchemy._write.plan import WritePlan
+from turboalchemy._write.plan import ARRIVAL, WritePlan
 from turboalchemy._write.sqlite import ChunkFailed
 
 _SAVEPOINT = sql.SQL("turboalchemy_chunk")
 _PROBE = sql.SQL("turboalchemy_probe")
 _LINE = re.compile(r"^COPY [^,]+, line (\d+)(?:, column ([^:]+))?", re.MULTILINE)
 _KEY = re.compile(r"Key \(([^)]*)\)=")
-_ORD = "_turboalchemy_ord"
 
 
 def _row_specific(exc: BaseException) -> bool:
@@ -84,7 +83,7 @@ class PostgresChunkWriter:
         self, cursor: Any, target: sql.Composable, plan: WritePlan, params: list[Sequence[Any]], *, ordinal: bool
     ) -> None:
         columns = plan.copy_columns or ()
-        names = [*columns, _ORD] if ordinal else list(columns)
+        names = [*columns, ARRIVAL] if ordinal else list(columns)
         # Text format, as psycopg dumps each Python value: the server converts it as it would a bound value.
         # (Binary COPY was faster here but silently truncates an int past int4 and refuses an int for text.)
         statement = sql.SQL("COPY {} ({}) FROM STDIN").format(target, sql.SQL(", ").join(map(sql.Identifier, names)))
@@ -100,12 +99,15 @@ class PostgresChunkWriter:
                 write(row)
 
     def _temp_table(self, cursor: Any, plan: WritePlan) -> sql.Composable:
-        """A session-private copy of the table's columns, emptied for each chunk, dropped at commit."""
+        """A session-private table of the columns the rows supply, typed as the target's but with none of its
+        constraints or defaults (the server fills what the rows leave out when the merge inserts), plus the
+        arrival order; emptied for each chunk, dropped at commit."""
         name = sql.Identifier(plan.temp_name)
+        columns = sql.SQL(", ").join(map(sql.Identifier, plan.copy_columns or ()))
         cursor.execute(
-            sql.SQL("CREATE TEMP TABLE IF NOT EXISTS {} (LIKE {}, {} bigint) ON COMMIT DROP").format(
-                name, _table(plan), sql.Identifier(_ORD)
-            )
+            sql.SQL(
+                "CREATE TEMP TABLE IF NOT EXISTS {} ON COMMIT DROP AS SELECT {}, NULL::bigint AS {} FROM {} WITH NO DATA"
+            ).format(name, columns, sql.Identifier(ARRIVAL), _table(plan))
         )
         cursor.execute(sql.SQL("TRUNCATE {}").format(name))
         return name

@@ -1,0 +1,225 @@
+"""The contract, differentially: a bulk write stores what SQLAlchemy stores for the same input, on a twin
+database read back through a fresh connection, or refuses with our error before anything is written."""
+
+from __future__ import annotations
+
+import math
+import uuid
+from decimal import Decimal
+
+import pytest
+import sqlalchemy
+from sqlalchemy import create_engine, select, text
+from sqlalchemy.orm import Session
+
+import turboalchemy
+
+from .shop import PRICES_A, PRICES_B, Customer, Excluded, Shop, Tag, schemas
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def twins(request, tmp_path):
+    """Two empty databases of one backend: ours (the fast path writes) and theirs (SQLAlchemy writes)."""
+    if request.param == "sqlite":
+        urls = [f"sqlite:///{tmp_path / 'ours.db'}", f"sqlite:///{tmp_path / 'theirs.db'}"]
+        engines = [create_engine(u) for u in urls]
+    else:
+        base = request.getfixturevalue("postgres_url")
+        admin = create_engine(base, isolation_level="AUTOCOMMIT")
+        names = [f"twin_{uuid.uuid4().hex[:10]}" for _ in range(2)]
+        with admin.connect() as conn:
+            for name in names:
+                conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+        engines = [create_engine(base.rsplit("/", 1)[0] + "/" + n) for n in names]
+    for engine in engines:
+        Shop.metadata.create_all(engine)
+    yield engines
+    for engine in engines:
+        engine.dispose()
+    if request.param == "postgresql":
+        with admin.connect() as conn:
+            for name in names:
+                conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.dispose()
+
+
+def stored(engine, model) -> list[tuple]:
+    """Every stored row, through a fresh connection, in primary-key order."""
+    fresh = create_engine(engine.url)
+    try:
+        with fresh.connect() as conn:
+            table = model.__table__
+            return [tuple(r) for r in conn.execute(select(table).order_by(*table.primary_key.columns))]
+    finally:
+        fresh.dispose()
+
+
+def sqlalchemy_upsert(engine, model, rows, conflict, update):
+    """What SQLAlchemy itself stores: the dialect's insert().on_conflict_do_update, one row at a time in order
+    (so duplicates within the input resolve last-wins, as ours do)."""
+    module = sqlalchemy.dialects.sqlite if engine.dialect.name == "sqlite" else sqlalchemy.dialects.postgresql
+    stmt = module.insert(model)
+    stmt = (
+        stmt.on_conflict_do_update(index_elements=conflict, set_={c: stmt.excluded[c] for c in update})
+        if update
+        else stmt.on_conflict_do_nothing(index_elements=conflict)
+    )
+    with Session(engine) as session:
+        for row in rows:
+            session.execute(stmt, row)
+        session.commit()
+
+
+CUSTOMERS = [{"email": f"c{i}@shop.test", "name": f"c{i}", "balance": Decimal(i) / 7} for i in range(6)]
+AGAIN = [
+    {"email": "c1@shop.test", "name": "renamed", "balance": Decimal("1.5")},
+    {"email": "new@shop.test", "name": None, "balance": Decimal("2")},
+]
+
+
+@pytest.mark.parametrize("path", ["engine", "session", "repository"])
+def test_an_upsert_leaving_the_serial_id_and_server_default_out_stores_what_sqlalchemy_stores(twins, path):
+    ours, theirs = twins
+    for rows in (CUSTOMERS, AGAIN):
+        sqlalchemy_upsert(theirs, Customer, rows, ["email"], ["name", "balance"])
+        if path == "engine":
+            turboalchemy.bulk_upsert(ours, Customer, rows, conflict=["email"])
+        else:
+            with Session(ours) as session:
+                if path == "session":
+                    turboalchemy.bulk_upsert(session, Customer, rows, conflict=["email"])
+                else:
+                    turboalchemy.Repository(session, Customer).bulk_upsert(rows, conflict=["email"])
+                session.commit()
+    assert stored(ours, Customer) == stored(theirs, Customer)
+    assert [r[2] for r in stored(ours, Customer)] == ["basic"] * 7  # the server default, filled by the database
+
+
+def test_the_ignore_form_leaving_the_serial_id_out_stores_what_sqlalchemy_stores(twins):
+    ours, theirs = twins
+    for rows in (CUSTOMERS, AGAIN):
+        sqlalchemy_upsert(theirs, Customer, rows, ["email"], [])
+        turboalchemy.bulk_upsert(ours, Customer, rows, conflict=["email"], update=[])
+    assert stored(ours, Customer) == stored(theirs, Customer)
+
+
+def test_abulk_upsert_leaving_the_serial_id_out_stores_what_sqlalchemy_stores(twins):
+    import asyncio
+
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    ours, theirs = twins
+    url = ours.url.set(drivername="sqlite+aiosqlite" if ours.dialect.name == "sqlite" else "postgresql+psycopg_async")
+    aengine = create_async_engine(url)
+
+    async def load(rows):
+        await turboalchemy.abulk_upsert(aengine, Customer, rows, conflict=["email"])
+
+    for rows in (CUSTOMERS, AGAIN):
+        sqlalchemy_upsert(theirs, Customer, rows, ["email"], ["name", "balance"])
+        asyncio.run(load(rows))
+    asyncio.run(aengine.dispose())
+    assert stored(ours, Customer) == stored(theirs, Customer)
+
+
+NULL_KEYS = [
+    {"code": None, "grp": 1, "label": "a"},
+    {"code": None, "grp": 1, "label": "b"},
+    {"code": "x", "grp": None, "label": "c"},
+    {"code": "x", "grp": None, "label": "d"},
+    {"code": "x", "grp": 1, "label": "e"},
+    {"code": "x", "grp": 1, "label": "f"},
+]
+
+
+def test_rows_whose_conflict_key_holds_null_are_never_collapsed(twins):
+    """ON CONFLICT treats NULLs as distinct: all four NULL-key rows are inserted; the duplicate x/1 resolves
+    last-wins."""
+    ours, theirs = twins
+    sqlalchemy_upsert(theirs, Tag, NULL_KEYS, ["code", "grp"], ["label"])
+    written = turboalchemy.bulk_upsert(ours, Tag, NULL_KEYS, conflict=["code", "grp"])
+    assert [r[1:] for r in stored(ours, Tag)] == [r[1:] for r in stored(theirs, Tag)]
+    assert len(stored(ours, Tag)) == 5 and written == 6
+
+
+def test_a_generator_that_reuses_one_dict_stores_every_rows_own_values(twins):
+    ours, theirs = twins
+
+    def reused():
+        row = {}
+        for i in range(10):
+            row.update(email=f"r{i}@shop.test", name=f"r{i}", balance=Decimal(i))
+            yield row
+
+    with Session(theirs) as session:
+        session.execute(sqlalchemy.insert(Customer), [dict(r) for r in reused()])
+        session.commit()
+    turboalchemy.bulk_insert(ours, Customer, reused(), chunk_size=4)
+    turboalchemy.bulk_upsert(ours, Customer, reused(), conflict=["email"], chunk_size=4)
+    assert stored(ours, Customer) == stored(theirs, Customer)
+
+
+def test_an_update_column_the_rows_do_not_supply_is_refused_before_any_sql(twins):
+    ours, _ = twins
+    turboalchemy.bulk_insert(ours, Customer, CUSTOMERS)
+    before = stored(ours, Customer)
+    with pytest.raises(
+        turboalchemy.SchemaMismatchError, match=r"update= names 'balance', which the rows do not supply"
+    ):
+        turboalchemy.bulk_upsert(
+            ours, Customer, [{"email": "c1@shop.test", "name": "z"}], conflict=["email"], update=["name", "balance"]
+        )
+    assert stored(ours, Customer) == before
+
+
+def test_bulk_insert_can_skip_rows_that_conflict(twins):
+    ours, theirs = twins
+    sqlalchemy_upsert(theirs, Customer, CUSTOMERS + AGAIN, ["email"], [])
+    assert turboalchemy.bulk_insert(ours, Customer, CUSTOMERS, on_conflict="ignore") == 6
+    turboalchemy.bulk_insert(ours, Customer, AGAIN, on_conflict="ignore", conflict=["email"])
+    assert stored(ours, Customer) == stored(theirs, Customer)
+    with pytest.raises(ValueError, match="on_conflict"):
+        turboalchemy.bulk_insert(ours, Customer, AGAIN, on_conflict="update")
+
+
+def test_an_upsert_into_a_table_named_excluded_updates(twins):
+    """No differential here: SQLAlchemy's own statement silently keeps the old price on SQLite (`excluded.price`
+    resolves to the target) and is refused as ambiguous on PostgreSQL. Ours aliases the target, so the name
+    keeps its meaning."""
+    ours, _ = twins
+    for batch in ([{"id": 1, "price": 10}, {"id": 2, "price": 20}], [{"id": 1, "price": 11}]):
+        turboalchemy.bulk_upsert(ours, Excluded, batch, conflict=["id"])
+    assert stored(ours, Excluded) == [(1, 11), (2, 20)]
+
+
+def test_same_named_tables_in_two_schemas_upserted_in_one_transaction_keep_their_own_types(postgres_url):
+    engine = create_engine(postgres_url)
+    with engine.begin() as conn:
+        for schema in ("a", "b"):
+            conn.exec_driver_sql(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+            conn.exec_driver_sql(f"CREATE SCHEMA {schema}")
+    schemas.create_all(engine)
+    try:
+        with Session(engine) as session:
+            turboalchemy.bulk_upsert(session, PRICES_A, [{"id": 1, "v": Decimal("10")}], conflict=["id"])
+            turboalchemy.bulk_upsert(session, PRICES_B, [{"id": 1, "v": Decimal("10.1234")}], conflict=["id"])
+            session.commit()
+        with engine.connect() as conn:
+            assert conn.execute(select(PRICES_B.c.v)).scalar_one() == Decimal("10.1234")
+            assert conn.execute(select(PRICES_A.c.v)).scalar_one() == Decimal("10")
+    finally:
+        with engine.begin() as conn:
+            conn.execute(text("DROP SCHEMA a CASCADE; DROP SCHEMA b CASCADE"))
+        engine.dispose()
+
+
+@pytest.mark.parametrize("value", [math.nan, float("nan")])
+def test_nan_into_a_column_that_would_store_null_is_refused_on_sqlite(tmp_path, value):
+    engine = create_engine(f"sqlite:///{tmp_path / 'n.db'}")
+    Shop.metadata.create_all(engine)
+    rows = [{"email": "a@shop.test", "name": "a"}, {"email": "b@shop.test", "name": value}]
+    with pytest.raises(turboalchemy.BulkWriteError, match="row 1, column 'name': NaN") as caught:
+        turboalchemy.bulk_insert(engine, Customer, rows)
+    assert (caught.value.row, caught.value.column) == (1, "name")
+    assert stored(engine, Customer) == []
+    engine.dispose()
