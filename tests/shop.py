@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from sqlalchemy import Column, Integer, MetaData, Numeric, String, Table, UniqueConstraint, text
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy import Column, ForeignKey, Integer, MetaData, Numeric, String, Table, UniqueConstraint, text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
 class Shop(DeclarativeBase):
@@ -22,6 +22,17 @@ class Customer(Shop):
     tier: Mapped[str] = mapped_column(String(10), server_default=text("'basic'"))
     name: Mapped[str | None] = mapped_column(String(40))
     balance: Mapped[Decimal] = mapped_column(Numeric(10, 4), default=Decimal("0"))
+    orders: Mapped[list[Order]] = relationship(back_populates="customer")
+
+
+class Order(Shop):
+    """A child row: its foreign key is filled by the ORM from the relationship."""
+
+    __tablename__ = "orders"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    customer_id: Mapped[int | None] = mapped_column(ForeignKey("customers.id"))
+    item: Mapped[str] = mapped_column(String(20))
+    customer: Mapped[Customer | None] = relationship(back_populates="orders")
 
 
 class Tag(Shop):

@@ -292,13 +292,18 @@ def test_rows_that_cannot_fit_are_refused_before_any_sql(engines, rows, message)
     assert count(engine, STRICT) == 0
 
 
-def test_a_row_whose_keys_differ_from_the_first_is_named(engines):
+@pytest.mark.parametrize("chunk_size", [2, 5000], ids=["in a later chunk", "in the first chunk"])
+def test_a_later_row_with_a_key_that_is_no_column_is_named(engines, chunk_size):
+    """Rows may leave keys out (the column's default applies), but a key that names no column is refused."""
     engine = engines("keys")
     rows = [_strict(i) for i in range(5)]
     rows[3] = {"id": 3, "n": 3, "x": 1.0, "t": "?"}
-    with pytest.raises(BulkWriteError, match="row 3 lacks key 's'"):
-        turboalchemy.bulk_insert(engine, STRICT, rows)
-    assert count(engine, STRICT) == 0
+    with pytest.raises(
+        BulkWriteError, match="row 3 has key 't', which is not a column of table 'strict_rows'"
+    ) as caught:
+        turboalchemy.bulk_insert(engine, STRICT, rows, chunk_size=chunk_size)
+    assert (caught.value.row, caught.value.column, caught.value.committed) == (3, "t", 2 if chunk_size == 2 else 0)
+    assert count(engine, STRICT) == (2 if chunk_size == 2 else 0)
 
 
 def test_a_generator_is_read_chunk_by_chunk(engines):

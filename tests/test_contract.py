@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 import turboalchemy
 
-from .shop import PRICES_A, PRICES_B, Customer, Excluded, Shop, Tag, schemas
+from .shop import PRICES_A, PRICES_B, Customer, Excluded, Order, Shop, Tag, schemas
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -223,3 +223,90 @@ def test_nan_into_a_column_that_would_store_null_is_refused_on_sqlite(tmp_path, 
     assert (caught.value.row, caught.value.column) == (1, "name")
     assert stored(engine, Customer) == []
     engine.dispose()
+
+
+MIXED = [
+    {"email": "a@shop.test", "name": "a"},
+    {"email": "b@shop.test"},
+    {"email": "c@shop.test"},
+    {"email": "d@shop.test", "balance": Decimal("4.5")},
+    {"email": "e@shop.test", "name": None},
+    {"name": "f", "email": "f@shop.test"},
+]
+
+
+@pytest.mark.parametrize("chunk_size", [2, 5000])
+def test_dicts_that_leave_out_different_keys_store_what_the_orm_bulk_insert_stores(twins, chunk_size):
+    """A missing key means the column's default (Python-side applied, server-side left to the database); None
+    means NULL; rows of several key sets stay in their order."""
+    ours, theirs = twins
+    with Session(theirs) as session:
+        session.execute(sqlalchemy.insert(Customer), MIXED)
+        session.commit()
+    assert turboalchemy.bulk_insert(ours, Customer, MIXED, chunk_size=chunk_size) == len(MIXED)
+    assert stored(ours, Customer) == stored(theirs, Customer)
+
+
+def test_upserting_dicts_of_different_key_sets_stores_what_sqlalchemy_stores(twins):
+    ours, theirs = twins
+    rows = [*MIXED, {"email": "a@shop.test", "balance": Decimal(9)}, {"email": "b@shop.test", "name": "bee"}]
+    sqlalchemy_upsert(theirs, Customer, MIXED, ["email"], [])  # the first pass inserts
+    for row in rows[len(MIXED) :]:
+        sqlalchemy_upsert(theirs, Customer, [row], ["email"], [k for k in row if k != "email"])
+    turboalchemy.bulk_upsert(ours, Customer, rows, conflict=["email"])
+    assert stored(ours, Customer) == stored(theirs, Customer)
+
+
+def test_instances_that_set_different_attributes_store_what_add_all_stores(twins):
+    ours, theirs = twins
+
+    def instances():
+        return [
+            Customer(email="a@shop.test"),
+            Customer(email="b@shop.test", tier="gold"),
+            Customer(email="c@shop.test", name="c", balance=Decimal("2.25")),
+            Customer(email="d@shop.test"),
+        ]
+
+    with Session(theirs) as session:
+        session.add_all(instances())
+        session.commit()
+    turboalchemy.bulk_insert(ours, Customer, instances())
+    assert stored(ours, Customer) == stored(theirs, Customer)
+    assert [r[2] for r in stored(ours, Customer)] == ["basic", "gold", "basic", "basic"]
+
+
+@pytest.mark.parametrize(
+    "row",
+    [
+        lambda: Customer(email="p@shop.test", orders=[Order(item="x")]),
+        lambda: Order(item="y", customer=Customer(email="q@shop.test")),
+    ],
+    ids=["one-to-many children", "many-to-one parent"],
+)
+def test_an_instance_holding_related_objects_is_refused_before_any_sql(twins, row):
+    ours, _ = twins
+    first = Customer(email="first@shop.test") if isinstance(row(), Customer) else Order(item="first")
+    model = type(first)
+    with pytest.raises(
+        turboalchemy.SchemaMismatchError, match=r"row 1 sets relationship (Customer\.orders|Order\.customer)"
+    ):
+        turboalchemy.bulk_insert(ours, model, [first, row()])
+    assert stored(ours, model) == []
+
+
+@pytest.mark.parametrize("target_kind", ["engine", "session"])
+def test_a_chunk_of_several_key_sets_rolls_back_whole(twins, target_kind):
+    ours, _ = twins
+    turboalchemy.bulk_insert(ours, Customer, [{"email": "kept@shop.test"}])
+    before = stored(ours, Customer)
+    rows = [{"email": "a@shop.test"}, {"email": "b@shop.test", "name": "b"}, {"email": "a@shop.test"}]
+    with pytest.raises(turboalchemy.BulkWriteError) as caught:
+        if target_kind == "engine":
+            turboalchemy.bulk_insert(ours, Customer, rows)
+        else:
+            with Session(ours) as session:
+                turboalchemy.bulk_insert(session, Customer, rows)
+                session.commit()
+    assert (caught.value.row, caught.value.column) == (2, "email")
+    assert stored(ours, Customer) == before

@@ -136,7 +136,7 @@ def test_doctor_reports_a_damaged_copy_and_does_not_crash(tmp_path):
 def test_untrusted_files_are_opened_with_trusted_schema_off(tmp_path):
     db = tmp_path / "untrusted.db"
     sqlite3.connect(db).close()
-    with reading(db) as conn:
+    with reading(db, "health") as conn:
         assert conn.execute("PRAGMA trusted_schema").fetchone()[0] == 0
         with pytest.raises(sqlite3.OperationalError, match="readonly"):
             conn.execute("CREATE TABLE x (y)")

@@ -10,12 +10,13 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime
-from itertools import islice
+from itertools import groupby, islice
 from operator import itemgetter
 from typing import Any, Literal
 
-from sqlalchemy import Table
+from sqlalchemy import Table, inspect
 from sqlalchemy.engine import Dialect
 
 from turboalchemy._schema import Model, key_map, table_of
@@ -94,9 +95,11 @@ class _Context:
 class _Reader:
     """Reads value tuples, in the plan's `provided` order, from rows of one shape."""
 
-    def __init__(self, model: Any, table: Table, first: Any) -> None:
+    def __init__(self, model: Any, table: Table, first: Any, at: int = 0) -> None:
         names = key_map(model, table)
         self.table = table
+        self.names = names
+        self.model = model
         if isinstance(first, dict):
             self.shape = "dict"
             keys = list(first)
@@ -105,26 +108,27 @@ class _Reader:
             keys = []
             if len(first) != len(table.columns):
                 raise SchemaMismatchError(
-                    f"row 0 has {len(first)} values; table {table.name!r} has {len(table.columns)} columns "
+                    f"row {at} has {len(first)} values; table {table.name!r} has {len(table.columns)} columns "
                     "(tuples must follow the table's column order)"
                 )
             self.provided = tuple(c.key for c in table.columns)
         elif hasattr(first, "__dict__") and not isinstance(model, Table) and isinstance(first, model):
             self.shape = "instance"
             keys = [k for k in vars(first) if k in names]
+            _refuse_pending_relationships(model, first, at)
         else:
             raise SchemaMismatchError(
-                f"row 0 is a {type(first).__name__}; rows must be dicts, tuples or {getattr(model, '__name__', 'model')} instances"
+                f"row {at} is a {type(first).__name__}; rows must be dicts, tuples or {getattr(model, '__name__', 'model')} instances"
             )
         if self.shape != "tuple":
             unknown = [k for k in keys if k not in names]
             if unknown:
                 raise SchemaMismatchError(
-                    f"row 0 has key(s) {', '.join(map(repr, unknown))} that are not columns of table {table.name!r}"
+                    f"row {at} has key(s) {', '.join(map(repr, unknown))} that are not columns of table {table.name!r}"
                 )
             self.provided = tuple(names[k] for k in keys)
             if len(set(self.provided)) != len(self.provided):
-                raise SchemaMismatchError("row 0 names the same column twice (by attribute and by column name)")
+                raise SchemaMismatchError(f"row {at} names the same column twice (by attribute and by column name)")
         self.keys = keys
         self.width = len(keys) if self.shape != "tuple" else len(self.provided)
         getter = itemgetter(*keys) if keys else (lambda _r: ())
@@ -141,6 +145,8 @@ class _Reader:
         except (KeyError, TypeError, AttributeError):
             values = None
         if values is None or set(map(len, chunk if self.shape != "instance" else values)) != {self.width}:
+            if self.shape == "dict" and all(r.__class__ is dict for r in chunk):
+                raise _Mixed  # dicts supplying different keys: the caller writes them a run of one key set at a time
             raise self._shape_error(chunk, start)
         return values  # type: ignore[return-value]  # tuples: the Sequence the callers index
 
@@ -177,6 +183,86 @@ class _Reader:
                     f"row {start + i} is a {type(row).__name__}, unlike row 0",
                 )
         return _row_error(self.table, start, None, None, "rows changed shape within the chunk")
+
+
+class _Mixed(Exception):
+    """Internal: the chunk's dicts supply different keys."""
+
+
+def _refuse_pending_relationships(model: Any, instance: Any, at: int) -> None:
+    """Refuse an instance holding related objects: add_all would write them (and fill the foreign keys);
+    the fast path writes this table's columns only, so it would silently drop them."""
+    state = vars(instance)
+    for relationship in inspect(model).relationships:
+        value = state.get(relationship.key)
+        if value is not None and value != []:
+            raise SchemaMismatchError(
+                f"row {at} sets relationship {model.__name__}.{relationship.key}; bulk writes store this table's "
+                "columns only, so its related objects (and the foreign keys the ORM would fill from them) would "
+                "be lost: write the related rows with their own bulk call and set the foreign-key columns, or "
+                "use session.add_all for object graphs"
+            )
+
+
+@dataclass
+class _Batch:
+    """Rows of one key set within a chunk, ready for the driver: where they start in the chunk, their plan,
+    parameters, and the raw values (for naming a failing value's type)."""
+
+    offset: int
+    size: int
+    plan: WritePlan
+    params: list[Sequence[Any]]
+    values: Any
+
+
+def _batches(chunk: list[Any], reader: _Reader, start: int, plan_for: Callable[[_Reader], WritePlan]) -> list[_Batch]:
+    """The chunk as runs of rows that supply the same keys, in order, each with its own plan. A key a row
+    leaves out means the column's default (Python-side applied, server-side left to the database), as
+    SQLAlchemy's ORM bulk INSERT does. One run, the common case, costs no per-row check for dicts."""
+    if reader.shape != "instance":  # instances are read one by one below: a later one may set more attributes
+        plan = plan_for(reader)
+        try:
+            params, values = _params(plan, reader, chunk, start)
+            return [_Batch(0, len(chunk), plan, params, values)]
+        except _Mixed:
+            pass
+    if reader.shape == "instance" and not all(isinstance(r, reader.model) for r in chunk):
+        raise reader._shape_error(chunk, start)
+    names = reader.names
+    if reader.shape == "dict":
+        key_of: Callable[[Any], Any] = frozenset
+    else:
+
+        def key_of(row: Any) -> Any:
+            return frozenset(k for k in vars(row) if k in names)
+
+    batches: list[_Batch] = []
+    readers: dict[Any, _Reader] = {}
+    position = 0
+    for keys, run in groupby(chunk, key=key_of):
+        rows = list(run)
+        at = start + position
+        if reader.shape == "instance":
+            for i, row in enumerate(rows):
+                _refuse_pending_relationships(reader.model, row, at + i)
+        found = readers.get(keys)
+        if found is None:
+            unknown = [k for k in key_of(rows[0]) if k not in names]
+            if unknown:
+                raise _row_error(
+                    reader.table,
+                    at,
+                    unknown[0],
+                    None,
+                    f"row {at} has key {unknown[0]!r}, which is not a column of table {reader.table.name!r}",
+                )
+            found = readers[keys] = _Reader(reader.model, reader.table, rows[0], at)
+        plan = plan_for(found)
+        params, values = _params(plan, found, rows, at)
+        batches.append(_Batch(position, len(rows), plan, params, values))
+        position += len(rows)
+    return batches
 
 
 def _row_error(
@@ -393,19 +479,28 @@ def _write(
     reader = _Reader(model, table, chunk[0])
     written = offset
     with _chunk_writer(target, f"bulk_{kind}") as (writer, dialect, commits):
-        plan = compile_plan(table, dialect, kind, reader.provided, conflict, update)
+
+        def plan_for(reader: _Reader) -> WritePlan:  # compiled once per column set (compile_plan caches)
+            return compile_plan(table, dialect, kind, reader.provided, conflict, update)
+
         while chunk:
             try:
-                params, values = _params(plan, reader, chunk, written)
-            except BulkWriteError as refused:  # found before any SQL for this chunk ran
-                if commits:
+                batches = _batches(chunk, reader, written, plan_for)
+            except (BulkWriteError, SchemaMismatchError) as refused:  # found before any SQL for this chunk ran
+                if commits and isinstance(refused, BulkWriteError):
                     refused.committed = written
                     refused.args = (
                         f"{refused}; nothing of this chunk was written; {written:,} rows were committed before it",
                     )
                 raise
+            batch = batches[0]
             try:
-                writer.write(plan, params)
+                if len(batches) == 1:
+                    writer.write(batch.plan, batch.params)
+                else:
+                    with writer.together():  # one chunk, one transaction, however many key sets it holds
+                        for batch in batches:
+                            writer.write(batch.plan, batch.params)
             except ChunkFailed as failed:
                 typed = translate(failed.cause) if failed.index is None else None
                 if typed is not None:  # a full disk, a lock held too long: not any row's fault, so its own type
@@ -417,15 +512,17 @@ def _write(
                     typed.args = (f"bulk {kind} of {table.name!r}: {typed}; the chunk was rolled back; {where}",)
                     typed.committed = written if commits else None
                     raise typed from failed.cause
-                raise _failure(plan, failed, values, written, len(chunk), commits) from failed.cause
+                raise _failure(batch, failed, written, len(chunk), commits) from failed.cause
             written += len(chunk)
             chunk = _take(iterator, chunk_size)
     return written - offset
 
 
-def _failure(
-    plan: WritePlan, failed: ChunkFailed, values: list[Sequence[Any]], start: int, size: int, commits: bool
-) -> BulkWriteError:
+def _failure(batch: _Batch, failed: ChunkFailed, committed: int, size: int, commits: bool) -> BulkWriteError:
+    """The error for a chunk the database refused; `committed`: rows committed before the chunk."""
+    plan, values, start = batch.plan, batch.values, committed + batch.offset
+    if failed.index is None:  # not one row's fault: the whole chunk
+        start, size = committed, size
     row = None if failed.index is None else start + failed.index
     param = None if failed.param is None else plan.params[failed.param]
     column = param.column.key if param is not None else None
@@ -436,7 +533,7 @@ def _failure(
     if column:
         where += f", column {column!r}" + (f" ({value_type})" if value_type else "")
     if commits:
-        after = f"the chunk was rolled back; {start:,} rows were committed before it"
+        after = f"the chunk was rolled back; {committed:,} rows were committed before it"
     elif failed.whole_transaction:
         after = "SQLite rolled back the whole enclosing transaction"
     else:
@@ -448,5 +545,5 @@ def _failure(
         column,
         value_type,
         f"bulk {plan.kind} failed at {where}: {type(cause).__name__}: {cause}; {after}",
-        committed=start if commits else None,
+        committed=committed if commits else None,
     )

@@ -7,7 +7,8 @@ from the server's error (COPY reports the line) or by replaying the chunk row by
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from psycopg import sql
@@ -17,6 +18,7 @@ from turboalchemy._write.sqlite import ChunkFailed
 
 _SAVEPOINT = sql.SQL("turboalchemy_chunk")
 _PROBE = sql.SQL("turboalchemy_probe")
+_TOGETHER = sql.SQL("turboalchemy_rows")
 _LINE = re.compile(r"^COPY [^,]+, line (\d+)(?:, column ([^:]+))?", re.MULTILINE)
 _KEY = re.compile(r"Key \(([^)]*)\)=")
 
@@ -60,6 +62,31 @@ class PostgresChunkWriter:
             else:
                 cursor.execute(sql.SQL("RELEASE SAVEPOINT {}").format(_SAVEPOINT))
         finally:
+            cursor.close()
+
+    @contextmanager
+    def together(self) -> Iterator[None]:
+        """Make the writes inside one unit: one transaction (Engine targets) or one savepoint, undone whole
+        when any of them fails."""
+        cursor = self.dbapi.cursor()
+        own = self.own
+        try:
+            cursor.execute(sql.SQL("SAVEPOINT {}").format(_TOGETHER))
+            self.own = False  # each write takes a savepoint inside this unit
+            try:
+                yield
+            except BaseException:
+                if own:
+                    self.dbapi.rollback()
+                else:
+                    cursor.execute(sql.SQL("ROLLBACK TO SAVEPOINT {}").format(_TOGETHER))
+                    cursor.execute(sql.SQL("RELEASE SAVEPOINT {}").format(_TOGETHER))
+                raise
+            cursor.execute(sql.SQL("RELEASE SAVEPOINT {}").format(_TOGETHER))
+            if own:
+                self.dbapi.commit()
+        finally:
+            self.own = own
             cursor.close()
 
     # -- the fast paths --------------------------------------------------------------------------------

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import re
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from turboalchemy._write.plan import WritePlan
@@ -14,6 +15,7 @@ _INT64 = (-(2**63), 2**63 - 1)
 _BINDING = re.compile(r"parameter (\d+)")
 _SAVEPOINT = "turboalchemy_chunk"
 _PROBE = "turboalchemy_probe"
+_TOGETHER = "turboalchemy_rows"
 
 
 class ChunkFailed(Exception):
@@ -104,6 +106,37 @@ class SqliteChunkWriter:
                     raise self._diagnose(cursor, plan, params, exc, whole=whole) from exc
                 cursor.execute(f"RELEASE {_SAVEPOINT}")
         finally:
+            cursor.close()
+
+    @contextmanager
+    def together(self) -> Iterator[None]:
+        """Make the writes inside one unit: one transaction (Engine targets) or one savepoint, undone whole
+        when any of them fails."""
+        cursor = self.dbapi.cursor()
+        own = self.own
+        try:
+            if own:
+                try:
+                    cursor.execute("BEGIN IMMEDIATE")
+                except sqlite3.OperationalError as exc:
+                    raise ChunkFailed(exc, None, None, False) from exc
+            elif not self.dbapi.in_transaction:
+                cursor.execute("BEGIN")
+            cursor.execute(f"SAVEPOINT {_TOGETHER}")
+            self.own = False  # each write takes a savepoint inside this unit
+            try:
+                yield
+            except BaseException:
+                if own:
+                    self.dbapi.rollback()
+                else:
+                    self._undo(cursor, _TOGETHER)
+                raise
+            cursor.execute(f"RELEASE {_TOGETHER}")
+            if own:
+                self.dbapi.commit()
+        finally:
+            self.own = own
             cursor.close()
 
     def _undo(self, cursor: sqlite3.Cursor, name: str) -> bool:
