@@ -195,3 +195,49 @@ def test_disposing_the_engine_closes_its_reader_pool(tmp_path):
     assert turboalchemy.reader(engine).pool.checkedin() == 1
     engine.dispose()
     assert turboalchemy.reader(engine).pool.checkedin() == 0
+
+
+def test_a_second_writer_in_the_same_thread_fails_at_once_naming_the_remedy(tmp_path):
+    """A second Session opened while the first holds the one write connection would wait for itself."""
+    import time
+
+    import sqlalchemy
+    from sqlalchemy.orm import Session
+
+    engine = turboalchemy.create_engine(f"sqlite:///{tmp_path / 'w.db'}")
+    with engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE t (x)")
+    with Session(engine) as first, Session(engine) as second:
+        first.execute(text("INSERT INTO t VALUES (1)"))
+        started = time.monotonic()
+        with pytest.raises(sqlalchemy.exc.TimeoutError) as caught:  # what a generic handler already catches
+            second.execute(text("INSERT INTO t VALUES (2)"))
+        assert time.monotonic() - started < 1.0  # not the 30 s writer_timeout
+    assert isinstance(caught.value, turboalchemy.WriterBusyError)
+    assert "turboalchemy.reader(engine)" in str(caught.value) and "WriteQueue" in str(caught.value)
+    engine.dispose()
+
+
+def test_another_threads_long_write_is_waited_for_up_to_writer_timeout(tmp_path):
+    engine = turboalchemy.create_engine(f"sqlite:///{tmp_path / 'w.db'}", writer_timeout=0.2)
+    held, release = threading.Event(), threading.Event()
+
+    def hold():
+        with engine.begin() as conn:
+            conn.exec_driver_sql("CREATE TABLE t (x)")
+            held.set()
+            release.wait(10)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    held.wait(10)
+    try:
+        with pytest.raises(turboalchemy.WriterBusyError, match=r"another thread held .* for more than 0.2 s"):
+            with engine.begin() as conn:
+                conn.exec_driver_sql("INSERT INTO t VALUES (1)")
+    finally:
+        release.set()
+        holder.join()
+    with engine.begin() as conn:  # once it is free, the next writer gets it
+        conn.exec_driver_sql("INSERT INTO t VALUES (1)")
+    engine.dispose()

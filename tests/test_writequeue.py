@@ -307,3 +307,16 @@ def test_an_in_memory_database_works_and_closing_the_queue_leaves_the_engine_usa
         queue.execute(INSERT, {"producer": "m", "seq": 1})
     with engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM events")).scalar() == 1
+
+
+def test_a_statement_with_returning_gives_its_rows_and_their_count(engine):
+    queue = turboalchemy.WriteQueue(engine)
+    try:
+        core = queue.execute(insert(events).returning(events.c.seq), {"producer": "r", "seq": 41})
+        raw = queue.execute(text("INSERT INTO events (producer, seq) VALUES (:p, :s) RETURNING seq"), {"p": "r", "s": 42})
+        plain = queue.execute(text("INSERT INTO events (producer, seq) VALUES (:p, :s)"), {"p": "r", "s": 43})
+    finally:
+        queue.close()
+    assert (core.rowcount, [tuple(r) for r in core.rows]) == (1, [(41,)])
+    assert (raw.rowcount, [tuple(r) for r in raw.rows]) == (1, [(42,)])
+    assert plain.rows is None and plain.rowcount == 1

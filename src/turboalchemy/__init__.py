@@ -53,6 +53,7 @@ from turboalchemy.errors import (
     SchemaMismatchError,
     TurboAlchemyError,
     UnsupportedTargetError,
+    WriterBusyError,
 )
 
 __version__ = "0.1.0"
@@ -102,6 +103,7 @@ __all__ = [
     "UnsupportedTargetError",
     "WriteQueue",
     "WriteResult",
+    "WriterBusyError",
     "__version__",
     "abulk_insert",
     "abulk_upsert",

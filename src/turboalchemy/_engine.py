@@ -9,17 +9,19 @@ separate pool of read-only connections for reads (`reader(engine)`), which WAL l
 
 from __future__ import annotations
 
+import threading
 import weakref
 from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy
 from sqlalchemy import event
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import URL, Engine, make_url
-from sqlalchemy.pool import StaticPool
+from sqlalchemy.pool import ConnectionPoolEntry, QueuePool, StaticPool
 
 from turboalchemy._profiles import Profile, ProfileSpec, resolve
-from turboalchemy.errors import TurboAlchemyError, UnsupportedTargetError, translate
+from turboalchemy.errors import TurboAlchemyError, UnsupportedTargetError, WriterBusyError, translate
 
 
 @dataclass
@@ -127,6 +129,42 @@ def _in_memory(url: URL) -> bool:
     return url.database in (None, "", ":memory:") or "mode=memory" in str(url)
 
 
+class _OneWriterPool(QueuePool):
+    """The writer's pool of one connection. A thread that already holds it and asks again (a second Session or
+    Connection opened while the first is still open) would wait for itself: refused at once. A wait past the
+    timeout for another thread's transaction is refused too, naming the design and the remedies."""
+
+    _holder: int | None = None
+
+    def _do_get(self) -> ConnectionPoolEntry:
+        me = threading.get_ident()
+        if self._holder == me:
+            raise WriterBusyError(
+                "this thread already holds the engine's one write connection (a Session or Connection that is "
+                f"still open), so a second one would wait for itself. {_REMEDY}"
+            )
+        try:
+            record = super()._do_get()
+        except sa_exc.TimeoutError as exc:
+            raise WriterBusyError(
+                f"another thread held the engine's one write connection for more than {self.timeout()} s "
+                f"(writer_timeout). {_REMEDY}"
+            ) from exc
+        self._holder = me
+        return record
+
+    def _do_return_conn(self, record: ConnectionPoolEntry) -> None:
+        self._holder = None
+        super()._do_return_conn(record)
+
+
+_REMEDY = (
+    "turboalchemy.create_engine gives SQLite one writer, so writers queue instead of failing with 'database is "
+    "locked': read through turboalchemy.reader(engine), finish (commit or close) one write transaction before "
+    "the next, or send concurrent writes through a turboalchemy.WriteQueue"
+)
+
+
 def _open(url: URL, profile: Profile, options: dict[str, Any], *, read_only: bool, size: int, timeout: float) -> Engine:
     options = dict(options)  # the caller's dict is reused for the reader pool and the queue's connection
     connect_args = {"check_same_thread": False, **options.pop("connect_args", {})}
@@ -136,6 +174,8 @@ def _open(url: URL, profile: Profile, options: dict[str, Any], *, read_only: boo
         options.setdefault("pool_size", size)
         options.setdefault("max_overflow", 0)
         options.setdefault("pool_timeout", timeout)
+        if not read_only and size == 1:
+            options.setdefault("poolclass", _OneWriterPool)
     engine = sqlalchemy.create_engine(url, connect_args=connect_args, **options)
 
     @event.listens_for(engine, "connect")

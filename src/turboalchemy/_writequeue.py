@@ -15,6 +15,7 @@ thread writes, and is the only writer for `submit()` and `aexecute()` work.
 from __future__ import annotations
 
 import asyncio
+import re
 import sqlite3
 import threading
 import time
@@ -29,7 +30,7 @@ from typing import Any, NamedTuple, TypeVar, overload
 
 from sqlalchemy import TextClause, text
 from sqlalchemy import exc as sa_exc
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection, Engine, Row
 from sqlalchemy.sql.base import Executable
 
 from turboalchemy._engine import dedicated_writer, profile_of
@@ -40,14 +41,17 @@ from turboalchemy.errors import QueueClosedError, QueueFullError, TurboAlchemyEr
 Params = Mapping[str, Any] | Sequence[Mapping[str, Any]] | None
 Work = Executable | str | Callable[[Connection], Any]
 T = TypeVar("T")
+_RETURNING = re.compile(r"\bRETURNING\b", re.IGNORECASE)
 
 
 class WriteResult(NamedTuple):
     """What a statement sent through the queue did, known once its batch committed (lastrowid: SQLite's rowid
-    of a single-row INSERT; None for executemany and on PostgreSQL, where RETURNING through a function does it)."""
+    of a single-row INSERT; None for executemany and on PostgreSQL). `rows`: what a statement with RETURNING
+    returned, read inside its transaction (rowcount is then their number); None for other statements."""
 
     rowcount: int
     lastrowid: int | None
+    rows: list[Row[Any]] | None = None
 
 
 @dataclass
@@ -449,6 +453,9 @@ class WriteQueue:
             result = conn.execute(work, item.params)
             # psycopg has no lastrowid (PostgreSQL answers RETURNING instead)
             lastrowid = result.lastrowid if self._sqlite and not isinstance(item.params, (list, tuple)) else None
+            if result.returns_rows:  # RETURNING: read now, inside the transaction; the caller hears after COMMIT
+                rows = list(result.all())
+                return WriteResult(len(rows), lastrowid, rows)
             return WriteResult(result.rowcount, lastrowid)
         assert callable(work)  # a str was compiled to text() on submit
         return work(conn)
@@ -466,6 +473,7 @@ class WriteQueue:
             not b.expanding and b.type.dialect_impl(dialect).bind_processor(dialect) is None
             for b in compiled.binds.values()
         )
+        plain = plain and not _RETURNING.search(compiled.string)  # rows to read: SQLAlchemy's path reads them
         names = tuple(compiled.positiontup or ()) if plain else None
         getter = None
         if names:

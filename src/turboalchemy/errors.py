@@ -36,6 +36,7 @@ __all__ = [
     "SchemaMismatchError",
     "TurboAlchemyError",
     "UnsupportedTargetError",
+    "WriterBusyError",
 ]
 
 
@@ -145,6 +146,11 @@ class ReadOnlyDatabaseError(_DriverError, sa_exc.OperationalError):
 
 class CorruptDatabaseError(_DriverError, sa_exc.DatabaseError):
     """The file is not a database or is damaged (SQLITE_CORRUPT / SQLITE_NOTADB)."""
+
+
+class WriterBusyError(TurboAlchemyError, sa_exc.TimeoutError):
+    """The engine's one write connection could not be had: this thread already holds it (a second Session or
+    Connection here would wait for itself), or another thread held it past writer_timeout."""
 
 
 class QueueClosedError(TurboAlchemyError):

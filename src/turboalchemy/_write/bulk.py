@@ -388,6 +388,10 @@ def _take(iterator: Iterator[Any], size: int) -> list[Any]:
     return [r.copy() if r.__class__ is dict or r.__class__ is list else r for r in islice(iterator, size)]
 
 
+def _slice(iterator: Iterator[Any], size: int) -> list[Any]:
+    return list(islice(iterator, size))
+
+
 def _refuse_nan(plan: WritePlan, params: list[tuple[Any, ...]], start: int) -> None:
     """Raise if a column holds NaN (SQLite would store NULL); C-level passes when clean."""
     positions = [i for i, p in enumerate(plan.params) if p.source in plan.check_nan]
@@ -473,7 +477,10 @@ def _write(
     conflict = tuple(names.get(c, c) for c in conflict)
     update = None if update is None else tuple(names.get(c, c) for c in update)
     iterator = iter(rows)
-    chunk = _take(iterator, chunk_size)
+    # Rows from a list or tuple are read where they lie; rows from an iterator are copied as they are taken (a
+    # generator may yield one dict again and again with new values, and each row must keep its own).
+    take = _slice if isinstance(rows, (list, tuple)) else _take
+    chunk = take(iterator, chunk_size)
     if not chunk:
         return 0
     reader = _Reader(model, table, chunk[0])
@@ -514,7 +521,7 @@ def _write(
                     raise typed from failed.cause
                 raise _failure(batch, failed, written, len(chunk), commits) from failed.cause
             written += len(chunk)
-            chunk = _take(iterator, chunk_size)
+            chunk = take(iterator, chunk_size)
     return written - offset
 
 

@@ -143,9 +143,15 @@ def compile_plan(
             if generate is None:
                 raise SchemaMismatchError(f"column {table.name}.{name} needs a value the rows do not supply")
             params.append(_param(column, None, generate, scalar, dialect))
-    # SQLite stores NaN as NULL in any column, so the fast path refuses it there (a float can reach any column);
-    # PostgreSQL stores NaN, as the ORM would
-    floating = tuple(range(len(provided))) if dialect.name == "sqlite" else ()
+    # SQLite stores NaN as NULL in any column, so the fast path refuses it there wherever a float can arrive: a
+    # column whose bind processor refuses floats anyway (DateTime, Date, Time, Uuid, LargeBinary, ...) needs no
+    # look. PostgreSQL stores NaN, as the ORM would.
+    by_column = {p.column.key: p for p in params if p.source is not None}
+    floating = (
+        tuple(i for i, k in enumerate(provided) if _float_may_reach(columns[k], by_column[k].process, dialect))
+        if dialect.name == "sqlite"
+        else ()
+    )
     plan = WritePlan(table, kind, _aliased(compiled.string, table, dialect, kind), provided, tuple(params), floating)
     if dialect.name == "postgresql":
         plan = _copy_plan(plan, named, conflict, update)
@@ -284,6 +290,18 @@ def _python_type(column: Column[Any]) -> type | None:
         return column.type.python_type
     except NotImplementedError:
         return None
+
+
+def _float_may_reach(column: Column[Any], process: Callable[[Any], Any] | None, dialect: Dialect) -> bool:
+    """Whether a float NaN given for `column` would reach SQLite (and be stored as NULL): the column has no bind
+    processor, or one that passes floats on (Float, Numeric)."""
+    if process is None or _is_floating(column) or _python_type(column) is Decimal:
+        return True
+    try:
+        process(float("nan"))
+    except Exception:
+        return False  # refused already, with the row and column named
+    return True
 
 
 def _is_floating(column: Column[Any]) -> bool:
