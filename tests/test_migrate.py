@@ -58,6 +58,14 @@ def test_pending_files_apply_in_order_and_set_user_version(tmp_path, target_kind
     assert version_and_tables(db) == (3, ["posts", "users"])
     again = turboalchemy.migrate(target, folder)
     assert again.applied == [] and "up to date" in str(again)
+    assert report.quick_check == "ok" and "quick_check: ok" in str(report)  # checked after applying
+    assert again.quick_check is None  # nothing applied, nothing to check
+
+
+def test_the_check_after_migrating_can_be_skipped(tmp_path):
+    report = turboalchemy.migrate(tmp_path / "app.db", write(tmp_path / "m", BASIC), check=False)
+    assert report.after == 3 and report.quick_check is None
+    assert cli(["migrate", str(tmp_path / "b.db"), str(tmp_path / "m"), "--no-check"]) == 0
 
 
 def test_a_failing_file_rolls_back_whole_and_keeps_the_earlier_ones(tmp_path):

@@ -313,10 +313,53 @@ def test_a_statement_with_returning_gives_its_rows_and_their_count(engine):
     queue = turboalchemy.WriteQueue(engine)
     try:
         core = queue.execute(insert(events).returning(events.c.seq), {"producer": "r", "seq": 41})
-        raw = queue.execute(text("INSERT INTO events (producer, seq) VALUES (:p, :s) RETURNING seq"), {"p": "r", "s": 42})
+        raw = queue.execute(
+            text("INSERT INTO events (producer, seq) VALUES (:p, :s) RETURNING seq"), {"p": "r", "s": 42}
+        )
         plain = queue.execute(text("INSERT INTO events (producer, seq) VALUES (:p, :s)"), {"p": "r", "s": 43})
     finally:
         queue.close()
     assert (core.rowcount, [tuple(r) for r in core.rows]) == (1, [(41,)])
     assert (raw.rowcount, [tuple(r) for r in raw.rows]) == (1, [(42,)])
     assert plain.rows is None and plain.rowcount == 1
+
+
+def test_commit_latencies_are_kept_for_monitoring(engine):
+    queue = turboalchemy.WriteQueue(engine)
+    try:
+        for seq in range(20):
+            queue.execute(INSERT, {"producer": "lat", "seq": seq})
+    finally:
+        queue.close()
+    p50, p99 = queue.stats.commit_ms(50), queue.stats.commit_ms(99)
+    assert p50 is not None and p99 is not None and 0 < p50 <= p99
+    assert len(queue.stats.commits) == queue.stats.batches == 20
+
+
+def test_a_queue_refuses_new_writes_while_its_commits_are_slower_than_the_threshold(engine):
+    """Commits made slow on purpose (each batch holds its transaction 30 ms): past refuse_above_ms, a write
+    is refused at once with a typed error; once the window has passed, writes are taken again."""
+    queue = turboalchemy.WriteQueue(engine, refuse_above_ms=10, latency_window_s=0.5)
+
+    def slow(conn, seq):
+        time.sleep(0.03)  # the stall being measured, not a wait for another thread
+        conn.execute(INSERT, {"producer": "slow", "seq": seq})
+
+    try:
+        for seq in range(10):
+            queue.execute(lambda conn, seq=seq: slow(conn, seq))
+        with pytest.raises(turboalchemy.CommitLatencyError, match="over refuse_above_ms=10"):
+            queue.execute(INSERT, {"producer": "refused", "seq": 0})
+        deadline = time.monotonic() + 5
+        while True:  # the window passes: the queue takes writes again
+            try:
+                queue.execute(INSERT, {"producer": "later", "seq": 0})
+                break
+            except turboalchemy.CommitLatencyError:
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+    finally:
+        queue.close()
+    with engine.connect() as conn:
+        producers = [r[0] for r in conn.execute(text("SELECT DISTINCT producer FROM events ORDER BY 1"))]
+    assert producers == ["later", "slow"]

@@ -25,11 +25,12 @@ from turboalchemy._profiles import PROFILES, PragmaValue, Profile, ProfileSpec
 from turboalchemy._reads import Page, akeyset_page, astream, keyset_page, stream
 from turboalchemy._repository import Repository
 from turboalchemy._schema import Model
+from turboalchemy._strict import strict_tables
 from turboalchemy._targets import AsyncTarget, FileTarget, Target
 from turboalchemy._tools.advise import Advice, advise
 from turboalchemy._tools.backup import BackupReport, backup
 from turboalchemy._tools.copy import CopyReport, TableCopy, copy_database
-from turboalchemy._tools.health import Flag, HealthReport, health
+from turboalchemy._tools.health import Check, Flag, HealthReport, TableFacts, health
 from turboalchemy._tools.migrate import Migration, MigrationReport, migrate
 from turboalchemy._write.aio import abulk_insert, abulk_upsert
 from turboalchemy._write.bulk import bulk_insert, bulk_upsert
@@ -37,6 +38,7 @@ from turboalchemy._writequeue import QueueStats, WriteQueue, WriteResult
 from turboalchemy.errors import (
     BackupError,
     BulkWriteError,
+    CommitLatencyError,
     CopyError,
     CorruptDatabaseError,
     DatabaseLockedError,
@@ -64,6 +66,8 @@ __all__ = [
     "BackupError",
     "BackupReport",
     "BulkWriteError",
+    "Check",
+    "CommitLatencyError",
     "CopyError",
     "CopyReport",
     "CorruptDatabaseError",
@@ -98,6 +102,7 @@ __all__ = [
     "SchemaMismatchError",
     "SlowQueryLog",
     "TableCopy",
+    "TableFacts",
     "Target",
     "TurboAlchemyError",
     "UnsupportedTargetError",
@@ -126,6 +131,7 @@ __all__ = [
     "raiseload_all",
     "reader",
     "stream",
+    "strict_tables",
     "uuid7",
     "uuid7_bytes",
     "uuid7_primary_key",

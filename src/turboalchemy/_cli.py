@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
+import json
 import sqlite3
 import sys
 from collections.abc import Callable, Iterator
 
 from turboalchemy._sqlite import database_path, open_file
-from turboalchemy._tools.advise import advise
+from turboalchemy._tools.advise import Advice, advise
 from turboalchemy._tools.backup import backup as run_backup
 from turboalchemy._tools.health import health
 from turboalchemy._tools.migrate import migrate as run_migrate
@@ -31,13 +33,19 @@ def doctor(args: argparse.Namespace) -> int:
     except (OSError, ValueError, TurboAlchemyError, sqlite3.DatabaseError) as exc:
         return _fail("doctor", exc)
     try:
-        found = advise(args.database)
+        found: list[Advice] | None = advise(args.database)
+        unavailable = None
     except sqlite3.DatabaseError as exc:  # a damaged file: the health report already says so
-        print(report)
-        print(f"\nwrite-performance advice: not available ({exc})")
-        return 1
+        found, unavailable = None, str(exc)
+    if args.format == "json":
+        advice = None if found is None else [dataclasses.asdict(item) for item in found]
+        print(json.dumps({"database": args.database, "health": report.as_dict(), "advice": advice}, indent=2))
+        return 0 if report.ok and found is not None else 1
     print(f"turboalchemy doctor {args.database}\n")
     print(report)
+    if found is None:
+        print(f"\nwrite-performance advice: not available ({unavailable})")
+        return 1
     print(f"\nwrite-performance advice ({len(found)} item{'s' if len(found) != 1 else ''}):")
     for item in found:
         print(f"\n{item}")
@@ -78,6 +86,7 @@ def migrate(args: argparse.Namespace) -> int:
             args.directory,
             dry_run=args.dry_run,
             to=args.to,
+            check=not args.no_check,
             progress=lambda m: print(f"  applied {m.version:04d} {m.name}", file=sys.stderr),
         )
     except (OSError, TurboAlchemyError) as exc:
@@ -175,6 +184,7 @@ def main(argv: list[str] | None = None) -> int:
         "doctor", help="report a database's health and what slows its writes, with the fixes (exit 1 on a red flag)"
     )
     check.add_argument("database", help="path to the SQLite file (opened read-only)")
+    check.add_argument("--format", choices=["text", "json"], default="text", help="json: the report as data")
     check.set_defaults(run=doctor)
 
     save = commands.add_parser("backup", help="copy a live database safely, then check the copy")
@@ -196,6 +206,7 @@ def main(argv: list[str] | None = None) -> int:
     mig.add_argument("--list", action="store_true", help="show the version and pending files; change nothing")
     mig.add_argument("--dry-run", action="store_true", help="run the pending files and roll them back")
     mig.add_argument("--to", type=int, default=None, help="stop at this version")
+    mig.add_argument("--no-check", action="store_true", help="skip PRAGMA quick_check after applying")
     mig.set_defaults(run=migrate)
 
     ckpt = commands.add_parser("checkpoint", help="copy the WAL into the database file")

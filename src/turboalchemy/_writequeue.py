@@ -15,6 +15,7 @@ thread writes, and is the only writer for `submit()` and `aexecute()` work.
 from __future__ import annotations
 
 import asyncio
+import math
 import re
 import sqlite3
 import threading
@@ -23,7 +24,7 @@ import weakref
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import islice
 from operator import itemgetter
 from typing import Any, NamedTuple, TypeVar, overload
@@ -36,7 +37,7 @@ from sqlalchemy.sql.base import Executable
 from turboalchemy._engine import dedicated_writer, profile_of
 from turboalchemy._schema import Model
 from turboalchemy._targets import ENGINE, classify
-from turboalchemy.errors import QueueClosedError, QueueFullError, TurboAlchemyError, translate
+from turboalchemy.errors import CommitLatencyError, QueueClosedError, QueueFullError, TurboAlchemyError, translate
 
 Params = Mapping[str, Any] | Sequence[Mapping[str, Any]] | None
 Work = Executable | str | Callable[[Connection], Any]
@@ -56,17 +57,28 @@ class WriteResult(NamedTuple):
 
 @dataclass
 class QueueStats:
-    """Counters since the queue started: how well writes are being grouped."""
+    """Counters since the queue started (how well writes are being grouped), and the latency of its recent
+    commits: BEGIN to COMMIT of each batch, the last 1,000."""
 
     items: int = 0
     failed: int = 0
     batches: int = 0
     largest_batch: int = 0
     retried_batches: int = 0
+    commits: deque[tuple[float, float]] = field(default_factory=lambda: deque(maxlen=1000), repr=False)
 
     @property
     def mean_batch(self) -> float:
         return self.items / self.batches if self.batches else 0.0
+
+    def commit_ms(self, percentile: float, *, within_s: float | None = None) -> float | None:
+        """The `percentile` (0-100) of the recent commits' latency in ms, over those of the last `within_s`
+        seconds when given; None before any commit."""
+        since = -math.inf if within_s is None else time.monotonic() - within_s
+        samples = sorted(ms for at, ms in list(self.commits) if at >= since)
+        if not samples:
+            return None
+        return samples[min(len(samples) - 1, int(percentile / 100 * len(samples)))]
 
 
 class _Item:
@@ -113,6 +125,11 @@ class WriteQueue:
     `max_pending` bounds the queue: `submit` then blocks until there is room, for at most `put_timeout`
     seconds (None: as long as it takes), then raises QueueFullError. `close()` answers everything already
     submitted, then stops the thread.
+
+    `refuse_above_ms` fails fast when the database stalls: once the 99th percentile of the commits of the
+    last `latency_window_s` seconds (at least 10 of them) passes it, new writes are refused with
+    CommitLatencyError for that long instead of piling up behind the stall. `stats.commit_ms(99)` reads the
+    same latencies for monitoring.
     """
 
     def __init__(
@@ -123,8 +140,15 @@ class WriteQueue:
         max_wait_ms: float = 2.0,
         max_pending: int = 100_000,
         put_timeout: float | None = None,
+        refuse_above_ms: float | None = None,
+        latency_window_s: float = 10.0,
     ) -> None:
         classify(engine, ENGINE, "WriteQueue")
+        if refuse_above_ms is not None and refuse_above_ms <= 0 or latency_window_s <= 0:
+            raise ValueError("refuse_above_ms and latency_window_s must be positive")
+        self.refuse_above_ms = refuse_above_ms
+        self.latency_window_s = latency_window_s
+        self._refusing_until = 0.0
         if max_batch < 1 or max_pending < 1 or max_wait_ms < 0:
             raise ValueError("max_batch and max_pending must be at least 1, max_wait_ms at least 0")
         self.max_batch = max_batch
@@ -178,6 +202,13 @@ class WriteQueue:
         elif not isinstance(work, Executable) and not callable(work):
             raise TypeError(f"submit takes a SQLAlchemy statement, SQL text or a callable, not {type(work).__name__}")
         item = _Item(work, params, future)
+        if self._refusing_until and time.monotonic() < self._refusing_until:
+            raise CommitLatencyError(
+                f"the 99th percentile of this queue's commits over the last {self.latency_window_s:g} s is "
+                f"{self.stats.commit_ms(99, within_s=self.latency_window_s) or 0:,.0f} ms, over refuse_above_ms="
+                f"{self.refuse_above_ms:g}: the database is not keeping up (a stalled disk, a reader holding "
+                "back checkpoints, a long write); this write was not queued: retry later or shed load"
+            )
         with self._lock:
             if self._closed:
                 raise QueueClosedError("this WriteQueue is closed; create a new one to write again")
@@ -384,6 +415,7 @@ class WriteQueue:
             guarded = not all(isinstance(item.work, Executable) for item in batch)
         conn = self._connection
         outcomes: list[tuple[bool, Any]] = []
+        started = time.monotonic()
         try:
             with conn.begin():
                 if self._begin_here and not conn.connection.dbapi_connection.in_transaction:  # type: ignore[union-attr]
@@ -427,6 +459,7 @@ class WriteQueue:
             for item in batch:
                 self._fail(item, exc)
             return
+        self._record_commit(started)
         self.stats.batches += 1
         self._last_batch = len(batch)
         self.stats.largest_batch = max(self.stats.largest_batch, len(batch))
@@ -436,6 +469,16 @@ class WriteQueue:
                 item.finish(True, value)
             else:
                 self._fail(item, value)
+
+    def _record_commit(self, started: float) -> None:
+        now = time.monotonic()
+        self.stats.commits.append((now, (now - started) * 1000))
+        if self.refuse_above_ms is not None:
+            recent = [ms for at, ms in self.stats.commits if at >= now - self.latency_window_s]
+            if len(recent) >= 10:
+                recent.sort()
+                slow = recent[min(len(recent) - 1, int(0.99 * len(recent)))] > self.refuse_above_ms
+                self._refusing_until = now + self.latency_window_s if slow else 0.0
 
     def _fail(self, item: _Item, exc: BaseException) -> None:
         self.stats.failed += 1

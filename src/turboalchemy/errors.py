@@ -20,6 +20,7 @@ from sqlalchemy import exc as sa_exc
 __all__ = [
     "BackupError",
     "BulkWriteError",
+    "CommitLatencyError",
     "CopyError",
     "CorruptDatabaseError",
     "DatabaseLockedError",
@@ -151,6 +152,10 @@ class CorruptDatabaseError(_DriverError, sa_exc.DatabaseError):
 class WriterBusyError(TurboAlchemyError, sa_exc.TimeoutError):
     """The engine's one write connection could not be had: this thread already holds it (a second Session or
     Connection here would wait for itself), or another thread held it past writer_timeout."""
+
+
+class CommitLatencyError(TurboAlchemyError):
+    """A WriteQueue with refuse_above_ms refused a write: its recent commits are slower than that."""
 
 
 class QueueClosedError(TurboAlchemyError):

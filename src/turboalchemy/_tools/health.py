@@ -6,10 +6,12 @@ settings such as synchronous are what it reports) and changes nothing.
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import re
 import sqlite3
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy.engine import Connection
 
@@ -46,6 +48,46 @@ FREELIST_LIMIT = 0.20
 WAL_FLOOR = 64 * 1024 * 1024  # a WAL under this size is never a red flag
 
 
+# SQLite's WAL-reset bug (sqlite.org/wal.html#walresetbug): two connections writing or checkpointing at
+# nearly the same time can corrupt a WAL database. In 3.7.0 up to 3.51.2; fixed in 3.51.3, 3.50.7, 3.44.6.
+_WAL_RESET_FIXED = ((3, 44, 6), (3, 50, 7), (3, 51, 3))
+# The page size the production profile gives a new database, and the one doctor advises (measured: README)
+RECOMMENDED_PAGE_SIZE = 4096
+STRICT_SAMPLE = 1_000_000  # rows per table read to count the values STRICT would refuse
+
+
+def wal_reset_affected(version: tuple[int, int, int]) -> bool:
+    """Whether this SQLite version has the WAL-reset bug."""
+    if version < (3, 7, 0) or version >= (3, 51, 3):
+        return False
+    return not any(version[:2] == fixed[:2] and version >= fixed for fixed in _WAL_RESET_FIXED)
+
+
+@dataclass(frozen=True)
+class TableFacts:
+    """What the checklist reads of one table."""
+
+    name: str
+    strict: bool
+    refused_by_strict: int  # stored values whose type a STRICT table would refuse (in its first STRICT_SAMPLE rows)
+    integer_key_without_autoincrement: bool  # an INTEGER PRIMARY KEY (rowid) without AUTOINCREMENT
+    has_id_gaps: bool  # max(rowid) > count(*): rows were deleted (or ids given with gaps)
+
+
+@dataclass(frozen=True)
+class Check:
+    """One item of the production checklist: `ok`, `advice` (worth a look) or `red` (a red flag)."""
+
+    item: str
+    verdict: Literal["ok", "advice", "red"]
+    detail: str
+    fix: str = ""
+
+    def __str__(self) -> str:
+        mark = {"ok": "ok    ", "advice": "advice", "red": "RED   "}[self.verdict]
+        return f"[{mark}] {self.item}: {self.detail}" + (f"\n           fix: {self.fix}" if self.fix else "")
+
+
 @dataclass(frozen=True)
 class Flag:
     """One problem: `red` ones make `turboalchemy doctor` exit non-zero; `warn` ones are worth a look."""
@@ -75,6 +117,12 @@ class HealthReport:
     quick_check: str
     unindexed_foreign_keys: list[tuple[str, tuple[str, ...], str]]  # (table, columns, parent table)
     filesystem: str | None
+    sqlite_version: str = ""
+    sqlite_module: str = "sqlite3"
+    cache_size: int | None = None  # per-connection settings: known only through an Engine or Connection
+    busy_timeout: int | None = None
+    tables: list[TableFacts] = field(default_factory=list)
+    checklist: list[Check] = field(default_factory=list)
     flags: list[Flag] = field(default_factory=list)
 
     @property
@@ -99,10 +147,19 @@ class HealthReport:
             f"quick_check   {self.quick_check}",
             f"foreign keys without an index: {', '.join(map(_fk, self.unindexed_foreign_keys)) or 'none'}",
         ]
+        lines.append(f"sqlite        {self.sqlite_version} through {self.sqlite_module}")
+        lines.append("\nproduction checklist:")
+        lines += [f"  {check}" for check in self.checklist]
         red = [f for f in self.flags if f.level == "red"]
         lines.append(f"\nhealth: {'OK' if not red else f'{len(red)} red flag(s)'}")
         lines += [f"  {flag}" for flag in self.flags]
         return "\n".join(lines)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The report as plain data, for `turboalchemy doctor --format json`."""
+        out = dataclasses.asdict(self)
+        out["ok"] = self.ok
+        return out
 
 
 def filesystem_type(path: str | os.PathLike[str]) -> str | None:
@@ -183,73 +240,256 @@ def health(target: FileTarget | Connection) -> HealthReport:
             quick_check=_quick_check(conn),
             unindexed_foreign_keys=_unindexed_foreign_keys(conn),
             filesystem=filesystem_type(path.parent if path else ".") if path else None,
+            sqlite_version=conn.execute("SELECT sqlite_version()").fetchone()[0],
+            sqlite_module=type(conn).__module__.removesuffix(".dbapi2") if borrowed else sqlite3.__name__,
+            cache_size=pragma("cache_size") if borrowed else None,
+            busy_timeout=pragma("busy_timeout") if borrowed else None,
+            tables=_table_facts(conn),
         )
+    report.checklist = _checklist(report)
     report.flags = _flags(report)
     return report
 
 
-def _flags(r: HealthReport) -> list[Flag]:
-    flags = []
-    if r.quick_check != "ok":
-        flags.append(
-            Flag(
+_STRICT_ALLOWS = {"INTEGER": ("integer", "null"), "REAL": ("real", "integer", "null"), "TEXT": ("text", "null")}
+
+
+def _affinity(declared: str) -> str:
+    """SQLite's column affinity for a declared type (sqlite.org/datatype3.html, 3.1)."""
+    kind = declared.upper()
+    if "INT" in kind:
+        return "INTEGER"
+    if any(word in kind for word in ("CHAR", "CLOB", "TEXT")):
+        return "TEXT"
+    if not kind or "BLOB" in kind:
+        return "BLOB"
+    if any(word in kind for word in ("REAL", "FLOA", "DOUB")):
+        return "REAL"
+    return "NUMERIC"
+
+
+def _table_facts(conn: sqlite3.Connection) -> list[TableFacts]:
+    out = []
+    rows = conn.execute(
+        "SELECT name, sql FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name"
+    ).fetchall()
+    for name, sql in rows:
+        strict = bool(re.search(r"\)\s*(WITHOUT\s+ROWID\s*,\s*)?STRICT\b[^)]*$", sql or "", re.IGNORECASE))
+        columns = conn.execute(f"PRAGMA table_info({_quote(name)})").fetchall()  # cid, name, type, notnull, dflt, pk
+        refused = 0
+        if not strict:
+            tests = [
+                f"(typeof({_quote(c[1])}) NOT IN ({', '.join(map(repr, _STRICT_ALLOWS[_affinity(c[2])]))}))"
+                for c in columns
+                if _affinity(c[2]) in _STRICT_ALLOWS
+            ]
+            if tests:
+                refused = conn.execute(
+                    f"SELECT coalesce(sum({' + '.join(tests)}), 0) FROM "
+                    f"(SELECT * FROM {_quote(name)} LIMIT {STRICT_SAMPLE})"
+                ).fetchone()[0]
+        keys = [c for c in columns if c[5]]
+        rowid_key = len(keys) == 1 and keys[0][2].upper() == "INTEGER" and "WITHOUT ROWID" not in (sql or "").upper()
+        plain_key = rowid_key and "AUTOINCREMENT" not in (sql or "").upper()
+        gaps = False
+        if plain_key:
+            largest, count = conn.execute(f"SELECT max(rowid), count(*) FROM {_quote(name)}").fetchone()
+            gaps = bool(largest) and largest > count
+        out.append(TableFacts(name, strict, int(refused), plain_key, gaps))
+    return out
+
+
+def _version(text: str) -> tuple[int, int, int]:
+    major, minor, patch = ([int(p) for p in re.findall(r"\d+", text)[:3]] + [0, 0, 0])[:3]
+    return major, minor, patch
+
+
+def _checklist(r: HealthReport) -> list[Check]:
+    """The production checklist of python-and-sqlite-in-the-real-world, item by item, from the report's facts."""
+    per_connection = "a per-connection setting, not stored in the file: pass the application's Engine to check it"
+    checks: list[Check] = []
+    add = checks.append
+    if r.journal_mode == "wal":
+        add(Check("journal mode", "ok", "WAL"))
+    elif r.journal_mode in ("delete", "truncate", "persist"):
+        add(
+            Check(
+                "journal mode",
+                "red",
+                f"journal_mode is {r.journal_mode.upper()}: every reader blocks writers and commits cost more fsyncs",
+                "PRAGMA journal_mode = WAL (persistent; turboalchemy's production profile sets it)",
+            )
+        )
+    else:
+        add(
+            Check(
+                "journal mode",
+                "red",
+                f"journal_mode is {r.journal_mode.upper()}: a crash mid-transaction can corrupt the file",
+                "PRAGMA journal_mode = WAL",
+            )
+        )
+    version = _version(r.sqlite_version)
+    if wal_reset_affected(version) and r.journal_mode == "wal":
+        add(
+            Check(
+                "SQLite version",
+                "red",
+                f"SQLite {r.sqlite_version} (through {r.sqlite_module}) has the WAL-reset bug: two connections writing "
+                "or checkpointing at nearly the same time can corrupt a WAL database (sqlite.org/wal.html#walresetbug)",
+                "use SQLite 3.51.3 or later (or 3.50.7, 3.44.6): a Python linked against it, or the pysqlite3 module "
+                "(bundles a current SQLite); until then keep to a single connection",
+            )
+        )
+    else:
+        add(Check("SQLite version", "ok", f"SQLite {r.sqlite_version} (through {r.sqlite_module})"))
+    if r.synchronous is None:
+        add(Check("synchronous", "advice", per_connection, "turboalchemy's production profile sets NORMAL"))
+    elif r.synchronous == "OFF":
+        add(
+            Check(
+                "synchronous",
+                "red",
+                "synchronous is OFF: a power loss or OS crash can corrupt the database",
+                "PRAGMA synchronous = NORMAL (WAL: durable against application crashes) or FULL (profile 'durable')",
+            )
+        )
+    else:
+        add(Check("synchronous", "ok", r.synchronous))
+    if r.cache_size is None:
+        add(Check("cache size", "advice", per_connection, "at least 64 MB: PRAGMA cache_size = -64000"))
+    else:
+        cache = -r.cache_size * 1024 if r.cache_size < 0 else r.cache_size * r.page_size
+        verdict: Literal["ok", "advice"] = "ok" if cache >= 64_000 * 1024 else "advice"
+        add(
+            Check(
+                "cache size",
+                verdict,
+                f"{cache / 2**20:,.0f} MiB",
+                "" if verdict == "ok" else "PRAGMA cache_size = -64000",
+            )
+        )
+    if r.busy_timeout is None:
+        add(Check("busy timeout", "advice", per_connection, "at least 5000 ms: PRAGMA busy_timeout = 5000"))
+    else:
+        verdict = "ok" if r.busy_timeout >= 5000 else "advice"
+        add(
+            Check(
+                "busy timeout",
+                verdict,
+                f"{r.busy_timeout:,} ms",
+                "" if verdict == "ok" else "PRAGMA busy_timeout = 5000",
+            )
+        )
+    loose = [t for t in r.tables if not t.strict]
+    if not loose:
+        add(Check("STRICT tables", "ok", f"all {len(r.tables)} table(s) are STRICT" if r.tables else "no tables"))
+    else:
+        refused = sum(t.refused_by_strict for t in loose)
+        names = ", ".join(t.name for t in loose[:5]) + (", ..." if len(loose) > 5 else "")
+        detail = (
+            f"{len(loose)} of {len(r.tables)} table(s) are not STRICT ({names}); {refused:,} stored value(s) have "
+            "a type their column's STRICT declaration would have refused"
+        )
+        add(
+            Check(
+                "STRICT tables",
+                "advice",
+                detail,
+                "create tables STRICT: turboalchemy.strict_tables(Base.metadata) before create_all "
+                "(existing tables: create the STRICT table, copy the rows over, swap the names)",
+            )
+        )
+    reused = [t.name for t in r.tables if t.integer_key_without_autoincrement and t.has_id_gaps]
+    if reused:
+        add(
+            Check(
+                "AUTOINCREMENT",
+                "advice",
+                f"{', '.join(reused)}: INTEGER PRIMARY KEY without AUTOINCREMENT and with gaps in the ids (rows were "
+                "deleted): the ids of the newest deleted rows can be handed out again",
+                "if ids leave this database (URLs, other systems, caches), declare AUTOINCREMENT "
+                "(sqlite_autoincrement=True on the Table); it costs a write to sqlite_sequence per insert",
+            )
+        )
+    else:
+        add(Check("AUTOINCREMENT", "ok", "no table hands out the ids of deleted rows again"))
+    if r.page_size == RECOMMENDED_PAGE_SIZE:
+        add(Check("page size", "ok", f"{r.page_size:,} bytes"))
+    else:
+        add(
+            Check(
+                "page size",
+                "advice",
+                f"{r.page_size:,} bytes; measured best for these workloads: "
+                f"{RECOMMENDED_PAGE_SIZE:,} (docs/results/page-size)",
+                f"PRAGMA page_size = {RECOMMENDED_PAGE_SIZE} then VACUUM (rewrites the file)",
+            )
+        )
+    if r.quick_check == "ok":
+        add(Check("integrity", "ok", "quick_check ok"))
+    else:
+        add(
+            Check(
+                "integrity",
                 "red",
                 f"quick_check failed: {r.quick_check}",
                 "restore the latest backup; copy out what you can with `sqlite3 DB .recover`",
             )
         )
     if r.filesystem in NETWORK_FILESYSTEMS:
-        flags.append(
-            Flag(
+        add(
+            Check(
+                "filesystem",
                 "red",
-                f"the database is on a network filesystem ({r.filesystem}): its locks are not reliable "
-                "and WAL needs shared memory between processes on one host",
+                f"a network filesystem ({r.filesystem}): its locks are not reliable and WAL needs shared memory "
+                "between processes on one host",
                 "move the file to a local disk; serve it to other hosts through your application",
             )
         )
-    if r.journal_mode in ("delete", "truncate", "persist"):
-        flags.append(
-            Flag(
-                "red",
-                f"journal_mode is {r.journal_mode.upper()}: every reader blocks writers and commits cost more fsyncs",
-                "PRAGMA journal_mode = WAL (persistent; turboalchemy's production profile sets it)",
-            )
-        )
-    elif r.journal_mode in ("off", "memory"):
-        flags.append(
-            Flag(
-                "red",
-                f"journal_mode is {r.journal_mode.upper()}: a crash mid-transaction can corrupt the file",
-                "PRAGMA journal_mode = WAL",
-            )
-        )
-    if r.synchronous == "OFF":
-        flags.append(
-            Flag(
-                "red",
-                "synchronous is OFF: a power loss or OS crash can corrupt the database",
-                "PRAGMA synchronous = NORMAL (WAL: durable against application crashes) or FULL (profile 'durable')",
-            )
-        )
+    else:
+        add(Check("filesystem", "ok", r.filesystem or "unknown (not a known network filesystem)"))
     if r.journal_mode == "wal":
         expected = max(r.wal_autocheckpoint or 1000, 1000) * r.page_size
         if r.wal_bytes > max(WAL_FLOOR, 4 * expected):
-            flags.append(
-                Flag(
+            add(
+                Check(
+                    "WAL size",
                     "red",
-                    f"the WAL is {r.wal_bytes / 2**20:,.0f} MiB, over 4x what automatic checkpoints let it "
-                    "reach: a long-lived reader or a disabled autocheckpoint is stopping checkpoints",
+                    f"{r.wal_bytes / 2**20:,.0f} MiB, over 4x what automatic checkpoints let it reach: a long-lived "
+                    "reader or a disabled autocheckpoint is stopping checkpoints",
                     "find the reader that never finishes its transaction; then `turboalchemy checkpoint DB` "
                     "(PRAGMA wal_checkpoint(TRUNCATE))",
                 )
             )
+        else:
+            add(Check("WAL size", "ok", f"{r.wal_bytes / 2**20:,.1f} MiB"))
     if r.freelist_share > FREELIST_LIMIT:
         fix = (
             "PRAGMA incremental_vacuum"
             if r.auto_vacuum == "INCREMENTAL"
             else "VACUUM (or `turboalchemy backup DB COPY --method vacuum` for a compacted copy)"
         )
-        flags.append(Flag("red", f"{r.freelist_share:.0%} of the file is free pages ({r.freelist_count:,})", fix))
+        add(Check("free pages", "red", f"{r.freelist_share:.0%} of the file is free pages ({r.freelist_count:,})", fix))
+    else:
+        add(Check("free pages", "ok", f"{r.freelist_share:.1%} of the file"))
+    if r.unindexed_foreign_keys:
+        add(
+            Check(
+                "foreign-key indexes",
+                "advice",
+                ", ".join(map(_fk, r.unindexed_foreign_keys)) + " have no index",
+                "the CREATE INDEX statements in the flags below",
+            )
+        )
+    else:
+        add(Check("foreign-key indexes", "ok", "every foreign key has an index"))
+    return checks
+
+
+def _flags(r: HealthReport) -> list[Flag]:
+    """The red flags (the checklist's red items) and a warning per foreign key without an index."""
+    flags = [Flag("red", f"{c.item}: {c.detail}", c.fix) for c in r.checklist if c.verdict == "red"]
     for table, columns, parent in r.unindexed_foreign_keys:
         name = _quote(f"ix_{table}_{'_'.join(columns)}")
         flags.append(

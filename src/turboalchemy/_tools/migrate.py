@@ -44,6 +44,7 @@ class MigrationReport:
     applied: list[Migration] = field(default_factory=list)
     pending: list[Migration] = field(default_factory=list)
     dry_run: bool = False
+    quick_check: str | None = None  # after applying: "ok", or what PRAGMA quick_check found; None when not run
 
     def __str__(self) -> str:
         verb = "would apply" if self.dry_run else "applied"
@@ -52,6 +53,8 @@ class MigrationReport:
         lines += [f"  pending {m.version:04d} {m.name}" for m in self.pending]
         if not self.applied and not self.pending:
             lines.append("  up to date")
+        if self.quick_check is not None:
+            lines.append(f"  quick_check: {self.quick_check}")
         return "\n".join(lines)
 
 
@@ -126,10 +129,13 @@ def migrate(
     dry_run: bool = False,
     to: int | None = None,
     progress: Callable[[Migration], Any] | None = None,
+    check: bool = True,
 ) -> MigrationReport:
     """Apply the pending files of `directory` to the database at `target` (a path or an Engine), each in its
     own transaction, up to version `to` (default: the newest). `dry_run` runs them all in one transaction
     and rolls it back, so the report says what would happen and the SQL is checked against the real schema.
+    After applying any file, PRAGMA quick_check runs and its verdict is in the report (`check=False` skips
+    it); a failed check raises MigrationError, with the files already committed.
     """
     files = discover(directory)
     latest = files[-1].version if files else 0
@@ -174,6 +180,14 @@ def migrate(
             report.after = migration.version
             if progress is not None:
                 progress(migration)
+        if check and report.applied:
+            found = [r[0] for r in conn.execute("PRAGMA quick_check").fetchall()[:5]]
+            report.quick_check = "; ".join(found)
+            if found != ["ok"]:
+                raise MigrationError(
+                    f"{path}: version {before} -> {report.after} applied, but quick_check then found: "
+                    f"{report.quick_check}; restore the backup taken before migrating"
+                )
         return report
 
 
