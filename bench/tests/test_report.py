@@ -232,3 +232,17 @@ print(before, memory_breakdown()["rss_mb"], _peak_rss_mb())
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     before, now, peak = map(float, out.stdout.split())
     assert now < before + 100 < peak
+
+
+def test_the_read_benchmark_builds_its_table_under_the_configuration_it_is_given(tmp_path):
+    import sqlite3
+
+    from rich.console import Console
+
+    from sqlite_bench import reads
+
+    reads._fill(str(tmp_path / "r.db"), 2_000, Console(quiet=True), "baseline+page_size=16384")
+    with sqlite3.connect(tmp_path / "r.db") as conn:
+        assert conn.execute("PRAGMA page_size").fetchone()[0] == 16384
+        assert conn.execute("SELECT count(*) FROM bench_rows").fetchone()[0] == 2_000
+    assert reads.read_all(str(tmp_path / "r.db"), "core", "baseline+page_size=16384")["seconds"] > 0

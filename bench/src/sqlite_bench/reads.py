@@ -33,7 +33,7 @@ from sqlalchemy.orm import Session, load_only
 import turboalchemy
 
 from . import results
-from .configs import CONFIGS, open_engine
+from .configs import config_named, open_engine
 from .generator import RowGenerator
 from .monitor import memory_breakdown
 from .paths import PATHS
@@ -62,9 +62,9 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def read_all(db: str, mode: str) -> dict[str, Any]:
+def read_all(db: str, mode: str, config: str = "baseline") -> dict[str, Any]:
     """Read every row one way, touching one value per row; runs in its own process (see main)."""
-    engine = open_engine(CONFIGS["baseline"], db)
+    engine = open_engine(config_named(config), db)
     stmt = select(BenchRow)
     before = memory_breakdown()["rss_mb"] or 0.0
     began = time.perf_counter()
@@ -94,10 +94,10 @@ def read_all(db: str, mode: str) -> dict[str, Any]:
     return {"mode": mode, "seconds": seconds, "checksum": total, "rss_before_mb": before, "peak_rss_mb": _peak_rss_mb()}
 
 
-def page_latencies(db: str, repeats: int = 7) -> list[dict[str, Any]]:
+def page_latencies(db: str, repeats: int = 7, config: str = "baseline") -> list[dict[str, Any]]:
     """Median latency of fetching page p by OFFSET and by keyset, for each p in PAGES, as ORM objects and as
     Core rows (the Core figures show the query alone; ORM ones add building 100 objects)."""
-    engine = open_engine(CONFIGS["baseline"], db)
+    engine = open_engine(config_named(config), db)
     out = []
     with Session(engine) as session:
         for kind, ordered in (
@@ -140,8 +140,8 @@ def page_latencies(db: str, repeats: int = 7) -> list[dict[str, Any]]:
     return out
 
 
-def _fill(db: str, rows: int, console: Console) -> float:
-    engine = open_engine(CONFIGS["baseline"], db)
+def _fill(db: str, rows: int, console: Console, config: str = "baseline") -> float:
+    engine = open_engine(config_named(config), db)  # a new file: the configuration's page_size applies
     create_schema(engine)
     writer = PATHS["turbo"].open(engine)
     began = time.perf_counter()
@@ -200,11 +200,20 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="read from a fresh database on this PostgreSQL server instead of an SQLite file",
     )
-    parser.add_argument("--one", nargs=2, metavar=("DB", "MODE"), help=argparse.SUPPRESS)  # the child process
+    parser.add_argument(
+        "--config",
+        default="baseline",
+        help="the SQLite set-up: one of the study's configurations, optionally +PRAGMA=value (e.g. baseline+page_size=8192)",
+    )
+    parser.add_argument("--one", nargs=3, metavar=("DB", "MODE", "CONFIG"), help=argparse.SUPPRESS)  # the child
     args = parser.parse_args(argv)
     if args.one:
         print(json.dumps(read_all(*args.one)))
         return 0
+    try:
+        config_named(args.config)
+    except ValueError as exc:
+        parser.error(str(exc))
     modes = [m for m in args.modes.split(",") if m]
     if unknown := [m for m in modes if m not in MODES]:
         parser.error(f"unknown mode(s) {', '.join(unknown)}; choose from {', '.join(MODES)}")
@@ -213,20 +222,23 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     work = tempfile.TemporaryDirectory(prefix="reads-", dir=args.work_dir)
     db = create_database(args.db, "reads") if args.db else str(Path(work.name) / "reads.db")
-    _fill(db, args.rows, console)
+    _fill(db, args.rows, console, args.config)
     command = "python -m sqlite_bench.reads " + shlex.join(argv if argv is not None else sys.argv[1:])
     cells = []
     for mode in modes:
         console.print(f"reading {args.rows:,} rows: {mode} ...", end=" ")
         child = subprocess.run(
-            [sys.executable, "-m", "sqlite_bench.reads", "--one", db, mode], capture_output=True, text=True, check=True
+            [sys.executable, "-m", "sqlite_bench.reads", "--one", db, mode, args.config],
+            capture_output=True,
+            text=True,
+            check=True,
         )
         r = json.loads(child.stdout.strip().splitlines()[-1])
         cells.append(_cell(mode, args.rows, r["seconds"], [], r["peak_rss_mb"], r["rss_before_mb"], db, "full-read"))
         console.print(
             f"{args.rows / r['seconds']:,.0f} rows/s, peak RSS +{r['peak_rss_mb'] - r['rss_before_mb']:,.0f} MB"
         )
-    for page in page_latencies(db):
+    for page in page_latencies(db, config=args.config):
         cells.append(
             _cell(
                 page["method"],
