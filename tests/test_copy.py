@@ -88,3 +88,74 @@ def test_unknown_tables_are_refused(tmp_path):
             create_engine(f"sqlite:///{tmp_path / 'd.db'}"),
             tables=["nope"],
         )
+
+
+DEFAULTS = """
+CREATE TABLE accounts (id INTEGER PRIMARY KEY, tier TEXT NOT NULL DEFAULT 'basic', credit INTEGER DEFAULT 0,
+                       since TEXT DEFAULT CURRENT_TIMESTAMP, token TEXT DEFAULT (hex(randomblob(4))));
+"""
+
+
+@pytest.mark.parametrize("through_postgresql", [False, True], ids=["sqlite", "via postgresql"])
+def test_server_defaults_both_databases_read_alike_are_kept(tmp_path, request, through_postgresql):
+    """A literal, a number and CURRENT_TIMESTAMP survive the copy (also SQLite -> PostgreSQL -> SQLite, where
+    PostgreSQL reflects 'basic'::character varying); a function call of one dialect is left out."""
+    conn = sqlite3.connect(tmp_path / "src.db")
+    conn.executescript(DEFAULTS)
+    conn.execute("INSERT INTO accounts (id) VALUES (1)")
+    conn.commit()
+    conn.close()
+    source = create_engine(f"sqlite:///{tmp_path / 'src.db'}")
+    dest = create_engine(f"sqlite:///{tmp_path / 'dest.db'}")
+    if through_postgresql:
+        pg = create_engine(request.getfixturevalue("postgres_url"))
+        with pg.begin() as c:
+            c.exec_driver_sql("DROP TABLE IF EXISTS accounts")
+        copy_database(source, pg)
+        source = pg
+    copy_database(source, dest)
+    with dest.begin() as c:
+        c.exec_driver_sql("INSERT INTO accounts (id) VALUES (2)")
+        tier, credit, since, token = c.exec_driver_sql(
+            "SELECT tier, credit, since, token FROM accounts WHERE id = 2"
+        ).one()
+    assert (tier, credit, since is not None, token) == ("basic", 0, True, None)
+    if through_postgresql:
+        with source.begin() as c:
+            c.exec_driver_sql("DROP TABLE accounts")
+        source.dispose()
+    dest.dispose()
+
+
+def test_the_models_option_imports_from_the_folder_it_runs_in(tmp_path, monkeypatch):
+    (tmp_path / "shopmodels.py").write_text(
+        "from sqlalchemy import MetaData, Table, Column, Integer, String\n"
+        "metadata = MetaData()\n"
+        "Table('authors', metadata, Column('id', Integer, primary_key=True), Column('name', String(80)),"
+        " Column('joined', String(40)))\n"
+    )
+    blog(tmp_path / "src.db")
+    import subprocess
+    import sys
+
+    script = tmp_path / "bin-turboalchemy"  # run as the console script does: no cwd on sys.path
+    script.write_text("import sys\nfrom turboalchemy._cli import main\nsys.exit(main())\n")
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-I",
+            str(script),
+            "copy",
+            "src.db",
+            "dest.db",
+            "--models",
+            "shopmodels:metadata",
+            "--tables",
+            "authors",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+    )
+    assert out.returncode == 0, out.stderr
+    assert rows(tmp_path / "dest.db", "authors") == rows(tmp_path / "src.db", "authors")

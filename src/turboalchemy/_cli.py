@@ -121,7 +121,10 @@ def copy(args: argparse.Namespace) -> int:
         module_name, _, attribute = args.models.partition(":")
         try:
             import importlib
+            import os
 
+            if os.getcwd() not in sys.path:  # the console script's path lacks the folder it was run from
+                sys.path.insert(0, os.getcwd())
             found = getattr(importlib.import_module(module_name), attribute or "metadata")
         except (ImportError, AttributeError) as exc:
             return _fail("copy", f"--models {args.models}: {exc}")

@@ -10,6 +10,7 @@ is skipped, so an interrupted copy resumes where it stopped; a partly copied tab
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -62,7 +63,9 @@ class CopyReport:
 
 
 def portable_schema(source: Engine, tables: Sequence[str] | None = None) -> MetaData:
-    """The source's tables, reflected, with generic types and without dialect-specific server defaults."""
+    """The source's tables, reflected, with generic types; server defaults kept where both databases read them
+    alike (a literal, a number, CURRENT_TIMESTAMP/DATE/TIME, NULL, TRUE/FALSE), dropped where they are one
+    dialect's SQL (a function call, a sequence)."""
     reflected = MetaData()
     if tables and (missing := sorted(set(tables) - set(inspect(source).get_table_names()))):
         raise CopyError(f"no table(s) {', '.join(missing)} in the source database")
@@ -78,6 +81,7 @@ def portable_schema(source: Engine, tables: Sequence[str] | None = None) -> Meta
                     primary_key=column.primary_key,
                     nullable=column.nullable,
                     autoincrement=column.autoincrement,
+                    server_default=_portable_default(column.server_default),
                 )
             )
         constraints: list[Any] = []
@@ -96,6 +100,27 @@ def portable_schema(source: Engine, tables: Sequence[str] | None = None) -> Meta
             if all(isinstance(e, Column) for e in index.expressions):
                 Index(index.name, *(copy.c[c.name] for c in index.columns), unique=index.unique)
     return portable
+
+
+_LITERAL = re.compile(
+    r"""^(?:'(?:[^']|'')*'|-?\d+(?:\.\d+)?|CURRENT_TIMESTAMP|CURRENT_DATE|CURRENT_TIME|NULL|TRUE|FALSE)$""",
+    re.IGNORECASE,
+)
+_CAST = re.compile(
+    r"^('(?:[^']|'')*'|-?\d+(?:\.\d+)?)::[\w\s]+(?:\(\d+\))?$"
+)  # PostgreSQL's 'basic'::character varying
+
+
+def _portable_default(default: Any) -> Any:
+    """The reflected server default as text both dialects read alike, or None to leave it out."""
+    arg = getattr(default, "arg", None)
+    text_ = str(getattr(arg, "text", arg) if arg is not None else "").strip()
+    while text_.startswith("(") and text_.endswith(")"):
+        text_ = text_[1:-1].strip()
+    cast = _CAST.match(text_)
+    if cast:
+        text_ = cast.group(1)
+    return text(text_) if text_ and _LITERAL.match(text_) else None
 
 
 def _generic(type_: Any) -> Any:
