@@ -3,9 +3,10 @@ optional columns, natural keys that allow NULL, and the same table name in two s
 
 from __future__ import annotations
 
+from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy import Column, ForeignKey, Integer, MetaData, Numeric, String, Table, UniqueConstraint, text
+from sqlalchemy import Column, DateTime, ForeignKey, Integer, MetaData, Numeric, String, Table, UniqueConstraint, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
@@ -44,6 +45,15 @@ class Tag(Shop):
     grp: Mapped[int | None] = mapped_column(Integer)
     label: Mapped[str] = mapped_column(String(20))
     __table_args__ = (UniqueConstraint("code", "grp"),)
+
+
+class Visit(Shop):
+    """A naive DateTime column, given aware datetimes: stored as a bound value would be."""
+
+    __tablename__ = "visits"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    code: Mapped[str] = mapped_column(String(10), unique=True)
+    at: Mapped[datetime] = mapped_column(DateTime)
 
 
 class Excluded(Shop):

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 import turboalchemy
 
-from .shop import PRICES_A, PRICES_B, Customer, Excluded, Order, Shop, Tag, schemas
+from .shop import PRICES_A, PRICES_B, Customer, Excluded, Order, Shop, Tag, Visit, schemas
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -310,3 +310,46 @@ def test_a_chunk_of_several_key_sets_rolls_back_whole(twins, target_kind):
                 session.commit()
     assert (caught.value.row, caught.value.column) == (2, "email")
     assert stored(ours, Customer) == before
+
+
+def test_aware_datetimes_into_a_naive_column_are_stored_as_a_bound_value_is(twins):
+    """12:00+05:00 into a TIMESTAMP WITHOUT TIME ZONE: the server stores the session's local time (07:00 in UTC),
+    as for the ORM's bound value; COPY's text input used to keep 12:00 and drop the offset."""
+    from datetime import datetime, timedelta, timezone
+
+    ours, theirs = twins
+    plus5 = timezone(timedelta(hours=5))
+    rows = [
+        {"code": "a", "at": datetime(2024, 1, 1, 12, 0, tzinfo=plus5)},
+        {"code": "b", "at": datetime(2024, 1, 1, 9)},
+        {"code": "c", "at": datetime(2024, 6, 1, 0, 30, tzinfo=timezone.utc)},
+    ]
+    with Session(theirs) as session:
+        session.execute(sqlalchemy.insert(Visit), rows)
+        session.commit()
+    turboalchemy.bulk_insert(ours, Visit, rows)
+    assert stored(ours, Visit) == stored(theirs, Visit)
+    later = [{"code": "a", "at": datetime(2024, 1, 2, 12, 0, tzinfo=plus5)}]
+    sqlalchemy_upsert(theirs, Visit, later, ["code"], ["at"])
+    turboalchemy.bulk_upsert(ours, Visit, later, conflict=["code"])
+    assert stored(ours, Visit) == stored(theirs, Visit)
+
+
+@pytest.mark.parametrize(
+    "row, column",
+    [({"email": "nul@shop.test", "name": "a\x00b"}, "name"), ({"email": "x\x00@shop.test", "name": "n"}, "email")],
+    ids=["NUL in name", "NUL in email"],
+)
+def test_a_value_the_driver_cannot_send_is_named_with_its_column(postgres_url, row, column):
+    """PostgreSQL text cannot hold NUL: the ORM's write fails too; ours names the row and the column."""
+    engine = create_engine(postgres_url)
+    Shop.metadata.drop_all(engine)
+    Shop.metadata.create_all(engine)
+    try:
+        with pytest.raises(turboalchemy.BulkWriteError) as caught:
+            turboalchemy.bulk_insert(engine, Customer, [{"email": "ok@shop.test", "name": "ok"}, row])
+        assert (caught.value.row, caught.value.column) == (1, column)
+        assert stored(engine, Customer) == []
+    finally:
+        Shop.metadata.drop_all(engine)
+        engine.dispose()

@@ -15,7 +15,7 @@ from decimal import Decimal
 from operator import attrgetter, methodcaller
 from typing import Any, Literal
 
-from sqlalchemy import BigInteger, MetaData, Table, bindparam, func, insert, literal_column, or_, select
+from sqlalchemy import BigInteger, DateTime, MetaData, Table, bindparam, func, insert, literal_column, or_, select
 from sqlalchemy.engine import Dialect
 from sqlalchemy.schema import Column
 
@@ -55,6 +55,9 @@ class WritePlan:
     temp_name: str = ""
     merge_sql: str = ""
     merge_binds: tuple[tuple[str, Param], ...] = ()
+    # PostgreSQL COPY: parameter positions of naive DateTime columns (an aware value must become the session's
+    # local time, as the server converts a bound timestamptz; COPY's text would drop the offset instead)
+    naive_datetimes: tuple[int, ...] = ()
 
     def merge_params(self) -> dict[str, Any]:
         """Values for the merge statement's onupdate parameters, computed once per chunk."""
@@ -155,6 +158,13 @@ def compile_plan(
     plan = WritePlan(table, kind, _aliased(compiled.string, table, dialect, kind), provided, tuple(params), floating)
     if dialect.name == "postgresql":
         plan = _copy_plan(plan, named, conflict, update)
+        if plan.copy_columns is not None:
+            naive = tuple(
+                i
+                for i, p in enumerate(plan.params)
+                if isinstance(p.column.type, DateTime) and not p.column.type.timezone and not p.onupdate
+            )
+            plan = dataclasses.replace(plan, naive_datetimes=naive)
     return plan
 
 

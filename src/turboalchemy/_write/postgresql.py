@@ -9,7 +9,9 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from operator import itemgetter
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from psycopg import sql
 
@@ -38,6 +40,7 @@ class PostgresChunkWriter:
         self.dbapi = dbapi_connection
         self.own = own_transactions
         self._temp: dict[str, sql.Composed] = {}
+        self._zone: ZoneInfo | None = None  # the session's TimeZone, read when an aware datetime first needs it
         # Under SQLAlchemy's asyncio extension the connection adapts psycopg's AsyncConnection; its cursors
         # have no COPY, so COPY goes to the driver connection, awaited from SQLAlchemy's greenlet.
         driver = getattr(dbapi_connection, "driver_connection", None)
@@ -96,6 +99,8 @@ class PostgresChunkWriter:
         if copy_columns is None:
             cursor.executemany(plan.sql, params)
             return
+        if plan.naive_datetimes:
+            params = self._local_times(cursor, plan, params)
         width = len(copy_columns)
         if width != len(plan.params):  # an upsert's onupdate values go to the merge, not the COPY
             params = [row[:width] for row in params]
@@ -105,6 +110,36 @@ class PostgresChunkWriter:
             temp = self._temp_table(cursor, plan)
             self._copy(cursor, temp, plan, params, ordinal=True)
             cursor.execute(plan.merge_sql, plan.merge_params())
+
+    def _local_times(self, cursor: Any, plan: WritePlan, params: list[Sequence[Any]]) -> list[Sequence[Any]]:
+        """Aware datetimes bound for naive DateTime columns, as the session's local time without an offset: what
+        the server stores for a bound value (timestamptz -> timestamp in the session's TimeZone), where COPY's
+        text input would keep the wall time and drop the offset."""
+        aware = [
+            i
+            for i in plan.naive_datetimes
+            if any(getattr(v, "tzinfo", None) is not None for v in map(itemgetter(i), params))
+        ]
+        if not aware:
+            return params
+        if self._zone is None:
+            cursor.execute("SHOW TimeZone")
+            name = cursor.fetchone()[0]
+            try:
+                self._zone = ZoneInfo(name)
+            except (ZoneInfoNotFoundError, ValueError) as exc:
+                raise ValueError(
+                    f"the session's TimeZone {name!r} is not an IANA zone name, so an aware datetime cannot be "
+                    "stored as the server would; pass naive datetimes, or set the session TimeZone to a zone name"
+                ) from exc
+        zone = self._zone
+        out = [list(row) for row in params]
+        for row in out:
+            for i in aware:
+                value = row[i]
+                if getattr(value, "tzinfo", None) is not None:
+                    row[i] = value.astimezone(zone).replace(tzinfo=None)
+        return out  # type: ignore[return-value]
 
     def _copy(
         self, cursor: Any, target: sql.Composable, plan: WritePlan, params: list[Sequence[Any]], *, ordinal: bool
@@ -170,10 +205,10 @@ class PostgresChunkWriter:
                     column = failure.diag.column_name or _key_column(failure.diag.message_detail)
                     at = _param_of(plan, column)
                     return ChunkFailed(
-                        failure, index, at if at is not None else _param_at_fault(failure, plan, row), False
+                        failure, index, at if at is not None else _param_at_fault(failure, plan, row, cursor), False
                     )
                 except Exception as failure:
-                    return ChunkFailed(failure, index, _param_at_fault(failure, plan, row), False)
+                    return ChunkFailed(failure, index, _param_at_fault(failure, plan, row, cursor), False)
             column = exc.diag.column_name or _key_column(exc.diag.message_detail)  # type: ignore[attr-defined]
             return ChunkFailed(exc, None, _param_of(plan, column), False)
         except psycopg.Error:
@@ -217,12 +252,19 @@ def _param_of(plan: WritePlan, column: str | None) -> int | None:
     return None
 
 
-def _param_at_fault(exc: BaseException, plan: WritePlan, row: Sequence[Any]) -> int | None:
-    """For a value psycopg could not send: the first one of a type it has no dumper for, or out of range."""
+def _param_at_fault(exc: BaseException, plan: WritePlan, row: Sequence[Any], cursor: Any = None) -> int | None:
+    """For a value psycopg could not send: the first one of a type it has no dumper for, out of range, or that
+    its dumper refuses (a NUL in text, a JSON value that does not serialise), found by dumping each alone."""
     message = str(exc)
     for i, value in enumerate(row):
         if isinstance(value, int) and not isinstance(value, bool) and not -(2**63) <= value < 2**63:
             return i
         if type(value).__name__ in message:
             return i
+    if cursor is not None:
+        for i, value in enumerate(row):
+            try:
+                sql.Literal(value).as_string(cursor)
+            except Exception:
+                return i
     return None
