@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import uuid
+from datetime import UTC
 from decimal import Decimal
 
 import pytest
@@ -322,7 +323,7 @@ def test_aware_datetimes_into_a_naive_column_are_stored_as_a_bound_value_is(twin
     rows = [
         {"code": "a", "at": datetime(2024, 1, 1, 12, 0, tzinfo=plus5)},
         {"code": "b", "at": datetime(2024, 1, 1, 9)},
-        {"code": "c", "at": datetime(2024, 6, 1, 0, 30, tzinfo=timezone.utc)},
+        {"code": "c", "at": datetime(2024, 6, 1, 0, 30, tzinfo=UTC)},
     ]
     with Session(theirs) as session:
         session.execute(sqlalchemy.insert(Visit), rows)
