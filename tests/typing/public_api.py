@@ -8,7 +8,7 @@ from __future__ import annotations
 from concurrent.futures import Future
 from typing import Any, TypeVar, assert_type
 
-from sqlalchemy import Engine, Table, insert, select, text
+from sqlalchemy import Engine, MetaData, Table, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 from sqlalchemy.sql.base import Executable
@@ -49,6 +49,9 @@ def sync_calls(session: Session, table: Table) -> None:
     assert_type(queue.stats, turboalchemy.QueueStats)
 
     assert_type(turboalchemy.health("app.db"), turboalchemy.HealthReport)
+    assert_type(turboalchemy.health("app.db").checklist, list[turboalchemy.Check])
+    assert_type(turboalchemy.strict_tables(Base), MetaData)
+    assert_type(queue.stats.commit_ms(99), float | None)
     assert_type(turboalchemy.explain(session, select(User)), turboalchemy.QueryPlan)
     with turboalchemy.count_queries(session) as counted:
         assert_type(counted, turboalchemy.QueryCount)
