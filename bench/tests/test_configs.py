@@ -140,3 +140,15 @@ def test_each_study_configuration_is_a_profile_the_library_applies_and_verifies(
         assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 10_000
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
     engine.dispose()
+
+
+def test_a_profile_name_may_add_pragmas_checked_against_the_allow_list():
+    from sqlite_bench.configs import profile_named
+
+    assert profile_named("production").name == "production"
+    bigger = profile_named("production+page_size=16384")
+    assert bigger.pragmas["page_size"] == 16384 and bigger.pragmas["journal_mode"] == "WAL"
+    with pytest.raises(ValueError, match="unknown profile 'fast'"):
+        profile_named("fast")
+    with pytest.raises(ValueError, match="not one turboalchemy knows"):
+        profile_named("production+page_sizes=1")

@@ -36,6 +36,7 @@ from turboalchemy import Profile
 from . import results
 from .cell import file_sizes
 from .configs import ALL_PROFILES as PROFILES
+from .configs import profile_named
 from .monitor import memory_breakdown
 from .runner import publish
 from .stats import percentile
@@ -234,7 +235,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--writers", default="1,4,16,64", help="comma list of writer-thread counts")
     parser.add_argument("--ops", type=int, default=20_000, help="single-row writes per cell, split across writers")
-    parser.add_argument("--profile", default="production", choices=sorted(PROFILES), help="PRAGMA profile")
+    parser.add_argument(
+        "--profile",
+        default="production",
+        help=f"PRAGMA profile: one of {', '.join(sorted(PROFILES))}, optionally +PRAGMA=value (production+page_size=16384)",
+    )
     parser.add_argument("--modes", default=",".join(MODES), help=f"comma list of {', '.join(MODES)}")
     parser.add_argument("--output-dir", default="results/concurrency", help="where results.json is written")
     parser.add_argument("--work-dir", default=None, help="where the databases go (default: a temporary dir)")
@@ -243,7 +248,10 @@ def main(argv: list[str] | None = None) -> int:
     modes = [m for m in args.modes.split(",") if m]
     if unknown := [m for m in modes if m not in MODES]:
         parser.error(f"unknown mode(s) {', '.join(unknown)}; choose from {', '.join(MODES)}")
-    profile = PROFILES[args.profile]
+    try:
+        profile = profile_named(args.profile)
+    except ValueError as exc:
+        parser.error(str(exc))
     console = Console()
     out = Path(args.output_dir)
     out.mkdir(parents=True, exist_ok=True)

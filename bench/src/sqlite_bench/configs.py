@@ -96,17 +96,31 @@ def config_named(name: str) -> BenchConfig:
     config = CONFIGS[base]
     if not extra:
         return config
+    profile = _extended(config.profile, f"{config.profile.name}+" + "+".join(extra), extra)
+    return replace(config, name=name, profile=profile)
+
+
+def profile_named(name: str) -> Profile:
+    """A profile by name (the library's or the study's), optionally with PRAGMAs added after '+'
+    (e.g. `production+page_size=16384`), checked against the library's allow-list."""
+    base, *extra = name.split("+")
+    if base not in ALL_PROFILES:
+        raise ValueError(f"unknown profile {base!r}; choose from {', '.join(ALL_PROFILES)}, optionally +PRAGMA=value")
+    return _extended(ALL_PROFILES[base], name, extra) if extra else ALL_PROFILES[base]
+
+
+def _extended(profile: Profile, name: str, extra: list[str]) -> Profile:
+    """`profile` with the PRAGMA=value items of `extra` added or overriding, named `name`."""
     pragmas: dict[str, int | str] = {}
     for item in extra:
         key, _, value = item.partition("=")
         if not re.fullmatch(r"[a-z_]+", key) or not value:
-            raise ValueError(f"configuration {name!r}: {item!r} is not PRAGMA=value (e.g. wal_autocheckpoint=16384)")
+            raise ValueError(f"{name!r}: {item!r} is not PRAGMA=value (e.g. wal_autocheckpoint=16384)")
         pragmas[key] = int(value) if re.fullmatch(r"-?[0-9]+", value) else value
     try:
-        profile = config.profile.extend(f"{config.profile.name}+" + "+".join(extra), **pragmas)
+        return profile.extend(name, **pragmas)
     except ProfileError as exc:
-        raise ValueError(f"configuration {name!r}: {exc}") from None
-    return replace(config, name=name, profile=profile)
+        raise ValueError(f"{name!r}: {exc}") from None
 
 
 def parse_configs(spec: str) -> list[BenchConfig]:
