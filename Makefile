@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(abspath $(VENV))/bin/python
 
-.PHONY: bench test lint wheels clean reference-curve reference-runs reference-report
+.PHONY: bench test lint wheels clean reference-curve reference-runs reference-report reference-page-size
 
 $(VENV)/.installed: pyproject.toml bench/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -73,6 +73,23 @@ reference-runs: $(VENV)/.installed
 	$(PY) -m sqlite_bench.orm_compare --db sqlite,postgresql --concurrency 50,200 --duration 30s --seed-users 100K \
 	  --output-dir $(REF)/orm-compare
 	$(MAKE) reference-report
+
+## The page-size measurement (about 40 minutes): docs/results/page-size/ and its tables.
+PS := $(REF)/page-size
+reference-page-size: $(VENV)/.installed
+	for run in 1 2 3; do \
+	  $(PY) -m sqlite_bench.scale_benchmark --scales 100K,200K --configs chunk_5000,chunk_5000+page_size=8192,chunk_5000+page_size=16384 \
+	    --mode raw,turbo --schema study,ordered --key uuid4,uuid7 --phases insert,upsert --output-dir $(PS)/writes-run$$run || exit 1; \
+	  for size in 4096 8192 16384; do \
+	    $(PY) -m sqlite_bench.reads --rows 200K --modes core,orm_yield,stream --config chunk_5000+page_size=$$size \
+	      --output-dir $(PS)/reads-$$size-run$$run || exit 1; \
+	  done; \
+	  for size in 4096 16384; do \
+	    $(PY) -m sqlite_bench.concurrency --writers 1,16 --ops 4000 --profile production+page_size=$$size --output-dir $(PS)/commits-production-$$size-run$$run || exit 1; \
+	    $(PY) -m sqlite_bench.concurrency --writers 1,16 --ops 1000 --profile durable+page_size=$$size --output-dir $(PS)/commits-durable-$$size-run$$run || exit 1; \
+	  done; \
+	done
+	$(PY) tools/page_size_table.py $(PS)
 
 ## The report over the published runs (seconds): docs/results/report and the 10M curve's plot.
 reference-report: $(VENV)/.installed

@@ -202,3 +202,17 @@ def test_doctor_prints_every_item_and_its_json_form(tmp_path):
         "many_indexes_over_cache",
         "small_transactions",
     }
+
+
+@pytest.mark.parametrize(
+    "size, verdict, says",
+    [(4096, "ok", "production default"), (16384, "advice", "bulk inserts"), (8192, "advice", "no size beats 4,096")],
+)
+def test_the_page_size_verdict_follows_the_measurement(tmp_path, size, verdict, says):
+    conn = sqlite3.connect(tmp_path / "p.db", isolation_level=None)
+    conn.execute(f"PRAGMA page_size = {size}")
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY)")
+    conn.close()
+    check = next(c for c in turboalchemy.health(tmp_path / "p.db").checklist if c.item == "page size")
+    assert (check.verdict, says in check.detail) == (verdict, True)

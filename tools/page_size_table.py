@@ -19,9 +19,8 @@ def page_size(config: str) -> int:
     return int(config.split("page_size=")[1]) if "page_size=" in config else 4096
 
 
-def rate(cell: dict, rows: int | None = None) -> float:
-    points = [c for c in cell["checkpoints"] if rows is None or c["rows"] == rows]
-    return float(points[-1]["cumulative"]["rows_per_s"])
+def rate(cell: dict) -> float:
+    return float(cell["checkpoints"][-1]["cumulative"]["rows_per_s"])
 
 
 def writes(folder: pathlib.Path) -> list[str]:
@@ -70,8 +69,32 @@ def reads(folder: pathlib.Path) -> list[str]:
     return lines
 
 
+def commits(folder: pathlib.Path) -> list[str]:
+    """Single-row writes (the concurrency benchmark): writes/s at 16384 as a multiple of 4096's, per run."""
+    ratios: dict[tuple[str, str, int], list[float]] = defaultdict(list)
+    for small in sorted(folder.glob("commits-*-4096-run*/results.json")):
+        big = pathlib.Path(str(small).replace("-4096-", "-16384-"))
+        if not big.exists():
+            continue
+        profile = small.parent.name.split("-")[1]
+        rates = {}
+        for size, path in ((4096, small), (16384, big)):
+            for cell in json.loads(path.read_text())["cells"]:
+                if cell["checkpoints"]:
+                    rates[(size, cell["path"], cell["writers"])] = rate(cell)
+        for (size, mode, writers), value in rates.items():
+            if size == 16384 and rates.get((4096, mode, writers)):
+                ratios[(profile, mode, writers)].append(value / rates[(4096, mode, writers)])
+    lines = ["| single-row writes | profile | writers | 16384 ÷ 4096 |", "|---|---|---|---|"]
+    for (profile, mode, writers), got in sorted(ratios.items()):
+        lines.append(f"| {mode} | {profile} | {writers} | {statistics.median(got):.2f} ({min(got):.2f}–{max(got):.2f}) |")
+    return lines
+
+
 if __name__ == "__main__":
     root = pathlib.Path(sys.argv[1])
     print("\n".join(writes(root)))
     print()
     print("\n".join(reads(root)))
+    print()
+    print("\n".join(commits(root)))
