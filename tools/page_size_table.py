@@ -87,7 +87,9 @@ def commits(folder: pathlib.Path) -> list[str]:
                 ratios[(profile, mode, writers)].append(value / rates[(4096, mode, writers)])
     lines = ["| single-row writes | profile | writers | 16384 ÷ 4096 |", "|---|---|---|---|"]
     for (profile, mode, writers), got in sorted(ratios.items()):
-        lines.append(f"| {mode} | {profile} | {writers} | {statistics.median(got):.2f} ({min(got):.2f}–{max(got):.2f}) |")
+        lines.append(
+            f"| {mode} | {profile} | {writers} | {statistics.median(got):.2f} ({min(got):.2f}–{max(got):.2f}) |"
+        )
     return lines
 
 
