@@ -363,3 +363,95 @@ def test_a_queue_refuses_new_writes_while_its_commits_are_slower_than_the_thresh
     with engine.connect() as conn:
         producers = [r[0] for r in conn.execute(text("SELECT DISTINCT producer FROM events ORDER BY 1"))]
     assert producers == ["later", "slow"]
+
+
+@pytest.mark.parametrize("statement", ["ROLLBACK", "commit", "  BEGIN IMMEDIATE", "SAVEPOINT x", "RELEASE x", "END"])
+def test_transaction_control_as_an_item_is_refused_before_it_runs(engine, statement):
+    """A ROLLBACK item would be answered OK and silently undo its batch neighbours' acknowledged writes."""
+    queue = turboalchemy.WriteQueue(engine)
+    try:
+        with pytest.raises(ValueError, match="the queue begins and commits each batch itself"):
+            queue.execute(statement)
+        with pytest.raises(ValueError):
+            queue.submit(text(statement))
+        assert queue.execute(INSERT, {"producer": "after", "seq": 1}).rowcount == 1
+    finally:
+        queue.close()
+
+
+def test_a_function_that_writes_through_its_own_queue_is_refused_not_deadlocked(engine):
+    queue = turboalchemy.WriteQueue(engine)
+
+    def reenter(conn):
+        return queue.execute(INSERT, {"producer": "inner", "seq": 1})
+
+    try:
+        with pytest.raises(turboalchemy.QueueReentryError, match="write through the Connection"):
+            queue.execute(reenter)  # led by this thread
+        with pytest.raises(turboalchemy.QueueReentryError):
+            queue.submit(reenter).result(timeout=10)  # run by the queue's thread
+        assert queue.execute(INSERT, {"producer": "after", "seq": 2}).rowcount == 1
+    finally:
+        queue.close()  # returns: nothing is stuck
+
+
+@pytest.mark.parametrize("raised", [SystemExit(3), KeyboardInterrupt()], ids=["SystemExit", "KeyboardInterrupt"])
+def test_an_item_raising_a_base_exception_gets_it_as_its_answer_and_the_queue_goes_on(engine, raised):
+    queue = turboalchemy.WriteQueue(engine)
+
+    def boom(conn):
+        raise raised
+
+    try:
+        failing = queue.submit(boom)  # run by the queue's own thread
+        with pytest.raises(type(raised)):
+            failing.result(timeout=10)
+        later = [queue.submit(INSERT, {"producer": "later", "seq": n}) for n in range(5)]
+        assert [f.result(timeout=10).rowcount for f in later] == [1] * 5  # the writer thread is alive
+    finally:
+        queue.close()
+
+
+def test_a_signal_while_this_thread_leads_a_batch_leaves_no_other_caller_unanswered(engine, monkeypatch):
+    """Ctrl-C lands in the leading thread between two items of a batch that holds other callers' writes: its
+    own write fails with KeyboardInterrupt, the transaction rolls back, and every other caller's write goes back
+    to the queue, to be stored and answered."""
+    queue = turboalchemy.WriteQueue(engine, max_wait_ms=5000)
+    queue._last_batch = 4  # as after four writers committed together: the next leader gathers four writes
+    real = queue._savepoint
+    calls = {"n": 0}
+
+    def savepoint_then_interrupt(conn, sql):
+        if threading.get_ident() == threading.main_thread().ident:  # only while this (the leading) thread writes
+            calls["n"] += 1
+            if calls["n"] == 2:  # the second item's savepoint: one item of the batch has run
+                raise KeyboardInterrupt
+        real(conn, sql)
+
+    def write(seq):
+        return lambda conn: conn.execute(INSERT, {"producer": "other", "seq": seq})
+
+    others: list = []
+
+    def join_the_batch(seq):
+        until(lambda: queue._writing)  # the main thread has claimed the writer and is gathering
+        others.append(queue.submit(write(seq)))
+
+    monkeypatch.setattr(queue, "_savepoint", savepoint_then_interrupt)
+    callers = [threading.Thread(target=join_the_batch, args=(n,)) for n in range(3)]
+    try:
+        for c in callers:
+            c.start()
+        with pytest.raises(KeyboardInterrupt):
+            queue.execute(write(99))
+        queue.max_wait = 0  # the requeued three: no gathering wait for a fourth
+        for c in callers:
+            c.join(10)
+        assert calls["n"] == 2  # the interrupt landed in this thread, leading the batch
+        monkeypatch.setattr(queue, "_savepoint", real)
+        assert len(others) == 3 and all(f.exception(timeout=10) is None for f in others)  # written after all
+    finally:
+        queue.close()
+    with engine.connect() as conn:
+        seqs = sorted(r[0] for r in conn.execute(text("SELECT seq FROM events WHERE producer = 'other'")))
+    assert seqs == [0, 1, 2]

@@ -37,12 +37,20 @@ from sqlalchemy.sql.base import Executable
 from turboalchemy._engine import dedicated_writer, profile_of
 from turboalchemy._schema import Model
 from turboalchemy._targets import ENGINE, classify
-from turboalchemy.errors import CommitLatencyError, QueueClosedError, QueueFullError, TurboAlchemyError, translate
+from turboalchemy.errors import (
+    CommitLatencyError,
+    QueueClosedError,
+    QueueFullError,
+    QueueReentryError,
+    TurboAlchemyError,
+    translate,
+)
 
 Params = Mapping[str, Any] | Sequence[Mapping[str, Any]] | None
 Work = Executable | str | Callable[[Connection], Any]
 T = TypeVar("T")
 _RETURNING = re.compile(r"\bRETURNING\b", re.IGNORECASE)
+_TRANSACTION_CONTROL = re.compile(r"\s*(BEGIN|COMMIT|END|ROLLBACK|SAVEPOINT|RELEASE)\b", re.IGNORECASE)
 
 
 class WriteResult(NamedTuple):
@@ -149,6 +157,7 @@ class WriteQueue:
         self.refuse_above_ms = refuse_above_ms
         self.latency_window_s = latency_window_s
         self._refusing_until = 0.0
+        self._committing: int | None = None  # the thread running a batch's transaction, while it does
         if max_batch < 1 or max_pending < 1 or max_wait_ms < 0:
             raise ValueError("max_batch and max_pending must be at least 1, max_wait_ms at least 0")
         self.max_batch = max_batch
@@ -201,6 +210,16 @@ class WriteQueue:
             work = self._text(work)
         elif not isinstance(work, Executable) and not callable(work):
             raise TypeError(f"submit takes a SQLAlchemy statement, SQL text or a callable, not {type(work).__name__}")
+        if isinstance(work, TextClause) and _TRANSACTION_CONTROL.match(work.text):
+            raise ValueError(
+                f"{work.text.split()[0].upper()} as a queued item would end or split the transaction its batch "
+                "shares with other callers' writes; the queue begins and commits each batch itself"
+            )
+        if self._committing == threading.get_ident():
+            raise QueueReentryError(
+                "a function running inside this WriteQueue's transaction wrote through the same queue: it would "
+                "wait for its own batch to commit; write through the Connection the function is given"
+            )
         item = _Item(work, params, future)
         if self._refusing_until and time.monotonic() < self._refusing_until:
             raise CommitLatencyError(
@@ -260,6 +279,7 @@ class WriteQueue:
         When the writer is idle, the calling thread commits the pending batch itself."""
         item, lead = self._enqueue(work, params, None, lead=True)
         if lead:
+            batch: list[_Item] = []
             try:
                 while not item.finished:
                     with self._lock:
@@ -267,6 +287,12 @@ class WriteQueue:
                     if not batch:
                         break
                     self._commit(batch)
+            except BaseException as exc:  # a signal landed while this thread led a batch: nothing of it committed
+                with self._lock:  # the other callers' writes go back to the queue, to be written and answered
+                    self._pending.extendleft(reversed([i for i in batch if not i.finished and i is not item]))
+                if not item.finished:
+                    item.finish(False, exc)
+                raise
             finally:
                 with self._lock:
                     self._writing = False
@@ -401,6 +427,10 @@ class WriteQueue:
                 return  # closed and drained
             try:
                 self._commit(batch)
+            except BaseException as exc:  # never let the writer thread die with callers unanswered
+                for waiting in batch:
+                    if not waiting.finished:
+                        self._fail(waiting, exc)
             finally:
                 with self._lock:
                     self._writing = False
@@ -416,6 +446,7 @@ class WriteQueue:
         conn = self._connection
         outcomes: list[tuple[bool, Any]] = []
         started = time.monotonic()
+        self._committing = threading.get_ident()
         try:
             with conn.begin():
                 if self._begin_here and not conn.connection.dbapi_connection.in_transaction:  # type: ignore[union-attr]
@@ -427,7 +458,7 @@ class WriteQueue:
                         self._savepoint(conn, "SAVEPOINT turboalchemy_item")
                     try:
                         value = self._run_item(conn, item)
-                    except Exception as exc:
+                    except BaseException as exc:  # SystemExit from a function is its own answer, not the thread's end
                         if alone:
                             raise _Alone(exc) from exc
                         if not guarded:
@@ -459,16 +490,26 @@ class WriteQueue:
             for item in batch:
                 self._fail(item, exc)
             return
+        finally:
+            self._committing = None
         self._record_commit(started)
         self.stats.batches += 1
         self._last_batch = len(batch)
         self.stats.largest_batch = max(self.stats.largest_batch, len(batch))
         self.stats.items += len(batch)
-        for item, (ok, value) in zip(batch, outcomes):
-            if ok:
-                item.finish(True, value)
-            else:
-                self._fail(item, value)
+        interrupted: BaseException | None = None
+        for item, (ok, value) in zip(batch, outcomes):  # committed: every caller hears, even through a signal
+            try:
+                if ok:
+                    item.finish(True, value)
+                else:
+                    self._fail(item, value)
+            except BaseException as exc:
+                interrupted = exc
+                if not item.finished:
+                    item.finish(ok, value)
+        if interrupted is not None:
+            raise interrupted
 
     def _record_commit(self, started: float) -> None:
         now = time.monotonic()
@@ -570,7 +611,7 @@ class WriteQueue:
 class _Alone(Exception):
     """Internal: the only item of a batch failed; the transaction is rolled back and the item answered."""
 
-    def __init__(self, error: Exception) -> None:
+    def __init__(self, error: BaseException) -> None:
         super().__init__(str(error))
         self.error = error
 

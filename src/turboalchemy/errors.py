@@ -33,6 +33,7 @@ __all__ = [
     "QueryBudgetError",
     "QueueClosedError",
     "QueueFullError",
+    "QueueReentryError",
     "ReadOnlyDatabaseError",
     "SchemaMismatchError",
     "TurboAlchemyError",
@@ -160,6 +161,11 @@ class CommitLatencyError(TurboAlchemyError):
 
 class QueueClosedError(TurboAlchemyError):
     """Work was submitted to a WriteQueue after close() was called."""
+
+
+class QueueReentryError(TurboAlchemyError, RuntimeError):
+    """A function running inside a WriteQueue's transaction wrote through the same queue (it would wait for
+    itself); it should write through the Connection it is given."""
 
 
 class QueueFullError(TurboAlchemyError):
