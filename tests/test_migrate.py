@@ -179,3 +179,36 @@ def test_the_cli_lists_and_migrates(tmp_path, capsys):
     assert "version 0 -> 3" in capsys.readouterr().out
     assert cli(["migrate", str(db), str(tmp_path / "nowhere")]) == 2
     assert "no such migrations directory" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "name, message",
+    [
+        ("20240101000001_users.sql", "does not fit in PRAGMA user_version"),  # timestamp-numbered: stored as 0
+        ("0002add_b.sql", "a migration is named NUMBER_name.sql"),  # no separator: was skipped without a word
+        ("add_b.sql", "a migration is named NUMBER_name.sql"),
+    ],
+)
+def test_a_file_that_would_drift_is_refused_before_anything_runs(tmp_path, name, message):
+    folder = write(tmp_path / "m", {**BASIC, name: "CREATE TABLE b (x);"})
+    with pytest.raises(turboalchemy.MigrationError, match=message):
+        turboalchemy.migrate(tmp_path / "app.db", folder)
+    assert not (tmp_path / "app.db").exists() or version_and_tables(tmp_path / "app.db") == (0, [])
+    assert cli(["migrate", str(tmp_path / "app.db"), str(folder)]) == 2  # one line on stderr, no traceback
+
+
+def test_a_held_write_lock_is_a_typed_error_and_one_line_from_the_cli(tmp_path, capsys):
+    folder = write(tmp_path / "m", BASIC)
+    db = tmp_path / "app.db"
+    sqlite3.connect(db).close()
+    holder = sqlite3.connect(db, isolation_level=None, timeout=0)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        with pytest.raises(turboalchemy.DatabaseLockedError, match=f"migrate {db}"):
+            turboalchemy.migrate(db, folder)
+        assert cli(["migrate", str(db), str(folder)]) == 2
+        err = capsys.readouterr().err
+        assert "database is locked" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()

@@ -18,9 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from turboalchemy._sqlite import Target, database_path, open_file
-from turboalchemy.errors import MigrationError
+from turboalchemy.errors import MigrationError, translate
 
 _FILE = re.compile(r"^(\d+)(?:[_\-. ](.*))?\.sql$", re.IGNORECASE)
+_MAX_VERSION = 2**31 - 1  # PRAGMA user_version is a signed 32-bit integer
 _TRANSACTION_CONTROL = re.compile(r"^\s*(BEGIN|COMMIT|END|ROLLBACK|SAVEPOINT|RELEASE)\b", re.IGNORECASE)
 
 
@@ -65,10 +66,21 @@ def discover(directory: str | os.PathLike[str]) -> list[Migration]:
         raise MigrationError(f"{folder}: no such migrations directory")
     found: dict[int, Migration] = {}
     for path in sorted(folder.iterdir()):
+        if not path.is_file() or path.suffix.lower() != ".sql":
+            continue  # a README, a folder: not a migration
         match = _FILE.match(path.name)
-        if not match or not path.is_file():
-            continue
+        if not match:
+            raise MigrationError(
+                f"{path.name}: a migration is named NUMBER_name.sql (0002_add_b.sql), with a separator after the "
+                "number; rename it, or move it out of the folder (every .sql file here is read as a migration)"
+            )
         version = int(match.group(1))
+        if version > _MAX_VERSION:
+            raise MigrationError(
+                f"{path.name}: version {version} does not fit in PRAGMA user_version (a 32-bit signed integer, at "
+                f"most {_MAX_VERSION:,}), so it would be stored wrongly and applied again on the next run; "
+                "number the files 1, 2, 3... (or 0001_, 0002_...), not by date and time"
+            )
         if version == 0:
             raise MigrationError(f"{path.name}: versions start at 1 (0 is a database no migration has touched)")
         if version in found:
@@ -146,49 +158,57 @@ def migrate(
         path.parent.mkdir(parents=True, exist_ok=True)
         sqlite3.connect(path).close()  # an empty database to start from, at version 0
     goal = latest if to is None else to
-    with open_file(path, read_only=False) as conn:
-        before = _version(conn)
-        if before > latest:
-            raise MigrationError(
-                f"{path} is at schema version {before} but {directory} goes only up to {latest}: "
-                "this code is older than the database; deploy the newer code (or restore a backup)"
-            )
-        todo = [m for m in files if before < m.version <= goal]
-        report = MigrationReport(
-            str(path), before, before, latest, dry_run=dry_run, pending=[m for m in files if m.version > goal]
-        )
-        if dry_run:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                for migration in todo:
-                    _apply(conn, migration)
-                    report.applied.append(migration)
-                report.after = _version(conn)
-            finally:
-                conn.execute("ROLLBACK")
-            return report
-        for migration in todo:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                _apply(conn, migration)
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
-            report.applied.append(migration)
-            report.after = migration.version
-            if progress is not None:
-                progress(migration)
-        if check and report.applied:
-            found = [r[0] for r in conn.execute("PRAGMA quick_check").fetchall()[:5]]
-            report.quick_check = "; ".join(found)
-            if found != ["ok"]:
+    try:
+        with open_file(path, read_only=False) as conn:
+            before = _version(conn)
+            if before > latest:
                 raise MigrationError(
-                    f"{path}: version {before} -> {report.after} applied, but quick_check then found: "
-                    f"{report.quick_check}; restore the backup taken before migrating"
+                    f"{path} is at schema version {before} but {directory} goes only up to {latest}: "
+                    "this code is older than the database; deploy the newer code (or restore a backup)"
                 )
-        return report
+            todo = [m for m in files if before < m.version <= goal]
+            report = MigrationReport(
+                str(path), before, before, latest, dry_run=dry_run, pending=[m for m in files if m.version > goal]
+            )
+            if dry_run:
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    for migration in todo:
+                        _apply(conn, migration)
+                        report.applied.append(migration)
+                    report.after = _version(conn)
+                finally:
+                    conn.execute("ROLLBACK")
+                return report
+            for migration in todo:
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    _apply(conn, migration)
+                    conn.execute("COMMIT")
+                except BaseException:
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                    raise
+                report.applied.append(migration)
+                report.after = migration.version
+                if progress is not None:
+                    progress(migration)
+            if check and report.applied:
+                found = [r[0] for r in conn.execute("PRAGMA quick_check").fetchall()[:5]]
+                report.quick_check = "; ".join(found)
+                if found != ["ok"]:
+                    raise MigrationError(
+                        f"{path}: version {before} -> {report.after} applied, but quick_check then found: "
+                        f"{report.quick_check}; restore the backup taken before migrating"
+                    )
+            return report
+
+    except sqlite3.Error as exc:  # the file itself: locked past busy_timeout, not a database, read-only
+        typed = translate(exc)
+        if typed is not None:
+            typed.args = (f"migrate {path}: {typed}",)
+            raise typed from exc
+        raise MigrationError(f"migrate {path}: {exc}") from exc
 
 
 def status(target: Target, directory: str | os.PathLike[str]) -> MigrationReport:
