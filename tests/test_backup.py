@@ -141,3 +141,35 @@ def test_the_cli_backs_up(tmp_path, capsys):
     assert cli(["backup", str(src), str(tmp_path / "b.db")]) == 0
     assert "integrity ok" in capsys.readouterr().out
     assert cli(["backup", str(src), str(tmp_path / "b.db")]) == 2
+
+
+@pytest.mark.parametrize("part", ["-wal", "-shm", "hardlink", "same"])
+def test_a_destination_that_is_part_of_the_source_is_refused_and_nothing_is_touched(tmp_path, part):
+    """backup(src, 'src.db-wal', overwrite=True) used to overwrite the source's own WAL: its committed rows gone."""
+    import os
+
+    src = tmp_path / "src.db"
+    make_db(src)
+    keeper = sqlite3.connect(src)  # holds the WAL open, as a live application would
+    keeper.execute("PRAGMA journal_mode = WAL")
+    keeper.execute("CREATE TABLE extra (x)")
+    keeper.execute("INSERT INTO extra VALUES (1)")
+    keeper.commit()
+    dest = {"-wal": f"{src}-wal", "-shm": f"{src}-shm", "same": str(tmp_path / "." / "src.db")}.get(part)
+    if part == "hardlink":
+        dest = str(tmp_path / "link.db")
+        os.link(src, dest)
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
+    with pytest.raises(turboalchemy.BackupError, match="is (the database itself|the database's own)"):
+        turboalchemy.backup(src, dest, overwrite=True)
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()} == before
+    assert keeper.execute("SELECT count(*) FROM extra").fetchone()[0] == 1
+    keeper.close()
+
+
+def test_a_directory_destination_is_refused_before_anything_is_copied(tmp_path):
+    make_db(tmp_path / "src.db")
+    (tmp_path / "out").mkdir()
+    with pytest.raises(turboalchemy.BackupError, match="is a directory"):
+        turboalchemy.backup(tmp_path / "src.db", tmp_path / "out", overwrite=True)
+    assert [p.name for p in (tmp_path / "out").iterdir()] == [] and not list(tmp_path.glob(".*partial"))

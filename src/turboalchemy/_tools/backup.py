@@ -76,10 +76,7 @@ def backup(
     if src_path is None:
         raise BackupError("backup copies a database file; an in-memory database has none")
     target = Path(dest)
-    if target.resolve() == src_path.resolve():
-        raise BackupError("the backup destination is the database itself")
-    if target.exists() and not overwrite:
-        raise BackupError(f"{target} exists; pass overwrite=True (or --overwrite) to replace it")
+    _refuse_destination(src_path, target, overwrite)
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(f".{target.name}.partial")
     _remove(partial)
@@ -120,6 +117,24 @@ def backup(
         round(time.perf_counter() - began, 3),
         integrity,
     )
+
+
+def _refuse_destination(source: Path, target: Path, overwrite: bool) -> None:
+    """Refuse, before anything is copied, a destination that is part of the source (the file itself under
+    another name, its -wal, -shm or -journal), a directory, or an existing file unless `overwrite`."""
+    parts = [source, *(Path(f"{source}{suffix}") for suffix in ("-wal", "-shm", "-journal"))]
+    resolved = target.resolve()
+    for part in parts:
+        same = resolved == part.resolve()
+        if not same and target.exists() and part.exists():
+            same = os.path.samefile(target, part)  # a hard link or another path to the same file
+        if same:
+            what = "the database itself" if part == source else f"the database's own {part.name[len(source.name) :]}"
+            raise BackupError(f"the backup destination {target} is {what}; choose a path outside the database")
+    if target.is_dir():
+        raise BackupError(f"the backup destination {target} is a directory; give the path of the copy to write")
+    if target.exists() and not overwrite:
+        raise BackupError(f"{target} exists; pass overwrite=True (or --overwrite) to replace it")
 
 
 def _online(src: sqlite3.Connection, partial: Path, step: int, progress: Progress | None) -> tuple[int, int, int, int]:
