@@ -221,3 +221,27 @@ def test_an_automatic_index_sqlite_builds_for_one_query_counts_as_a_scan(tmp_pat
     automatic = [r["detail"] for r in plan.rows if "AUTOMATIC" in r["detail"]]
     assert automatic, plan.rows
     assert _sqlite_events([{"detail": automatic[0]}])[0] == ["other"]
+
+
+@pytest.mark.parametrize("analyze", [False, True])
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELECT id FROM users; DELETE FROM posts",
+        "SELECT id FROM users;\n/* c */ DROP TABLE posts;",
+        "SELECT ';' AS semi FROM users; DELETE FROM posts",
+    ],
+)
+def test_explain_refuses_a_second_statement_it_would_run_as_itself(engine, sql, analyze):
+    """A diagnostic must never execute user SQL: the DELETE or DROP after the SELECT used to persist."""
+    if analyze and engine.dialect.name == "sqlite":
+        pytest.skip("analyze is PostgreSQL's")
+    with pytest.raises(ValueError, match="explain takes one statement"):
+        turboalchemy.explain(engine, sql, analyze=analyze)
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM posts")).scalar() > 0
+
+
+def test_explain_takes_one_statement_with_quotes_comments_and_a_trailing_semicolon(engine):
+    plan = turboalchemy.explain(engine, "SELECT id, ';' AS semi FROM users -- one; statement\nWHERE id > 1;  ")
+    assert plan.statement.startswith("SELECT id") and plan.rows

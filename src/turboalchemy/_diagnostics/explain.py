@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from sqlalchemy import Table, event, inspect, text
+from sqlalchemy import Table, TextClause, event, inspect, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql import visitors
 from sqlalchemy.sql.base import Executable
@@ -65,6 +65,33 @@ def _connection(target: Any) -> Any:
         yield on.connection, on.runner
 
 
+def _refuse_more_than_one(sql: str) -> None:
+    """ValueError unless `sql` is one statement (a trailing ';' allowed): ';' counts outside quotes and comments."""
+    i, n, quote = 0, len(sql), ""
+    while i < n:
+        c = sql[i]
+        if quote:
+            if c == quote:
+                quote = ""
+        elif c in "'\"`":
+            quote = c
+        elif sql.startswith("--", i):
+            i = sql.find("\n", i)
+            i = n if i < 0 else i
+        elif sql.startswith("/*", i):
+            end = sql.find("*/", i + 2)
+            i = n if end < 0 else end + 1
+        elif c == ";":
+            rest = re.sub(r"--[^\n]*|/\*.*?\*/", "", sql[i + 1 :], flags=re.DOTALL).strip().strip(";").strip()
+            if rest:
+                raise ValueError(
+                    "explain takes one statement; this text holds more after ';', and they would run as themselves "
+                    f"(not be explained): {rest[:60]!r}"
+                )
+            return
+        i += 1
+
+
 def _capture(conn: Connection, runner: Any, stmt: Any) -> tuple[str, Any]:
     """The SQL and parameters `stmt` would send, without running it."""
 
@@ -87,9 +114,13 @@ def explain(target: Target, stmt: Executable | str, *, analyze: bool = False) ->
     Findings: a full table scan on a filtered column, a join whose foreign key has no index, and a
     temporary sort for ORDER BY; each names the table and columns and suggests a CREATE INDEX.
     `analyze=True` (PostgreSQL) executes the statement inside a savepoint that is rolled back.
+    SQL text must hold one statement: a second one after a ';' would run as itself, not be explained, so it is
+    refused with ValueError.
     """
     if isinstance(stmt, str):
         stmt = text(stmt)
+    if isinstance(stmt, TextClause):
+        _refuse_more_than_one(stmt.text)
     with _connection(target) as (conn, runner):
         sql, parameters = _capture(conn, runner, stmt)
         dialect = conn.dialect.name
