@@ -455,3 +455,40 @@ def test_a_signal_while_this_thread_leads_a_batch_leaves_no_other_caller_unanswe
     with engine.connect() as conn:
         seqs = sorted(r[0] for r in conn.execute(text("SELECT seq FROM events WHERE producer = 'other'")))
     assert seqs == [0, 1, 2]
+
+
+def test_bulk_insert_through_the_queue_tells_the_truth_about_a_bad_row(engine):
+    """A bad row at 12,345 of 30,000: named as row 12,345 of the stream, 10,000 rows committed (two whole
+    chunks), nothing after the failing chunk; it used to say row 2,345, committed=None, and commit 25,000."""
+    rows = [{"producer": "bulk", "seq": n} for n in range(30_000)]
+    rows[12_345] = {"producer": None, "seq": 12_345}  # NOT NULL
+    queue = turboalchemy.WriteQueue(engine)
+    try:
+        with pytest.raises(turboalchemy.BulkWriteError) as caught:
+            queue.bulk_insert(events, iter(rows), chunk_size=5000)
+        batches = queue.stats.batches
+    finally:
+        queue.close()
+    assert (caught.value.row, caught.value.column, caught.value.committed) == (12_345, "producer", 10_000)
+    assert "10,000 rows were committed before it, nothing after it" in str(caught.value)
+    assert "transaction is still open" not in str(caught.value)
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*), max(seq) FROM events")).one() == (10_000, 9_999)
+    assert batches == 3  # one chunk per commit: the two that committed and the one that failed
+
+
+def test_bulk_upsert_through_the_queue_commits_chunk_by_chunk(engine):
+    queue = turboalchemy.WriteQueue(engine)
+    try:
+        assert queue.bulk_insert(events, ({"id": n, "producer": "u", "seq": n} for n in range(12_000))) == 12_000
+        assert (
+            queue.bulk_upsert(
+                events, ({"id": n, "producer": "v", "seq": -n} for n in range(0, 12_000, 2)), conflict=["id"]
+            )
+            == 6_000
+        )
+        assert queue.stats.largest_batch == 1  # each chunk its own item, never all chunks in one commit
+    finally:
+        queue.close()
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM events WHERE producer = 'v'")).scalar() == 6_000

@@ -25,9 +25,8 @@ from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from itertools import islice
 from operator import itemgetter
-from typing import Any, NamedTuple, TypeVar, overload
+from typing import Any, Literal, NamedTuple, TypeVar, overload
 
 from sqlalchemy import TextClause, text
 from sqlalchemy import exc as sa_exc
@@ -38,17 +37,22 @@ from turboalchemy._engine import dedicated_writer, profile_of
 from turboalchemy._schema import Model
 from turboalchemy._targets import ENGINE, classify
 from turboalchemy.errors import (
+    BulkWriteError,
     CommitLatencyError,
     QueueClosedError,
     QueueFullError,
     QueueReentryError,
     TurboAlchemyError,
+    _DriverError,
     translate,
 )
 
 Params = Mapping[str, Any] | Sequence[Mapping[str, Any]] | None
 Work = Executable | str | Callable[[Connection], Any]
 T = TypeVar("T")
+_IN_CALLERS_TRANSACTION = (
+    "the chunk was rolled back; the caller's transaction is still open and holds the earlier chunks"
+)
 _RETURNING = re.compile(r"\bRETURNING\b", re.IGNORECASE)
 _TRANSACTION_CONTROL = re.compile(r"\s*(BEGIN|COMMIT|END|ROLLBACK|SAVEPOINT|RELEASE)\b", re.IGNORECASE)
 
@@ -321,11 +325,11 @@ class WriteQueue:
         return self.submit(work, params)
 
     def bulk_insert(self, model: Model, rows: Iterable[Any], *, chunk_size: int = 5000) -> int:
-        """turboalchemy.bulk_insert through the queue: each chunk is one queued item; returns rows written.
-        As with an Engine target, chunks before a failing one stay committed."""
-        from turboalchemy._write.bulk import bulk_insert
-
-        return self._bulk(lambda conn, chunk: bulk_insert(conn, model, chunk, chunk_size=chunk_size), rows, chunk_size)
+        """turboalchemy.bulk_insert through the queue: one chunk at a time is read, queued and committed (its
+        own transaction, or one shared with other callers' writes), so memory holds one chunk and no commit
+        holds more than one. Returns rows written. A failing chunk is rolled back and nothing after it is
+        written; the error names the row in your stream and `committed`, the rows committed before it."""
+        return self._bulk(model, rows, chunk_size, "insert", (), None)
 
     def bulk_upsert(
         self,
@@ -337,22 +341,39 @@ class WriteQueue:
         chunk_size: int = 5000,
     ) -> int:
         """turboalchemy.bulk_upsert through the queue, chunk by chunk like bulk_insert."""
-        from turboalchemy._write.bulk import bulk_upsert
+        return self._bulk(model, rows, chunk_size, "upsert", tuple(conflict), None if update is None else tuple(update))
 
-        return self._bulk(
-            lambda conn, chunk: bulk_upsert(
-                conn, model, chunk, conflict=conflict, update=update, chunk_size=chunk_size
-            ),
-            rows,
-            chunk_size,
-        )
+    def _bulk(
+        self,
+        model: Model,
+        rows: Iterable[Any],
+        chunk_size: int,
+        kind: Literal["insert", "upsert"],
+        conflict: tuple[str, ...],
+        update: tuple[str, ...] | None,
+    ) -> int:
+        from turboalchemy._write.bulk import _take, _write
 
-    def _bulk(self, write: Callable[[Connection, list[Any]], int], rows: Iterable[Any], chunk_size: int) -> int:
-        it = iter(rows)
-        futures: list[Future[Any]] = []
-        while chunk := list(islice(it, chunk_size)):
-            futures.append(self.submit(_bind_chunk(write, chunk)))
-        return sum(f.result() for f in futures)
+        if chunk_size < 1:
+            raise ValueError("chunk_size must be at least 1")
+        iterator = iter(rows)
+        written = 0
+        while chunk := _take(iterator, chunk_size):
+
+            def one(conn: Connection, chunk: list[Any] = chunk, offset: int = written) -> int:
+                return _write(conn, model, chunk, kind, chunk_size, conflict, update, offset)
+
+            try:
+                written += self.submit(one).result()
+            except (BulkWriteError, _DriverError, QueueFullError, QueueClosedError, CommitLatencyError) as exc:
+                exc.committed = written  # type: ignore[union-attr]
+                told = str(exc).replace(_IN_CALLERS_TRANSACTION, "the chunk was rolled back")
+                told = told.replace("; the caller's transaction is still open", "")
+                exc.args = (
+                    f"{told}; through the WriteQueue: {written:,} rows were committed before it, nothing after it",
+                )
+                raise
+        return written
 
     def close(self, timeout: float | None = None) -> None:
         """Stop taking work, answer everything already queued, then release the write connection."""
@@ -622,8 +643,3 @@ class _Guard(Exception):
 
 class _Abandoned(Exception):
     """Internal: the batch's transaction was lost; its surviving items went back to the queue."""
-
-
-def _bind_chunk(write: Callable[[Connection, list[Any]], int], chunk: list[Any]) -> Callable[[Connection], int]:
-    """One queue item writing one chunk (a closure per chunk, so each item keeps its own rows)."""
-    return lambda conn: write(conn, chunk)
