@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy import create_engine, text
 
 import turboalchemy
+from turboalchemy._cli import main as cli
 from turboalchemy._tools.copy import CopyError, copy_database
 
 SCHEMA = """
@@ -159,3 +160,11 @@ def test_the_models_option_imports_from_the_folder_it_runs_in(tmp_path, monkeypa
     )
     assert out.returncode == 0, out.stderr
     assert rows(tmp_path / "dest.db", "authors") == rows(tmp_path / "src.db", "authors")
+
+
+def test_a_source_that_does_not_exist_is_refused_and_no_file_is_created(tmp_path):
+    missing = tmp_path / "typo.db"
+    with pytest.raises(CopyError, match="no database at"):
+        copy_database(create_engine(f"sqlite:///{missing}"), create_engine(f"sqlite:///{tmp_path / 'd.db'}"))
+    assert not missing.exists()
+    assert cli(["copy", str(missing), str(tmp_path / "d2.db")]) == 2 and not missing.exists()

@@ -152,3 +152,15 @@ def test_checkpoint_command_empties_the_wal(tmp_path, mode):
     assert out.returncode == 0 and "WAL frames copied" in out.stdout
     if mode == "truncate":
         assert (tmp_path / "w.db-wal").stat().st_size == 0
+
+
+def test_health_of_an_engine_reads_through_its_reader_pool_not_its_one_writer(tmp_path):
+    """quick_check can take long on a big file; on the writer connection it stalled every write meanwhile."""
+    engine = turboalchemy.create_engine(f"sqlite:///{tmp_path / 'h.db'}", writer_timeout=0.5)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE t (x)")
+    with engine.connect() as writer:  # hold the one write connection, as a long write would
+        writer.exec_driver_sql("SELECT 1")
+        report = turboalchemy.health(engine)  # would wait writer_timeout for the writer, then fail
+    assert report.quick_check == "ok" and report.synchronous == "NORMAL"
+    engine.dispose()

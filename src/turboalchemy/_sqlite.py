@@ -81,7 +81,10 @@ def reading(target: Any, what: str, accept: tuple[TargetKind, ...] = FILE_KINDS)
     if kind == "connection":
         yield target.connection.dbapi_connection
         return
-    pooled = engine.raw_connection()
+    from turboalchemy._engine import reader
+
+    # a turboalchemy engine's reader pool (same profile, read-only): a long check never holds the one writer
+    pooled = reader(engine).raw_connection()
     try:
         yield pooled.dbapi_connection  # type: ignore[misc]
     finally:

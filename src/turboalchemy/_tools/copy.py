@@ -14,6 +14,7 @@ import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Column, Engine, MetaData, Table, func, inspect, select, text
@@ -144,6 +145,9 @@ def copy_database(
     (default: the source's schema, made portable). Returns per-table figures; raises CopyError."""
     classify(source, ENGINE, "copy_database")
     classify(dest, ENGINE, "copy_database")
+    if source.dialect.name == "sqlite" and source.url.database not in (None, "", ":memory:"):
+        if not Path(source.url.database).exists():  # connecting would create an empty file, and copy nothing
+            raise CopyError(f"no database at {source.url.database} to copy from")
     schema = metadata if metadata is not None else portable_schema(source, tables)
     wanted = [t for t in schema.sorted_tables if not tables or t.name in tables]
     if tables and (missing := sorted(set(tables) - {t.name for t in wanted})):
