@@ -241,3 +241,29 @@ def test_another_threads_long_write_is_waited_for_up_to_writer_timeout(tmp_path)
     with engine.begin() as conn:  # once it is free, the next writer gets it
         conn.exec_driver_sql("INSERT INTO t VALUES (1)")
     engine.dispose()
+
+
+def test_a_session_whose_transaction_sqlite_rolled_back_stays_failed(tmp_path):
+    """A trigger's RAISE(ROLLBACK) ends SQLite's transaction; the Session's next flush used to run in driver
+    autocommit, so a write made after the error was committed although the application then rolled back."""
+    import sqlalchemy
+    from sqlalchemy.orm import Session
+
+    engine = turboalchemy.create_engine(f"sqlite:///{tmp_path / 'r.db'}")
+    with engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE t (x INTEGER)")
+        conn.exec_driver_sql(
+            "CREATE TRIGGER no_zero BEFORE INSERT ON t WHEN NEW.x = 0 BEGIN SELECT RAISE(ROLLBACK, 'no zero'); END"
+        )
+    with Session(engine) as session:
+        session.execute(text("INSERT INTO t VALUES (1)"))
+        with pytest.raises(sqlalchemy.exc.DBAPIError, match="no zero"):
+            session.execute(text("INSERT INTO t VALUES (0)"))
+        with pytest.raises(sqlalchemy.exc.SQLAlchemyError):  # failed until rolled back: nothing runs meanwhile
+            session.execute(text("INSERT INTO t VALUES (2)"))
+        session.rollback()
+        session.execute(text("INSERT INTO t VALUES (3)"))  # after the rollback, a fresh transaction works
+        session.commit()
+    with engine.connect() as conn:
+        assert [r[0] for r in conn.exec_driver_sql("SELECT x FROM t ORDER BY x")] == [3]
+    engine.dispose()

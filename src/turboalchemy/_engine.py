@@ -200,6 +200,15 @@ def _open(url: URL, profile: Profile, options: dict[str, Any], *, read_only: boo
 
     @event.listens_for(engine, "handle_error")
     def _typed(context: Any) -> TurboAlchemyError | None:
+        connection = context.connection
+        if connection is not None and connection.in_transaction() and not read_only:
+            dbapi = connection.connection.dbapi_connection
+            if dbapi is not None and not dbapi.in_transaction:
+                # SQLite itself rolled the whole transaction back (a trigger's RAISE(ROLLBACK), some I/O errors):
+                # SQLAlchemy would go on in driver autocommit, committing each later statement of a transaction
+                # the application may still roll back. Treated as a lost connection, the transaction stays
+                # failed until the application rolls it back.
+                context.is_disconnect = True
         # raised by SQLAlchemy in place of its own OperationalError, which the typed error also is
         return translate(context.original_exception, context)
 
