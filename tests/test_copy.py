@@ -168,3 +168,43 @@ def test_a_source_that_does_not_exist_is_refused_and_no_file_is_created(tmp_path
         copy_database(create_engine(f"sqlite:///{missing}"), create_engine(f"sqlite:///{tmp_path / 'd.db'}"))
     assert not missing.exists()
     assert cli(["copy", str(missing), str(tmp_path / "d2.db")]) == 2 and not missing.exists()
+
+
+def test_resume_copies_the_rest_where_a_killed_run_stopped(tmp_path):
+    """--resume restarted a partial table from zero; it now continues after the last key copied."""
+    blog(tmp_path / "src.db")
+    source = create_engine(f"sqlite:///{tmp_path / 'src.db'}")
+    dest = create_engine(f"sqlite:///{tmp_path / 'dest.db'}")
+    copy_database(source, dest, chunk_size=100)
+    with dest.begin() as c:  # what a run killed after 5 of its 10 committed chunks leaves
+        c.exec_driver_sql("DELETE FROM posts WHERE id > 500")
+        c.exec_driver_sql("UPDATE posts SET title = 'kept from the first run' WHERE id = 1")
+    report = copy_database(source, dest, resume=True, chunk_size=100)
+    posts = next(t for t in report.tables if t.name == "posts")
+    assert posts.rows == 1_000 and not posts.skipped
+    stored = rows(tmp_path / "dest.db", "posts")
+    assert stored[0][2] == "kept from the first run"  # not emptied and copied again
+    assert stored[1:] == rows(tmp_path / "src.db", "posts")[1:]
+
+
+def test_a_finished_table_still_moves_its_sequence_on_postgresql(tmp_path, postgres_url):
+    """A copy killed after a table's last chunk but before its sequence moved left it behind forever (the
+    next run skipped the complete table): the next insert collided."""
+    blog(tmp_path / "src.db")
+    source = create_engine(f"sqlite:///{tmp_path / 'src.db'}")
+    pg = create_engine(postgres_url)
+    with pg.begin() as c:
+        c.exec_driver_sql("DROP TABLE IF EXISTS posts, authors")
+    try:
+        copy_database(source, pg)
+        with pg.begin() as c:  # as if killed just before the sequence step
+            c.exec_driver_sql("SELECT setval(pg_get_serial_sequence('authors', 'id'), 1, false)")
+        again = copy_database(source, pg)
+        assert all(t.skipped for t in again.tables)
+        with pg.begin() as c:
+            new_id = c.exec_driver_sql("INSERT INTO authors (name) VALUES ('new') RETURNING id").scalar()
+        assert new_id == 51
+    finally:
+        with pg.begin() as c:
+            c.exec_driver_sql("DROP TABLE IF EXISTS posts, authors")
+        pg.dispose()

@@ -228,7 +228,10 @@ def main(argv: list[str] | None = None) -> int:
     move.add_argument("--models", help="module:Base (or module:metadata) to create the destination's tables from")
     move.add_argument("--chunk-size", type=int, default=10_000)
     move.add_argument(
-        "--resume", action="store_true", help="empty and copy again tables that hold only part of the source's rows"
+        "--resume",
+        action="store_true",
+        help="copy the rest of tables that hold only part of the source's rows (from the last key copied; "
+        "a table without a one-column primary key is emptied and copied again)",
     )
     move.set_defaults(run=copy)
 

@@ -173,24 +173,40 @@ def _copy_table(
     total = _count(source, table)
     already = _count(dest, table)
     if already == total and total > 0:
+        _advance_sequences(dest, table)  # idempotent: a run killed before this step left the sequence behind
         if progress:
             progress(table.name, total, total)
         return TableCopy(table.name, total, 0.0, True)
+    # One primary-key column: rows go in its order, each chunk committed, so what a killed run left is a
+    # prefix, and resuming copies the rest. Otherwise a partial table is emptied and copied again.
+    key = list(table.primary_key.columns)
+    ordered = key[0] if len(key) == 1 else None
+    after = None
     if already:
         if not resume:
             raise CopyError(
                 f"{table.name} already holds {already:,} of the source's {total:,} rows in the destination; "
-                "pass resume=True (--resume) to empty it and copy it again"
+                "pass resume=True (--resume) to copy the rest"
             )
-        with dest.begin() as conn:
-            conn.execute(table.delete())
+        if ordered is not None:
+            with dest.connect() as conn:
+                after = conn.execute(select(func.max(table.c[ordered.key]))).scalar_one()
+        else:
+            with dest.begin() as conn:
+                conn.execute(table.delete())
+            already = 0
     began = time.perf_counter()
-    done = 0
+    done = already
 
     def rows() -> Any:
         nonlocal done
+        query = select(*table.columns)
+        if ordered is not None:
+            query = query.order_by(table.c[ordered.key])
+            if after is not None:
+                query = query.where(table.c[ordered.key] > after)
         with source.connect() as conn:
-            result = conn.execution_options(yield_per=chunk_size).execute(select(*table.columns))
+            result = conn.execution_options(yield_per=chunk_size).execute(query)
             for partition in result.partitions():
                 for row in partition:
                     yield tuple(row)
@@ -198,7 +214,7 @@ def _copy_table(
                 if progress:
                     progress(table.name, done, total)
 
-    written = bulk_insert(dest, table, rows(), chunk_size=chunk_size)
+    written = already + bulk_insert(dest, table, rows(), chunk_size=chunk_size)
     seconds = time.perf_counter() - began
     stored = _count(dest, table)
     if stored != total or written != total:
