@@ -492,3 +492,17 @@ def test_bulk_upsert_through_the_queue_commits_chunk_by_chunk(engine):
         queue.close()
     with engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM events WHERE producer = 'v'")).scalar() == 6_000
+
+
+def test_close_with_a_timeout_reports_what_it_could_not_finish(engine):
+    queue = turboalchemy.WriteQueue(engine)
+    release = threading.Event()
+    slow = queue.submit(lambda conn: release.wait(10))  # holds the queue's thread
+    until(lambda: queue._writing)
+    behind = [queue.submit(INSERT, {"producer": "behind", "seq": n}) for n in range(3)]
+    assert queue.close(timeout=0.05) == 4  # the slow item and the three behind it
+    release.set()
+    assert all(f.result(timeout=10).rowcount == 1 for f in behind) and slow.result(timeout=10) is True
+    queue._thread.join(10)
+    assert queue._connection.closed  # released by the queue's thread once it had answered everything
+    assert turboalchemy.WriteQueue(engine).close() == 0

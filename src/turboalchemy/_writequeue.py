@@ -162,6 +162,9 @@ class WriteQueue:
         self.latency_window_s = latency_window_s
         self._refusing_until = 0.0
         self._committing: int | None = None  # the thread running a batch's transaction, while it does
+        self._current: list[_Item] = []  # that batch
+        self._release_on_exit = False  # close() timed out: the queue's thread releases the connection when done
+        self._drained = False  # the queue's thread has answered everything and stopped
         if max_batch < 1 or max_pending < 1 or max_wait_ms < 0:
             raise ValueError("max_batch and max_pending must be at least 1, max_wait_ms at least 0")
         self.max_batch = max_batch
@@ -375,16 +378,25 @@ class WriteQueue:
                 raise
         return written
 
-    def close(self, timeout: float | None = None) -> None:
-        """Stop taking work, answer everything already queued, then release the write connection."""
+    def close(self, timeout: float | None = None) -> int:
+        """Stop taking work, answer everything already queued, then release the write connection.
+
+        Returns how many submitted writes were still unanswered when `timeout` seconds ran out (0 when every
+        one was answered); those go on in the queue's thread, which then releases the connection itself."""
         with self._lock:
             self._closed = True
             self._arrived.notify_all()
             self._room.notify_all()
             self._filled.notify_all()
         self._thread.join(timeout)
-        if self._thread.is_alive():
-            return  # still draining; the daemon thread finishes on its own
+        with self._lock:
+            if not self._drained:  # the thread is still answering: it releases the connection when it is done
+                self._release_on_exit = True
+                return len(self._pending) + sum(not item.finished for item in self._current)
+        self._release()
+        return 0
+
+    def _release(self) -> None:
         self._connection.close()
         if self._own_engine is not None:
             self._own_engine.dispose()
@@ -444,8 +456,13 @@ class WriteQueue:
     def _run(self) -> None:
         while True:
             batch = self._take()
-            if not batch:
-                return  # closed and drained
+            if not batch:  # closed and drained
+                with self._lock:
+                    self._drained = True
+                    release = self._release_on_exit
+                if release:
+                    self._release()
+                return
             try:
                 self._commit(batch)
             except BaseException as exc:  # never let the writer thread die with callers unanswered
@@ -468,6 +485,7 @@ class WriteQueue:
         outcomes: list[tuple[bool, Any]] = []
         started = time.monotonic()
         self._committing = threading.get_ident()
+        self._current = batch
         try:
             with conn.begin():
                 if self._begin_here and not conn.connection.dbapi_connection.in_transaction:  # type: ignore[union-attr]
