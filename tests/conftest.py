@@ -1,4 +1,5 @@
-"""Shared fixtures: a throwaway database on the local PostgreSQL server (SQLite tests use files in tmp_path)."""
+"""Shared fixtures: a throwaway database on the local PostgreSQL server, and twin databases of either backend
+for differential tests (SQLite tests use files in tmp_path)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,9 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
+from sqlalchemy import create_engine
+
+from .shop import Shop
 
 PG_HOST, PG_PORT, PG_USER = "127.0.0.1", 5432, "postgres"
 
@@ -35,3 +39,29 @@ def postgres_url() -> Iterator[str]:
     finally:
         admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         admin.close()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def twins(request, tmp_path):
+    """Two empty databases of one backend: ours (the fast path writes) and theirs (SQLAlchemy writes)."""
+    if request.param == "sqlite":
+        urls = [f"sqlite:///{tmp_path / 'ours.db'}", f"sqlite:///{tmp_path / 'theirs.db'}"]
+        engines = [create_engine(u) for u in urls]
+    else:
+        base = request.getfixturevalue("postgres_url")
+        admin = create_engine(base, isolation_level="AUTOCOMMIT")
+        names = [f"twin_{uuid.uuid4().hex[:10]}" for _ in range(2)]
+        with admin.connect() as conn:
+            for name in names:
+                conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+        engines = [create_engine(base.rsplit("/", 1)[0] + "/" + n) for n in names]
+    for engine in engines:
+        Shop.metadata.create_all(engine)
+    yield engines
+    for engine in engines:
+        engine.dispose()
+    if request.param == "postgresql":
+        with admin.connect() as conn:
+            for name in names:
+                conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.dispose()

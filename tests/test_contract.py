@@ -4,7 +4,6 @@ database read back through a fresh connection, or refuses with our error before 
 from __future__ import annotations
 
 import math
-import uuid
 from datetime import UTC
 from decimal import Decimal
 
@@ -16,32 +15,6 @@ from sqlalchemy.orm import Session
 import turboalchemy
 
 from .shop import PRICES_A, PRICES_B, Customer, Excluded, Order, Shop, Tag, Visit, schemas
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def twins(request, tmp_path):
-    """Two empty databases of one backend: ours (the fast path writes) and theirs (SQLAlchemy writes)."""
-    if request.param == "sqlite":
-        urls = [f"sqlite:///{tmp_path / 'ours.db'}", f"sqlite:///{tmp_path / 'theirs.db'}"]
-        engines = [create_engine(u) for u in urls]
-    else:
-        base = request.getfixturevalue("postgres_url")
-        admin = create_engine(base, isolation_level="AUTOCOMMIT")
-        names = [f"twin_{uuid.uuid4().hex[:10]}" for _ in range(2)]
-        with admin.connect() as conn:
-            for name in names:
-                conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-        engines = [create_engine(base.rsplit("/", 1)[0] + "/" + n) for n in names]
-    for engine in engines:
-        Shop.metadata.create_all(engine)
-    yield engines
-    for engine in engines:
-        engine.dispose()
-    if request.param == "postgresql":
-        with admin.connect() as conn:
-            for name in names:
-                conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.dispose()
 
 
 def stored(engine, model) -> list[tuple]:
