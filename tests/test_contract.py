@@ -327,3 +327,20 @@ def test_a_value_the_driver_cannot_send_is_named_with_its_column(postgres_url, r
     finally:
         Shop.metadata.drop_all(engine)
         engine.dispose()
+
+
+def test_a_float_into_an_integer_column_on_postgresql_is_refused_naming_row_and_column(postgres_url):
+    """A documented difference: the ORM's bound float8 is rounded by the server (1.5 stored as 2); COPY refuses
+    the text '1.5' for an integer column, and the fast path names the row and column instead of guessing."""
+    engine = create_engine(postgres_url)
+    Shop.metadata.drop_all(engine)
+    Shop.metadata.create_all(engine)
+    try:
+        with pytest.raises(turboalchemy.BulkWriteError) as caught:
+            turboalchemy.bulk_insert(
+                engine, Tag, [{"code": "a", "grp": 1, "label": "x"}, {"code": "b", "grp": 1.5, "label": "y"}]
+            )
+        assert (caught.value.row, caught.value.column) == (1, "grp") and stored(engine, Tag) == []
+    finally:
+        Shop.metadata.drop_all(engine)
+        engine.dispose()
