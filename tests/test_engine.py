@@ -267,3 +267,19 @@ def test_a_session_whose_transaction_sqlite_rolled_back_stays_failed(tmp_path):
     with engine.connect() as conn:
         assert [r[0] for r in conn.exec_driver_sql("SELECT x FROM t ORDER BY x")] == [3]
     engine.dispose()
+
+
+def test_a_wal_profile_on_an_sqlite_with_the_wal_reset_bug_warns_once(tmp_path, monkeypatch):
+    import warnings
+
+    from turboalchemy import _engine
+    from turboalchemy._tools.health import wal_reset_affected
+
+    monkeypatch.setattr(_engine, "_WARNED", [])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for name in ("a", "b"):
+            turboalchemy.create_engine(f"sqlite:///{tmp_path / name}.db").dispose()
+        turboalchemy.create_engine(f"sqlite:///{tmp_path / 'c.db'}", profile={"journal_mode": "DELETE"}).dispose()
+    reset = [w for w in caught if "WAL-reset bug" in str(w.message)]
+    assert len(reset) == (1 if wal_reset_affected(sqlite3.sqlite_version_info) else 0)

@@ -62,6 +62,7 @@ def create_engine(
             f"{url.get_backend_name()}; use sqlalchemy.create_engine"
         )
     chosen = resolve(profile)
+    _warn_if_wal_reset_affected(chosen)
     engine = _open(url, chosen, options, read_only=False, size=1, timeout=writer_timeout)
     setup = _SETUPS[engine] = _Setup(url, chosen, readers if not _in_memory(url) else 0, options)
 
@@ -71,6 +72,28 @@ def create_engine(
             setup.reader.dispose()
 
     return engine
+
+
+_WARNED: list[bool] = []  # once per process
+
+
+def _warn_if_wal_reset_affected(profile: Profile) -> None:
+    """Warn once when a WAL profile runs on an SQLite with the WAL-reset bug (our topology is the affected one)."""
+    import sqlite3
+    import warnings
+
+    from turboalchemy._tools.health import wal_reset_affected
+
+    wal = str(profile.pragmas.get("journal_mode", "")).upper() == "WAL"
+    if wal and not _WARNED and wal_reset_affected(sqlite3.sqlite_version_info):
+        _WARNED.append(True)
+        warnings.warn(
+            f"SQLite {sqlite3.sqlite_version} has the WAL-reset bug (sqlite.org/wal.html#walresetbug): a writer and "
+            "a checkpointing reader at nearly the same time can corrupt a WAL database; use SQLite 3.51.3 or later "
+            "(or 3.50.7, 3.44.6), e.g. a Python linked against it or the pysqlite3 module",
+            RuntimeWarning,
+            stacklevel=3,
+        )
 
 
 POSTGRES_POOL = {"pool_size": 10, "max_overflow": 10, "pool_pre_ping": True, "pool_recycle": 1800, "pool_timeout": 30}
