@@ -114,8 +114,7 @@ class _Reader:
             self.provided = tuple(c.key for c in table.columns)
         elif hasattr(first, "__dict__") and not isinstance(model, Table) and isinstance(first, model):
             self.shape = "instance"
-            keys = [k for k in vars(first) if k in names]
-            _refuse_pending_relationships(model, first, at)
+            keys = [k for k in vars(first) if k in names]  # related objects: refused per row in _batches
         else:
             raise SchemaMismatchError(
                 f"row {at} is a {type(first).__name__}; rows must be dicts, tuples or {getattr(model, '__name__', 'model')} instances"
@@ -189,15 +188,21 @@ class _Mixed(Exception):
     """Internal: the chunk's dicts supply different keys."""
 
 
+@functools.lru_cache(maxsize=256)
+def _relationship_keys(model: Any) -> tuple[str, ...]:
+    """The model's relationship attributes, looked up once per model, not once per row."""
+    return tuple(relationship.key for relationship in inspect(model).relationships)
+
+
 def _refuse_pending_relationships(model: Any, instance: Any, at: int) -> None:
     """Refuse an instance holding related objects: add_all would write them (and fill the foreign keys);
     the fast path writes this table's columns only, so it would silently drop them."""
     state = vars(instance)
-    for relationship in inspect(model).relationships:
-        value = state.get(relationship.key)
+    for key in _relationship_keys(model):
+        value = state.get(key)
         if value is not None and value != []:
             raise SchemaMismatchError(
-                f"row {at} sets relationship {model.__name__}.{relationship.key}; bulk writes store this table's "
+                f"row {at} sets relationship {model.__name__}.{key}; bulk writes store this table's "
                 "columns only, so its related objects (and the foreign keys the ORM would fill from them) would "
                 "be lost: write the related rows with their own bulk call and set the foreign-key columns, or "
                 "use session.add_all for object graphs"
