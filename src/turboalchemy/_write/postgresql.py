@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from operator import itemgetter
+from operator import attrgetter, itemgetter
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -115,11 +115,7 @@ class PostgresChunkWriter:
         """Aware datetimes bound for naive DateTime columns, as the session's local time without an offset: what
         the server stores for a bound value (timestamptz -> timestamp in the session's TimeZone), where COPY's
         text input would keep the wall time and drop the offset."""
-        aware = [
-            i
-            for i in plan.naive_datetimes
-            if any(getattr(v, "tzinfo", None) is not None for v in map(itemgetter(i), params))
-        ]
+        aware = [i for i in plan.naive_datetimes if _any_aware(list(map(itemgetter(i), params)))]
         if not aware:
             return params
         if self._zone is None:
@@ -222,6 +218,15 @@ class PostgresChunkWriter:
                     cursor.execute(sql.SQL("RELEASE SAVEPOINT {}").format(_PROBE))
                 except psycopg.Error:
                     pass
+
+
+def _any_aware(values: list[Any]) -> bool:
+    """Whether a column's values hold an aware datetime: C-level passes for datetimes and None (the common case),
+    a look at each value otherwise."""
+    try:
+        return any(map(attrgetter("tzinfo"), filter(None, values)))
+    except AttributeError:  # not only datetimes: the driver decides what they are
+        return any(getattr(v, "tzinfo", None) is not None for v in values)
 
 
 async def _copy_async(connection: Any, statement: sql.Composable, rows: Sequence[Sequence[Any]]) -> None:
