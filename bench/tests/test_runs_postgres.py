@@ -7,6 +7,7 @@ from sqlalchemy.engine import make_url
 
 from sqlite_bench import results
 from sqlite_bench.cli import before_after
+from sqlite_bench.paths import PATHS
 
 
 def databases(url: str) -> set[str]:
@@ -38,7 +39,7 @@ def test_every_path_runs_verifies_and_cleans_up_on_postgresql(tmp_path, postgres
     data = results.load(out / results.FILENAME)
     results.validate(data)
     assert data["settings"]["db_url"].startswith("postgresql+psycopg://")
-    assert {c["path"] for c in data["cells"]} == {"orm", "orm_bulk", "core", "raw", "turbo", "turbo_async", "engine"}
+    assert {c["path"] for c in data["cells"]} == set(PATHS)  # every registered path, "all"
     for cell in data["cells"]:
         assert cell["status"] == "done" and cell["verification"]["passed"], cell["error"]
         assert cell["verification"]["row_count"] == 6_000

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Iterable, Sequence
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, overload
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -37,8 +38,40 @@ class Repository(Generic[M]):
         self.session.delete(obj)
         self.session.flush()
 
-    def bulk_insert(self, rows: Iterable[Any], *, chunk_size: int = 5000) -> int:
-        return bulk_insert(self.session, self.model, rows, chunk_size=chunk_size)
+    @overload
+    def bulk_insert(self, rows: Iterable[Any], *, chunk_size: int = ..., returning: None = ...) -> int: ...
+    @overload
+    def bulk_insert(self, rows: Iterable[Any], *, chunk_size: int = ..., returning: Any) -> builtins.list[Any]: ...
+
+    def bulk_insert(
+        self, rows: Iterable[Any], *, chunk_size: int = 5000, returning: Any = None
+    ) -> int | builtins.list[Any]:
+        """turboalchemy.bulk_insert in the session's transaction: the count, or with `returning=` the list."""
+        written: int | builtins.list[Any] = bulk_insert(
+            self.session, self.model, rows, chunk_size=chunk_size, returning=returning
+        )
+        return written
+
+    @overload
+    def bulk_upsert(
+        self,
+        rows: Iterable[Any],
+        *,
+        conflict: Sequence[str],
+        update: Sequence[str] | None = ...,
+        chunk_size: int = ...,
+        returning: None = ...,
+    ) -> int: ...
+    @overload
+    def bulk_upsert(
+        self,
+        rows: Iterable[Any],
+        *,
+        conflict: Sequence[str],
+        update: Sequence[str] | None = ...,
+        chunk_size: int = ...,
+        returning: Any,
+    ) -> builtins.list[Any]: ...
 
     def bulk_upsert(
         self,
@@ -47,8 +80,12 @@ class Repository(Generic[M]):
         conflict: Sequence[str],
         update: Sequence[str] | None = None,
         chunk_size: int = 5000,
-    ) -> int:
+        returning: Any = None,
+    ) -> int | builtins.list[Any]:
         """Upsert, then expire loaded objects so none shows a value the upsert replaced."""
-        n = bulk_upsert(self.session, self.model, rows, conflict=conflict, update=update, chunk_size=chunk_size)
+        self.session.flush()
         self.session.expire_all()
-        return n
+        written: int | builtins.list[Any] = bulk_upsert(
+            self.session, self.model, rows, conflict=conflict, update=update, chunk_size=chunk_size, returning=returning
+        )
+        return written

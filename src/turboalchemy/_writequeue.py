@@ -327,12 +327,72 @@ class WriteQueue:
             raise QueueFullError("full")
         return self.submit(work, params)
 
-    def bulk_insert(self, model: Model, rows: Iterable[Any], *, chunk_size: int = 5000) -> int:
+    @overload
+    def bulk_insert(
+        self,
+        model: Model,
+        rows: Iterable[Any],
+        *,
+        chunk_size: int = ...,
+        on_conflict: Literal["error", "ignore"] = ...,
+        conflict: Sequence[str] | None = ...,
+        returning: None = ...,
+    ) -> int: ...
+    @overload
+    def bulk_insert(
+        self,
+        model: Model,
+        rows: Iterable[Any],
+        *,
+        chunk_size: int = ...,
+        on_conflict: Literal["error", "ignore"] = ...,
+        conflict: Sequence[str] | None = ...,
+        returning: Any,
+    ) -> list[Any]: ...
+
+    def bulk_insert(
+        self,
+        model: Model,
+        rows: Iterable[Any],
+        *,
+        chunk_size: int = 5000,
+        on_conflict: Literal["error", "ignore"] = "error",
+        conflict: Sequence[str] | None = None,
+        returning: Any = None,
+    ) -> int | list[Any]:
         """turboalchemy.bulk_insert through the queue: one chunk at a time is read, queued and committed (its
         own transaction, or one shared with other callers' writes), so memory holds one chunk and no commit
         holds more than one. Returns rows written. A failing chunk is rolled back and nothing after it is
-        written; the error names the row in your stream and `committed`, the rows committed before it."""
-        return self._bulk(model, rows, chunk_size, "insert", (), None)
+        written; the error names the row in your stream and `committed`, the rows committed before it.
+        `on_conflict`, `conflict` and `returning` as for turboalchemy.bulk_insert (with `returning`, the list)."""
+        if on_conflict == "ignore":
+            return self._bulk(model, rows, chunk_size, "upsert", tuple(conflict or ()), (), returning)
+        if on_conflict != "error" or conflict is not None:
+            raise ValueError("on_conflict must be 'error' or 'ignore'; conflict= goes with on_conflict='ignore'")
+        return self._bulk(model, rows, chunk_size, "insert", (), None, returning)
+
+    @overload
+    def bulk_upsert(
+        self,
+        model: Model,
+        rows: Iterable[Any],
+        *,
+        conflict: Sequence[str],
+        update: Sequence[str] | None = ...,
+        chunk_size: int = ...,
+        returning: None = ...,
+    ) -> int: ...
+    @overload
+    def bulk_upsert(
+        self,
+        model: Model,
+        rows: Iterable[Any],
+        *,
+        conflict: Sequence[str],
+        update: Sequence[str] | None = ...,
+        chunk_size: int = ...,
+        returning: Any,
+    ) -> list[Any]: ...
 
     def bulk_upsert(
         self,
@@ -342,9 +402,11 @@ class WriteQueue:
         conflict: Sequence[str],
         update: Sequence[str] | None = None,
         chunk_size: int = 5000,
-    ) -> int:
+        returning: Any = None,
+    ) -> int | list[Any]:
         """turboalchemy.bulk_upsert through the queue, chunk by chunk like bulk_insert."""
-        return self._bulk(model, rows, chunk_size, "upsert", tuple(conflict), None if update is None else tuple(update))
+        changes = None if update is None else tuple(update)
+        return self._bulk(model, rows, chunk_size, "upsert", tuple(conflict), changes, returning)
 
     def _bulk(
         self,
@@ -354,20 +416,27 @@ class WriteQueue:
         kind: Literal["insert", "upsert"],
         conflict: tuple[str, ...],
         update: tuple[str, ...] | None,
-    ) -> int:
+        returning: Any = None,
+    ) -> int | list[Any]:
         from turboalchemy._write.bulk import _take, _write
 
         if chunk_size < 1:
             raise ValueError("chunk_size must be at least 1")
         iterator = iter(rows)
         written = 0
+        answers: list[Any] = []
         while chunk := _take(iterator, chunk_size):
 
-            def one(conn: Connection, chunk: list[Any] = chunk, offset: int = written) -> int:
-                return _write(conn, model, chunk, kind, chunk_size, conflict, update, offset)
+            def one(conn: Connection, chunk: list[Any] = chunk, offset: int = written) -> Any:
+                return _write(conn, model, chunk, kind, chunk_size, conflict, update, offset, returning)
 
             try:
-                written += self.submit(one).result()
+                got: Any = self.submit(one).result()
+                if returning is None:
+                    written += got
+                else:
+                    answers.extend(got)
+                    written += len(chunk)
             except (BulkWriteError, _DriverError, QueueFullError, QueueClosedError, CommitLatencyError) as exc:
                 exc.committed = written  # type: ignore[union-attr]
                 told = str(exc).replace(_IN_CALLERS_TRANSACTION, "the chunk was rolled back")
@@ -376,7 +445,7 @@ class WriteQueue:
                     f"{told}; through the WriteQueue: {written:,} rows were committed before it, nothing after it",
                 )
                 raise
-        return written
+        return written if returning is None else answers
 
     def close(self, timeout: float | None = None) -> int:
         """Stop taking work, answer everything already queued, then release the write connection.

@@ -33,6 +33,11 @@ def sync_calls(session: Session, table: Table) -> None:
     assert_type(turboalchemy.bulk_insert(engine, User, [{"id": 1, "name": "a"}]), int)
     assert_type(turboalchemy.bulk_insert(session, table, [(1, "a")]), int)
     assert_type(turboalchemy.bulk_upsert(engine, User, [{"id": 1, "name": "b"}], conflict=["id"]), int)
+    assert_type(turboalchemy.bulk_insert(engine, User, [{"name": "a"}], returning=User), list[User])
+    assert_type(turboalchemy.bulk_insert(engine, User, [{"name": "a"}], returning=User.id), list[Any])
+    assert_type(
+        turboalchemy.bulk_upsert(engine, User, [{"id": 1, "name": "b"}], conflict=["id"], returning=User), list[User]
+    )
 
     page = turboalchemy.keyset_page(session, select(User).order_by(User.id), size=50)
     assert_type(page, turboalchemy.Page)
@@ -66,6 +71,7 @@ def raiseload_all_keeps_the_statements_type(stmt: S) -> S:
 
 async def async_calls(engine: AsyncEngine) -> None:
     assert_type(await turboalchemy.abulk_insert(engine, User, [{"id": 1, "name": "a"}]), int)
+    assert_type(await turboalchemy.abulk_insert(engine, User, [{"name": "a"}], returning=User), list[User])
     assert_type(await turboalchemy.akeyset_page(engine, select(User).order_by(User.id)), turboalchemy.Page)
 
 

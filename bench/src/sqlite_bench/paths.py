@@ -265,6 +265,44 @@ class TurboWriter:
 
 
 @register(
+    "turbo_returning",
+    "turbo with returning= the primary key: bulk_insert / bulk_upsert giving back each row's row_id, in input order",
+)
+class TurboReturningWriter(TurboWriter):
+    def insert(self, rows: list[dict]) -> None:
+        ids = turboalchemy.bulk_insert(self.engine, BenchRow, rows, chunk_size=len(rows), returning=BenchRow.row_id)
+        assert len(ids) == len(rows)
+
+    def upsert(self, rows: list[dict]) -> None:
+        ids = turboalchemy.bulk_upsert(
+            self.engine,
+            BenchRow,
+            rows,
+            conflict=NATURAL_KEY,
+            update=UPDATE_COLUMNS,
+            chunk_size=len(rows),
+            returning=BenchRow.row_id,
+        )
+        assert len(ids) == len(rows)
+
+
+@register(
+    "core_returning",
+    "SQLAlchemy's own RETURNING: insert(table).returning(row_id, sort_by_parameter_order=True) with a list of dicts",
+)
+class CoreReturningWriter(CoreWriter):
+    def __init__(self, engine: Engine) -> None:
+        super().__init__(engine)
+        self.insert_stmt = self.insert_stmt.returning(TABLE.c.row_id, sort_by_parameter_order=True)
+        self.upsert_stmt = self.upsert_stmt.returning(TABLE.c.row_id, sort_by_parameter_order=True)  # type: ignore[attr-defined]
+
+    def _run(self, stmt: object, rows: list[dict]) -> None:
+        with self.connection.begin():
+            ids = self.connection.execute(stmt, rows).scalars().all()  # type: ignore[call-overload]
+        assert len(ids) == len(rows)
+
+
+@register(
     "turbo_async", "turboalchemy.abulk_insert / abulk_upsert on an AsyncEngine (aiosqlite, or psycopg async + COPY)"
 )
 class TurboAsyncWriter:

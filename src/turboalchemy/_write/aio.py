@@ -9,22 +9,105 @@ a plain or an async iterable; an async one is read chunk by chunk.
 from __future__ import annotations
 
 from collections.abc import AsyncIterable, Callable, Iterable, Sequence
-from typing import Any
+from typing import Any, Literal, overload
 
 from turboalchemy._schema import Model
 from turboalchemy._targets import ASYNC, AsyncTarget, classify
-from turboalchemy._write.bulk import _write
+from turboalchemy._write.bulk import M, Returning, _write
+from turboalchemy._write.plan import Kind
+
+
+@overload
+async def abulk_insert(
+    target: AsyncTarget,
+    model: Model,
+    rows: Iterable[Any] | AsyncIterable[Any],
+    *,
+    chunk_size: int = ...,
+    on_conflict: Literal["error", "ignore"] = ...,
+    conflict: Sequence[str] | None = ...,
+    returning: None = ...,
+) -> int: ...
+@overload
+async def abulk_insert(
+    target: AsyncTarget,
+    model: type[M],
+    rows: Iterable[Any] | AsyncIterable[Any],
+    *,
+    chunk_size: int = ...,
+    on_conflict: Literal["error", "ignore"] = ...,
+    conflict: Sequence[str] | None = ...,
+    returning: type[M],
+) -> list[M]: ...
+@overload
+async def abulk_insert(
+    target: AsyncTarget,
+    model: Model,
+    rows: Iterable[Any] | AsyncIterable[Any],
+    *,
+    chunk_size: int = ...,
+    on_conflict: Literal["error", "ignore"] = ...,
+    conflict: Sequence[str] | None = ...,
+    returning: Returning,
+) -> list[Any]: ...
 
 
 async def abulk_insert(
-    target: AsyncTarget, model: Model, rows: Iterable[Any] | AsyncIterable[Any], *, chunk_size: int = 5000
-) -> int:
-    """bulk_insert for AsyncEngine (each chunk commits), AsyncConnection or AsyncSession (the caller commits)."""
+    target: AsyncTarget,
+    model: Model,
+    rows: Iterable[Any] | AsyncIterable[Any],
+    *,
+    chunk_size: int = 5000,
+    on_conflict: Literal["error", "ignore"] = "error",
+    conflict: Sequence[str] | None = None,
+    returning: Any = None,
+) -> Any:
+    """bulk_insert for AsyncEngine (each chunk commits), AsyncConnection or AsyncSession (the caller commits).
+    Returns the count, or with `returning=` the list (see bulk_insert)."""
+    if on_conflict not in ("error", "ignore") or (conflict is not None and on_conflict != "ignore"):
+        raise ValueError("on_conflict must be 'error' or 'ignore'; conflict= goes with on_conflict='ignore'")
+    kind: Kind = "upsert" if on_conflict == "ignore" else "insert"
+    keys, changes = (tuple(conflict or ()), ()) if kind == "upsert" else ((), None)
 
-    def write(sync: Any, chunk: Iterable[Any], offset: int) -> int:
-        return _write(sync, model, chunk, "insert", chunk_size, (), None, offset)
+    def write(sync: Any, chunk: Iterable[Any], offset: int) -> Any:
+        return _write(sync, model, chunk, kind, chunk_size, keys, changes, offset, returning)
 
     return await _run(target, "abulk_insert", rows, chunk_size, write)
+
+
+@overload
+async def abulk_upsert(
+    target: AsyncTarget,
+    model: Model,
+    rows: Iterable[Any] | AsyncIterable[Any],
+    *,
+    conflict: Sequence[str],
+    update: Sequence[str] | None = ...,
+    chunk_size: int = ...,
+    returning: None = ...,
+) -> int: ...
+@overload
+async def abulk_upsert(
+    target: AsyncTarget,
+    model: type[M],
+    rows: Iterable[Any] | AsyncIterable[Any],
+    *,
+    conflict: Sequence[str],
+    update: Sequence[str] | None = ...,
+    chunk_size: int = ...,
+    returning: type[M],
+) -> list[M]: ...
+@overload
+async def abulk_upsert(
+    target: AsyncTarget,
+    model: Model,
+    rows: Iterable[Any] | AsyncIterable[Any],
+    *,
+    conflict: Sequence[str],
+    update: Sequence[str] | None = ...,
+    chunk_size: int = ...,
+    returning: Returning,
+) -> list[Any]: ...
 
 
 async def abulk_upsert(
@@ -35,20 +118,21 @@ async def abulk_upsert(
     conflict: Sequence[str],
     update: Sequence[str] | None = None,
     chunk_size: int = 5000,
-) -> int:
-    """bulk_upsert for AsyncEngine, AsyncConnection or AsyncSession."""
+    returning: Any = None,
+) -> Any:
+    """bulk_upsert for AsyncEngine, AsyncConnection or AsyncSession (returning= as for bulk_upsert)."""
     changes = None if update is None else tuple(update)
 
-    def write(sync: Any, chunk: Iterable[Any], offset: int) -> int:
-        return _write(sync, model, chunk, "upsert", chunk_size, tuple(conflict), changes, offset)
+    def write(sync: Any, chunk: Iterable[Any], offset: int) -> Any:
+        return _write(sync, model, chunk, "upsert", chunk_size, tuple(conflict), changes, offset, returning)
 
     return await _run(target, "abulk_upsert", rows, chunk_size, write)
 
 
-Write = Callable[[Any, Iterable[Any], int], int]
+Write = Callable[[Any, Iterable[Any], int], Any]
 
 
-async def _run(target: AsyncTarget, what: str, rows: Any, chunk_size: int, write: Write) -> int:
+async def _run(target: AsyncTarget, what: str, rows: Any, chunk_size: int, write: Write) -> Any:
     kind = classify(target, ASYNC, what)
     if chunk_size < 1:
         raise ValueError("chunk_size must be at least 1")
@@ -65,17 +149,27 @@ async def _run(target: AsyncTarget, what: str, rows: Any, chunk_size: int, write
     )
 
 
-async def _feed(rows: Any, chunk_size: int, run: Any) -> int:
-    """Hand rows to `run` a chunk at a time (a plain iterable whole: the sync code chunks it itself)."""
+async def _feed(rows: Any, chunk_size: int, run: Any) -> Any:
+    """Hand rows to `run` a chunk at a time (a plain iterable whole: the sync code chunks it itself). Returns the
+    count, or the answers of every chunk (returning=) in order."""
     if not hasattr(rows, "__aiter__"):
-        return int(await run(rows, 0))
+        return await run(rows, 0)
     written = 0
+    answers: list[Any] | None = None
     chunk: list[Any] = []
+
+    async def send(chunk: list[Any]) -> None:
+        nonlocal written, answers
+        got = await run(chunk, written)
+        if isinstance(got, list):
+            answers = [*(answers or []), *got]
+        written += len(chunk)
+
     async for row in rows:
         chunk.append(row)
         if len(chunk) == chunk_size:
-            written += int(await run(chunk, written))
+            await send(chunk)
             chunk = []
     if chunk:
-        written += int(await run(chunk, written))
-    return written
+        await send(chunk)
+    return written if answers is None else answers

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from itertools import groupby, islice
 from operator import itemgetter
-from typing import Any, Literal
+from typing import Any, Literal, TypeAlias, TypeVar, overload
 
 from sqlalchemy import Table, inspect
 from sqlalchemy.engine import Dialect
@@ -22,8 +22,49 @@ from sqlalchemy.engine import Dialect
 from turboalchemy._schema import Model, key_map, table_of
 from turboalchemy._targets import Target, bound
 from turboalchemy._write.plan import Kind, WritePlan, compile_plan, nan_position
+from turboalchemy._write.returning import Results, compile_returning, wanted
 from turboalchemy._write.sqlite import ChunkFailed, SqliteChunkWriter
 from turboalchemy.errors import BulkWriteError, SchemaMismatchError, UnsupportedTargetError, translate
+
+M = TypeVar("M")
+Returning: TypeAlias = Any
+"""returning=: the mapped class (instances back), a column (attribute, Column or name: scalars back) or a
+sequence of columns (tuples back)."""
+
+
+@overload
+def bulk_insert(
+    target: Target,
+    model: Model,
+    rows: Iterable[Any],
+    *,
+    chunk_size: int = ...,
+    on_conflict: Literal["error", "ignore"] = ...,
+    conflict: Sequence[str] | None = ...,
+    returning: None = ...,
+) -> int: ...
+@overload
+def bulk_insert(
+    target: Target,
+    model: type[M],
+    rows: Iterable[Any],
+    *,
+    chunk_size: int = ...,
+    on_conflict: Literal["error", "ignore"] = ...,
+    conflict: Sequence[str] | None = ...,
+    returning: type[M],
+) -> list[M]: ...
+@overload
+def bulk_insert(
+    target: Target,
+    model: Model,
+    rows: Iterable[Any],
+    *,
+    chunk_size: int = ...,
+    on_conflict: Literal["error", "ignore"] = ...,
+    conflict: Sequence[str] | None = ...,
+    returning: Returning,
+) -> list[Any]: ...
 
 
 def bulk_insert(
@@ -34,7 +75,8 @@ def bulk_insert(
     chunk_size: int = 5000,
     on_conflict: Literal["error", "ignore"] = "error",
     conflict: Sequence[str] | None = None,
-) -> int:
+    returning: Returning = None,
+) -> int | list[Any]:
     """Insert `rows` into `model`'s table at executemany speed, storing what the ORM would store.
 
     `target` is an Engine (each chunk commits on its own) or a Connection or Session (the caller's
@@ -45,15 +87,55 @@ def bulk_insert(
     60 ms in the benchmark); where inserts scatter, larger chunks trade latency for throughput (README).
     `on_conflict="ignore"` skips rows that conflict with a stored row or an earlier row of the call (on the
     unique key `conflict`, or on any unique key when it is None): `ON CONFLICT DO NOTHING`, the first row wins.
+    `returning=` gives back, instead of the count, one item per row in input order, as
+    `session.scalars(insert(Model).returning(...), rows)` would: a scalar for one column, a tuple for several,
+    an instance for the model class. Rows that are instances get their primary key and the values the
+    database or a default filled in, and become persistent in a Session target (detached otherwise). With
+    `on_conflict="ignore"`, a skipped row gives None.
     Raises SchemaMismatchError before any SQL runs, or BulkWriteError naming the row and column.
     """
     if on_conflict == "ignore":
-        return _write(target, model, rows, "upsert", chunk_size, tuple(conflict or ()), ())
+        return _write(target, model, rows, "upsert", chunk_size, tuple(conflict or ()), (), returning=returning)
     if on_conflict != "error":
         raise ValueError(f"on_conflict must be 'error' or 'ignore', not {on_conflict!r} (to update, use bulk_upsert)")
     if conflict is not None:
         raise ValueError("conflict= names the key for on_conflict='ignore'; to update on it, use bulk_upsert")
-    return _write(target, model, rows, "insert", chunk_size, (), None)
+    return _write(target, model, rows, "insert", chunk_size, (), None, returning=returning)
+
+
+@overload
+def bulk_upsert(
+    target: Target,
+    model: Model,
+    rows: Iterable[Any],
+    *,
+    conflict: Sequence[str],
+    update: Sequence[str] | None = ...,
+    chunk_size: int = ...,
+    returning: None = ...,
+) -> int: ...
+@overload
+def bulk_upsert(
+    target: Target,
+    model: type[M],
+    rows: Iterable[Any],
+    *,
+    conflict: Sequence[str],
+    update: Sequence[str] | None = ...,
+    chunk_size: int = ...,
+    returning: type[M],
+) -> list[M]: ...
+@overload
+def bulk_upsert(
+    target: Target,
+    model: Model,
+    rows: Iterable[Any],
+    *,
+    conflict: Sequence[str],
+    update: Sequence[str] | None = ...,
+    chunk_size: int = ...,
+    returning: Returning,
+) -> list[Any]: ...
 
 
 def bulk_upsert(
@@ -64,15 +146,19 @@ def bulk_upsert(
     conflict: Sequence[str],
     update: Sequence[str] | None = None,
     chunk_size: int = 5000,
-) -> int:
+    returning: Returning = None,
+) -> int | list[Any]:
     """Insert `rows`, updating the stored row where `conflict` (a unique key) matches.
 
     `update=None` updates every column outside the conflict target and the primary key that the
     rows supply, plus columns with an `onupdate`; `update=()` updates nothing (insert, skipping conflicting
     rows: the same as bulk_insert(..., on_conflict="ignore")). An `update=` column the rows do not supply is
     refused before any SQL. Duplicates within one call resolve last-wins.
+    `returning=` as for bulk_insert: each row gives the row as stored after the call (every occurrence of a
+    key the same one); with `update=()`, a skipped row gives None.
     """
-    return _write(target, model, rows, "upsert", chunk_size, tuple(conflict), None if update is None else tuple(update))
+    changes = None if update is None else tuple(update)
+    return _write(target, model, rows, "upsert", chunk_size, tuple(conflict), changes, returning=returning)
 
 
 class _Context:
@@ -435,7 +521,7 @@ def _fails(process: Any, value: Any) -> bool:
 
 
 @contextmanager
-def _chunk_writer(target: Target, what: str) -> Iterator[tuple[Any, Dialect, bool]]:
+def _chunk_writer(target: Target, what: str) -> Iterator[tuple[Any, Dialect, bool, Any]]:
     """A chunk writer on the target's DBAPI connection: (writer, dialect, commits each chunk).
 
     An Engine target's chunks commit on their own; a Connection's or Session's join the caller's transaction."""
@@ -447,7 +533,7 @@ def _chunk_writer(target: Target, what: str) -> Iterator[tuple[Any, Dialect, boo
         elif not on.opened and not on.connection.in_transaction():
             on.connection.begin()  # autobegin, as Connection.execute would; the caller commits
         dbapi_connection = on.connection.connection.dbapi_connection
-        yield writer_class(dbapi_connection, own_transactions=on.opened), dialect, on.opened
+        yield writer_class(dbapi_connection, own_transactions=on.opened), dialect, on.opened, on.session
 
 
 def _backend(dialect: Any) -> Any:
@@ -472,28 +558,39 @@ def _write(
     conflict: tuple[str, ...],
     update: tuple[str, ...] | None,
     offset: int = 0,
-) -> int:
+    returning: Any = None,
+) -> int | list[Any]:
     """Write `rows` chunk by chunk; `offset`: rows of the same stream written by earlier calls (abulk), so that
-    row positions and committed counts in errors are the stream's."""
+    row positions and committed counts in errors are the stream's. Returns the count, or with `returning`
+    the list of what each row gave back."""
     if chunk_size < 1:
         raise ValueError("chunk_size must be at least 1")
     table = table_of(model)
     names = key_map(model, table)
     conflict = tuple(names.get(c, c) for c in conflict)
     update = None if update is None else tuple(names.get(c, c) for c in update)
+    want = None if returning is None else wanted(model, table, returning)
     iterator = iter(rows)
     # Rows from a list or tuple are read where they lie; rows from an iterator are copied as they are taken (a
     # generator may yield one dict again and again with new values, and each row must keep its own).
     take = _slice if isinstance(rows, (list, tuple)) else _take
     chunk = take(iterator, chunk_size)
     if not chunk:
-        return 0
+        return 0 if want is None else []
     reader = _Reader(model, table, chunk[0])
     written = offset
-    with _chunk_writer(target, f"bulk_{kind}") as (writer, dialect, commits):
+    with _chunk_writer(target, f"bulk_{kind}") as (writer, dialect, commits, session):
+        results = None if want is None else Results(want, session, model)
+        # instances get every column back (their keys, defaults and server values), else what was asked
+        asked = (
+            () if want is None else tuple(c.key for c in table.columns) if reader.shape == "instance" else want.columns
+        )
 
         def plan_for(reader: _Reader) -> WritePlan:  # compiled once per column set (compile_plan caches)
             return compile_plan(table, dialect, kind, reader.provided, conflict, update)
+
+        def returning_for(plan: WritePlan) -> Any:
+            return None if want is None else compile_returning(plan, dialect, conflict, update, asked)
 
         while chunk:
             try:
@@ -506,13 +603,16 @@ def _write(
                     )
                 raise
             batch = batches[0]
+            answers = []
             try:
                 if len(batches) == 1:
-                    writer.write(batch.plan, batch.params)
+                    ret = returning_for(batch.plan)
+                    answers.append((ret, batch, writer.write(batch.plan, batch.params, ret)))
                 else:
                     with writer.together():  # one chunk, one transaction, however many key sets it holds
                         for batch in batches:
-                            writer.write(batch.plan, batch.params)
+                            ret = returning_for(batch.plan)
+                            answers.append((ret, batch, writer.write(batch.plan, batch.params, ret)))
             except ChunkFailed as failed:
                 typed = translate(failed.cause) if failed.index is None else None
                 if typed is not None:  # a full disk, a lock held too long: not any row's fault, so its own type
@@ -525,9 +625,15 @@ def _write(
                     typed.committed = written if commits else None
                     raise typed from failed.cause
                 raise _failure(batch, failed, written, len(chunk), commits) from failed.cause
+            if results is not None:
+                for ret, done, returned in answers:
+                    objects = chunk[done.offset : done.offset + done.size] if reader.shape == "instance" else None
+                    results.add(ret, returned, writer.type_codes, objects)
             written += len(chunk)
             chunk = take(iterator, chunk_size)
-    return written - offset
+    if results is None:
+        return written - offset
+    return results.items
 
 
 def _failure(batch: _Batch, failed: ChunkFailed, committed: int, size: int, commits: bool) -> BulkWriteError:

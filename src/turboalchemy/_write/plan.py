@@ -206,29 +206,10 @@ def _copy_plan(
         return plan
     if inserted != plan.params[: len(inserted)]:
         return plan  # onupdate parameters must follow the inserted ones for the rows to be sliced
-    # One staging table per target table (schema included) and column set, so two tables, or two column sets
-    # of one table, never share one inside a transaction; it holds only the columns the rows supply.
-    digest = hashlib.sha1(f"{table.schema}.{table.name}:{','.join(columns)}".encode()).hexdigest()[:12]
-    temp_name = f"{_RESERVED}{table.name[:30]}_{digest}"
-    temp = Table(
-        temp_name,
-        MetaData(),
-        *(Column(c.name, c.type, key=c.key) for c in (p.column for p in inserted)),
-        Column(ARRIVAL, BigInteger),
-    )
+    temp_name = staging_name(table, columns)
+    temp = staging_table(plan, temp_name)
     keys = [p.column.key for p in inserted]
-    order = temp.c[ARRIVAL]
-    source = select(*(temp.c[k] for k in keys)).order_by(order)  # arrival order, as executemany would insert
-    if any(p.onupdate for p in plan.params) or _sets_anything(table, plan.provided, conflict, update):
-        # Duplicates of one key within a chunk: the last wins (ON CONFLICT DO UPDATE may not touch a row
-        # twice in one statement). Rows with a NULL in the key never conflict, so every one of them stays.
-        latest = func.row_number().over(partition_by=[temp.c[k] for k in conflict], order_by=order.desc())
-        ranked = select(*(temp.c[k] for k in keys), order, latest.label("_rank")).subquery()
-        keep = [
-            ranked.c._rank == literal_column("1"),
-            *(ranked.c[k].is_(None) for k in conflict if table.columns[k].nullable),
-        ]
-        source = select(*(ranked.c[k] for k in keys)).where(or_(*keep)).order_by(ranked.c[ARRIVAL])
+    source = staging_source(table, temp, keys, plan, conflict, update)
     stmt, _ = _upsert(table, dialect, plan.provided, conflict, update, source=(keys, source))
     compiled = stmt.compile(dialect=dialect)
     binds = tuple(
@@ -240,6 +221,44 @@ def _copy_plan(
     )
     merge = _aliased(compiled.string, table, dialect, "upsert")
     return dataclasses.replace(plan, copy_columns=columns, temp_name=temp_name, merge_sql=merge, merge_binds=binds)
+
+
+def staging_name(table: Table, columns: tuple[str, ...]) -> str:
+    """One staging table per target table (schema included) and column set, so two tables, or two column sets
+    of one table, never share one inside a transaction; it holds only the columns the rows supply."""
+    digest = hashlib.sha1(f"{table.schema}.{table.name}:{','.join(columns)}".encode()).hexdigest()[:12]
+    return f"{_RESERVED}{table.name[:30]}_{digest}"
+
+
+def staging_table(plan: WritePlan, name: str) -> Table:
+    """The staging table's shape: the columns the COPY fills, typed as the target's, and the arrival order."""
+    inserted = [p.column for p in plan.params if not p.onupdate]
+    return Table(name, MetaData(), *(Column(c.name, c.type, key=c.key) for c in inserted), Column(ARRIVAL, BigInteger))
+
+
+def staging_source(
+    table: Table,
+    temp: Table,
+    keys: list[str],
+    plan: WritePlan,
+    conflict: tuple[str, ...],
+    update: tuple[str, ...] | None,
+) -> Any:
+    """The SELECT that feeds the staging table's rows to an upsert, in arrival order (as executemany would
+    insert them)."""
+    order = temp.c[ARRIVAL]
+    source = select(*(temp.c[k] for k in keys)).order_by(order)
+    if any(p.onupdate for p in plan.params) or _sets_anything(table, plan.provided, conflict, update):
+        # Duplicates of one key within a chunk: the last wins (ON CONFLICT DO UPDATE may not touch a row
+        # twice in one statement). Rows with a NULL in the key never conflict, so every one of them stays.
+        latest = func.row_number().over(partition_by=[temp.c[k] for k in conflict], order_by=order.desc())
+        ranked = select(*(temp.c[k] for k in keys), order, latest.label("_rank")).subquery()
+        keep = [
+            ranked.c._rank == literal_column("1"),
+            *(ranked.c[k].is_(None) for k in conflict if table.columns[k].nullable),
+        ]
+        source = select(*(ranked.c[k] for k in keys)).where(or_(*keep)).order_by(ranked.c[ARRIVAL])
+    return source
 
 
 def _param(

@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from psycopg import sql
 
 from turboalchemy._write.plan import ARRIVAL, WritePlan
+from turboalchemy._write.returning import ReturningPlan, correlate, keys_of, needs_rows, per_row
 from turboalchemy._write.sqlite import ChunkFailed
 
 _SAVEPOINT = sql.SQL("turboalchemy_chunk")
@@ -39,6 +40,7 @@ class PostgresChunkWriter:
     def __init__(self, dbapi_connection: Any, own_transactions: bool) -> None:
         self.dbapi = dbapi_connection
         self.own = own_transactions
+        self.type_codes: tuple[Any, ...] = ()
         self._temp: dict[str, sql.Composed] = {}
         self._zone: ZoneInfo | None = None  # the session's TimeZone, read when an aware datetime first needs it
         # Under SQLAlchemy's asyncio extension the connection adapts psycopg's AsyncConnection; its cursors
@@ -46,13 +48,25 @@ class PostgresChunkWriter:
         driver = getattr(dbapi_connection, "driver_connection", None)
         self.async_driver = driver if driver is not None and type(driver).__name__ == "AsyncConnection" else None
 
-    def write(self, plan: WritePlan, params: list[Sequence[Any]]) -> None:
+    def _fetch(self, cursor: Any) -> list[Any]:
+        """The rows a RETURNING statement gave; notes the driver's type per column for result processing."""
+        if cursor.description is None:
+            return []
+        self.type_codes = tuple(d[1] for d in cursor.description)
+        return list(cursor.fetchall())
+
+    def write(self, plan: WritePlan, params: list[Sequence[Any]], ret: ReturningPlan | None = None) -> list[Any] | None:
+        """Write one chunk; with `ret`, the rows RETURNING gave, in the order of `params`."""
         cursor = self.dbapi.cursor()
+        returned = None
         try:
             if not self.own:
                 cursor.execute(sql.SQL("SAVEPOINT {}").format(_SAVEPOINT))
             try:
-                self._write(cursor, plan, params)
+                if ret is None:
+                    self._write(cursor, plan, params)
+                else:
+                    returned = self._returning(cursor, plan, params, ret)
             except BaseException as exc:
                 if self.own:
                     self.dbapi.rollback()
@@ -66,6 +80,7 @@ class PostgresChunkWriter:
                 cursor.execute(sql.SQL("RELEASE SAVEPOINT {}").format(_SAVEPOINT))
         finally:
             cursor.close()
+        return returned
 
     @contextmanager
     def together(self) -> Iterator[None]:
@@ -107,9 +122,34 @@ class PostgresChunkWriter:
         if plan.kind == "insert":
             self._copy(cursor, _table(plan), plan, params, ordinal=False)
         else:
-            temp = self._temp_table(cursor, plan)
+            temp = self._temp_table(cursor, plan, plan.temp_name)
             self._copy(cursor, temp, plan, params, ordinal=True)
             cursor.execute(plan.merge_sql, plan.merge_params())
+
+    def _returning(self, cursor: Any, plan: WritePlan, params: list[Sequence[Any]], ret: ReturningPlan) -> list[Any]:
+        """COPY into the staging table, then one INSERT ... SELECT ... RETURNING in arrival order; or, where that
+        cannot be matched row for row, one statement per row (psycopg's executemany, pipelined)."""
+        if not ret.staged_sql or needs_rows(ret, params):
+            if self.async_driver is not None:  # the asyncio adapter's executemany keeps no result sets
+                results = []
+                for row in params:
+                    cursor.execute(ret.row_sql, row)
+                    results.append(self._fetch(cursor))
+                return per_row(ret, results)
+            cursor.executemany(ret.row_sql, params, returning=True)
+            results = []
+            while True:
+                results.append(self._fetch(cursor))
+                if not cursor.nextset():
+                    break
+            return per_row(ret, results)
+        sent = self._local_times(cursor, plan, params) if plan.naive_datetimes else params
+        width = len(plan.copy_columns or ())
+        copied = [row[:width] for row in sent] if width != len(plan.params) else sent
+        temp = self._temp_table(cursor, plan, ret.temp_name)
+        self._copy(cursor, temp, plan, copied, ordinal=True)
+        cursor.execute(ret.staged_sql, plan.merge_params())
+        return correlate(ret, sent, keys_of(ret, sent), [(0, len(sent), self._fetch(cursor))], gapless=False)
 
     def _local_times(self, cursor: Any, plan: WritePlan, params: list[Sequence[Any]]) -> list[Sequence[Any]]:
         """Aware datetimes bound for naive DateTime columns, as the session's local time without an offset: what
@@ -156,11 +196,11 @@ class PostgresChunkWriter:
             for row in rows:
                 write(row)
 
-    def _temp_table(self, cursor: Any, plan: WritePlan) -> sql.Composable:
+    def _temp_table(self, cursor: Any, plan: WritePlan, temp_name: str) -> sql.Composable:
         """A session-private table of the columns the rows supply, typed as the target's but with none of its
         constraints or defaults (the server fills what the rows leave out when the merge inserts), plus the
         arrival order; emptied for each chunk, dropped at commit."""
-        name = sql.Identifier(plan.temp_name)
+        name = sql.Identifier(temp_name)
         columns = sql.SQL(", ").join(map(sql.Identifier, plan.copy_columns or ()))
         cursor.execute(
             sql.SQL(

@@ -3,13 +3,24 @@ caller's transaction), rolled back whole on failure, then a row-by-row probe to 
 
 from __future__ import annotations
 
+import functools
 import re
 import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from itertools import chain
 from typing import Any
 
 from turboalchemy._write.plan import WritePlan
+from turboalchemy._write.returning import (
+    ReturningPlan,
+    correlate,
+    keys_of,
+    needs_rows,
+    per_row,
+    statements,
+    variable_limit,
+)
 
 _INT64 = (-(2**63), 2**63 - 1)
 _BINDING = re.compile(r"parameter (\d+)")
@@ -56,6 +67,12 @@ def _param_at_fault(exc: BaseException, plan: WritePlan, row: Sequence[Any]) -> 
     return None
 
 
+@functools.lru_cache(maxsize=512)
+def _many(ret: ReturningPlan, rows: int) -> str:
+    """The statement writing `rows` rows with one multi-row VALUES."""
+    return ret.head + ", ".join([ret.values] * rows) + ret.tail
+
+
 class _AsyncAdapted:
     """SQLAlchemy's aiosqlite adapter, plus the `in_transaction` it does not expose (read from aiosqlite)."""
 
@@ -80,9 +97,20 @@ class SqliteChunkWriter:
         )
         self.dbapi: Any = _AsyncAdapted(dbapi_connection) if adapted else dbapi_connection
         self.own = own_transactions
+        self.type_codes: tuple[Any, ...] = ()
+        self._limit: int | None = None
 
-    def write(self, plan: WritePlan, params: list[Sequence[Any]]) -> None:
+    def _fetch(self, cursor: Any) -> list[Any]:
+        """The rows a RETURNING statement gave; notes the driver's type per column for result processing."""
+        if cursor.description is None:
+            return []
+        self.type_codes = tuple(d[1] for d in cursor.description)
+        return list(cursor.fetchall())
+
+    def write(self, plan: WritePlan, params: list[Sequence[Any]], ret: ReturningPlan | None = None) -> list[Any] | None:
+        """Write one chunk; with `ret`, the rows RETURNING gave, in the order of `params`."""
         cursor = self.dbapi.cursor()
+        returned = None
         try:
             if self.own:
                 try:
@@ -90,7 +118,7 @@ class SqliteChunkWriter:
                 except sqlite3.OperationalError as exc:  # locked past busy_timeout: nothing began
                     raise ChunkFailed(exc, None, None, False) from exc
                 try:
-                    cursor.executemany(plan.sql, params)
+                    returned = self._execute(cursor, plan, params, ret)
                     self.dbapi.commit()
                 except BaseException as exc:
                     self.dbapi.rollback()
@@ -100,13 +128,41 @@ class SqliteChunkWriter:
                     cursor.execute("BEGIN")  # so the savepoint nests in a transaction the caller commits
                 cursor.execute(f"SAVEPOINT {_SAVEPOINT}")
                 try:
-                    cursor.executemany(plan.sql, params)
+                    returned = self._execute(cursor, plan, params, ret)
                 except BaseException as exc:
                     whole = not self._undo(cursor, _SAVEPOINT)
                     raise self._diagnose(cursor, plan, params, exc, whole=whole) from exc
                 cursor.execute(f"RELEASE {_SAVEPOINT}")
         finally:
             cursor.close()
+        return returned
+
+    def _execute(
+        self, cursor: Any, plan: WritePlan, params: list[Sequence[Any]], ret: ReturningPlan | None
+    ) -> list[Any] | None:
+        if ret is None:
+            cursor.executemany(plan.sql, params)
+            return None
+        if needs_rows(ret, params):
+            results = []
+            for row in params:
+                cursor.execute(ret.row_sql, row)
+                results.append(self._fetch(cursor))
+            return per_row(ret, results)
+        if self._limit is None:
+            self._limit = variable_limit(getattr(self.dbapi, "_adapted", self.dbapi))
+        width = ret.width
+        whole = width == len(plan.params)
+        segments = []
+        keys = keys_of(ret, params)
+        for start, end in statements(ret, keys, len(params), self._limit):
+            part = params[start:end]
+            flat = list(chain.from_iterable(part if whole else (row[:width] for row in part)))
+            if not whole:
+                flat.extend(part[0][width:])  # the upsert's onupdate values, once per statement
+            cursor.execute(_many(ret, end - start), flat)
+            segments.append((start, end, self._fetch(cursor)))
+        return correlate(ret, params, keys, segments, gapless=True)
 
     @contextmanager
     def together(self) -> Iterator[None]:

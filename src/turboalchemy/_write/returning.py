@@ -1,0 +1,447 @@
+"""returning=: what a bulk write gives back, and how each returned row is matched to the row that made it.
+
+RETURNING yields rows in no promised order (SQLite says so outright; PostgreSQL promises nothing for
+INSERT ... SELECT), so order is never assumed. A returned row is matched to its input row by one of:
+
+- "key": the values of a key every row supplies (the primary key for inserts, the conflict key for upserts),
+  compared as sent and as returned, before any type processing;
+- "sort": the autoincrement key the database fills, sorted: SQLite hands out max(rowid) + 1 row after row of
+  one statement (and the run of keys is checked to be gap-free), PostgreSQL draws a sequence's values in the
+  order of INSERT ... SELECT ... ORDER BY (the property SQLAlchemy's insertmanyvalues relies on too);
+- "row": one statement per row, the answer by construction (the slow path, for tables neither fits, and for
+  rows whose key holds NULL).
+
+Several rows go in one statement on SQLite (multi-row VALUES, within the live bound-variable limit); on
+PostgreSQL the rows go by COPY into a staging table and one INSERT ... SELECT ... RETURNING writes them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import sqlite3
+from collections.abc import Sequence
+from dataclasses import dataclass
+from operator import itemgetter
+from typing import Any, Literal
+
+from sqlalchemy import Column, Table, insert, select
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import InstrumentedAttribute, Mapper, make_transient_to_detached
+from sqlalchemy.orm.attributes import instance_state, set_committed_value
+
+from turboalchemy._schema import key_map
+from turboalchemy._write.plan import (
+    _ONUPDATE,
+    ARRIVAL,
+    WritePlan,
+    _aliased,
+    _positional,
+    _sets_anything,
+    _upsert,
+    staging_name,
+    staging_source,
+    staging_table,
+)
+from turboalchemy.errors import SchemaMismatchError
+
+Match = Literal["key", "sort", "row"]
+ROWS_PER_STATEMENT = 1000  # SQLite's multi-row VALUES: SQLAlchemy's insertmanyvalues page size too
+
+
+@dataclass(frozen=True)
+class Wanted:
+    """What the caller asked for: column keys, and whether one scalar, a tuple or an instance per row."""
+
+    columns: tuple[str, ...]
+    shape: Literal["scalar", "tuple", "instance"]
+    mapper: Mapper[Any] | None = None
+
+
+def wanted(model: Any, table: Table, returning: Any) -> Wanted:
+    """Resolve returning= (the mapped class, a column, or a sequence of columns) against the model's table."""
+    if returning is model and not isinstance(model, Table):
+        mapper = _mapper(model)
+        return Wanted(tuple(c.key for c in table.columns), "instance", mapper)
+    if isinstance(returning, (str, Column, InstrumentedAttribute)) or hasattr(returning, "__clause_element__"):
+        return Wanted((_column_key(model, table, returning),), "scalar")
+    if isinstance(returning, Sequence) and returning and not isinstance(returning, (str, bytes)):
+        return Wanted(tuple(_column_key(model, table, r) for r in returning), "tuple")
+    raise TypeError(
+        f"returning= takes the model class, a column (attribute, Column or name) or a sequence of columns, "
+        f"not {returning!r}"
+    )
+
+
+def _mapper(model: Any) -> Mapper[Any]:
+    from sqlalchemy import inspect
+
+    return inspect(model)  # type: ignore[no-any-return]
+
+
+def _column_key(model: Any, table: Table, spec: Any) -> str:
+    names = key_map(model, table)
+    if isinstance(spec, str):
+        if spec not in names:
+            raise SchemaMismatchError(f"returning= names {spec!r}, which is not a column of table {table.name!r}")
+        return names[spec]
+    element = spec.__clause_element__() if hasattr(spec, "__clause_element__") else spec
+    if not isinstance(element, Column) or element.table is not table:
+        raise SchemaMismatchError(f"returning= names {spec!r}, which is not a column of table {table.name!r}")
+    return str(element.key)
+
+
+@dataclass(frozen=True)
+class ReturningPlan:
+    """How one write plan's rows come back: the RETURNING columns, the matching, and the statements."""
+
+    plan: WritePlan
+    fetch: tuple[str, ...]  # column keys RETURNING yields, in order
+    match: Match
+    key_params: tuple[int, ...]  # "key": positions in plan.params of the key's columns
+    key_fetch: tuple[int, ...]  # ... and in fetch
+    sort_fetch: int  # "sort": position in fetch of the autoincrement key
+    updates: bool  # an upsert that updates: every occurrence of a key gets the row as stored
+    skips: bool  # rows may come back with nothing (DO NOTHING)
+    row_sql: str  # one row's statement, with RETURNING
+    width: int  # parameters per row in a multi-row statement (onupdate values follow, once)
+    head: str = ""  # SQLite: the statement up to VALUES, the one row's values, and what follows them
+    values: str = ""
+    tail: str = ""
+    staged_sql: str = ""  # PostgreSQL: INSERT ... SELECT from the staging table ... RETURNING
+    temp_name: str = ""
+    dialect: Dialect | None = None
+    key_param: Any = dataclasses.field(default=None, compare=False, hash=False)  # itemgetters of the key
+    key_row: Any = dataclasses.field(default=None, compare=False, hash=False)
+
+    def processors(self, type_codes: tuple[Any, ...]) -> tuple[Any, ...]:
+        """The result processor per fetch column (None: the value as the driver gives it), for the types the
+        driver reported (PostgreSQL's processors depend on the column's type OID)."""
+        return _processors(self, type_codes)
+
+
+@functools.lru_cache(maxsize=256)
+def compile_returning(
+    plan: WritePlan,
+    dialect: Dialect,
+    conflict: tuple[str, ...],
+    update: tuple[str, ...] | None,
+    asked: tuple[str, ...],
+) -> ReturningPlan:
+    """The returning plan for `plan`, fetching `asked` (column keys) plus what matching needs."""
+    table, kind = plan.table, plan.kind
+    in_params = {p.column.key: i for i, p in enumerate(plan.params) if not p.onupdate}
+    match: Match = "row"
+    key: tuple[str, ...] = ()
+    skips = kind == "upsert" and not _sets_anything(table, plan.provided, conflict, update)
+    updates = kind == "upsert" and not skips
+    primary = tuple(c.key for c in table.primary_key.columns)
+    auto = table.autoincrement_column
+    if kind == "upsert" and conflict and all(k in in_params for k in conflict):
+        match, key = "key", conflict
+    elif kind == "upsert" and not conflict:
+        match = "row"  # DO NOTHING on any unique key: no one key says which row was skipped
+    elif primary and all(k in in_params for k in primary):
+        match, key = "key", primary
+    elif auto is not None and auto.key not in in_params:
+        match = "sort"
+    fetch = list(asked)
+    for k in (*key, *((auto.key,) if match == "sort" and auto is not None else ())):
+        if k not in fetch:
+            fetch.append(k)
+    columns = [table.columns[k] for k in fetch]
+
+    positional = _positional(dialect)
+    stmt: Any = insert(table) if kind == "insert" else _upsert(table, positional, plan.provided, conflict, update)[0]
+    compiled = stmt.returning(*columns).compile(
+        dialect=positional, column_keys=list(plan.provided), for_executemany=True
+    )
+    if list(compiled.positiontup or []) != [_bind_name(p) for p in plan.params]:
+        raise SchemaMismatchError(f"table {table.name!r}: the RETURNING statement binds its values in another order")
+    row_sql = _aliased(compiled.string, table, positional, kind)
+    width = sum(not p.onupdate for p in plan.params)
+    onupdate_last = all(p.onupdate for p in plan.params[width:])
+    ret = ReturningPlan(
+        plan,
+        tuple(fetch),
+        match,
+        tuple(in_params[k] for k in key),
+        tuple(fetch.index(k) for k in key),
+        fetch.index(auto.key) if match == "sort" and auto is not None else -1,
+        updates,
+        skips,
+        row_sql,
+        width,
+        dialect=dialect,
+        key_param=itemgetter(*(in_params[k] for k in key)) if key else None,
+        key_row=itemgetter(*(fetch.index(k) for k in key)) if key else None,
+    )
+    if match == "row" or not onupdate_last:
+        return dataclasses.replace(ret, match="row")
+    if dialect.name == "sqlite":
+        many = getattr(compiled, "_insertmanyvalues", None)
+        if many is None or any(not p.scalar for p in plan.params if p.onupdate):
+            return dataclasses.replace(ret, match="row")
+        values = f"({many.single_values_expr})"
+        at = row_sql.find(f"VALUES {values}")
+        if at < 0 or row_sql.find(f"VALUES {values}", at + 1) >= 0:
+            return dataclasses.replace(ret, match="row")
+        head, tail = row_sql[: at + len("VALUES ")], row_sql[at + len("VALUES ") + len(values) :]
+        return dataclasses.replace(ret, head=head, values=values, tail=tail)
+    if dialect.name == "postgresql" and plan.copy_columns is not None:
+        staged_sql, temp_name = _staged(plan, dialect, conflict, update, columns)
+        return dataclasses.replace(ret, staged_sql=staged_sql, temp_name=temp_name)
+    return dataclasses.replace(ret, match="row")
+
+
+def _bind_name(param: Any) -> str:
+    return _ONUPDATE + param.column.key if param.onupdate else str(param.column.key)
+
+
+def _staged(
+    plan: WritePlan, dialect: Dialect, conflict: tuple[str, ...], update: tuple[str, ...] | None, columns: list[Any]
+) -> tuple[str, str]:
+    """PostgreSQL: the staging table (the COPY's columns and the arrival order) and the statement that writes it
+    into the table in arrival order, returning `columns`."""
+    table = plan.table
+    copied = plan.copy_columns or ()
+    name = staging_name(table, copied)
+    temp = staging_table(plan, name)
+    keys = [p.column.key for p in plan.params if not p.onupdate]
+    if plan.kind == "insert":
+        stmt: Any = insert(table).from_select(keys, select(*(temp.c[k] for k in keys)).order_by(temp.c[ARRIVAL]))
+    else:
+        source = staging_source(table, temp, keys, plan, conflict, update)
+        stmt = _upsert(table, dialect, plan.provided, conflict, update, source=(keys, source))[0]
+    sql = _aliased(stmt.returning(*columns).compile(dialect=dialect).string, table, dialect, plan.kind)
+    return sql, name
+
+
+@functools.lru_cache(maxsize=256)
+def _processors(ret: ReturningPlan, type_codes: tuple[Any, ...]) -> tuple[Any, ...]:
+    dialect = ret.dialect
+    assert dialect is not None
+    columns = [ret.plan.table.columns[k] for k in ret.fetch]
+    codes = type_codes if len(type_codes) == len(columns) else (None,) * len(columns)
+    return tuple(c.type.dialect_impl(dialect).result_processor(dialect, code) for c, code in zip(columns, codes))
+
+
+class Uncorrelated(ValueError):
+    """Internal: RETURNING gave rows that cannot be matched to the rows sent; the chunk is rolled back."""
+
+
+def keys_of(ret: ReturningPlan, params: Sequence[Sequence[Any]]) -> list[Any] | None:
+    """Each row's key as sent ("key" matching), computed once per chunk; None for the other matchings."""
+    return list(map(ret.key_param, params)) if ret.match == "key" else None
+
+
+def statements(ret: ReturningPlan, keys: list[Any] | None, n: int, limit: int) -> list[tuple[int, int]]:
+    """SQLite: `n` rows cut into runs, one multi-row statement each, within `limit` bound variables; an upsert
+    that updates starts a new statement where a key repeats (one statement must touch a row once)."""
+    extra = len(ret.plan.params) - ret.width
+    per = max(1, min(ROWS_PER_STATEMENT, (limit - extra) // max(1, ret.width)))
+    if not ret.updates or keys is None or len(set(keys)) == len(keys):
+        return [(start, min(n, start + per)) for start in range(0, n, per)]
+    cuts: list[tuple[int, int]] = []
+    start, seen = 0, set[Any]()
+    for i, key in enumerate(keys):
+        if key in seen or i - start == per:
+            cuts.append((start, i))
+            start, seen = i, set()
+        seen.add(key)
+    cuts.append((start, n))
+    return cuts
+
+
+def needs_rows(ret: ReturningPlan, params: Sequence[Sequence[Any]]) -> bool:
+    """Whether this chunk must go a statement per row: a key that holds NULL matches nothing."""
+    if ret.match == "row":
+        return True
+    if ret.match == "key":
+        for i in ret.key_params:
+            if None in map(itemgetter(i), params):
+                return True
+    return False
+
+
+def per_row(ret: ReturningPlan, results: list[list[Any]]) -> list[Any]:
+    """The answers of one statement per row: each row's returned row, or None where it came back with nothing."""
+    out: list[Any] = []
+    for rows in results:
+        if len(rows) > 1:
+            raise Uncorrelated(f"one row's statement returned {len(rows)} rows")
+        out.append(rows[0] if rows else None)
+    if not ret.skips and None in out:
+        raise Uncorrelated("a row came back with nothing")
+    return out
+
+
+def correlate(
+    ret: ReturningPlan,
+    params: Sequence[Sequence[Any]],
+    keys: list[Any] | None,
+    segments: list[tuple[int, int, list[Any]]],
+    gapless: bool,
+) -> list[Any]:
+    """The returned rows in the order of `params` (None where a row came back with nothing): `keys` as from
+    keys_of; `segments` are (start, end, rows returned by the statement that wrote params[start:end])."""
+    out: list[Any] = [None] * len(params)
+    if ret.match == "sort":
+        at = ret.sort_fetch
+        for start, end, rows in segments:
+            if len(rows) != end - start:
+                raise Uncorrelated(f"{end - start} rows were sent and {len(rows)} came back")
+            rows = sorted(rows, key=lambda r: r[at])
+            if gapless and rows and rows[-1][at] - rows[0][at] != len(rows) - 1:
+                raise Uncorrelated(
+                    "the generated keys of one statement are not consecutive (a trigger inserting into the table, "
+                    "or a key at its maximum), so they cannot be matched to the rows in order"
+                )
+            out[start:end] = rows
+        return out
+    assert keys is not None
+    returned = [row for _start, _end, rows in segments for row in rows]
+    index = dict(zip(keys, range(len(keys))))
+    if len(index) == len(keys):  # every key once, the common case: C-level lookups
+        where = list(map(index.get, map(ret.key_row, returned)))
+        if None in where:
+            raise _stranger(ret, returned, index)
+        for i, row in zip(where, returned):
+            out[i] = row  # type: ignore[index]
+    else:
+        positions: dict[Any, list[int]] = {}
+        for i, key in enumerate(keys):
+            positions.setdefault(key, []).append(i)
+        for row in returned:
+            found = positions.get(ret.key_row(row))
+            if found is None:
+                raise _stranger(ret, returned, index)
+            if ret.updates:
+                for i in found:
+                    out[i] = row
+            else:
+                out[found[0]] = row
+    if not ret.skips and any(r is None for r in out):
+        raise Uncorrelated("a row came back with nothing")
+    return out
+
+
+def _stranger(ret: ReturningPlan, returned: list[Any], index: dict[Any, int]) -> Uncorrelated:
+    key = next(k for k in map(ret.key_row, returned) if k not in index)
+    return Uncorrelated(f"a returned key {key!r} equals no key as sent (the database stored a converted value)")
+
+
+def variable_limit(dbapi_connection: Any) -> int:
+    """The connection's live bound-variable limit; from the library version where the driver cannot say."""
+    getlimit = getattr(dbapi_connection, "getlimit", None)
+    if getlimit is not None:
+        try:
+            return int(getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER))
+        except (sqlite3.Error, AttributeError):
+            pass
+    version = getattr(dbapi_connection, "sqlite_version_info", None) or sqlite3.sqlite_version_info
+    return 32766 if tuple(version) >= (3, 32, 0) else 999
+
+
+def _processed(procs: tuple[Any, ...], raw: list[Any]) -> list[Any]:
+    """The returned rows with each column's result processor applied (column by column; None rows kept)."""
+    if not any(procs):
+        return raw
+    present = [row for row in raw if row is not None]
+    columns = list(zip(*present)) if present else []
+    for i, p in enumerate(procs):
+        if p is not None and columns:
+            columns[i] = tuple(None if v is None else p(v) for v in columns[i])
+    done = iter(list(zip(*columns)) if columns else [])
+    return [None if row is None else next(done) for row in raw]
+
+
+class Results:
+    """Collects what the caller gets back, chunk by chunk, in input order."""
+
+    def __init__(self, want: Wanted, session: Any, model: Any) -> None:
+        self.want = want
+        self.session = session
+        self.model = model
+        self.items: list[Any] = []
+        self._attrs: dict[str, str] | None = None
+
+    def attributes(self, table: Table) -> dict[str, str]:
+        """Column key -> attribute key, for setting values on instances."""
+        if self._attrs is None:
+            mapper = _mapper(self.model)
+            self._attrs = {
+                c.key: mapper.get_property_by_column(c).key
+                for c in table.columns
+                if c in mapper.columns.values() or mapper.columns.get(c.key) is not None
+            }
+        return self._attrs
+
+    def add(self, ret: ReturningPlan, raw: list[Any], type_codes: tuple[Any, ...], rows: Sequence[Any] | None) -> None:
+        """`raw`: returned rows (fetch order) or None, for the input `rows` (instances, or None for dicts/tuples);
+        `type_codes`: the driver's type per returned column."""
+        fetch = ret.fetch
+        values = _processed(ret.processors(type_codes), raw)
+        if rows is not None:  # instances: each gets its key and what the database or a default filled in
+            self._fill(ret, values, rows)
+        want = self.want
+        if want.shape == "instance":
+            if rows is not None:
+                self.items.extend(r if v is not None else None for r, v in zip(rows, values))
+            else:
+                self.items.extend(self._build(ret, v) for v in values)
+            return
+        where = [fetch.index(k) for k in want.columns]
+        pick = itemgetter(*where) if want.shape == "scalar" or len(where) > 1 else lambda v: (v[where[0]],)
+        if None in values:
+            self.items.extend(None if v is None else pick(v) for v in values)
+        elif want.shape == "tuple" and where == list(range(len(fetch))):
+            self.items.extend(values)
+        else:
+            self.items.extend(map(pick, values))
+
+    def _fill(self, ret: ReturningPlan, values: list[Any], rows: Sequence[Any]) -> None:
+        attrs = self.attributes(ret.plan.table)
+        names = [attrs.get(k) for k in ret.fetch]
+        for obj, row in zip(rows, values):
+            if row is None:
+                continue
+            state = vars(obj)
+            for name, value in zip(names, row):
+                if name is not None and name not in state:
+                    set_committed_value(obj, name, value)
+            self._attach(obj)
+
+    def _build(self, ret: ReturningPlan, row: Any) -> Any:
+        if row is None:
+            return None
+        mapper = self.want.mapper
+        assert mapper is not None
+        attrs = self.attributes(ret.plan.table)
+        obj = mapper.class_manager.new_instance()
+        state = instance_state(obj)
+        for key, value in zip(ret.fetch, row):
+            name = attrs.get(key)
+            if name is not None:
+                state.dict[name] = value
+        return self._attach(obj)
+
+    def _attach(self, obj: Any) -> Any:
+        """A written instance as the ORM leaves one after a flush: with its identity (detached), and persistent in
+        the Session when the write ran in one (or that Session's own object for the row, refreshed)."""
+        state = instance_state(obj)
+        if state.key is None:
+            make_transient_to_detached(obj)
+        session = self.session
+        if session is None:
+            return obj
+        held = session.identity_map.get(state.key)
+        if held is None:
+            session.add(obj)
+            return obj
+        if held is not obj:
+            for name, value in state.dict.items():
+                if not name.startswith("_sa") and name in _mapper(self.model).attrs:
+                    set_committed_value(held, name, value)
+            return held
+        return obj

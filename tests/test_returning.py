@@ -1,0 +1,260 @@
+"""returning=: what a bulk write gives back is what SQLAlchemy's own INSERT ... RETURNING gives for the same rows,
+in input order, on SQLite and PostgreSQL; and rows given as instances end up as the ORM leaves them after a flush.
+
+Order is proven, not assumed: ids the rows supply in scrambled order, generated ids, chunks that span several
+statements, upserts, skipped rows and rows whose key holds NULL each come back where their input row was."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from decimal import Decimal
+
+import pytest
+import sqlalchemy
+from sqlalchemy import Column, Integer, MetaData, String, Table, create_engine, insert, select
+from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.orm import Session
+
+import turboalchemy
+from turboalchemy import BulkWriteError, SchemaMismatchError
+
+from .shop import Customer, Tag
+from .test_contract import stored
+from .test_contract_matrix import SHAPES
+
+
+def as_dicts(shape: str) -> list[dict]:
+    columns = [c.key for c in Customer.__table__.columns]
+    rows = SHAPES[shape]()
+    if shape == "tuples":
+        return [dict(zip(columns, r)) for r in rows]
+    return rows
+
+
+def sqlalchemy_returns(engine, shape: str, returning) -> list:
+    """SQLAlchemy itself: add_all + flush for instances (their ids), else insert().returning(...) in parameter order."""
+    with Session(engine) as session:
+        if "instances" in shape:
+            objs = SHAPES[shape]()
+            session.add_all(objs)
+            session.flush()
+            got = [o.id for o in objs]
+        else:
+            stmt = insert(Customer).returning(returning, sort_by_parameter_order=True)
+            got = list(session.scalars(stmt, as_dicts(shape)))
+        session.commit()
+    return got
+
+
+def ours_returns(engine, path: str, shape: str, returning) -> list:
+    rows = SHAPES[shape]()
+    if path == "engine":
+        got = turboalchemy.bulk_insert(engine, Customer, rows, chunk_size=3, returning=returning)
+    elif path == "connection":
+        with engine.begin() as conn:
+            got = turboalchemy.bulk_insert(conn, Customer, rows, chunk_size=3, returning=returning)
+    elif path == "session":
+        with Session(engine) as session:
+            got = turboalchemy.bulk_insert(session, Customer, rows, chunk_size=3, returning=returning)
+            if "instances" in shape:
+                assert all(o in session for o in rows)  # persistent in the Session, as after add_all + flush
+                assert [o.id for o in rows] == got
+            session.commit()
+        return got
+    elif path == "write queue":
+        with turboalchemy.WriteQueue(engine) as queue:
+            got = queue.bulk_insert(Customer, rows, chunk_size=3, returning=returning)
+    else:
+        drivers = {"sqlite": "sqlite+aiosqlite", "postgresql": "postgresql+psycopg_async"}
+        aengine = create_async_engine(engine.url.set(drivername=drivers[engine.dialect.name]))
+
+        async def load() -> list:
+            try:
+                return await turboalchemy.abulk_insert(aengine, Customer, rows, chunk_size=3, returning=returning)
+            finally:
+                await aengine.dispose()
+
+        got = asyncio.run(load())
+    if "instances" in shape:
+        assert [o.id for o in rows] == got  # the instances themselves got their keys
+    return got
+
+
+@pytest.mark.parametrize("shape", list(SHAPES))
+@pytest.mark.parametrize("path", ["engine", "session", "connection", "asyncio", "write queue"])
+def test_generated_keys_come_back_in_input_order_as_sqlalchemy_returns_them(twins, path, shape):
+    ours, theirs = twins
+    expected = sqlalchemy_returns(theirs, shape, Customer.id)
+    assert ours_returns(ours, path, shape, Customer.id) == expected
+    assert stored(ours, Customer) == stored(theirs, Customer)
+
+
+@pytest.mark.parametrize(
+    "returning, shape_of",
+    [
+        (Customer.email, lambda r: r),
+        ((Customer.id, Customer.tier, Customer.balance), tuple),
+        ("email", lambda r: r),
+    ],
+    ids=["one column: scalars", "several columns: tuples", "a column by name"],
+)
+def test_columns_come_back_as_scalars_or_tuples_with_server_values(twins, returning, shape_of):
+    ours, theirs = twins
+    rows = as_dicts("mixed dicts")
+    columns = returning if isinstance(returning, tuple) else (Customer.email,)
+    with Session(theirs) as session:
+        expected = [
+            shape_of(r)
+            for r in session.execute(insert(Customer).returning(*columns, sort_by_parameter_order=True), rows)
+        ]
+        expected = [r[0] for r in expected] if not isinstance(returning, tuple) else expected
+        session.commit()
+    assert turboalchemy.bulk_insert(ours, Customer, rows, returning=returning) == expected
+
+
+def test_the_model_class_gives_instances_equal_to_those_sqlalchemy_returns(twins):
+    ours, theirs = twins
+    rows = as_dicts("mixed dicts")
+    with Session(theirs) as session:
+        theirs_objs = list(session.scalars(insert(Customer).returning(Customer, sort_by_parameter_order=True), rows))
+        expected = [(o.id, o.email, o.tier, o.name, o.balance) for o in theirs_objs]
+        session.commit()
+    with Session(ours) as session:
+        got = turboalchemy.bulk_insert(session, Customer, rows, returning=Customer)
+        assert all(isinstance(o, Customer) and o in session for o in got)  # persistent, as the ORM's are
+        assert [(o.id, o.email, o.tier, o.name, o.balance) for o in got] == expected
+        assert session.get(Customer, got[0].id) is got[0]  # the Session's identity map holds them
+        session.commit()
+    detached = turboalchemy.bulk_insert(ours, Customer, [{"email": "x@shop.test"}], returning=Customer)
+    assert sqlalchemy.inspect(detached[0]).detached and detached[0].tier == "basic"
+
+
+def test_instances_get_their_keys_defaults_and_server_values_as_after_a_flush(twins):
+    ours, theirs = twins
+    with Session(theirs) as session:
+        objs = SHAPES["mixed instances"]()
+        session.add_all(objs)
+        session.flush()
+        session.commit()
+        expected = [(o.id, o.email, o.tier, o.name, o.balance) for o in objs]
+    objs = SHAPES["mixed instances"]()
+    turboalchemy.bulk_insert(ours, Customer, objs, returning=Customer.id)
+    assert [(o.id, o.email, o.tier, o.name, o.balance) for o in objs] == expected
+    assert all(sqlalchemy.inspect(o).detached for o in objs)  # written without a Session: detached, with identity
+
+
+def test_supplied_keys_in_scrambled_order_come_back_where_their_rows_were(twins):
+    ours, _ = twins
+    ids = random.Random(7).sample(range(1, 100_000), 2600)  # more than one multi-row statement per chunk
+    rows = [{"id": i, "email": f"{i}@shop.test"} for i in ids]
+    assert turboalchemy.bulk_insert(ours, Customer, rows, chunk_size=5000, returning=Customer.email) == [
+        r["email"] for r in rows
+    ]
+
+
+def test_generated_keys_span_statements_and_chunks_in_order(twins):
+    ours, theirs = twins
+    rows = [{"email": f"{i}@shop.test", "name": str(i % 7)} for i in range(2600)]
+    with Session(theirs) as session:
+        expected = list(session.scalars(insert(Customer).returning(Customer.id, sort_by_parameter_order=True), rows))
+        session.commit()
+    got = turboalchemy.bulk_insert(ours, Customer, rows, chunk_size=1100, returning=(Customer.id, Customer.email))
+    assert [i for i, _ in got] == expected
+    assert [e for _, e in got] == [r["email"] for r in rows]
+
+
+def test_an_upsert_gives_every_row_the_row_as_stored_duplicates_included(twins):
+    ours, _ = twins
+    turboalchemy.bulk_insert(ours, Customer, [{"email": f"{i}@shop.test", "name": "old"} for i in range(5)])
+    rows = [
+        {"email": "3@shop.test", "name": "first"},
+        {"email": "new@shop.test", "name": "n"},
+        {"email": "1@shop.test", "name": "one"},
+        {"email": "3@shop.test", "name": "last"},
+    ]
+    got = turboalchemy.bulk_upsert(ours, Customer, rows, conflict=["email"], returning=(Customer.id, Customer.name))
+    by_email = {e: (i, n) for i, e, n in [(r[0], r[1], r[3]) for r in stored(ours, Customer)]}
+    assert got == [by_email[r["email"]] for r in rows]
+    assert got[0] == got[3] and got[0][1] == "last"
+
+
+def test_skipped_rows_give_none(twins):
+    ours, _ = twins
+    [kept] = turboalchemy.bulk_insert(ours, Customer, [{"email": "a@shop.test"}], returning=Customer.id)
+    rows = [{"email": "a@shop.test"}, {"email": "b@shop.test"}, {"email": "b@shop.test"}]
+    got = turboalchemy.bulk_insert(
+        ours, Customer, rows, on_conflict="ignore", conflict=["email"], returning=Customer.email
+    )
+    assert got == [None, "b@shop.test", None]  # the first of two duplicates is the one inserted
+    ids = turboalchemy.bulk_upsert(
+        ours, Customer, [{"email": "a@shop.test"}], conflict=["email"], update=(), returning=Customer.id
+    )
+    assert ids == [None] and kept is not None
+
+
+def test_rows_whose_conflict_key_holds_null_each_come_back(twins):
+    """NULLs never conflict, so these rows cannot be matched by key: they take one statement each."""
+    ours, theirs = twins
+    rows = [
+        {"code": None, "grp": 1, "label": "a"},
+        {"code": "x", "grp": 1, "label": "b"},
+        {"code": None, "grp": 1, "label": "c"},
+    ]
+    got = turboalchemy.bulk_upsert(ours, Tag, rows, conflict=["code", "grp"], returning=(Tag.id, Tag.label))
+    assert [label for _, label in got] == ["a", "b", "c"]
+    assert sorted(i for i, _ in got) == [r[0] for r in stored(ours, Tag)]
+
+
+def test_a_table_without_a_key_comes_back_row_by_row(twins):
+    ours, _ = twins
+    table = Table("notes", MetaData(), Column("body", String(20)), Column("n", Integer, server_default="4"))
+    table.metadata.create_all(ours)
+    got = turboalchemy.bulk_insert(
+        ours, table, [{"body": f"b{i}"} for i in range(4)], returning=(table.c.body, table.c.n)
+    )
+    assert got == [(f"b{i}", 4) for i in range(4)]
+
+
+def test_generated_keys_that_cannot_be_matched_refuse_the_chunk(tmp_path):
+    """A trigger inserting into the same table takes keys between ours: refused and rolled back, never guessed."""
+    engine = create_engine(f"sqlite:///{tmp_path / 'trigger.db'}")
+    Customer.metadata.create_all(engine)
+    with engine.begin() as conn:
+        conn.exec_driver_sql(
+            "CREATE TRIGGER echo AFTER INSERT ON customers WHEN NEW.email NOT LIKE 'echo%' BEGIN "
+            "INSERT INTO customers (email, balance) VALUES ('echo' || NEW.email, 0); END"
+        )
+    with pytest.raises(BulkWriteError, match="not consecutive") as caught:
+        turboalchemy.bulk_insert(
+            engine, Customer, [{"email": f"{i}@shop.test"} for i in range(3)], returning=Customer.id
+        )
+    assert caught.value.committed == 0
+    with engine.connect() as conn:
+        assert conn.scalar(select(sqlalchemy.func.count()).select_from(Customer)) == 0
+    engine.dispose()
+
+
+@pytest.mark.parametrize("returning", [Tag.id, "nope", 42, ()])
+def test_returning_what_is_not_a_column_of_the_table_is_refused_before_any_sql(twins, returning):
+    ours, _ = twins
+    with pytest.raises((SchemaMismatchError, TypeError)):
+        turboalchemy.bulk_insert(ours, Customer, [{"email": "a@shop.test"}], returning=returning)
+    assert stored(ours, Customer) == []
+
+
+def test_without_returning_the_count_as_before(twins):
+    ours, _ = twins
+    assert turboalchemy.bulk_insert(ours, Customer, as_dicts("dicts")) == 7
+    assert turboalchemy.bulk_insert(ours, Customer, [], returning=Customer.id) == []
+
+
+def test_decimal_and_server_values_are_processed_as_sqlalchemy_processes_them(twins):
+    ours, _ = twins
+    [(balance, tier)] = turboalchemy.bulk_insert(
+        ours,
+        Customer,
+        [{"email": "a@shop.test", "balance": Decimal("1.25")}],
+        returning=(Customer.balance, Customer.tier),
+    )
+    assert balance == Decimal("1.25") and isinstance(balance, Decimal) and tier == "basic"
