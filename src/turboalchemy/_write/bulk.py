@@ -21,8 +21,9 @@ from sqlalchemy.engine import Dialect
 
 from turboalchemy._schema import Model, key_map, table_of
 from turboalchemy._targets import Target, bound
+from turboalchemy._write.graph import fill_foreign_keys, holds_new_objects, levels
 from turboalchemy._write.plan import Kind, WritePlan, compile_plan, nan_position
-from turboalchemy._write.returning import Results, compile_returning, wanted
+from turboalchemy._write.returning import Results, Wanted, compile_returning, wanted
 from turboalchemy._write.sqlite import ChunkFailed, SqliteChunkWriter
 from turboalchemy.errors import BulkWriteError, SchemaMismatchError, UnsupportedTargetError, translate
 
@@ -307,7 +308,9 @@ class _Batch:
     values: Any
 
 
-def _batches(chunk: list[Any], reader: _Reader, start: int, plan_for: Callable[[_Reader], WritePlan]) -> list[_Batch]:
+def _batches(
+    chunk: list[Any], reader: _Reader, start: int, plan_for: Callable[[_Reader], WritePlan], graph: bool = False
+) -> list[_Batch]:
     """The chunk as runs of rows that supply the same keys, in order, each with its own plan. A key a row
     leaves out means the column's default (Python-side applied, server-side left to the database), as
     SQLAlchemy's ORM bulk INSERT does. One run, the common case, costs no per-row check for dicts."""
@@ -334,7 +337,7 @@ def _batches(chunk: list[Any], reader: _Reader, start: int, plan_for: Callable[[
     for keys, run in groupby(chunk, key=key_of):
         rows = list(run)
         at = start + position
-        if reader.shape == "instance":
+        if reader.shape == "instance" and not graph:  # a graph's levels are written in order by write_graph
             for i, row in enumerate(rows):
                 _refuse_pending_relationships(reader.model, row, at + i)
         found = readers.get(keys)
@@ -592,9 +595,69 @@ def _write(
         def returning_for(plan: WritePlan) -> Any:
             return None if want is None else compile_returning(plan, dialect, conflict, update, asked)
 
-        while chunk:
+        def failed_chunk(failed: ChunkFailed, batch: _Batch, size: int) -> Exception:
+            typed = translate(failed.cause) if failed.index is None else None
+            if typed is not None:  # a full disk, a lock held too long: not any row's fault, so its own type
+                where = (
+                    f"{written - offset:,} rows of this call were committed before it"
+                    if commits
+                    else "the caller's transaction is still open"
+                )
+                typed.args = (f"bulk {kind} of {table.name!r}: {typed}; the chunk was rolled back; {where}",)
+                typed.committed = written if commits else None
+                return typed
+            return _failure(batch, failed, written, size, commits)
+
+        def write_graph(chunk: list[Any]) -> int:
+            """A chunk of instances holding new related objects: every level in one transaction (or savepoint),
+            parents first; returns how many related rows were written beside the chunk's own."""
+            steps = levels(model, chunk)  # refusals come before any SQL
+            held = [
+                Results(Wanted(tuple(c.key for c in table_of(s.model).columns), "tuple"), session, s.model, False)
+                for s in steps
+            ]
+            batch: _Batch | None = None
+            filled: list[tuple[Any, str]] = []
             try:
-                batches = _batches(chunk, reader, written, plan_for)
+                with writer.together():
+                    for step, kept in zip(steps, held):
+                        filled.extend(fill_foreign_keys(step))
+                        top = step.model is model
+                        into = table_of(step.model)
+                        every = tuple(c.key for c in into.columns)
+                        first = _Reader(step.model, into, step.objects[0], written if top else 0)
+                        for batch in _batches(
+                            step.objects,
+                            first,
+                            written if top else 0,
+                            lambda r, into=into: compile_plan(into, dialect, "insert", r.provided),  # type: ignore[misc]
+                            graph=True,
+                        ):
+                            ret = compile_returning(batch.plan, dialect, (), None, every)
+                            returned = writer.write(batch.plan, batch.params, ret)
+                            objects = step.objects[batch.offset : batch.offset + batch.size]
+                            kept.add(ret, returned, writer.type_codes, objects)
+            except BaseException as exc:
+                for kept in held:
+                    kept.undo()
+                for obj, attribute in filled:  # the objects stay new, as before the call
+                    vars(obj).pop(attribute, None)
+                if isinstance(exc, ChunkFailed) and batch is not None:
+                    raise failed_chunk(exc, batch, batch.size) from exc.cause
+                raise
+            for kept in held:
+                kept.identify()
+            for kept in held:
+                kept.attach()
+            if results is not None:  # in input order, from the instances (each now holds its row's values)
+                results.extend_from(table, chunk)
+            return sum(len(step.objects) for step in steps) - len(chunk)
+
+        related = 0
+        while chunk:
+            graph = kind == "insert" and reader.shape == "instance" and holds_new_objects(model, chunk)
+            try:
+                batches = [] if graph else _batches(chunk, reader, written, plan_for)
             except (BulkWriteError, SchemaMismatchError) as refused:  # found before any SQL for this chunk ran
                 if commits and isinstance(refused, BulkWriteError):
                     refused.committed = written
@@ -602,37 +665,32 @@ def _write(
                         f"{refused}; nothing of this chunk was written; {written:,} rows were committed before it",
                     )
                 raise
+            if graph:
+                related += write_graph(chunk)
+                written += len(chunk)
+                chunk = take(iterator, chunk_size)
+                continue
             batch = batches[0]
             answers = []
             try:
                 if len(batches) == 1:
                     ret = returning_for(batch.plan)
-                    answers.append((ret, batch, writer.write(batch.plan, batch.params, ret)))
+                    answers.append((ret, batch, writer.write(batch.plan, batch.params, ret), writer.type_codes))
                 else:
                     with writer.together():  # one chunk, one transaction, however many key sets it holds
                         for batch in batches:
                             ret = returning_for(batch.plan)
-                            answers.append((ret, batch, writer.write(batch.plan, batch.params, ret)))
+                            answers.append((ret, batch, writer.write(batch.plan, batch.params, ret), writer.type_codes))
             except ChunkFailed as failed:
-                typed = translate(failed.cause) if failed.index is None else None
-                if typed is not None:  # a full disk, a lock held too long: not any row's fault, so its own type
-                    where = (
-                        f"{written - offset:,} rows of this call were committed before it"
-                        if commits
-                        else "the caller's transaction is still open"
-                    )
-                    typed.args = (f"bulk {kind} of {table.name!r}: {typed}; the chunk was rolled back; {where}",)
-                    typed.committed = written if commits else None
-                    raise typed from failed.cause
-                raise _failure(batch, failed, written, len(chunk), commits) from failed.cause
+                raise failed_chunk(failed, batch, len(chunk)) from failed.cause
             if results is not None:
-                for ret, done, returned in answers:
+                for ret, done, returned, codes in answers:
                     objects = chunk[done.offset : done.offset + done.size] if reader.shape == "instance" else None
-                    results.add(ret, returned, writer.type_codes, objects)
+                    results.add(ret, returned, codes, objects)
             written += len(chunk)
             chunk = take(iterator, chunk_size)
     if results is None:
-        return written - offset
+        return written - offset + related
     return results.items
 
 

@@ -357,14 +357,19 @@ def _processed(procs: tuple[Any, ...], raw: list[Any]) -> list[Any]:
 
 
 class Results:
-    """Collects what the caller gets back, chunk by chunk, in input order."""
+    """Collects what the caller gets back, chunk by chunk, in input order. With `attach=False` (graphs of objects),
+    written instances get their values at once but their identity only in attach(), once every level is written:
+    attaching a parent to a Session earlier would cascade to its children while they are still new."""
 
-    def __init__(self, want: Wanted, session: Any, model: Any) -> None:
+    def __init__(self, want: Wanted, session: Any, model: Any, attach: bool = True) -> None:
         self.want = want
         self.session = session
         self.model = model
         self.items: list[Any] = []
         self._attrs: dict[str, str] | None = None
+        self._now = attach
+        self._later: list[Any] = []
+        self._filled: list[tuple[Any, list[str]]] = []
 
     def attributes(self, table: Table) -> dict[str, str]:
         """Column key -> attribute key, for setting values on instances."""
@@ -382,14 +387,14 @@ class Results:
         `type_codes`: the driver's type per returned column."""
         fetch = ret.fetch
         values = _processed(ret.processors(type_codes), raw)
-        if rows is not None:  # instances: each gets its key and what the database or a default filled in
-            self._fill(ret, values, rows)
         want = self.want
-        if want.shape == "instance":
-            if rows is not None:
-                self.items.extend(r if v is not None else None for r, v in zip(rows, values))
-            else:
-                self.items.extend(self._build(ret, v) for v in values)
+        if rows is not None:  # instances: each gets its key and what the database or a default filled in
+            written = self._fill(ret, values, rows)
+            if want.shape == "instance":
+                self.items.extend(written)
+                return
+        elif want.shape == "instance":
+            self.items.extend(self._build(ret, v) for v in values)
             return
         where = [fetch.index(k) for k in want.columns]
         pick = itemgetter(*where) if want.shape == "scalar" or len(where) > 1 else lambda v: (v[where[0]],)
@@ -400,17 +405,23 @@ class Results:
         else:
             self.items.extend(map(pick, values))
 
-    def _fill(self, ret: ReturningPlan, values: list[Any], rows: Sequence[Any]) -> None:
+    def _fill(self, ret: ReturningPlan, values: list[Any], rows: Sequence[Any]) -> list[Any]:
         attrs = self.attributes(ret.plan.table)
         names = [attrs.get(k) for k in ret.fetch]
+        out: list[Any] = []
         for obj, row in zip(rows, values):
             if row is None:
+                out.append(None)
                 continue
             state = vars(obj)
+            filled = [name for name in names if name is not None and name not in state]
             for name, value in zip(names, row):
                 if name is not None and name not in state:
                     set_committed_value(obj, name, value)
-            self._attach(obj)
+            if not self._now:
+                self._filled.append((obj, filled))
+            out.append(self._attach(obj))
+        return out
 
     def _build(self, ret: ReturningPlan, row: Any) -> Any:
         if row is None:
@@ -429,6 +440,9 @@ class Results:
     def _attach(self, obj: Any) -> Any:
         """A written instance as the ORM leaves one after a flush: with its identity (detached), and persistent in
         the Session when the write ran in one (or that Session's own object for the row, refreshed)."""
+        if not self._now:
+            self._later.append(obj)
+            return obj
         state = instance_state(obj)
         if state.key is None:
             make_transient_to_detached(obj)
@@ -445,3 +459,36 @@ class Results:
                     set_committed_value(held, name, value)
             return held
         return obj
+
+    def extend_from(self, table: Table, objects: Sequence[Any]) -> None:
+        """What the caller asked for, read from written instances (a graph's: written level by level)."""
+        if self.want.shape == "instance":
+            self.items.extend(objects)
+            return
+        attrs = self.attributes(table)
+        names = [attrs[k] for k in self.want.columns]
+        for obj in objects:
+            values = tuple(getattr(obj, name) for name in names)
+            self.items.append(values[0] if self.want.shape == "scalar" else values)
+
+    def identify(self) -> None:
+        """Give the instances held back their identity, now that every level is written (all levels before any
+        attach: attaching one to a Session cascades to the objects it relates to, which must have theirs)."""
+        for obj in self._later:
+            if instance_state(obj).key is None:
+                make_transient_to_detached(obj)
+
+    def attach(self) -> None:
+        """Put the instances held back into the Session (after identify)."""
+        self._now, later = True, self._later
+        self._later, self._filled = [], []
+        for obj in later:
+            self._attach(obj)
+
+    def undo(self) -> None:
+        """The write was rolled back: take back the values set on instances, which stay new."""
+        for obj, names in self._filled:
+            state = vars(obj)
+            for name in names:
+                state.pop(name, None)
+        self._later, self._filled = [], []

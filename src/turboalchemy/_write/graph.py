@@ -1,0 +1,195 @@
+"""Graphs of objects: instances whose relationships hold new related objects, written as session.add_all would
+write them, level by level: the tables other rows point to first (their keys come back through RETURNING),
+then the rows that point to them with their foreign keys filled in, each level through the fast path.
+
+What the unit of work would do some other way is refused before any SQL, naming the relationship: a
+many-to-many relationship (its secondary table), a cycle between tables (a self-referential relationship),
+and a related object that is already stored but would have to be UPDATEd to point at a new row.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, field
+from graphlib import CycleError, TopologicalSorter
+from typing import Any
+
+from sqlalchemy import inspect
+from sqlalchemy.orm import Mapper
+from sqlalchemy.orm.attributes import instance_state
+from sqlalchemy.orm.interfaces import MANYTOONE, ONETOMANY
+
+from turboalchemy.errors import SchemaMismatchError
+
+
+@dataclass
+class Level:
+    """The new objects of one mapped class, and for each the foreign keys to copy from the objects it points to
+    once those are written: (object, [((attribute to set, attribute read), ...), object pointed to])."""
+
+    model: type[Any]
+    objects: list[Any] = field(default_factory=list)
+    links: list[tuple[Any, list[tuple[tuple[tuple[str, str], ...], Any]]]] = field(default_factory=list)
+
+
+@functools.lru_cache(maxsize=256)
+def _attribute_of(mapper: Mapper[Any], column: Any) -> str:
+    return str(mapper.get_property_by_column(column).key)
+
+
+def holds_new_objects(model: Any, chunk: list[Any]) -> bool:
+    """Whether any instance of the chunk holds related objects (which the flat path would refuse)."""
+    keys = [edge.key for edge in _edges(model)]
+    if not keys:
+        return False
+    for obj in chunk:
+        state = vars(obj)
+        for key in keys:
+            value = state.get(key)
+            if value is not None and value != []:
+                return True
+    return False
+
+
+def _name(relationship: Any) -> str:
+    return f"{relationship.parent.class_.__name__}.{relationship.key}"
+
+
+def _stored(obj: Any) -> bool:
+    return instance_state(obj).key is not None
+
+
+@dataclass(frozen=True)
+class _Edge:
+    """What one relationship means for writing: which side goes first, and the attribute pairs to copy."""
+
+    relationship: Any
+    key: str
+    many: bool
+    points_out: bool  # many-to-one: the object points to the related one (related first)
+    pairs: tuple[tuple[str, str], ...]  # (attribute set on the pointing object, attribute read on the pointed-to)
+    first: type[Any]
+    then: type[Any]
+
+
+@functools.lru_cache(maxsize=256)
+def _edges(model: Any) -> tuple[_Edge, ...]:
+    """The model's relationships that save-update cascades along, in the mapper's order (add_all's order)."""
+    mapper = inspect(model)
+    out = []
+    for relationship in mapper.relationships:
+        other = relationship.mapper
+        pairs = tuple(relationship.local_remote_pairs)
+        if relationship.direction is MANYTOONE:
+            copied = tuple((_attribute_of(mapper, mine), _attribute_of(other, theirs)) for mine, theirs in pairs)
+            first, then, out_ = other.class_, mapper.class_, True
+        elif relationship.direction is ONETOMANY:
+            copied = tuple((_attribute_of(other, theirs), _attribute_of(mapper, mine)) for mine, theirs in pairs)
+            first, then, out_ = mapper.class_, other.class_, False
+        else:
+            copied, first, then, out_ = (), mapper.class_, other.class_, False
+        out.append(_Edge(relationship, relationship.key, bool(relationship.uselist), out_, copied, first, then))
+    return tuple(out)
+
+
+def _refuse(edge: _Edge) -> None:
+    """Raise for a relationship bulk writes cannot follow the way the unit of work would."""
+    relationship = edge.relationship
+    if relationship.secondary is not None:
+        raise SchemaMismatchError(
+            f"{_name(relationship)} is many-to-many (through {relationship.secondary.name!r}); bulk writes "
+            "fill foreign keys level by level and do not write secondary tables: insert the association "
+            "rows with their own bulk_insert, or use session.add_all"
+        )
+    if edge.first is edge.then:
+        raise SchemaMismatchError(
+            f"{_name(relationship)} relates {edge.first.__name__} rows to each other; bulk writes go a table "
+            "at a time, so a self-referential graph would need the unit of work's row ordering: use "
+            "session.add_all"
+        )
+    if not relationship.cascade.save_update:
+        raise SchemaMismatchError(
+            f"{_name(relationship)} holds new objects but does not cascade save-update, so add_all would not write "
+            "them either: write them with their own call"
+        )
+
+
+def levels(model: Any, chunk: list[Any]) -> list[Level]:
+    """The chunk's graph as levels in the order they must be written, each level's objects in the order add_all
+    would insert them: each object as it joins, then depth first what its save-update cascade reaches (the
+    mapper's relationship order, each collection in order), as SQLAlchemy's cascade_iterator walks it. Raises
+    SchemaMismatchError, before any SQL, for what bulk writes cannot do as the ORM would."""
+    found: dict[type[Any], Level] = {}
+    order: TopologicalSorter[type[Any]] = TopologicalSorter()
+    used: dict[tuple[type[Any], type[Any]], Any] = {}
+    seen: set[int] = set()
+    links: dict[int, list[tuple[tuple[tuple[str, str], ...], Any]]] = {}
+    for top in chunk:
+        if id(top) in seen:
+            continue
+        seen.add(id(top))
+        stack = [top]
+        while stack:
+            obj = stack.pop()
+            if _stored(obj):  # written already (by an earlier chunk of the call, reached through a backref)
+                continue
+            cls: Any = type(obj)
+            level = found.get(cls)
+            if level is None:
+                level = found[cls] = Level(cls)
+                order.add(cls)
+            level.objects.append(obj)
+            state = vars(obj)
+            reached = []
+            for edge in _edges(cls):
+                value = state.get(edge.key)
+                if value is None or value == []:
+                    continue
+                if (edge.first, edge.then) not in used:
+                    _refuse(edge)
+                    used[(edge.first, edge.then)] = edge.relationship
+                    order.add(edge.then, edge.first)
+                for target in value if edge.many else (value,):
+                    if edge.points_out:  # obj points to target: its keys are copied from the target's
+                        links.setdefault(id(obj), []).append((edge.pairs, target))
+                    elif _stored(target):
+                        raise SchemaMismatchError(
+                            f"{_name(edge.relationship)} holds an object that is already stored; pointing it at a "
+                            "new row takes an UPDATE, which bulk_insert does not do: use session.add_all, or set its "
+                            "foreign key and update it yourself"
+                        )
+                    else:  # target points to obj
+                        links.setdefault(id(target), []).append((edge.pairs, obj))
+                    if id(target) not in seen:
+                        seen.add(id(target))
+                        reached.append(target)
+            stack.extend(reversed(reached))  # depth first, in the order the cascade meets them
+    try:
+        sequence = list(order.static_order())
+    except CycleError as exc:
+        cycle = exc.args[1]
+        names = [_name(used[(b, a)]) for a, b in zip(cycle, cycle[1:]) if (b, a) in used]
+        raise SchemaMismatchError(
+            f"the relationships {', '.join(names) or '(between ' + ', '.join(c.__name__ for c in cycle) + ')'} form a "
+            "cycle between tables; bulk writes go a table at a time and cannot order its rows: use session.add_all"
+        ) from None
+    out = []
+    for cls in sequence:
+        level = found[cls]
+        level.links = [(obj, links[id(obj)]) for obj in level.objects if id(obj) in links]
+        out.append(level)
+    return out
+
+
+def fill_foreign_keys(level: Level) -> list[tuple[Any, str]]:
+    """Copy each object's foreign keys from the objects it points to, written (and keyed) by earlier levels.
+    Returns what was set, for undoing it if the write rolls back."""
+    done = []
+    for obj, pointed in level.links:
+        state = vars(obj)
+        for pairs, target in pointed:
+            source = vars(target)
+            for attribute, key in pairs:
+                state[attribute] = source[key] if key in source else getattr(target, key)
+                done.append((obj, attribute))
+    return done

@@ -1,0 +1,153 @@
+"""Graphs of objects: instances whose relationships hold new objects are written as session.add_all writes them
+(parents first, keys returned, children with their foreign keys filled in), the stored rows equal to the ORM's on
+a twin database; what add_all would do another way is refused before any SQL, naming the relationship."""
+
+from __future__ import annotations
+
+import pytest
+import sqlalchemy
+from sqlalchemy import Column, ForeignKey, Integer, String, Table, create_engine, event
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
+
+import turboalchemy
+from turboalchemy import BulkWriteError, SchemaMismatchError
+
+from .shop import Customer, Order
+from .test_contract import stored
+
+
+def parents_with_children() -> list[Customer]:
+    return [Customer(email=f"c{i}@shop.test", orders=[Order(item=f"o{i}.{j}") for j in range(i % 3)]) for i in range(7)]
+
+
+def children_with_parents() -> list[Order]:
+    shared = Customer(email="shared@shop.test")
+    return [
+        Order(item="a", customer=shared),
+        Order(item="b", customer=Customer(email="own@shop.test", name="own")),
+        Order(item="c"),
+        Order(item="d", customer=shared),
+    ]
+
+
+GRAPHS = {
+    "one-to-many children": (Customer, parents_with_children),
+    "many-to-one parents": (Order, children_with_parents),
+}
+
+
+def ours_writes(engine, path: str, model, rows) -> int:
+    if path == "engine":
+        return turboalchemy.bulk_insert(engine, model, rows, chunk_size=3)
+    if path == "connection":
+        with engine.begin() as conn:
+            return turboalchemy.bulk_insert(conn, model, rows, chunk_size=3)
+    with Session(engine) as session:
+        written = turboalchemy.bulk_insert(session, model, rows, chunk_size=3)
+        session.commit()
+    return written
+
+
+@pytest.mark.parametrize("graph", list(GRAPHS))
+@pytest.mark.parametrize("path", ["engine", "session", "connection"])
+def test_a_graph_is_stored_as_add_all_stores_it(twins, path, graph):
+    ours, theirs = twins
+    model, make = GRAPHS[graph]
+    with Session(theirs) as session:
+        session.add_all(make())
+        session.commit()
+    rows = make()
+    written = ours_writes(ours, path, model, rows)
+    assert stored(ours, Customer) == stored(theirs, Customer)
+    assert stored(ours, Order) == stored(theirs, Order)
+    assert written == len(stored(ours, Customer)) + len(stored(ours, Order))  # every row, related ones included
+
+
+def test_in_a_session_the_objects_end_as_after_a_flush_and_commit_writes_nothing_more(twins):
+    ours, _ = twins
+    turboalchemy.bulk_insert(ours, Customer, [{"email": "old@shop.test"}])
+    statements: list[str] = []
+    with Session(ours) as session:
+        old = session.get(Customer, 1)
+        orders = [Order(item="x", customer=Customer(email="new@shop.test")), Order(item="y", customer=old)]
+        ids = turboalchemy.bulk_insert(session, Order, orders, returning=Order.id)
+        assert ids == [o.id for o in orders] and [o.customer_id for o in orders] == [orders[0].customer.id, 1]
+        assert all(o in session for o in orders) and orders[0].customer in session
+        assert not session.new and not session.dirty
+
+        def note(*args: object) -> None:
+            statements.append(str(args[2]))
+
+        event.listen(ours, "before_cursor_execute", note)
+        session.commit()
+        event.remove(ours, "before_cursor_execute", note)
+    assert not [s for s in statements if s.lstrip().upper().startswith(("INSERT", "UPDATE"))]
+    assert len(stored(ours, Order)) == 2 and len(stored(ours, Customer)) == 2
+
+
+def test_a_failing_child_rolls_back_its_parents_and_leaves_the_objects_new(twins):
+    ours, _ = twins
+    rows = [Customer(email="p@shop.test", orders=[Order(item="ok"), Order(item=None)])]  # item is NOT NULL
+    with pytest.raises(BulkWriteError, match="orders") as caught:
+        turboalchemy.bulk_insert(ours, Customer, rows)
+    assert caught.value.table == "orders" and caught.value.committed == 0
+    assert stored(ours, Customer) == [] and stored(ours, Order) == []
+    assert rows[0].id is None and sqlalchemy.inspect(rows[0]).transient  # no key from a rolled-back write
+
+
+class Other(DeclarativeBase):
+    pass
+
+
+tagging = Table(
+    "tagging", Other.metadata, Column("post_id", ForeignKey("posts.id")), Column("label_id", ForeignKey("labels.id"))
+)
+
+
+class Post(Other):
+    __tablename__ = "posts"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    title: Mapped[str] = mapped_column(String(20))
+    labels: Mapped[list[Label]] = relationship(secondary=tagging)
+
+
+class Label(Other):
+    __tablename__ = "labels"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(20))
+
+
+class Folder(Other):
+    __tablename__ = "folders"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    parent_id: Mapped[int | None] = mapped_column(ForeignKey("folders.id"))
+    children: Mapped[list[Folder]] = relationship()
+
+
+@pytest.mark.parametrize(
+    "model, rows, named",
+    [
+        (Post, lambda: [Post(title="t", labels=[Label(name="l")])], r"Post\.labels is many-to-many"),
+        (Folder, lambda: [Folder(children=[Folder()])], r"Folder\.children relates Folder rows to each other"),
+    ],
+    ids=["many-to-many", "self-referential"],
+)
+def test_what_the_unit_of_work_would_order_itself_is_refused_before_any_sql(tmp_path, model, rows, named):
+    engine = create_engine(f"sqlite:///{tmp_path / 'other.db'}")
+    Other.metadata.create_all(engine)
+    statements: list[str] = []
+    event.listen(engine, "before_cursor_execute", lambda *a: statements.append(a[2]))
+    with pytest.raises(SchemaMismatchError, match=named):
+        turboalchemy.bulk_insert(engine, model, rows())
+    assert not [s for s in statements if "INSERT" in s.upper()]
+    engine.dispose()
+
+
+def test_a_stored_child_in_a_new_parent_is_refused_it_would_take_an_update(twins):
+    ours, _ = twins
+    turboalchemy.bulk_insert(ours, Order, [{"item": "kept"}])
+    with Session(ours) as session:
+        kept = session.get(Order, 1)
+        with pytest.raises(SchemaMismatchError, match=r"Customer\.orders holds an object that is already stored"):
+            turboalchemy.bulk_insert(session, Customer, [Customer(email="n@shop.test", orders=[kept])])
+    assert stored(ours, Customer) == []
