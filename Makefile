@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(abspath $(VENV))/bin/python
 
-.PHONY: bench test lint wheels clean reference-curve reference-runs reference-report reference-page-size
+.PHONY: bench test lint docs wheels clean reference-curve reference-runs reference-report reference-page-size
 
 $(VENV)/.installed: pyproject.toml bench/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,11 @@ lint: $(VENV)/.installed
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy
+
+## The docs site into site/, warnings as errors; the CLI reference checked against the argument parsers.
+docs: $(VENV)/.installed
+	$(PY) tools/cli_reference.py --check
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict --quiet
 
 ## Both wheels, and the library's installed alone into a clean venv that imports it and runs one bulk_insert.
 wheels: $(VENV)/.installed

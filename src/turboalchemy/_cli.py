@@ -179,7 +179,8 @@ def _url(text: str) -> str:
     return text if "://" in text else f"sqlite:///{text}"
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The `turboalchemy` command line (docs/reference/cli.md is generated from it)."""
     parser = argparse.ArgumentParser(prog="turboalchemy", description="turboalchemy's tools for SQLite databases")
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -234,8 +235,11 @@ def main(argv: list[str] | None = None) -> int:
         "a table without a one-column primary key is emptied and copied again)",
     )
     move.set_defaults(run=copy)
+    return parser
 
-    args = parser.parse_args(argv)
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     return int(args.run(args))
 
 

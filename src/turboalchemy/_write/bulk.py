@@ -78,22 +78,35 @@ def bulk_insert(
     conflict: Sequence[str] | None = None,
     returning: Returning = None,
 ) -> int | list[Any]:
-    """Insert `rows` into `model`'s table at executemany speed, storing what the ORM would store.
+    """Insert `rows` into `model`'s table at executemany speed (COPY on PostgreSQL), storing what the ORM would.
 
-    `target` is an Engine (each chunk commits on its own) or a Connection or Session (the caller's
-    transaction; the caller commits). Rows are dicts keyed by attribute or column name, model
-    instances, or tuples in the table's column order. Returns the number of rows written (with
-    `on_conflict="ignore"`, the number of rows sent, skipped ones included).
-    `chunk_size` rows go in one transaction: 5,000 keeps full speed where keys arrive in order (p99 under
-    60 ms in the benchmark); where inserts scatter, larger chunks trade latency for throughput (README).
-    `on_conflict="ignore"` skips rows that conflict with a stored row or an earlier row of the call (on the
-    unique key `conflict`, or on any unique key when it is None): `ON CONFLICT DO NOTHING`, the first row wins.
-    `returning=` gives back, instead of the count, one item per row in input order, as
-    `session.scalars(insert(Model).returning(...), rows)` would: a scalar for one column, a tuple for several,
-    an instance for the model class. Rows that are instances get their primary key and the values the
-    database or a default filled in, and become persistent in a Session target (detached otherwise). With
-    `on_conflict="ignore"`, a skipped row gives None.
-    Raises SchemaMismatchError before any SQL runs, or BulkWriteError naming the row and column.
+    Args:
+        target: An Engine (each chunk commits on its own), or a Connection or Session (the caller's
+            transaction: each chunk runs in a SAVEPOINT, and the caller commits).
+        model: A mapped class or a Core Table.
+        rows: Any iterable, read `chunk_size` rows at a time: dicts keyed by attribute or column name (rows may
+            leave different keys out: a missing key means the column's default), model instances (with new
+            related objects, written level by level as `add_all` would), or tuples in the table's column order.
+        chunk_size: Rows per statement batch and, on an Engine, per transaction.
+        on_conflict: "ignore" skips rows that conflict with a stored row or an earlier row of the call
+            (`ON CONFLICT DO NOTHING`, the first row wins).
+        conflict: With `on_conflict="ignore"`, the unique key to skip on (None: any unique key).
+        returning: The model class, a column (attribute, Column or name) or a sequence of columns: give back
+            one item per row, in input order, as `session.scalars(insert(Model).returning(...), rows)` would.
+            Rows given as instances get their keys and server values and become persistent in a Session
+            target. A row skipped by `on_conflict="ignore"` gives None.
+
+    Returns:
+        The number of rows written (related rows of a graph included; with `on_conflict="ignore"`, the rows
+        sent), or with `returning` the list of what each row gave back.
+
+    Raises:
+        SchemaMismatchError: Before any SQL runs, for unknown keys, NOT NULL columns nothing fills, a conflict
+            key that is not unique, or a graph the unit of work would write some other way.
+        BulkWriteError: A value or row the database refused, naming the table, row, column and value type,
+            with `committed` rows before the failing chunk (Engine targets); that chunk is rolled back whole.
+        DatabaseLockedError: The write lock was not had within busy_timeout (likewise DiskFullError,
+            ReadOnlyDatabaseError, CorruptDatabaseError: failures that are no row's fault).
     """
     if on_conflict == "ignore":
         return _write(target, model, rows, "upsert", chunk_size, tuple(conflict or ()), (), returning=returning)
@@ -151,12 +164,25 @@ def bulk_upsert(
 ) -> int | list[Any]:
     """Insert `rows`, updating the stored row where `conflict` (a unique key) matches.
 
-    `update=None` updates every column outside the conflict target and the primary key that the
-    rows supply, plus columns with an `onupdate`; `update=()` updates nothing (insert, skipping conflicting
-    rows: the same as bulk_insert(..., on_conflict="ignore")). An `update=` column the rows do not supply is
-    refused before any SQL. Duplicates within one call resolve last-wins.
-    `returning=` as for bulk_insert: each row gives the row as stored after the call (every occurrence of a
-    key the same one); with `update=()`, a skipped row gives None.
+    Args:
+        target: As for bulk_insert: an Engine, Connection or Session.
+        model: A mapped class or a Core Table.
+        rows: As for bulk_insert (instances holding related objects are refused: add_all has no upsert).
+        conflict: The conflict target: exactly the columns of a primary key, unique constraint or unique index.
+        update: The columns to overwrite on conflict. None: every column outside the conflict target and the
+            primary key that the rows supply, plus columns with an `onupdate`. `()`: none (insert, skipping
+            conflicting rows). A listed column the rows do not supply is refused before any SQL.
+        chunk_size: Rows per statement batch and, on an Engine, per transaction.
+        returning: As for bulk_insert; each row gives the row as stored after the call (every occurrence of a
+            key the same one); with `update=()`, a skipped row gives None.
+
+    Returns:
+        The number of rows sent, or with `returning` the list of what each row gave back.
+
+    Raises:
+        SchemaMismatchError: Before any SQL runs (see bulk_insert).
+        BulkWriteError: A value or row the database refused, naming the row and column. Duplicates of one key
+            within a call are not an error: the last one wins; rows whose key holds NULL never conflict.
     """
     changes = None if update is None else tuple(update)
     return _write(target, model, rows, "upsert", chunk_size, tuple(conflict), changes, returning=returning)
