@@ -417,7 +417,7 @@ class Results:
             filled = [name for name in names if name is not None and name not in state]
             for name, value in zip(names, row):
                 if name is not None and name not in state:
-                    set_committed_value(obj, name, value)
+                    state[name] = value  # committed by make_transient_to_detached in _attach / identify
             if not self._now:
                 self._filled.append((obj, filled))
             out.append(self._attach(obj))
