@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import sqlite3
 from decimal import Decimal
 
 import pytest
@@ -258,3 +259,30 @@ def test_decimal_and_server_values_are_processed_as_sqlalchemy_processes_them(tw
         returning=(Customer.balance, Customer.tier),
     )
     assert balance == Decimal("1.25") and isinstance(balance, Decimal) and tier == "basic"
+
+
+def test_multi_row_statements_stay_within_the_connections_bound_variable_limit(tmp_path):
+    """A connection whose limit is lowered to 50 variables: 7 columns a row means at most 7 rows a statement,
+    where a statement built for the compile-time default would be refused ("too many SQL variables")."""
+    engine = create_engine(f"sqlite:///{tmp_path / 'limit.db'}")
+
+    @sqlalchemy.event.listens_for(engine, "connect")
+    def lower(dbapi_connection, _record):
+        dbapi_connection.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 50)
+
+    wide = Table("wide", MetaData(), Column("id", Integer, primary_key=True), *(Column(f"c{i}", Integer) for i in range(6)))
+    wide.metadata.create_all(engine)
+    rows = [{"id": i, **{f"c{j}": i * j for j in range(6)}} for i in range(1, 200)]
+    assert turboalchemy.bulk_insert(engine, wide, rows, returning=wide.c.c5) == [r["c5"] for r in rows]
+    engine.dispose()
+
+
+def test_without_getlimit_the_limit_comes_from_the_library_version():
+    from turboalchemy._write.returning import variable_limit
+
+    class Old:  # a driver connection that cannot say (aiosqlite's, or an old sqlite3)
+        def __init__(self, version):
+            self.sqlite_version_info = version
+
+    assert variable_limit(Old((3, 31, 1))) == 999
+    assert variable_limit(Old((3, 45, 0))) == 32766

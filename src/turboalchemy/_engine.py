@@ -46,12 +46,23 @@ def create_engine(
     **options: Any,
 ) -> Engine:
     """A SQLAlchemy Engine on an SQLite file: one writer connection, IMMEDIATE write transactions, `profile`.
-    (A postgresql:// URL gives a psycopg 3 engine with the pool settings in POSTGRES_POOL; `profile` is ignored.)
 
-    `profile` is a name ("production" or "durable"), a Profile, a dict of PRAGMAs
-    or a list of those composed left to right. A writer waits up to `writer_timeout` seconds for the
-    write connection. `reader(engine)` gives the pool of `readers` read-only connections. Other keyword
-    arguments go to sqlalchemy.create_engine.
+    A postgresql:// URL gives a psycopg 3 engine with the pool settings in POSTGRES_POOL instead (`profile`,
+    `readers` and `writer_timeout` are ignored there).
+
+    Args:
+        url: The database URL (sqlite:///path, or postgresql+psycopg://...).
+        profile: A name ("production" or "durable"), a Profile, a dict of PRAGMAs, or a list of those composed
+            left to right. Every new connection applies it and reads each value back.
+        readers: Size of the read-only pool that `reader(engine)` returns.
+        writer_timeout: Seconds a writer waits for the one write connection before WriterBusyError.
+        **options: Passed on to sqlalchemy.create_engine.
+
+    Returns:
+        A sqlalchemy.Engine.
+
+    Raises:
+        ProfileError: The profile names an unknown PRAGMA, or a value the connection did not take.
     """
     url = make_url(url)
     if url.get_backend_name() == "postgresql":

@@ -42,7 +42,16 @@ def _single_entity(stmt: Select[Any]) -> bool:
 
 
 def stream(target: Target, stmt: Select[Any], *, batch_size: int = 1000) -> Iterator[Any]:
-    """Yield the results of `stmt` one by one, fetching `batch_size` rows at a time from the database."""
+    """Yield the results of `stmt` one by one, fetching `batch_size` rows at a time from the database.
+
+    Args:
+        target: An Engine, Connection or Session.
+        stmt: A select; on a Session, a select of one entity yields ORM objects, anything else rows.
+        batch_size: Rows fetched per round trip (`yield_per`; a server-side cursor on PostgreSQL).
+
+    Yields:
+        ORM objects or rows; memory stays flat as long as you do not keep them.
+    """
     if batch_size < 1:
         raise ValueError("batch_size must be at least 1")
     stmt = stmt.execution_options(yield_per=batch_size)  # implies stream_results (server-side cursor on PostgreSQL)
@@ -144,7 +153,22 @@ def _plan(stmt: Select[Any]) -> _KeysetPlan:
 
 
 def keyset_page(target: Target, stmt: Select[Any], *, size: int = 100, after: Sequence[Any] | None = None) -> Page:
-    """The page of `stmt` (ordered by a unique key) that follows the key tuple `after` (None: the first page)."""
+    """The page of `stmt` that follows the key tuple `after`: `WHERE (key) > (:after) ORDER BY key LIMIT size`.
+
+    Args:
+        target: An Engine, Connection or Session.
+        stmt: A select ordered by a unique key (end the ORDER BY with the primary key), all in one direction,
+            with the key's columns selected.
+        size: Rows per page.
+        after: The previous page's `next_after` (None: the first page).
+
+    Returns:
+        A Page: `rows`, and `next_after` to pass for the next page (None after the last).
+
+    Raises:
+        KeysetError: An ORDER BY that is missing, not unique, mixed in direction, or not selected; an `after`
+            of the wrong length.
+    """
     if size < 1:
         raise ValueError("size must be at least 1")
     classify(target, SYNC, "keyset_page")

@@ -63,10 +63,24 @@ def backup(
     pages_per_step: int = 1024,
     overwrite: bool = False,
 ) -> BackupReport:
-    """Copy the database at `source` (a path or an Engine) to `dest`, check it, and return a report.
+    """Copy the database at `source` to `dest`, check the copy, and return a report.
 
-    `progress(copied, total)` is called after each step. The copy replaces `dest` only once it has
-    passed integrity_check; an existing `dest` is refused unless `overwrite`. Raises BackupError.
+    Args:
+        source: The database: a path or an Engine.
+        dest: The file to write; it is replaced only once the copy has passed integrity_check.
+        method: "online": SQLite's stepped backup, holding one read snapshot for the whole copy (so it never
+            restarts under a busy writer, and in WAL mode writers are not blocked); "vacuum": VACUUM INTO, a
+            compacted copy.
+        progress: Called as progress(copied, total) after each step.
+        pages_per_step: Pages copied per step of the online backup.
+        overwrite: Replace an existing `dest` (refused otherwise).
+
+    Returns:
+        A BackupReport: pages, steps, restarts, seconds, and the integrity check's verdict.
+
+    Raises:
+        BackupError: An existing `dest` without `overwrite`, a destination that is the source or one of its
+            WAL/journal files, or a copy that fails its check.
     """
     if method not in ("online", "vacuum"):
         raise ValueError(f"method must be 'online' or 'vacuum', not {method!r}")

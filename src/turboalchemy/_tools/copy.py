@@ -141,8 +141,26 @@ def copy_database(
     resume: bool = False,
     progress: Progress | None = None,
 ) -> CopyReport:
-    """Copy `tables` (default: all) from `source` to `dest`, creating missing tables from `metadata`
-    (default: the source's schema, made portable). Returns per-table figures; raises CopyError."""
+    """Copy tables from `source` to `dest` through the fast paths, in foreign-key order, checking row counts.
+
+    Args:
+        source: The Engine to read (SQLite or PostgreSQL).
+        dest: The Engine to write; missing tables are created.
+        metadata: The tables to create (your models' MetaData); default: the source's schema, reflected and
+            made portable (server defaults it can reflect are kept).
+        tables: Only these tables (default: all).
+        chunk_size: Rows per chunk.
+        resume: Copy the rest of tables that hold only part of the source's rows, from the last key copied
+            (a table without a one-column primary key is emptied and copied again).
+        progress: Called as progress(table, done, total).
+
+    Returns:
+        A CopyReport with per-table figures; PostgreSQL sequences end past the copied keys.
+
+    Raises:
+        CopyError: A missing source, a partly copied table without `resume`, or a row count that differs
+            after the copy.
+    """
     classify(source, ENGINE, "copy_database")
     classify(dest, ENGINE, "copy_database")
     if source.dialect.name == "sqlite" and source.url.database not in (None, "", ":memory:"):

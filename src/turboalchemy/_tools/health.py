@@ -220,7 +220,16 @@ def _quick_check(conn: sqlite3.Connection) -> str:
 
 
 def health(target: FileTarget | Connection) -> HealthReport:
-    """Inspect the database at `target` (a path, an Engine or a Connection) and flag what needs attention."""
+    """Inspect the database at `target` and flag what needs attention.
+
+    Args:
+        target: A path (opened read-only), an Engine (read through its reader pool; its connection settings
+            are then readable too) or a Connection.
+
+    Returns:
+        A HealthReport: sizes, settings, quick_check, the SQLite version and module, and the production
+        checklist item by item (ok, advice or RED, each with its fix); `report.ok` is False on a red flag.
+    """
     path = database_path(target, "health", WITH_CONNECTION)
     with reading(target, "health", WITH_CONNECTION) as conn:
 

@@ -143,11 +143,24 @@ def migrate(
     progress: Callable[[Migration], Any] | None = None,
     check: bool = True,
 ) -> MigrationReport:
-    """Apply the pending files of `directory` to the database at `target` (a path or an Engine), each in its
-    own transaction, up to version `to` (default: the newest). `dry_run` runs them all in one transaction
-    and rolls it back, so the report says what would happen and the SQL is checked against the real schema.
-    After applying any file, PRAGMA quick_check runs and its verdict is in the report (`check=False` skips
-    it); a failed check raises MigrationError, with the files already committed.
+    """Apply the pending numbered .sql files of `directory`, tracked in PRAGMA user_version.
+
+    Args:
+        target: The database: a path or an Engine.
+        directory: Folder of files named NNNN_name.sql (0001_users.sql, ...).
+        dry_run: Run the pending files in one transaction and roll it back: the report says what would happen,
+            and the SQL is checked against the real schema.
+        to: Stop at this version (default: the newest file).
+        progress: Called with each Migration as it is applied.
+        check: Run PRAGMA quick_check after applying any file (its verdict is in the report).
+
+    Returns:
+        A MigrationReport: the version before and after, the files applied (or pending), the check's verdict.
+
+    Raises:
+        MigrationError: A database newer than the newest file, two files with one number, transaction control
+            inside a file, a failing file (the files before it stay committed, each was its own transaction),
+            or a failed quick_check.
     """
     files = discover(directory)
     latest = files[-1].version if files else 0
