@@ -84,7 +84,51 @@ def test_pool_configs_write_from_as_many_threads_as_connections(tmp_path):
     assert code == 0
     (cell,) = results.load(out / "results.json")["cells"]
     assert cell["writers"] == 3 and cell["verification"]["passed"]
-    assert cell["checkpoints"][0]["segment"]["batches"]["count"] == 20
+    (checkpoint,) = cell["checkpoints"]
+    assert checkpoint["segment"]["batches"]["count"] == 20
+    # what the cell did, not what its config says: three threads wrote, each on its own connection
+    assert checkpoint["activity"]["writer_threads"] == 3
+    assert checkpoint["activity"]["connections"] >= 3
+    # timed from the first write to the last commit, never wall time minus an overlapped generation time
+    segment = checkpoint["segment"]
+    assert segment["write_s"] <= segment["wall_s"] and segment["wall_rows_per_s"] <= segment["rows_per_s"]
+    longest = max(checkpoint["batch_latencies_ms"]) / 1000
+    assert segment["write_s"] >= longest and segment["write_s"] >= sum(checkpoint["batch_latencies_ms"]) / 1000 / 3
+
+
+def test_a_one_writer_cell_times_its_writes_and_samples_memory_as_it_goes(tmp_path):
+    """Write time is the chunks' own latencies added up (generation is not counted as writing), and the RSS
+    sampler really ran beside the writes in the cell's own process."""
+    out = tmp_path / "out"
+    code = before_after(
+        [
+            "--scales",
+            "20K",
+            "--mode",
+            "orm",
+            "--phases",
+            "insert",
+            "--chunk-size",
+            "1000",
+            "--output-dir",
+            str(out),
+            "--db-dir",
+            str(tmp_path),
+            "--sample-interval",
+            "0.02",
+        ]
+    )
+    assert code == 0
+    (cell,) = results.load(out / "results.json")["cells"]
+    (checkpoint,) = cell["checkpoints"]
+    latencies = sum(checkpoint["batch_latencies_ms"]) / 1000
+    segment = checkpoint["segment"]
+    assert abs(segment["write_s"] - latencies) <= 0.05 * latencies + 0.01
+    assert segment["generation_s"] > 0 and segment["write_s"] < segment["wall_s"]
+    activity = checkpoint["activity"]
+    assert activity["writer_threads"] == 1 and activity["pid"] != os.getpid()  # written in its own process
+    assert activity["sampler_running"] and activity["sampler_samples"] >= 3
+    assert len(cell["rss_samples"]) > len(cell["checkpoints"])  # samples beside the checkpoints' own
 
 
 def test_study_chunks_add_the_published_unequal_cells():
@@ -135,6 +179,50 @@ def _wait_for(predicate, path: Path, deadline_s: float):
                 return data
         time.sleep(0.02)
     raise AssertionError(f"condition not reached within {deadline_s}s")
+
+
+def test_a_run_killed_after_a_cell_finished_keeps_that_cell_on_resume(tmp_path):
+    out = tmp_path / "out"
+    argv = [
+        "--scales",
+        "4K,8K",
+        "--mode",
+        "both",
+        "--chunk-size",
+        "500",
+        "--output-dir",
+        str(out),
+        "--db-dir",
+        str(tmp_path),
+        *FAST,
+    ]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sqlite_bench.before_after", *argv],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    target = out / "results.json"
+    try:
+        at_kill = _wait_for(lambda d: d["cells"][0]["status"] == "done" and d["cells"][1]["checkpoints"], target, 90)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    finished = at_kill["cells"][0]
+    resumed = subprocess.run(
+        [sys.executable, "-m", "sqlite_bench.before_after", "--resume", str(target)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    data = results.load(target)
+    kept = data["cells"][0]
+    assert kept["status"] == "done" and kept["checkpoints"] == finished["checkpoints"]  # not run again, not lost
+    assert data["cells"][1]["status"] == "done" and data["cells"][1]["verification"]["passed"]
 
 
 @pytest.mark.parametrize("kill_after", [1, 4], ids=["mid-insert", "mid-upsert"])

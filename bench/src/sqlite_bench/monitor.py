@@ -63,12 +63,14 @@ class RssSampler:
         self._origin = time.monotonic()
         self._samples: list[tuple[float, float]] = []
         self._taken = 0
+        self.background = 0  # readings taken by the sampler's own thread (checkpoints take theirs too)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="rss-sampler", daemon=True)
 
     def _run(self) -> None:
         while True:
             self.sample()
+            self.background += 1
             if self._stop.wait(self.interval):
                 return
 
@@ -77,6 +79,10 @@ class RssSampler:
         rss = self._process.memory_info().rss / MB
         self._samples.append((round(time.monotonic() - self._origin, 3), round(rss, 1)))
         return rss
+
+    @property
+    def running(self) -> bool:
+        return self._thread.is_alive()
 
     def start(self) -> RssSampler:
         self._thread.start()

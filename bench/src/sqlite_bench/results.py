@@ -101,6 +101,7 @@ def add_checkpoint(cell: dict[str, Any], event: dict[str, Any]) -> dict[str, Any
         "generation_s": round(event["generation_s"], 4),
         "write_s": round(event["write_s"], 4),
         "rows_per_s": _rate(event["segment_rows"], event["write_s"]),
+        "wall_rows_per_s": _rate(event["segment_rows"], event["wall_s"]),  # end to end, generation included
         "batches": summarize(segment_latencies),
         "peak_rss_mb": event["peak_rss_mb"],
     }
@@ -109,6 +110,7 @@ def add_checkpoint(cell: dict[str, Any], event: dict[str, Any]) -> dict[str, Any
         "rows": event["rows"],
         **{k: round(v, 4) for k, v in totals.items()},
         "rows_per_s": _rate(event["rows"], totals["write_s"]),
+        "wall_rows_per_s": _rate(event["rows"], totals["wall_s"]),
         "batches": summarize(latencies),
         "peak_rss_mb": max([c["segment"]["peak_rss_mb"] for c in earlier] + [segment["peak_rss_mb"]]),
     }
@@ -124,6 +126,8 @@ def add_checkpoint(cell: dict[str, Any], event: dict[str, Any]) -> dict[str, Any
         "files": event["files"],
         "batch_latencies_ms": segment_latencies,
     }
+    if "activity" in event:  # what the cell process reports it did (threads, connections, pid, sampler)
+        checkpoint["activity"] = event["activity"]
     cell["checkpoints"].append(checkpoint)
     return checkpoint
 
