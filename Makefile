@@ -13,9 +13,10 @@ $(VENV)/.installed: pyproject.toml bench/pyproject.toml
 	$(PY) -m pip install --quiet -e '.[postgresql,async,cli]' -e './bench[compare]' --group dev
 	touch $@
 
-## A short benchmark on the embedded SQLite: the ORM, raw executemany and turboalchemy (turbo), insert and upsert.
+## A short benchmark on the embedded SQLite: the ORM, raw executemany and turboalchemy (turbo), insert and upsert,
+## three interleaved runs each (the table shows medians and ranges).
 bench: $(VENV)/.installed
-	$(PY) -m sqlite_bench.before_after --scales 50K,100K --mode orm,raw,turbo
+	$(PY) -m sqlite_bench.before_after --scales 50K --repeat 3 --mode orm,raw,turbo
 
 ## The test suites: the library's (tests/), then the benchmark's (bench/tests/).
 test: $(VENV)/.installed

@@ -19,6 +19,7 @@ from sqlite_bench.cell import verify
 from sqlite_bench.cli import before_after, scale_benchmark
 from sqlite_bench.generator import RowGenerator
 from sqlite_bench.runner import plan_cells
+from sqlite_bench.summary import spreads, verdict
 
 pytestmark = pytest.mark.slow
 FAST = ["--sample-interval", "0.2"]
@@ -337,3 +338,42 @@ def test_the_curve_plot_is_a_png_with_one_series_per_cell(tmp_path):
     assert (tmp_path / "curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert plot_curve([str(out / "results.json"), "--out", str(tmp_path / "cli.png")]) == 0
     assert (tmp_path / "cli.png").stat().st_size > 10_000
+
+
+def test_repeat_interleaves_runs_and_the_summary_gives_medians_ranges_and_verdicts(tmp_path, capsys):
+    cells = plan_cells(["orm", "raw"], ["baseline"], repeat=3)
+    assert [c["id"] for c in cells] == [
+        f"{p}/baseline#{r}" for r in (1, 2, 3) for p in ("orm", "raw")
+    ]  # run 1 of every cell, then run 2, ...
+    out = tmp_path / "out"
+    code = before_after(
+        [
+            "--scales",
+            "4K",
+            "--mode",
+            "orm,raw",
+            "--repeat",
+            "2",
+            "--chunk-size",
+            "1000",
+            "--output-dir",
+            str(out),
+            "--db-dir",
+            str(tmp_path),
+            *FAST,
+        ]
+    )
+    assert code == 0
+    data = results.load(out / "results.json")
+    assert [c["repeat"] for c in data["cells"]] == [1, 1, 2, 2]
+    spread = {(r["path"], r["phase"]): r for r in spreads(data)}
+    orm = spread[("orm", "insert")]
+    rates = [c["checkpoints"][0]["cumulative"]["rows_per_s"] for c in data["cells"] if c["path"] == "orm"]
+    assert orm["runs"] == 2 and orm["rows_per_s"][1:] == (min(rates), max(rates))
+    assert "median and range over 2 interleaved runs" in capsys.readouterr().out
+
+
+def test_a_ratio_is_a_win_only_when_the_ranges_do_not_overlap():
+    assert verdict([110, 120, 130], [90, 100, 105]) == "win"
+    assert verdict([80, 85], [90, 100]) == "loss"
+    assert verdict([95, 120], [90, 100]) == "overlap"

@@ -126,6 +126,13 @@ def _common(parser: argparse.ArgumentParser, *, scales: str, mode: str, phases: 
         help="run each cell's writes under turboalchemy.count_queries and record the statement counts",
     )
     parser.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="run every cell N times, interleaved (run 1 of every cell, then run 2, ...), each in its own process; "
+        "tables then show the median and the range, and call a ratio a win only when the ranges do not overlap",
+    )
+    parser.add_argument(
         "--max-retries",
         type=int,
         default=10,
@@ -186,6 +193,7 @@ def _plan(args: argparse.Namespace, benchmark: str, configs: list[str], study_ch
             study_chunks=study_chunks,
             schemas=args.schema,
             keys=args.key,
+            repeat=args.repeat,
         ),
         scales=args.scales,
         phases=args.phases,

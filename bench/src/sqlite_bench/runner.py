@@ -82,9 +82,32 @@ def plan_cells(
     study_chunks: bool = False,
     schemas: tuple[str, ...] = ("study",),
     keys: tuple[str, ...] = ("uuid4",),
+    repeat: int = 1,
 ) -> list[dict[str, Any]]:
     """Every path under every config at one chunk size, for each table variant (schema x key); with
-    study_chunks, also the study's unequal set-up (ORM at 5K-row chunks, raw at 50K) where it differs."""
+    study_chunks, also the study's unequal set-up (ORM at 5K-row chunks, raw at 50K) where it differs.
+    With `repeat` > 1, the whole set again and again, interleaved (run 1 of every cell, then run 2, ...), each
+    cell its own process, ids ending in #1, #2, ..."""
+    if repeat < 1:
+        raise ValueError("repeat must be at least 1")
+    once = _plan_once(paths, configs, chunk_size, study_chunks, schemas, keys)
+    if repeat == 1:
+        return once
+    cells = []
+    for run in range(1, repeat + 1):
+        for cell in once:
+            cells.append({**cell, "id": f"{cell['id']}#{run}", "repeat": run})
+    return cells
+
+
+def _plan_once(
+    paths: list[str],
+    configs: list[str],
+    chunk_size: int | None,
+    study_chunks: bool,
+    schemas: tuple[str, ...],
+    keys: tuple[str, ...],
+) -> list[dict[str, Any]]:
     cells = []
     for name in configs:
         config = config_named(name)

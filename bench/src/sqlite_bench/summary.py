@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import statistics
 from typing import Any
 
 from rich.console import Console
@@ -31,13 +32,23 @@ def _rate(cell: dict[str, Any], phase: str, rows: int) -> float | None:
 
 
 def _peer(
-    done: list[dict[str, Any]], path: str, config: str, chunk: int, table: tuple[str, str] = ("study", "uuid4")
+    done: list[dict[str, Any]],
+    path: str,
+    config: str,
+    chunk: int,
+    table: tuple[str, str] = ("study", "uuid4"),
+    repeat: int | None = None,
 ) -> dict[str, Any] | None:
+    """The cell of `path` measured beside another (same config, chunk, table, and the same run of a --repeat)."""
     return next(
         (
             c
             for c in done
-            if c["path"] == path and c["config"] == config and c["chunk_size"] == chunk and table_variant(c) == table
+            if c["path"] == path
+            and c["config"] == config
+            and c["chunk_size"] == chunk
+            and table_variant(c) == table
+            and c.get("repeat") == repeat
         ),
         None,
     )
@@ -55,10 +66,11 @@ def speedups(data: dict[str, Any]) -> list[dict[str, Any]]:
                 cell["config"],
                 cell["chunk_size"],
                 table_variant(cell),
+                cell.get("repeat"),
             )
             label = f"raw ÷ orm, equal {format_count(cell['chunk_size'])} chunks"
         else:
-            orm = _peer(done, "orm", cell["config"], 5_000, table_variant(cell))
+            orm = _peer(done, "orm", cell["config"], 5_000, table_variant(cell), cell.get("repeat"))
             label = "raw ÷ orm, study's chunks (raw 50K, orm 5K)"
         if orm is None:
             continue
@@ -84,8 +96,8 @@ def ratios(data: dict[str, Any]) -> list[dict[str, Any]]:
     top = data["settings"]["scales"][-1]
     out = []
     for cell in done:
-        raw = _peer(done, "raw", cell["config"], cell["chunk_size"], table_variant(cell))
-        engine = _peer(done, "engine", cell["config"], cell["chunk_size"], table_variant(cell))
+        raw = _peer(done, "raw", cell["config"], cell["chunk_size"], table_variant(cell), cell.get("repeat"))
+        engine = _peer(done, "engine", cell["config"], cell["chunk_size"], table_variant(cell), cell.get("repeat"))
         for phase in data["settings"]["phases"]:
             rate = _rate(cell, phase, top)
             if rate is None:
@@ -101,8 +113,46 @@ def ratios(data: dict[str, Any]) -> list[dict[str, Any]]:
                     "rows_per_s": rate,
                     "vs_raw": rate / base_raw if base_raw else None,
                     "vs_engine": rate / base_engine if base_engine else None,
+                    "repeat": cell.get("repeat"),
+                    "chunk_size": cell["chunk_size"],
+                    "table": table_variant(cell),
                 }
             )
+    return out
+
+
+def verdict(ours: list[float], theirs: list[float]) -> str:
+    """'win' when every run of ours beats every run of theirs, 'loss' the other way round, else 'overlap'."""
+    if min(ours) > max(theirs):
+        return "win"
+    if max(ours) < min(theirs):
+        return "loss"
+    return "overlap"
+
+
+def spreads(data: dict[str, Any]) -> list[dict[str, Any]]:
+    """With --repeat: per path, config and phase at the largest scale, the median and range of rows/s over the
+    runs, the same for the ratio to raw executemany (run by run), and whether the ranges overlap raw's."""
+    rows = [r for r in ratios(data) if r["repeat"] is not None]
+    groups: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
+    for r in rows:
+        groups.setdefault((r["path"], r["config"], r["chunk_size"], r["table"], r["phase"]), []).append(r)
+    out = []
+    for (path, config, chunk, table, phase), runs in groups.items():
+        rates = [r["rows_per_s"] for r in runs]
+        raw = groups.get(("raw", config, chunk, table, phase), [])
+        vs_raw = [r["vs_raw"] for r in runs if r["vs_raw"]]
+        out.append(
+            {
+                "path": path,
+                "config": config,
+                "phase": phase,
+                "runs": len(runs),
+                "rows_per_s": (statistics.median(rates), min(rates), max(rates)),
+                "vs_raw": (statistics.median(vs_raw), min(vs_raw), max(vs_raw)) if vs_raw else None,
+                "against_raw": verdict(rates, [r["rows_per_s"] for r in raw]) if raw and path != "raw" else "-",
+            }
+        )
     return out
 
 
@@ -136,6 +186,29 @@ def print_summary(data: dict[str, Any], console: Console) -> None:
                 status,
             )
     console.print(table)
+    spread = spreads(data)
+    if spread:
+        runs = max(r["runs"] for r in spread)
+        repeated = Table(
+            title=f"median and range over {runs} interleaved runs at {format_count(data['settings']['scales'][-1])} rows",
+            caption="vs raw: 'win' only when every run beats every raw run; 'overlap' when the ranges overlap",
+        )
+        for column in ("path", "config", "phase", "rows/s median", "range", "× raw median (range)", "vs raw"):
+            repeated.add_column(column, justify="left" if column in ("path", "config", "phase", "vs raw") else "right")
+        for r in sorted(spread, key=lambda r: (r["phase"], r["rows_per_s"][0])):
+            med, low, high = r["rows_per_s"]
+            ratio = r["vs_raw"]
+            repeated.add_row(
+                r["path"],
+                r["config"],
+                r["phase"],
+                f"{med:,.0f}",
+                f"{low:,.0f}–{high:,.0f}",
+                "-" if ratio is None else f"{ratio[0]:.2f} ({ratio[1]:.2f}–{ratio[2]:.2f})",
+                r["against_raw"],
+            )
+        console.print(repeated)
+        return
     multiples = ratios(data)
     if any(r["vs_raw"] or r["vs_engine"] for r in multiples):
         bases = [b for b in ("raw", "engine") if any(r[f"vs_{b}"] for r in multiples)]
