@@ -116,7 +116,7 @@ def test_the_growth_table_sets_each_cells_last_segment_against_its_first(runs, t
             rates = [cp["segment"]["rows_per_s"] for cp in cell["checkpoints"] if cp["phase"] == phase]
             expected[(cell["path"], phase)] = f"{rates[-1] / rates[0]:.2f}"
     assert {(row[0], row[3]): row[6] for row in growth.rows} == expected
-    assert all(row[7] == "-" for row in growth.rows)  # two segments: no second one to set against
+    assert len(growth.columns) == 7  # two segments: no second one to set against, so that column is left out
 
 
 def test_a_run_over_several_tables_plots_each_tables_growth_in_its_own_panel(tmp_path):
@@ -189,6 +189,86 @@ def test_runs_from_several_machines_merge_into_one_table(runs, tmp_path):
     markdown = (tmp_path / "merged" / "report.md").read_text()
     assert "### across machines" in markdown
     assert "Other CPU" in markdown and loaded["ba"]["system"]["cpu_model"] in markdown
+
+
+def test_one_machine_with_sqlite_and_postgresql_runs_is_one_machine(runs, tmp_path):
+    loaded, _ = runs
+    server = copy.deepcopy(loaded["ba"])
+    server["settings"]["db_url"] = "postgresql+psycopg://postgres@127.0.0.1/postgres"  # the same hardware
+    built = build_report([loaded["ba"], server], tmp_path / "same")
+    assert not [t for t in built.tables if t.title == "across machines"]
+
+
+def test_the_cross_machine_table_says_the_chunk_size_and_each_phase(runs, tmp_path):
+    loaded, _ = runs
+    other = copy.deepcopy(loaded["ba"])
+    other["system"]["machine"] = "elsewhere"
+    built = build_report([loaded["ba"], other], tmp_path / "two")
+    (cross,) = [t for t in built.tables if t.title == "across machines"]
+    assert "chunk" in cross.columns and {row[cross.columns.index("phase")] for row in cross.rows} == {
+        "insert",
+        "upsert",
+    }
+
+
+def test_no_report_table_has_an_empty_column(runs, tmp_path):
+    loaded, _ = runs
+    built = build_report(list(loaded.values()), tmp_path / "all")
+    for table in built.tables:
+        for i, column in enumerate(table.columns):
+            assert any(row[i] not in ("", "-") for row in table.rows), f"{table.title}: {column} is empty"
+
+
+def test_p99_against_chunk_size_draws_only_the_chunk_configurations(tmp_path):
+    def cell(config, chunk, p99):
+        return {
+            "path": "raw",
+            "config": config,
+            "chunk_size": chunk,
+            "writers": 1,
+            "schema": "study",
+            "key": "uuid4",
+            "variant": "fair",
+            "checkpoints": [{"phase": "insert", "cumulative": {"batches": {"p99_ms": p99}}}],
+        }
+
+    pools_only = plots.p99_vs_chunk([cell("pool_8", 10_000, 900.0), cell("baseline", 5_000, 50.0)], tmp_path / "a.png")
+    assert pools_only == []
+    assert plots.p99_vs_chunk([cell("chunk_1000", 1_000, 5.0), cell("pool_8", 10_000, 900.0)], tmp_path / "b.png") == [
+        "raw"
+    ]
+
+
+def test_no_two_of_eighty_series_share_a_colour_and_marker():
+    styles = {(plots.series_style(i)["color"], plots.series_style(i)["marker"]) for i in range(80)}
+    assert len(styles) == 80
+
+
+def test_legends_sit_outside_the_axes(tmp_path, monkeypatch):
+    import matplotlib.pyplot as plt
+
+    seen = []
+    monkeypatch.setattr(plots, "_save", lambda fig, out: seen.append(fig))
+    cells = [
+        {
+            "path": "raw",
+            "config": f"chunk_{i}",
+            "chunk_size": 1000 + i,
+            "writers": 1,
+            "schema": "study",
+            "key": "uuid4",
+            "variant": "fair",
+            "checkpoints": [{"phase": "insert", "rows": r, "cumulative": {"rows_per_s": 1000.0 * r}} for r in (1, 2)],
+        }
+        for i in range(12)
+    ]
+    plots.cumulative_over_rows(cells, tmp_path / "c.png")
+    (fig,) = seen
+    fig.canvas.draw()
+    (ax,) = fig.axes
+    legend, axes = ax.get_legend().get_window_extent(), ax.get_window_extent()
+    assert legend.x0 >= axes.x1  # beside the plotted area, covering nothing
+    plt.close(fig)
 
 
 def test_unreadable_results_are_refused(tmp_path, capsys):

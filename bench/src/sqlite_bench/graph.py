@@ -130,16 +130,6 @@ def _drop(server: str | None, url: str) -> None:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def _commit() -> dict[str, Any]:
-    here = Path(__file__).resolve().parent
-    try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, check=True)
-        dirty = subprocess.run(["git", "status", "--porcelain"], cwd=here, capture_output=True, text=True, check=True)
-        return {"commit": sha.stdout.strip(), "clean_tree": not dirty.stdout.strip()}
-    except (OSError, subprocess.CalledProcessError):
-        return {"commit": None, "clean_tree": None}
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m sqlite_bench.graph", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -191,8 +181,7 @@ def main(argv: list[str] | None = None) -> int:
             "repeat": args.repeat,
             "backend": "postgresql" if args.db else "sqlite",
         },
-        "source": _commit(),
-        "system": system_info(tempfile.gettempdir()),
+        "system": system_info(tempfile.gettempdir()),  # git_commit ends in -dirty for a dirty tree
         "runs": runs,
     }
     out = Path(args.output_dir)

@@ -143,6 +143,21 @@ def growth_by_table(cells: list[dict[str, Any]], out: str | Path, phase: str = "
     return labels
 
 
+_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
+
+
+def series_style(i: int) -> dict[str, Any]:
+    """The i-th series' colour and marker: ten colours, then the same colours with the next marker, so no two of
+    up to 80 series look alike (matplotlib's default cycle repeats after ten)."""
+    palette = plt.get_cmap("tab10").colors
+    return {"color": palette[i % len(palette)], "marker": _MARKERS[(i // len(palette)) % len(_MARKERS)]}
+
+
+def _legend_outside(ax: Any, count: int) -> None:
+    """The legend beside the axes, never over the data."""
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, ncol=1 if count <= 20 else 2)
+
+
 def _save(fig: Any, out: str | Path) -> None:
     fig.tight_layout()
     Path(out).parent.mkdir(parents=True, exist_ok=True)
@@ -180,26 +195,28 @@ def throughput_per_config(cells: list[dict[str, Any]], out: str | Path, phase: s
 
 
 def p99_vs_chunk(cells: list[dict[str, Any]], out: str | Path, phase: str = "insert") -> list[str]:
-    """Log-log: per-chunk p99 latency against chunk size, one line per path and table."""
+    """Log-log: per-chunk p99 latency against chunk size, one line per path and table, over the chunk
+    configurations only (chunk_1000 ... chunk_50000: one writer, the same PRAGMAs); pool and preset
+    configurations differ in more than their chunk size, and their lock waits would read as chunk effects."""
     series: dict[str, list[tuple[int, float]]] = {}
-    for cell in cells:
+    for cell in (c for c in cells if str(c["config"]).split("+")[0].startswith("chunk_")):
         points = [cp for cp in cell["checkpoints"] if cp["phase"] == phase]
         p99 = points[-1]["cumulative"]["batches"]["p99_ms"] if points else None
         if p99:
             key = _short(cell).rsplit(" ", 2)[0]
             series.setdefault(key, []).append((cell["chunk_size"], p99))
-    fig, ax = plt.subplots(figsize=(8, 5.5), dpi=110)
-    for label, points in series.items():
+    fig, ax = plt.subplots(figsize=(9, 5.5), dpi=110)
+    for i, (label, points) in enumerate(series.items()):
         xs, ys = zip(*sorted(points))
-        ax.plot(xs, ys, marker="o", label=label)
+        ax.plot(xs, ys, label=label, **series_style(i))
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("rows per transaction (chunk size)")
     ax.set_ylabel("p99 transaction latency, ms")
     ax.grid(True, which="both", alpha=0.3)
-    ax.set_title(f"latency against transaction size ({phase})")
+    ax.set_title(f"p99 transaction latency against chunk size, chunk configurations ({phase})")
     if series:
-        ax.legend(fontsize=8)
+        _legend_outside(ax, len(series))
     _save(fig, out)
     return list(series)
 
@@ -235,7 +252,14 @@ def _lines(cells: list[dict[str, Any]], out: str | Path, value: Any, phase: str,
         points = [(cp["rows"], value(cp)) for cp in cell["checkpoints"] if cp["phase"] == phase]
         if points:
             xs, ys = zip(*points)
-            ax.plot(xs, ys, marker="o", markersize=3, linestyle=_STYLES.get(cell["path"], "-"), label=_short(cell))
+            ax.plot(
+                xs,
+                ys,
+                markersize=3,
+                linestyle=_STYLES.get(cell["path"], "-"),
+                label=_short(cell),
+                **series_style(len(labels)),
+            )
             labels.append(_short(cell))
     ax.set_xlabel(f"rows written ({phase})")
     ax.set_ylabel(ylabel)
@@ -244,7 +268,7 @@ def _lines(cells: list[dict[str, Any]], out: str | Path, value: Any, phase: str,
     ax.set_ylim(bottom=0)
     ax.set_title(title)
     if labels:
-        ax.legend(fontsize=7, ncol=2)
+        _legend_outside(ax, len(labels))
     _save(fig, out)
     return labels
 
@@ -257,7 +281,14 @@ def rss_over_time(cells: list[dict[str, Any]], out: str | Path) -> list[str]:
         samples = cell.get("rss_samples") or []
         if len(samples) >= 2:
             start = samples[0][0]
-            ax.plot([t - start for t, _ in samples], [mb for _, mb in samples], label=_short(cell))
+            ax.plot(
+                [t - start for t, _ in samples],
+                [mb for _, mb in samples],
+                label=_short(cell),
+                markersize=2,
+                markevery=max(1, len(samples) // 12),
+                **series_style(len(labels)),
+            )
             labels.append(_short(cell))
     ax.set_xlabel("seconds since the cell started sampling")
     ax.set_ylabel("RSS, MB")
@@ -265,7 +296,7 @@ def rss_over_time(cells: list[dict[str, Any]], out: str | Path) -> list[str]:
     ax.grid(True, alpha=0.3)
     ax.set_title("memory over time")
     if labels:
-        ax.legend(fontsize=7, ncol=2)
+        _legend_outside(ax, len(labels))
     _save(fig, out)
     return labels
 

@@ -55,9 +55,23 @@ class Report:
 
 
 def _machine(data: dict[str, Any]) -> str:
+    """The hardware a results file was measured on (the database it ran against is _backend's)."""
     s = data["system"]
-    where = "PostgreSQL server" if data["settings"].get("db_url") else f"SQLite {s['sqlite']['version']}"
-    return f"{s['cpu_model']} ({s['cpu_logical']} CPUs, {s['ram_gb']} GB), {where}"
+    return f"{s.get('machine', '?')}: {s['cpu_model']} ({s['cpu_logical']} CPUs, {s['ram_gb']} GB)"
+
+
+def _backend(data: dict[str, Any]) -> str:
+    return "PostgreSQL" if data["settings"].get("db_url") else f"SQLite {data['system']['sqlite']['version']}"
+
+
+def _without_empty_columns(table: Table) -> Table:
+    """The table without columns whose every cell is empty or '-'."""
+    keep = [i for i in range(len(table.columns)) if any(row[i] not in ("", "-") for row in table.rows)]
+    if len(keep) == len(table.columns):
+        return table
+    table.columns = [table.columns[i] for i in keep]
+    table.rows = [[row[i] for i in keep] for row in table.rows]
+    return table
 
 
 def _ms(v: float | None) -> str:
@@ -394,27 +408,37 @@ def build_report(files: list[dict[str, Any]], out: str | Path) -> Report:
         )
     for data in (d for d in files if d["benchmark"] == "orm_compare"):
         tables.append(_compare_table(data))
-    if len(machines) > 1:
-        cross = Table("across machines", ["machine", "benchmark", "path", "config", "phase", "rows", "rows/s"])
+    if len(machines) > 1:  # one machine with SQLite and PostgreSQL runs is still one machine
+        cross = Table(
+            "across machines",
+            ["machine", "database", "benchmark", "path", "config", "chunk", "phase", "rows", "rows/s"],
+        )
         for data in harness:
             for cell in (c for c in data["cells"] if c["status"] == "done"):
-                cp = cell["checkpoints"][-1]
-                cross.rows.append(
-                    [
-                        _machine(data),
-                        data["benchmark"],
-                        path_label(cell),
-                        cell["config"],
-                        cp["phase"],
-                        format_count(cp["rows"]),
-                        f"{cp['cumulative']['rows_per_s']:,.0f}",
-                    ]
-                )
-        tables.insert(0, cross)
+                for phase in data["settings"]["phases"]:
+                    points = [cp for cp in cell["checkpoints"] if cp["phase"] == phase]
+                    if not points:
+                        continue
+                    cp = points[-1]
+                    cross.rows.append(
+                        [
+                            _machine(data),
+                            _backend(data),
+                            data["benchmark"],
+                            path_label(cell),
+                            cell["config"],
+                            format_count(cell["chunk_size"]),
+                            phase,
+                            format_count(cp["rows"]),
+                            f"{cp['cumulative']['rows_per_s']:,.0f}",
+                        ]
+                    )
+        tables.insert(0, _without_empty_columns(cross))
     for data, tag in zip(harness, tags):  # one set of plots per run: runs with other paths or tables do not mix
         prefix = "" if len(harness) == 1 else re.sub(r"[^A-Za-z0-9_.]+", "-", tag).strip("-") + "-"
         figures.update(_harness_plots(data, out, prefix, "" if len(harness) == 1 else f"{tag}: "))
     commands = [d["command"] for d in files]
+    tables = [_without_empty_columns(t) for t in tables]
     _write_markdown(out / "report.md", tables, figures, machines, commands)
     _write_html(out / "report.html", tables, figures, machines, commands, out)
     return Report(tables, figures, out)
