@@ -270,7 +270,9 @@ def test_multi_row_statements_stay_within_the_connections_bound_variable_limit(t
     def lower(dbapi_connection, _record):
         dbapi_connection.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 50)
 
-    wide = Table("wide", MetaData(), Column("id", Integer, primary_key=True), *(Column(f"c{i}", Integer) for i in range(6)))
+    wide = Table(
+        "wide", MetaData(), Column("id", Integer, primary_key=True), *(Column(f"c{i}", Integer) for i in range(6))
+    )
     wide.metadata.create_all(engine)
     rows = [{"id": i, **{f"c{j}": i * j for j in range(6)}} for i in range(1, 200)]
     assert turboalchemy.bulk_insert(engine, wide, rows, returning=wide.c.c5) == [r["c5"] for r in rows]

@@ -93,8 +93,8 @@ def bulk_insert(
         conflict: With `on_conflict="ignore"`, the unique key to skip on (None: any unique key).
         returning: The model class, a column (attribute, Column or name) or a sequence of columns: give back
             one item per row, in input order, as `session.scalars(insert(Model).returning(...), rows)` would.
-            Rows given as instances get their keys and server values and become persistent in a Session
-            target. A row skipped by `on_conflict="ignore"` gives None.
+            A row skipped by `on_conflict="ignore"` gives None. Rows given as instances get their keys and server
+            values and become persistent in a Session target (detached otherwise), with or without `returning`.
 
     Returns:
         The number of rows written (related rows of a graph included; with `on_conflict="ignore"`, the rows
@@ -609,11 +609,13 @@ def _write(
     reader = _Reader(model, table, chunk[0])
     written = offset
     with _chunk_writer(target, f"bulk_{kind}") as (writer, dialect, commits, session):
-        results = None if want is None else Results(want, session, model)
-        # instances get every column back (their keys, defaults and server values), else what was asked
-        asked = (
-            () if want is None else tuple(c.key for c in table.columns) if reader.shape == "instance" else want.columns
-        )
+        # Instances end as add_all leaves them, asked or not: with their keys, defaults and server values (every
+        # column comes back), persistent in a Session target. Other rows give back only what was asked.
+        every = tuple(c.key for c in table.columns)
+        if want is None and reader.shape == "instance":
+            want = Wanted(every, "tuple")
+        results = None if want is None else Results(want, session, model, keep=returning is not None)
+        asked = () if want is None else every if reader.shape == "instance" else want.columns
 
         def plan_for(reader: _Reader) -> WritePlan:  # compiled once per column set (compile_plan caches)
             return compile_plan(table, dialect, kind, reader.provided, conflict, update)
@@ -715,7 +717,7 @@ def _write(
                     results.add(ret, returned, codes, objects)
             written += len(chunk)
             chunk = take(iterator, chunk_size)
-    if results is None:
+    if results is None or returning is None:
         return written - offset + related
     return results.items
 

@@ -361,8 +361,9 @@ class Results:
     written instances get their values at once but their identity only in attach(), once every level is written:
     attaching a parent to a Session earlier would cascade to its children while they are still new."""
 
-    def __init__(self, want: Wanted, session: Any, model: Any, attach: bool = True) -> None:
+    def __init__(self, want: Wanted, session: Any, model: Any, attach: bool = True, keep: bool = True) -> None:
         self.want = want
+        self.keep = keep  # False: only fill the instances (a write of instances nobody asked anything back from)
         self.session = session
         self.model = model
         self.items: list[Any] = []
@@ -390,6 +391,8 @@ class Results:
         want = self.want
         if rows is not None:  # instances: each gets its key and what the database or a default filled in
             written = self._fill(ret, values, rows)
+            if not self.keep:
+                return
             if want.shape == "instance":
                 self.items.extend(written)
                 return
@@ -462,6 +465,8 @@ class Results:
 
     def extend_from(self, table: Table, objects: Sequence[Any]) -> None:
         """What the caller asked for, read from written instances (a graph's: written level by level)."""
+        if not self.keep:
+            return
         if self.want.shape == "instance":
             self.items.extend(objects)
             return
