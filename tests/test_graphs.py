@@ -151,3 +151,100 @@ def test_a_stored_child_in_a_new_parent_is_refused_it_would_take_an_update(twins
         with pytest.raises(SchemaMismatchError, match=r"Customer\.orders holds an object that is already stored"):
             turboalchemy.bulk_insert(session, Customer, [Customer(email="n@shop.test", orders=[kept])])
     assert stored(ours, Customer) == []
+
+
+class Desk(DeclarativeBase):
+    pass
+
+
+class Writer(Desk):
+    __tablename__ = "writers"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    drafts: Mapped[list[Draft]] = relationship()  # declared first: add_all's cascade walks it first
+    books: Mapped[list[Book]] = relationship()
+
+
+class Book(Desk):
+    __tablename__ = "books"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    writer_id: Mapped[int | None] = mapped_column(ForeignKey("writers.id"))
+    title: Mapped[str] = mapped_column(String(20))
+
+
+class Draft(Desk):
+    __tablename__ = "drafts"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    writer_id: Mapped[int | None] = mapped_column(ForeignKey("writers.id"))
+    book_id: Mapped[int | None] = mapped_column(ForeignKey("books.id"))
+    book: Mapped[Book | None] = relationship()
+
+
+def test_rows_go_in_the_order_add_alls_cascade_meets_them_one_relationship_at_a_time(twins):
+    """The draft (first relationship) reaches the second book before the writer's books are walked, so add_all
+    inserts that book first, and the ids say so."""
+    ours, theirs = twins
+
+    def graph() -> list[Writer]:
+        first, second = Book(title="first"), Book(title="second")
+        return [Writer(drafts=[Draft(book=second)], books=[first, second])]
+
+    for engine in (ours, theirs):
+        Desk.metadata.create_all(engine)
+    with Session(theirs) as session:
+        session.add_all(graph())
+        session.commit()
+    turboalchemy.bulk_insert(ours, Writer, graph())
+    for model in (Writer, Book, Draft):
+        assert stored(ours, model) == stored(theirs, model), model.__name__
+    assert [r[2] for r in stored(ours, Book)] == ["second", "first"]
+
+
+def test_from_asyncio_and_an_async_iterable_a_graph_counts_every_row(tmp_path):
+    import asyncio
+
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    engine = create_async_engine(f"sqlite+aiosqlite:///{tmp_path / 'graph.db'}")
+
+    async def rows():
+        for i in range(3):
+            yield Customer(email=f"{i}@shop.test", orders=[Order(item="a"), Order(item="b")])
+
+    async def empty():
+        for _ in ():
+            yield None
+
+    async def load() -> tuple[int, list]:
+        async with engine.begin() as conn:
+            await conn.run_sync(Customer.metadata.create_all)
+        written = await turboalchemy.abulk_insert(engine, Customer, rows(), chunk_size=2)
+        nothing = await turboalchemy.abulk_insert(engine, Customer, empty(), returning=Customer.id)
+        await engine.dispose()
+        return written, nothing
+
+    assert asyncio.run(load()) == (9, [])
+
+
+@pytest.mark.parametrize("target_kind", ["session", "connection"])
+def test_a_rolled_back_transaction_leaves_the_objects_new_again_and_a_retry_writes_them(twins, target_kind):
+    """As after add_all and a rollback: the objects are transient again (their values kept), so writing them
+    once more writes every row, children included, instead of taking them for stored."""
+    ours, theirs = twins
+    with Session(theirs) as session:
+        session.add_all(parents_with_children())
+        session.commit()
+    rows = parents_with_children()
+    if target_kind == "session":
+        with Session(ours) as session:
+            turboalchemy.bulk_insert(session, Customer, rows)
+            assert all(c in session for c in rows)
+            session.rollback()
+    else:
+        with ours.connect() as conn:
+            turboalchemy.bulk_insert(conn, Customer, rows)
+            conn.rollback()
+    assert all(sqlalchemy.inspect(c).transient for c in rows)
+    assert stored(ours, Customer) == []
+    turboalchemy.bulk_insert(ours, Customer, rows)
+    assert stored(ours, Customer) == stored(theirs, Customer)
+    assert stored(ours, Order) == stored(theirs, Order)

@@ -423,7 +423,8 @@ class WriteQueue:
         if chunk_size < 1:
             raise ValueError("chunk_size must be at least 1")
         iterator = iter(rows)
-        written = 0
+        written = 0  # rows of the stream committed (the next chunk's position in it)
+        related = 0  # rows of graphs' related objects written beside them
         answers: list[Any] = []
         while chunk := _take(iterator, chunk_size):
 
@@ -433,10 +434,10 @@ class WriteQueue:
             try:
                 got: Any = self.submit(one).result()
                 if returning is None:
-                    written += got
+                    related += got - len(chunk)
                 else:
                     answers.extend(got)
-                    written += len(chunk)
+                written += len(chunk)
             except (BulkWriteError, _DriverError, QueueFullError, QueueClosedError, CommitLatencyError) as exc:
                 exc.committed = written  # type: ignore[union-attr]
                 told = str(exc).replace(_IN_CALLERS_TRANSACTION, "the chunk was rolled back")
@@ -445,7 +446,7 @@ class WriteQueue:
                     f"{told}; through the WriteQueue: {written:,} rows were committed before it, nothing after it",
                 )
                 raise
-        return written if returning is None else answers
+        return written + related if returning is None else answers
 
     def close(self, timeout: float | None = None) -> int:
         """Stop taking work, answer everything already queued, then release the write connection.

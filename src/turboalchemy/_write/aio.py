@@ -72,7 +72,7 @@ async def abulk_insert(
     def write(sync: Any, chunk: Iterable[Any], offset: int) -> Any:
         return _write(sync, model, chunk, kind, chunk_size, keys, changes, offset, returning)
 
-    return await _run(target, "abulk_insert", rows, chunk_size, write)
+    return await _run(target, "abulk_insert", rows, chunk_size, write, returning is not None)
 
 
 @overload
@@ -126,13 +126,13 @@ async def abulk_upsert(
     def write(sync: Any, chunk: Iterable[Any], offset: int) -> Any:
         return _write(sync, model, chunk, "upsert", chunk_size, tuple(conflict), changes, offset, returning)
 
-    return await _run(target, "abulk_upsert", rows, chunk_size, write)
+    return await _run(target, "abulk_upsert", rows, chunk_size, write, returning is not None)
 
 
 Write = Callable[[Any, Iterable[Any], int], Any]
 
 
-async def _run(target: AsyncTarget, what: str, rows: Any, chunk_size: int, write: Write) -> Any:
+async def _run(target: AsyncTarget, what: str, rows: Any, chunk_size: int, write: Write, returning: bool) -> Any:
     kind = classify(target, ASYNC, what)
     if chunk_size < 1:
         raise ValueError("chunk_size must be at least 1")
@@ -140,30 +140,37 @@ async def _run(target: AsyncTarget, what: str, rows: Any, chunk_size: int, write
         engine = target.sync_engine  # type: ignore[union-attr]
         async with target.connect() as bridge:  # type: ignore[union-attr]  # a greenlet to run in; writes take their own connection
             return await _feed(
-                rows, chunk_size, lambda chunk, offset: bridge.run_sync(lambda _c: write(engine, chunk, offset))
+                rows,
+                chunk_size,
+                lambda chunk, offset: bridge.run_sync(lambda _c: write(engine, chunk, offset)),
+                returning,
             )
     return await _feed(
         rows,
         chunk_size,
         lambda chunk, offset: target.run_sync(lambda sync: write(sync, chunk, offset)),  # type: ignore[union-attr]
+        returning,
     )
 
 
-async def _feed(rows: Any, chunk_size: int, run: Any) -> Any:
+async def _feed(rows: Any, chunk_size: int, run: Any, returning: bool = False) -> Any:
     """Hand rows to `run` a chunk at a time (a plain iterable whole: the sync code chunks it itself). Returns the
-    count, or the answers of every chunk (returning=) in order."""
+    count (related rows of graphs included), or with `returning` the answers of every chunk, in order."""
     if not hasattr(rows, "__aiter__"):
         return await run(rows, 0)
+    offset = 0  # rows of the stream handed over so far: the next chunk's position in it
     written = 0
-    answers: list[Any] | None = None
+    answers: list[Any] = []
     chunk: list[Any] = []
 
     async def send(chunk: list[Any]) -> None:
-        nonlocal written, answers
-        got = await run(chunk, written)
-        if isinstance(got, list):
-            answers = [*(answers or []), *got]
-        written += len(chunk)
+        nonlocal offset, written
+        got = await run(chunk, offset)
+        if returning:
+            answers.extend(got)
+        else:
+            written += int(got)
+        offset += len(chunk)
 
     async for row in rows:
         chunk.append(row)
@@ -172,4 +179,4 @@ async def _feed(rows: Any, chunk_size: int, run: Any) -> Any:
             chunk = []
     if chunk:
         await send(chunk)
-    return written if answers is None else answers
+    return answers if returning else written

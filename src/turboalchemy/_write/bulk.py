@@ -23,7 +23,7 @@ from turboalchemy._schema import Model, key_map, table_of
 from turboalchemy._targets import Target, bound
 from turboalchemy._write.graph import fill_foreign_keys, holds_new_objects, levels
 from turboalchemy._write.plan import Kind, WritePlan, compile_plan, nan_position
-from turboalchemy._write.returning import Results, Wanted, compile_returning, wanted
+from turboalchemy._write.returning import Results, Wanted, compile_returning, forget_on_rollback, wanted
 from turboalchemy._write.sqlite import ChunkFailed, SqliteChunkWriter
 from turboalchemy.errors import BulkWriteError, SchemaMismatchError, UnsupportedTargetError, translate
 
@@ -173,8 +173,9 @@ def bulk_upsert(
             primary key that the rows supply, plus columns with an `onupdate`. `()`: none (insert, skipping
             conflicting rows). A listed column the rows do not supply is refused before any SQL.
         chunk_size: Rows per statement batch and, on an Engine, per transaction.
-        returning: As for bulk_insert; each row gives the row as stored after the call (every occurrence of a
-            key the same one); with `update=()`, a skipped row gives None.
+        returning: As for bulk_insert; each row gives the row as its upsert stored it (of duplicates of a key
+            within the call, the last gives the row as stored after the call); with `update=()`, a skipped row
+            gives None.
 
     Returns:
         The number of rows sent, or with `returning` the list of what each row gave back.
@@ -550,8 +551,9 @@ def _fails(process: Any, value: Any) -> bool:
 
 
 @contextmanager
-def _chunk_writer(target: Target, what: str) -> Iterator[tuple[Any, Dialect, bool, Any]]:
-    """A chunk writer on the target's DBAPI connection: (writer, dialect, commits each chunk).
+def _chunk_writer(target: Target, what: str) -> Iterator[tuple[Any, Dialect, bool, Any, Any]]:
+    """A chunk writer on the target's DBAPI connection: (writer, dialect, commits each chunk, the Session if
+    any, the SQLAlchemy Connection).
 
     An Engine target's chunks commit on their own; a Connection's or Session's join the caller's transaction."""
     with bound(target, what) as on:
@@ -562,7 +564,7 @@ def _chunk_writer(target: Target, what: str) -> Iterator[tuple[Any, Dialect, boo
         elif not on.opened and not on.connection.in_transaction():
             on.connection.begin()  # autobegin, as Connection.execute would; the caller commits
         dbapi_connection = on.connection.connection.dbapi_connection
-        yield writer_class(dbapi_connection, own_transactions=on.opened), dialect, on.opened, on.session
+        yield writer_class(dbapi_connection, own_transactions=on.opened), dialect, on.opened, on.session, on.connection
 
 
 def _backend(dialect: Any) -> Any:
@@ -608,11 +610,20 @@ def _write(
         return 0 if want is None else []
     reader = _Reader(model, table, chunk[0])
     written = offset
-    with _chunk_writer(target, f"bulk_{kind}") as (writer, dialect, commits, session):
+    with _chunk_writer(target, f"bulk_{kind}") as (writer, dialect, commits, session, connection):
         # Instances end as add_all leaves them, asked or not: with their keys, defaults and server values (every
         # column comes back), persistent in a Session target. Other rows give back only what was asked.
         every = tuple(c.key for c in table.columns)
-        if want is None and reader.shape == "instance":
+        old_sqlite = dialect.name == "sqlite" and tuple(getattr(dialect.dbapi, "sqlite_version_info", (3, 99))) < (
+            3,
+            35,
+        )
+        if want is not None and old_sqlite:
+            raise UnsupportedTargetError(
+                f"returning= needs SQLite 3.35 or later (RETURNING); this SQLite is "
+                f"{'.'.join(map(str, dialect.dbapi.sqlite_version_info))}"  # type: ignore[union-attr]
+            )
+        if want is None and reader.shape == "instance" and not old_sqlite:
             want = Wanted(every, "tuple")
         results = None if want is None else Results(want, session, model, keep=returning is not None)
         asked = () if want is None else every if reader.shape == "instance" else want.columns
@@ -677,6 +688,8 @@ def _write(
                 kept.identify()
             for kept in held:
                 kept.attach()
+                if results is not None:
+                    results.identified.extend(kept.identified)
             if results is not None:  # in input order, from the instances (each now holds its row's values)
                 results.extend_from(table, chunk)
             return sum(len(step.objects) for step in steps) - len(chunk)
@@ -684,6 +697,11 @@ def _write(
         related = 0
         while chunk:
             graph = kind == "insert" and reader.shape == "instance" and holds_new_objects(model, chunk)
+            if graph and old_sqlite:
+                raise UnsupportedTargetError(
+                    "a graph of objects needs SQLite 3.35 or later (its levels get their keys through RETURNING); "
+                    "write each table with its own call and set the foreign keys, or use session.add_all"
+                )
             try:
                 batches = [] if graph else _batches(chunk, reader, written, plan_for)
             except (BulkWriteError, SchemaMismatchError) as refused:  # found before any SQL for this chunk ran
@@ -717,6 +735,10 @@ def _write(
                     results.add(ret, returned, codes, objects)
             written += len(chunk)
             chunk = take(iterator, chunk_size)
+        if results is not None and results.identified and not commits:
+            # Written in the caller's transaction: if it rolls back, the instances must be new again (as add_all's
+            # are), not keep an identity whose row is gone (a graph would then point at rows never written).
+            forget_on_rollback(session if session is not None else connection, results.identified)
     if results is None or returning is None:
         return written - offset + related
     return results.items

@@ -10,6 +10,7 @@ and a related object that is already stored but would have to be UPDATEd to poin
 from __future__ import annotations
 
 import functools
+from collections import deque
 from dataclasses import dataclass, field
 from graphlib import CycleError, TopologicalSorter
 from typing import Any
@@ -124,46 +125,68 @@ def levels(model: Any, chunk: list[Any]) -> list[Level]:
     used: dict[tuple[type[Any], type[Any]], Any] = {}
     seen: set[int] = set()
     links: dict[int, list[tuple[tuple[tuple[str, str], ...], Any]]] = {}
+
+    def visit(obj: Any) -> deque[_Edge] | None:
+        """Put a new object in its level; its relationships, to walk next (None: stored already)."""
+        if _stored(obj):  # written already (by an earlier chunk of the call, reached through a backref)
+            return None
+        cls: Any = type(obj)
+        level = found.get(cls)
+        if level is None:
+            level = found[cls] = Level(cls)
+            order.add(cls)
+        level.objects.append(obj)
+        return deque(_edges(cls))
+
+    def related(obj: Any, edge: _Edge) -> deque[Any]:
+        """The objects `edge` of `obj` holds that the walk has not met yet; every one of them is linked."""
+        value = vars(obj).get(edge.key)
+        if value is None or value == []:
+            return deque()
+        if (edge.first, edge.then) not in used:
+            _refuse(edge)
+            used[(edge.first, edge.then)] = edge.relationship
+            order.add(edge.then, edge.first)
+        fresh: deque[Any] = deque()
+        for target in value if edge.many else (value,):
+            if edge.points_out:  # obj points to target: its keys are copied from the target's
+                links.setdefault(id(obj), []).append((edge.pairs, target))
+            elif _stored(target):
+                raise SchemaMismatchError(
+                    f"{_name(edge.relationship)} holds an object that is already stored; pointing it at a "
+                    "new row takes an UPDATE, which bulk_insert does not do: use session.add_all, or set its "
+                    "foreign key and update it yourself"
+                )
+            else:  # target points to obj
+                links.setdefault(id(target), []).append((edge.pairs, obj))
+            if id(target) not in seen:
+                seen.add(id(target))
+                fresh.append(target)
+        return fresh
+
+    # The walk of SQLAlchemy's cascade_iterator: an object's relationships one at a time, in the mapper's order;
+    # each object of a relationship, as it is met, walked whole before the next (depth first).
     for top in chunk:
         if id(top) in seen:
             continue
         seen.add(id(top))
-        stack = [top]
+        edges = visit(top)
+        if edges is None:
+            continue
+        stack: list[tuple[Any, deque[Any]]] = [(top, edges)]
         while stack:
-            obj = stack.pop()
-            if _stored(obj):  # written already (by an earlier chunk of the call, reached through a backref)
+            obj, pending = stack[-1]
+            if not pending:
+                stack.pop()
                 continue
-            cls: Any = type(obj)
-            level = found.get(cls)
-            if level is None:
-                level = found[cls] = Level(cls)
-                order.add(cls)
-            level.objects.append(obj)
-            state = vars(obj)
-            reached = []
-            for edge in _edges(cls):
-                value = state.get(edge.key)
-                if value is None or value == []:
-                    continue
-                if (edge.first, edge.then) not in used:
-                    _refuse(edge)
-                    used[(edge.first, edge.then)] = edge.relationship
-                    order.add(edge.then, edge.first)
-                for target in value if edge.many else (value,):
-                    if edge.points_out:  # obj points to target: its keys are copied from the target's
-                        links.setdefault(id(obj), []).append((edge.pairs, target))
-                    elif _stored(target):
-                        raise SchemaMismatchError(
-                            f"{_name(edge.relationship)} holds an object that is already stored; pointing it at a "
-                            "new row takes an UPDATE, which bulk_insert does not do: use session.add_all, or set its "
-                            "foreign key and update it yourself"
-                        )
-                    else:  # target points to obj
-                        links.setdefault(id(target), []).append((edge.pairs, obj))
-                    if id(target) not in seen:
-                        seen.add(id(target))
-                        reached.append(target)
-            stack.extend(reversed(reached))  # depth first, in the order the cascade meets them
+            item = pending.popleft()
+            if isinstance(item, _Edge):
+                stack.append((obj, deque(("object", t) for t in related(obj, item))))
+                continue
+            target = item[1]
+            walked = visit(target)
+            if walked is not None:
+                stack.append((target, walked))
     try:
         sequence = list(order.static_order())
     except CycleError as exc:

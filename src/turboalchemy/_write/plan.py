@@ -206,6 +206,8 @@ def _copy_plan(
         return plan
     if inserted != plan.params[: len(inserted)]:
         return plan  # onupdate parameters must follow the inserted ones for the rows to be sliced
+    if any(k not in {p.column.key for p in inserted} for k in conflict):
+        return plan  # a conflict key the server completes (a default): the chunk cannot be deduplicated by it
     temp_name = staging_name(table, columns)
     temp = staging_table(plan, temp_name)
     keys = [p.column.key for p in inserted]

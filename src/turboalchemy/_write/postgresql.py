@@ -6,6 +6,7 @@ from the server's error (COPY reports the line) or by replaying the chunk row by
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -16,7 +17,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from psycopg import sql
 
 from turboalchemy._write.plan import ARRIVAL, WritePlan
-from turboalchemy._write.returning import ReturningPlan, correlate, keys_of, needs_rows, per_row
+from turboalchemy._write.returning import ReturningPlan, Uncorrelated, correlate, keys_of, needs_rows, per_row
 from turboalchemy._write.sqlite import ChunkFailed
 
 _SAVEPOINT = sql.SQL("turboalchemy_chunk")
@@ -56,7 +57,17 @@ class PostgresChunkWriter:
         return list(cursor.fetchall())
 
     def write(self, plan: WritePlan, params: list[Sequence[Any]], ret: ReturningPlan | None = None) -> list[Any] | None:
-        """Write one chunk; with `ret`, the rows RETURNING gave, in the order of `params`."""
+        """Write one chunk; with `ret`, the rows RETURNING gave, in the order of `params`. When returned rows
+        cannot be matched to the rows sent (the database stored a key converted, a trigger took keys between
+        ours), the chunk is rolled back and written again one statement per row, where each answer is its own."""
+        try:
+            return self._write_once(plan, params, ret)
+        except ChunkFailed as failed:
+            if ret is None or ret.match == "row" or not isinstance(failed.cause, Uncorrelated):
+                raise
+        return self._write_once(plan, params, dataclasses.replace(ret, match="row"))
+
+    def _write_once(self, plan: WritePlan, params: list[Sequence[Any]], ret: ReturningPlan | None) -> list[Any] | None:
         cursor = self.dbapi.cursor()
         returned = None
         try:
@@ -146,10 +157,25 @@ class PostgresChunkWriter:
         sent = self._local_times(cursor, plan, params) if plan.naive_datetimes else params
         width = len(plan.copy_columns or ())
         copied = [row[:width] for row in sent] if width != len(plan.params) else sent
+        keys = keys_of(ret, sent)
+        if plan.kind == "insert" and ret.match == "key" and len(ret.key_params) == 1 and keys is not None:
+            # The rows supply their own primary key: COPY them straight into the table, as without returning=,
+            # then read the stored rows back by that key in the same transaction (the key is unique, so
+            # exactly these rows): the values as the server stored them, for an index lookup per row.
+            self._copy(cursor, _table(plan), plan, copied, ordinal=False)
+            cursor.execute(self._read_back(ret), (keys,))
+            return correlate(ret, sent, keys, [(0, len(sent), self._fetch(cursor))], gapless=False)
         temp = self._temp_table(cursor, plan, ret.temp_name)
         self._copy(cursor, temp, plan, copied, ordinal=True)
         cursor.execute(ret.staged_sql, plan.merge_params())
-        return correlate(ret, sent, keys_of(ret, sent), [(0, len(sent), self._fetch(cursor))], gapless=False)
+        return correlate(ret, sent, keys, [(0, len(sent), self._fetch(cursor))], gapless=False)
+
+    def _read_back(self, ret: ReturningPlan) -> sql.Composed:
+        """SELECT the RETURNING columns of the rows whose one-column key is in the array bound as %s."""
+        table = ret.plan.table
+        key = table.columns[ret.fetch[ret.key_fetch[0]]].name
+        columns = sql.SQL(", ").join(sql.Identifier(table.columns[k].name) for k in ret.fetch)
+        return sql.SQL("SELECT {} FROM {} WHERE {} = ANY(%s)").format(columns, _table(ret.plan), sql.Identifier(key))
 
     def _local_times(self, cursor: Any, plan: WritePlan, params: list[Sequence[Any]]) -> list[Sequence[Any]]:
         """Aware datetimes bound for naive DateTime columns, as the session's local time without an offset: what
@@ -245,7 +271,8 @@ class PostgresChunkWriter:
                     )
                 except Exception as failure:
                     return ChunkFailed(failure, index, _param_at_fault(failure, plan, row, cursor), False)
-            column = exc.diag.column_name or _key_column(exc.diag.message_detail)  # type: ignore[attr-defined]
+            diag = getattr(exc, "diag", None)  # not every failure is the server's (a returned row matching none)
+            column = (diag.column_name or _key_column(diag.message_detail)) if diag is not None else None
             return ChunkFailed(exc, None, _param_of(plan, column), False)
         except psycopg.Error:
             return ChunkFailed(exc, None, None, False)

@@ -25,12 +25,12 @@ from dataclasses import dataclass
 from operator import itemgetter
 from typing import Any, Literal
 
-from sqlalchemy import Column, Table, insert, select
+from sqlalchemy import Column, Table, event, insert, select
 from sqlalchemy.engine import Dialect
-from sqlalchemy.orm import InstrumentedAttribute, Mapper, make_transient_to_detached
+from sqlalchemy.orm import InstrumentedAttribute, Mapper, make_transient, make_transient_to_detached
 from sqlalchemy.orm.attributes import instance_state, set_committed_value
 
-from turboalchemy._schema import key_map
+from turboalchemy._schema import key_map, table_of
 from turboalchemy._write.plan import (
     _ONUPDATE,
     ARRIVAL,
@@ -137,10 +137,13 @@ def compile_returning(
     updates = kind == "upsert" and not skips
     primary = tuple(c.key for c in table.primary_key.columns)
     auto = table.autoincrement_column
-    if kind == "upsert" and conflict and all(k in in_params for k in conflict):
+    if kind == "upsert" and (skips or not conflict or not all(k in in_params for k in conflict)):
+        # DO NOTHING: a skipped row returns nothing, so a key the database stored converted (text '1' into an
+        # integer column) would pass for another row's; and an upsert whose conflict key the rows leave to the
+        # database has no key to match by, while a sort would not know updated rows from inserted ones.
+        match = "row"
+    elif kind == "upsert":
         match, key = "key", conflict
-    elif kind == "upsert" and not conflict:
-        match = "row"  # DO NOTHING on any unique key: no one key says which row was skipped
     elif primary and all(k in in_params for k in primary):
         match, key = "key", primary
     elif auto is not None and auto.key not in in_params:
@@ -188,7 +191,7 @@ def compile_returning(
             return dataclasses.replace(ret, match="row")
         head, tail = row_sql[: at + len("VALUES ")], row_sql[at + len("VALUES ") + len(values) :]
         return dataclasses.replace(ret, head=head, values=values, tail=tail)
-    if dialect.name == "postgresql" and plan.copy_columns is not None:
+    if dialect.name == "postgresql" and plan.copy_columns:  # (no columns at all: one row at a time)
         staged_sql, temp_name = _staged(plan, dialect, conflict, update, columns)
         return dataclasses.replace(ret, staged_sql=staged_sql, temp_name=temp_name)
     return dataclasses.replace(ret, match="row")
@@ -343,6 +346,29 @@ def variable_limit(dbapi_connection: Any) -> int:
     return 32766 if tuple(version) >= (3, 32, 0) else 999
 
 
+def forget_on_rollback(owner: Any, objects: list[Any]) -> None:
+    """When the transaction of `owner` (a Session, or a Connection) rolls back, make `objects` transient again,
+    as a rollback leaves the objects add_all wrote (their attribute values stay, as the ORM leaves them). Whichever
+    of rollback and commit comes first settles it; the other then does nothing (both run once)."""
+    names = ("after_rollback", "after_commit") if hasattr(owner, "identity_map") else ("rollback", "commit")
+    settled = [False]
+
+    def rolled_back(*_args: Any) -> None:
+        if settled[0]:
+            return
+        settled[0] = True
+        for obj in objects:
+            state = instance_state(obj)
+            if state.key is not None or state.session_id is not None:
+                make_transient(obj)
+
+    def committed(*_args: Any) -> None:
+        settled[0] = True
+
+    event.listen(owner, names[0], rolled_back, once=True)
+    event.listen(owner, names[1], committed, once=True)
+
+
 def _processed(procs: tuple[Any, ...], raw: list[Any]) -> list[Any]:
     """The returned rows with each column's result processor applied (column by column; None rows kept)."""
     if not any(procs):
@@ -371,6 +397,7 @@ class Results:
         self._now = attach
         self._later: list[Any] = []
         self._filled: list[tuple[Any, list[str]]] = []
+        self.identified: list[Any] = []  # instances given an identity by this write
 
     def attributes(self, table: Table) -> dict[str, str]:
         """Column key -> attribute key, for setting values on instances."""
@@ -417,9 +444,12 @@ class Results:
                 out.append(None)
                 continue
             state = vars(obj)
-            filled = [name for name in names if name is not None and name not in state]
+            # an insert keeps what the instance was given (as add_all does); an upsert shows the row as stored,
+            # which for a conflicting row is the stored row with only the update= columns replaced
+            stored = ret.plan.kind == "upsert"
+            filled = [name for name in names if name is not None and (stored or name not in state)]
             for name, value in zip(names, row):
-                if name is not None and name not in state:
+                if name is not None and (stored or name not in state):
                     state[name] = value  # committed by make_transient_to_detached in _attach / identify
             if not self._now:
                 self._filled.append((obj, filled))
@@ -449,6 +479,7 @@ class Results:
         state = instance_state(obj)
         if state.key is None:
             make_transient_to_detached(obj)
+            self.identified.append(obj)
         session = self.session
         if session is None:
             return obj
@@ -456,9 +487,10 @@ class Results:
         if held is None:
             session.add(obj)
             return obj
-        if held is not obj:
+        if held is not obj:  # the Session's own object for this row: refreshed with the stored column values
+            columns = set(self.attributes(table_of(self.model)).values())
             for name, value in state.dict.items():
-                if not name.startswith("_sa") and name in _mapper(self.model).attrs:
+                if name in columns:
                     set_committed_value(held, name, value)
             return held
         return obj
@@ -482,6 +514,7 @@ class Results:
         for obj in self._later:
             if instance_state(obj).key is None:
                 make_transient_to_detached(obj)
+                self.identified.append(obj)
 
     def attach(self) -> None:
         """Put the instances held back into the Session (after identify)."""

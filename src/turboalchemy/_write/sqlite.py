@@ -3,6 +3,7 @@ caller's transaction), rolled back whole on failure, then a row-by-row probe to 
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import re
 import sqlite3
@@ -14,6 +15,7 @@ from typing import Any
 from turboalchemy._write.plan import WritePlan
 from turboalchemy._write.returning import (
     ReturningPlan,
+    Uncorrelated,
     correlate,
     keys_of,
     needs_rows,
@@ -108,7 +110,17 @@ class SqliteChunkWriter:
         return list(cursor.fetchall())
 
     def write(self, plan: WritePlan, params: list[Sequence[Any]], ret: ReturningPlan | None = None) -> list[Any] | None:
-        """Write one chunk; with `ret`, the rows RETURNING gave, in the order of `params`."""
+        """Write one chunk; with `ret`, the rows RETURNING gave, in the order of `params`. When returned rows
+        cannot be matched to the rows sent (the database stored a key converted, a trigger took keys between
+        ours), the chunk is rolled back and written again one statement per row, where each answer is its own."""
+        try:
+            return self._write_once(plan, params, ret)
+        except ChunkFailed as failed:
+            if ret is None or ret.match == "row" or not isinstance(failed.cause, Uncorrelated):
+                raise
+        return self._write_once(plan, params, dataclasses.replace(ret, match="row"))
+
+    def _write_once(self, plan: WritePlan, params: list[Sequence[Any]], ret: ReturningPlan | None) -> list[Any] | None:
         cursor = self.dbapi.cursor()
         returned = None
         try:
