@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import sqlite3
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 from operator import itemgetter
@@ -346,27 +347,31 @@ def variable_limit(dbapi_connection: Any) -> int:
     return 32766 if tuple(version) >= (3, 32, 0) else 999
 
 
+_WRITTEN: weakref.WeakKeyDictionary[Any, list[Any]] = weakref.WeakKeyDictionary()
+
+
 def forget_on_rollback(owner: Any, objects: list[Any]) -> None:
     """When the transaction of `owner` (a Session, or a Connection) rolls back, make `objects` transient again,
-    as a rollback leaves the objects add_all wrote (their attribute values stay, as the ORM leaves them). Whichever
-    of rollback and commit comes first settles it; the other then does nothing (both run once)."""
-    names = ("after_rollback", "after_commit") if hasattr(owner, "identity_map") else ("rollback", "commit")
-    settled = [False]
+    as a rollback leaves the objects add_all wrote (their attribute values stay, as the ORM leaves them); a commit
+    settles them. One pair of listeners per owner, however many writes (a WriteQueue's connection lives long)."""
+    written = _WRITTEN.get(owner)
+    if written is None:
+        written = _WRITTEN[owner] = []
+        names = ("after_rollback", "after_commit") if hasattr(owner, "identity_map") else ("rollback", "commit")
 
-    def rolled_back(*_args: Any) -> None:
-        if settled[0]:
-            return
-        settled[0] = True
-        for obj in objects:
-            state = instance_state(obj)
-            if state.key is not None or state.session_id is not None:
-                make_transient(obj)
+        def rolled_back(*_args: Any, written: list[Any] = written) -> None:
+            undone, written[:] = list(written), []
+            for obj in undone:
+                state = instance_state(obj)
+                if state.key is not None or state.session_id is not None:
+                    make_transient(obj)
 
-    def committed(*_args: Any) -> None:
-        settled[0] = True
+        def committed(*_args: Any, written: list[Any] = written) -> None:
+            written.clear()
 
-    event.listen(owner, names[0], rolled_back, once=True)
-    event.listen(owner, names[1], committed, once=True)
+        event.listen(owner, names[0], rolled_back)
+        event.listen(owner, names[1], committed)
+    written.extend(objects)
 
 
 def _processed(procs: tuple[Any, ...], raw: list[Any]) -> list[Any]:
