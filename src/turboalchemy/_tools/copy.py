@@ -5,7 +5,8 @@ translated to generic types (a SQLite DATETIME becomes a PostgreSQL TIMESTAMP, a
 foreign-key order; each is streamed from the source in chunks and written with bulk_insert (COPY on
 PostgreSQL, executemany on SQLite), then its row count is checked. A table whose count already matches
 is skipped, so an interrupted copy resumes where it stopped; a partly copied table is refused unless
-`resume=True`, which empties it and copies it again.
+`resume=True`, which copies the rest after the last key copied (a table without a one-column primary key is
+emptied and copied again).
 """
 
 from __future__ import annotations
