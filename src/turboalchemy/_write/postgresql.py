@@ -158,24 +158,10 @@ class PostgresChunkWriter:
         width = len(plan.copy_columns or ())
         copied = [row[:width] for row in sent] if width != len(plan.params) else sent
         keys = keys_of(ret, sent)
-        if plan.kind == "insert" and ret.match == "key" and len(ret.key_params) == 1 and keys is not None:
-            # The rows supply their own primary key: COPY them straight into the table, as without returning=,
-            # then read the stored rows back by that key in the same transaction (the key is unique, so
-            # exactly these rows): the values as the server stored them, for an index lookup per row.
-            self._copy(cursor, _table(plan), plan, copied, ordinal=False)
-            cursor.execute(self._read_back(ret), (keys,))
-            return correlate(ret, sent, keys, [(0, len(sent), self._fetch(cursor))], gapless=False)
         temp = self._temp_table(cursor, plan, ret.temp_name)
         self._copy(cursor, temp, plan, copied, ordinal=True)
         cursor.execute(ret.staged_sql, plan.merge_params())
         return correlate(ret, sent, keys, [(0, len(sent), self._fetch(cursor))], gapless=False)
-
-    def _read_back(self, ret: ReturningPlan) -> sql.Composed:
-        """SELECT the RETURNING columns of the rows whose one-column key is in the array bound as %s."""
-        table = ret.plan.table
-        key = table.columns[ret.fetch[ret.key_fetch[0]]].name
-        columns = sql.SQL(", ").join(sql.Identifier(table.columns[k].name) for k in ret.fetch)
-        return sql.SQL("SELECT {} FROM {} WHERE {} = ANY(%s)").format(columns, _table(ret.plan), sql.Identifier(key))
 
     def _local_times(self, cursor: Any, plan: WritePlan, params: list[Sequence[Any]]) -> list[Sequence[Any]]:
         """Aware datetimes bound for naive DateTime columns, as the session's local time without an offset: what
