@@ -6,7 +6,6 @@ from the server's error (COPY reports the line) or by replaying the chunk row by
 
 from __future__ import annotations
 
-import dataclasses
 import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -17,8 +16,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from psycopg import sql
 
 from turboalchemy._write.plan import ARRIVAL, WritePlan
-from turboalchemy._write.returning import ReturningPlan, Uncorrelated, correlate, keys_of, needs_rows, per_row
-from turboalchemy._write.sqlite import ChunkFailed
+from turboalchemy._write.returning import ReturningPlan, correlate, keys_of, needs_rows, per_row
+from turboalchemy._write.sqlite import ChunkFailed, ChunkWriter
 
 _SAVEPOINT = sql.SQL("turboalchemy_chunk")
 _PROBE = sql.SQL("turboalchemy_probe")
@@ -35,37 +34,18 @@ def _row_specific(exc: BaseException) -> bool:
     return isinstance(exc, (e.Error, OverflowError, ValueError, TypeError))
 
 
-class PostgresChunkWriter:
+class PostgresChunkWriter(ChunkWriter):
     """Writes chunks on one psycopg connection, each its own transaction or savepoint."""
 
     def __init__(self, dbapi_connection: Any, own_transactions: bool) -> None:
         self.dbapi = dbapi_connection
         self.own = own_transactions
-        self.type_codes: tuple[Any, ...] = ()
         self._temp: dict[str, sql.Composed] = {}
         self._zone: ZoneInfo | None = None  # the session's TimeZone, read when an aware datetime first needs it
         # Under SQLAlchemy's asyncio extension the connection adapts psycopg's AsyncConnection; its cursors
         # have no COPY, so COPY goes to the driver connection, awaited from SQLAlchemy's greenlet.
         driver = getattr(dbapi_connection, "driver_connection", None)
         self.async_driver = driver if driver is not None and type(driver).__name__ == "AsyncConnection" else None
-
-    def _fetch(self, cursor: Any) -> list[Any]:
-        """The rows a RETURNING statement gave; notes the driver's type per column for result processing."""
-        if cursor.description is None:
-            return []
-        self.type_codes = tuple(d[1] for d in cursor.description)
-        return list(cursor.fetchall())
-
-    def write(self, plan: WritePlan, params: list[Sequence[Any]], ret: ReturningPlan | None = None) -> list[Any] | None:
-        """Write one chunk; with `ret`, the rows RETURNING gave, in the order of `params`. When returned rows
-        cannot be matched to the rows sent (the database stored a key converted, a trigger took keys between
-        ours), the chunk is rolled back and written again one statement per row, where each answer is its own."""
-        try:
-            return self._write_once(plan, params, ret)
-        except ChunkFailed as failed:
-            if ret is None or ret.match == "row" or not isinstance(failed.cause, Uncorrelated):
-                raise
-        return self._write_once(plan, params, dataclasses.replace(ret, match="row"))
 
     def _write_once(self, plan: WritePlan, params: list[Sequence[Any]], ret: ReturningPlan | None) -> list[Any] | None:
         cursor = self.dbapi.cursor()

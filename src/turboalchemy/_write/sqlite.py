@@ -89,25 +89,15 @@ class _AsyncAdapted:
         return bool(self._adapted.driver_connection.in_transaction)
 
 
-class SqliteChunkWriter:
-    """Writes chunks on one DBAPI connection, each its own transaction or savepoint."""
+class ChunkWriter:
+    """What both backends' chunk writers share: a chunk whose returned rows cannot be matched is written again
+    one statement per row, and RETURNING rows are read noting the driver's type per column. A backend
+    provides `_write_once`."""
 
-    def __init__(self, dbapi_connection: Any, own_transactions: bool) -> None:
-        # Under SQLAlchemy's asyncio extension (run in its greenlet) the connection is an adapter over aiosqlite
-        adapted = not isinstance(dbapi_connection, sqlite3.Connection) and hasattr(
-            dbapi_connection, "driver_connection"
-        )
-        self.dbapi: Any = _AsyncAdapted(dbapi_connection) if adapted else dbapi_connection
-        self.own = own_transactions
-        self.type_codes: tuple[Any, ...] = ()
-        self._limit: int | None = None
+    type_codes: tuple[Any, ...] = ()
 
-    def _fetch(self, cursor: Any) -> list[Any]:
-        """The rows a RETURNING statement gave; notes the driver's type per column for result processing."""
-        if cursor.description is None:
-            return []
-        self.type_codes = tuple(d[1] for d in cursor.description)
-        return list(cursor.fetchall())
+    def _write_once(self, plan: WritePlan, params: list[Sequence[Any]], ret: ReturningPlan | None) -> list[Any] | None:
+        raise NotImplementedError
 
     def write(self, plan: WritePlan, params: list[Sequence[Any]], ret: ReturningPlan | None = None) -> list[Any] | None:
         """Write one chunk; with `ret`, the rows RETURNING gave, in the order of `params`. When returned rows
@@ -119,6 +109,26 @@ class SqliteChunkWriter:
             if ret is None or ret.match == "row" or not isinstance(failed.cause, Uncorrelated):
                 raise
         return self._write_once(plan, params, dataclasses.replace(ret, match="row"))
+
+    def _fetch(self, cursor: Any) -> list[Any]:
+        """The rows a RETURNING statement gave; notes the driver's type per column for result processing."""
+        if cursor.description is None:
+            return []
+        self.type_codes = tuple(d[1] for d in cursor.description)
+        return list(cursor.fetchall())
+
+
+class SqliteChunkWriter(ChunkWriter):
+    """Writes chunks on one DBAPI connection, each its own transaction or savepoint."""
+
+    def __init__(self, dbapi_connection: Any, own_transactions: bool) -> None:
+        # Under SQLAlchemy's asyncio extension (run in its greenlet) the connection is an adapter over aiosqlite
+        adapted = not isinstance(dbapi_connection, sqlite3.Connection) and hasattr(
+            dbapi_connection, "driver_connection"
+        )
+        self.dbapi: Any = _AsyncAdapted(dbapi_connection) if adapted else dbapi_connection
+        self.own = own_transactions
+        self._limit: int | None = None
 
     def _write_once(self, plan: WritePlan, params: list[Sequence[Any]], ret: ReturningPlan | None) -> list[Any] | None:
         cursor = self.dbapi.cursor()
