@@ -10,7 +10,7 @@ PY     := $(abspath $(VENV))/bin/python
 $(VENV)/.installed: pyproject.toml bench/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[postgresql,async,cli]' -e './bench[compare]' --group dev
+	$(PY) -m pip install --quiet -e '.[postgresql,async,cli,sqlite]' -e './bench[compare]' --group dev
 	touch $@
 
 ## A short benchmark on the embedded SQLite: the ORM, raw executemany and turboalchemy (turbo), insert and upsert,
@@ -18,9 +18,12 @@ $(VENV)/.installed: pyproject.toml bench/pyproject.toml
 bench: $(VENV)/.installed
 	$(PY) -m sqlite_bench.before_after --scales 50K --repeat 3 --mode orm,raw,turbo
 
-## The test suites: the library's (tests/), then the benchmark's (bench/tests/).
+## The test suites: the library's (tests/) once per SQLite module (pysqlite3, which the [sqlite] extra brings and
+## driver="auto" picks, then the stdlib's sqlite3; the PostgreSQL cases, which use neither, run in the first only),
+## then the benchmark's (bench/tests/).
 test: $(VENV)/.installed
 	$(PY) -m pytest -q
+	TURBOALCHEMY_SQLITE_DRIVER=stdlib $(PY) -m pytest -q -k "not postgresql"
 	cd bench && $(PY) -m pytest -q
 
 ## Lint, format and type checks (CI runs them before the tests).

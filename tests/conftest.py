@@ -9,8 +9,18 @@ from collections.abc import Iterator
 
 import pytest
 from sqlalchemy import create_engine
+from sqlalchemy.dialects.sqlite.pysqlite import SQLiteDialect_pysqlite
 
+from .dbapi import NAME, SQLITE
 from .shop import Shop
+
+# SQLAlchemy's own SQLite engines (the reference side of every differential test) use this run's module too
+SQLiteDialect_pysqlite.import_dbapi = classmethod(lambda cls: SQLITE)  # type: ignore[method-assign,assignment]
+
+
+def pytest_report_header() -> str:
+    return f"sqlite: {NAME} {SQLITE.sqlite_version} (TURBOALCHEMY_SQLITE_DRIVER={os.environ.get('TURBOALCHEMY_SQLITE_DRIVER', '')})"
+
 
 PG_HOST, PG_PORT, PG_USER = "127.0.0.1", 5432, "postgres"
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 import subprocess
 import sys
 import uuid
@@ -12,9 +11,11 @@ from sqlalchemy import create_engine
 
 import turboalchemy
 
+from .dbapi import SQLITE
+
 
 def make_db(path, schema: str, rows: int = 0, key=None, cache_kib: int | None = None):
-    conn = sqlite3.connect(path)
+    conn = SQLITE.connect(path)
     conn.executescript(schema)
     if rows:
         conn.executemany(
@@ -48,7 +49,7 @@ def test_random_text_primary_keys(tmp_path, key, fires):
 
 def test_an_integer_primary_key_is_never_random(tmp_path):
     db = make_db(tmp_path / "i.db", "CREATE TABLE t (id INTEGER PRIMARY KEY, a, b, c, d);")
-    conn = sqlite3.connect(db)
+    conn = SQLITE.connect(db)
     conn.executemany("INSERT INTO t (id) VALUES (?)", [(i * 7919 % 10007,) for i in range(3000)])
     conn.commit()
     conn.close()
@@ -125,7 +126,7 @@ def test_doctor_says_so_when_there_is_no_database(tmp_path):
 )
 def test_an_index_whose_column_order_scatters_arriving_rows(tmp_path, columns, fires):
     db = tmp_path / "o.db"
-    conn = sqlite3.connect(db)
+    conn = SQLITE.connect(db)
     conn.execute(f"CREATE TABLE r (id INTEGER PRIMARY KEY, entity INTEGER, sub INTEGER, UNIQUE ({columns}))")
     conn.executemany("INSERT INTO r (entity, sub) VALUES (?, ?)", [(n % 100, n // 100) for n in range(5_000)])
     conn.commit()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 import time
 
@@ -10,6 +9,8 @@ import pytest
 
 import turboalchemy
 from turboalchemy._cli import main as cli
+
+from .dbapi import SQLITE
 
 BATCH = 100
 
@@ -21,12 +22,10 @@ def make_db(path, batches: int = 50):
         conn.exec_driver_sql("CREATE INDEX t_batch ON t (batch)")
     for b in range(batches):
         with engine.begin() as conn:
-            conn.exec_driver_sql(
-                "INSERT INTO t (batch, pad) SELECT ?, hex(randomblob(100)) FROM generate_series(1, ?)"
-                if sqlite3.sqlite_version_info >= (3, 47)
-                else "WITH RECURSIVE c(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM c WHERE n < ?) "
+            conn.exec_driver_sql(  # generate_series is not in every build: pysqlite3's lacks it
+                "WITH RECURSIVE c(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM c WHERE n < ?) "
                 "INSERT INTO t (batch, pad) SELECT ?, hex(randomblob(100)) FROM c",
-                (b, BATCH) if sqlite3.sqlite_version_info >= (3, 47) else (BATCH, b),
+                (BATCH, b),
             )
     return engine
 
@@ -39,7 +38,7 @@ class Writer(threading.Thread):
         self.path, self.stop, self.batches = path, threading.Event(), 0
 
     def run(self):
-        conn = sqlite3.connect(self.path, isolation_level=None)
+        conn = SQLITE.connect(self.path, isolation_level=None)
         conn.execute("PRAGMA busy_timeout = 5000")
         while not self.stop.is_set():
             conn.execute("BEGIN IMMEDIATE")
@@ -50,7 +49,7 @@ class Writer(threading.Thread):
 
 
 def batches_in(path) -> list[int]:
-    conn = sqlite3.connect(path)
+    conn = SQLITE.connect(path)
     try:
         return [n for (n,) in conn.execute("SELECT count(*) FROM t GROUP BY batch")]
     finally:
@@ -95,7 +94,7 @@ def test_a_plain_stepped_backup_restarts_under_the_same_writer(tmp_path):
         if len(remaining) > 400:
             raise RuntimeError("gave up")
 
-    source, dest = sqlite3.connect(src), sqlite3.connect(tmp_path / "naive.db")
+    source, dest = SQLITE.connect(src), SQLITE.connect(tmp_path / "naive.db")
     with pytest.raises(RuntimeError, match="gave up"):  # the progress callback's own error, passed through
         source.backup(dest, pages=8, progress=step)
     writer.stop.set()
@@ -150,7 +149,7 @@ def test_a_destination_that_is_part_of_the_source_is_refused_and_nothing_is_touc
 
     src = tmp_path / "src.db"
     make_db(src)
-    keeper = sqlite3.connect(src)  # holds the WAL open, as a live application would
+    keeper = SQLITE.connect(src)  # holds the WAL open, as a live application would
     keeper.execute("PRAGMA journal_mode = WAL")
     keeper.execute("CREATE TABLE extra (x)")
     keeper.execute("INSERT INTO extra VALUES (1)")

@@ -5,7 +5,6 @@ profile with STRICT models."""
 from __future__ import annotations
 
 import json
-import sqlite3
 import subprocess
 import sys
 
@@ -16,10 +15,12 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 import turboalchemy
 from turboalchemy._tools.health import RECOMMENDED_PAGE_SIZE, wal_reset_affected
 
-AFFECTED = wal_reset_affected(sqlite3.sqlite_version_info)
+from .dbapi import SQLITE
+
+AFFECTED = wal_reset_affected(SQLITE.sqlite_version_info)
 
 
-def configure_connection(conn: sqlite3.Connection) -> None:
+def configure_connection(conn: SQLITE.Connection) -> None:
     """The seed's own function, verbatim (its page_size comes after journal_mode = WAL, so it cannot apply)."""
     conn.execute("PRAGMA journal_mode = WAL")
     conn.execute("PRAGMA synchronous = NORMAL")
@@ -31,7 +32,7 @@ def configure_connection(conn: sqlite3.Connection) -> None:
 
 
 def seed_database(path) -> None:
-    conn = sqlite3.connect(path, isolation_level=None)
+    conn = SQLITE.connect(path, isolation_level=None)
     configure_connection(conn)
     conn.execute("CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT)")  # the seed's footgun, not STRICT
     conn.execute("CREATE TABLE visits (id INTEGER PRIMARY KEY, user_id INTEGER REFERENCES users (id), n INTEGER)")
@@ -209,7 +210,7 @@ def test_doctor_prints_every_item_and_its_json_form(tmp_path):
     [(4096, "ok", "production default"), (16384, "advice", "bulk inserts"), (8192, "advice", "no size beats 4,096")],
 )
 def test_the_page_size_verdict_follows_the_measurement(tmp_path, size, verdict, says):
-    conn = sqlite3.connect(tmp_path / "p.db", isolation_level=None)
+    conn = SQLITE.connect(tmp_path / "p.db", isolation_level=None)
     conn.execute(f"PRAGMA page_size = {size}")
     conn.execute("PRAGMA journal_mode = WAL")
     conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY)")

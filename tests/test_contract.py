@@ -84,6 +84,7 @@ def test_abulk_upsert_leaving_the_serial_id_out_stores_what_sqlalchemy_stores(tw
 
     ours, theirs = twins
     url = ours.url.set(drivername="sqlite+aiosqlite" if ours.dialect.name == "sqlite" else "postgresql+psycopg_async")
+    ours.dispose()  # aiosqlite goes through the stdlib's SQLite: one SQLite library on the file at a time
     aengine = create_async_engine(url)
 
     async def load(rows):

@@ -95,6 +95,7 @@ def ours_stores(engine, path: str, shape: str) -> int:
         finally:
             queue.close()
     drivers = {"sqlite": "sqlite+aiosqlite", "postgresql": "postgresql+psycopg_async"}
+    engine.dispose()  # aiosqlite goes through the stdlib's SQLite: one SQLite library on the file at a time
     aengine = create_async_engine(engine.url.set(drivername=drivers[engine.dialect.name]))
 
     async def load() -> int:

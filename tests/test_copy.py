@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 from datetime import datetime
 
 import pytest
@@ -11,6 +10,8 @@ from sqlalchemy import create_engine, text
 import turboalchemy
 from turboalchemy._cli import main as cli
 from turboalchemy._tools.copy import CopyError, copy_database
+
+from .dbapi import SQLITE
 
 SCHEMA = """
 CREATE TABLE authors (id INTEGER PRIMARY KEY, name TEXT NOT NULL, joined DATETIME);
@@ -21,7 +22,7 @@ CREATE INDEX ix_posts_score ON posts (score);
 
 
 def blog(path) -> None:
-    conn = sqlite3.connect(path)
+    conn = SQLITE.connect(path)
     conn.executescript(SCHEMA)
     conn.executemany(
         "INSERT INTO authors VALUES (?, ?, ?)",
@@ -36,7 +37,7 @@ def blog(path) -> None:
 
 
 def rows(path, table) -> list[tuple]:
-    conn = sqlite3.connect(path)
+    conn = SQLITE.connect(path)
     try:
         return conn.execute(f"SELECT * FROM {table} ORDER BY id").fetchall()
     finally:
@@ -101,7 +102,7 @@ CREATE TABLE accounts (id INTEGER PRIMARY KEY, tier TEXT NOT NULL DEFAULT 'basic
 def test_server_defaults_both_databases_read_alike_are_kept(tmp_path, request, through_postgresql):
     """A literal, a number and CURRENT_TIMESTAMP survive the copy (also SQLite -> PostgreSQL -> SQLite, where
     PostgreSQL reflects 'basic'::character varying); a function call of one dialect is left out."""
-    conn = sqlite3.connect(tmp_path / "src.db")
+    conn = SQLITE.connect(tmp_path / "src.db")
     conn.executescript(DEFAULTS)
     conn.execute("INSERT INTO accounts (id) VALUES (1)")
     conn.commit()

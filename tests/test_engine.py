@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 
 import pytest
@@ -12,6 +11,8 @@ import turboalchemy
 from turboalchemy import PROFILES, Profile
 from turboalchemy._profiles import resolve
 from turboalchemy.errors import DatabaseLockedError, ProfileError, ReadOnlyDatabaseError, translate
+
+from .dbapi import SQLITE
 
 
 def pragmas(engine, *names):
@@ -55,7 +56,7 @@ def test_durable_is_production_with_synchronous_full(tmp_path):
 
 def test_new_database_only_settings_leave_an_existing_database_alone(tmp_path):
     path = tmp_path / "old.db"
-    old = sqlite3.connect(path)
+    old = SQLITE.connect(path)
     old.execute("CREATE TABLE t (x)")  # auto_vacuum can no longer change once a table exists
     old.commit()
     old.close()
@@ -85,11 +86,11 @@ def test_write_transactions_begin_immediate(tmp_path):
     engine = turboalchemy.create_engine(f"sqlite:///{tmp_path / 'app.db'}")
     with engine.begin() as conn:
         conn.exec_driver_sql("CREATE TABLE t (x)")
-    other = sqlite3.connect(tmp_path / "app.db", isolation_level=None)
+    other = SQLITE.connect(tmp_path / "app.db", isolation_level=None)
     other.execute("PRAGMA busy_timeout = 0")
     with engine.connect() as conn:
         conn.execute(text("SELECT count(*) FROM t")).scalar()  # the transaction has begun: it holds the lock
-        with pytest.raises(sqlite3.OperationalError, match="locked"):
+        with pytest.raises(SQLITE.OperationalError, match="locked"):
             other.execute("BEGIN IMMEDIATE")
         conn.rollback()
     other.execute("BEGIN IMMEDIATE")
@@ -128,12 +129,12 @@ def test_a_held_write_lock_raises_database_locked_with_the_driver_error_as_cause
     )
     with engine.begin() as conn:
         conn.exec_driver_sql("CREATE TABLE t (x)")
-    other = sqlite3.connect(tmp_path / "app.db", isolation_level=None)
+    other = SQLITE.connect(tmp_path / "app.db", isolation_level=None)
     other.execute("BEGIN IMMEDIATE")
     with pytest.raises(DatabaseLockedError, match="WriteQueue") as caught:
         with engine.begin() as conn:
             conn.exec_driver_sql("INSERT INTO t VALUES (1)")
-    assert isinstance(caught.value.__cause__, sqlite3.OperationalError)
+    assert isinstance(caught.value.__cause__, SQLITE.OperationalError)
     assert isinstance(caught.value, turboalchemy.TurboAlchemyError)
     other.execute("ROLLBACK")
 
@@ -181,11 +182,11 @@ def test_postgresql_urls_get_psycopg_and_a_pinging_pool(postgres_url):
     ],
 )
 def test_driver_errors_map_to_typed_errors(code, cls):
-    driver = sqlite3.OperationalError("boom")
+    driver = SQLITE.OperationalError("boom")
     driver.sqlite_errorcode = code
     error = translate(driver)
     assert isinstance(error, cls) and error.__cause__ is driver and "boom" in str(error)
-    assert translate(sqlite3.IntegrityError("UNIQUE constraint failed")) is None
+    assert translate(SQLITE.IntegrityError("UNIQUE constraint failed")) is None
 
 
 def test_disposing_the_engine_closes_its_reader_pool(tmp_path):
@@ -282,4 +283,4 @@ def test_a_wal_profile_on_an_sqlite_with_the_wal_reset_bug_warns_once(tmp_path, 
             turboalchemy.create_engine(f"sqlite:///{tmp_path / name}.db").dispose()
         turboalchemy.create_engine(f"sqlite:///{tmp_path / 'c.db'}", profile={"journal_mode": "DELETE"}).dispose()
     reset = [w for w in caught if "WAL-reset bug" in str(w.message)]
-    assert len(reset) == (1 if wal_reset_affected(sqlite3.sqlite_version_info) else 0)
+    assert len(reset) == (1 if wal_reset_affected(SQLITE.sqlite_version_info) else 0)

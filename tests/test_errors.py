@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pickle
-import sqlite3
 
 import pytest
 import sqlalchemy
@@ -11,6 +10,8 @@ from sqlalchemy import Integer, String, insert, select
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 import turboalchemy
+
+from .dbapi import SQLITE
 
 
 class Base(DeclarativeBase):
@@ -75,7 +76,7 @@ def test_an_operational_error_handler_catches_a_full_disk(full_engine, write):
     else:
         pytest.fail("the write should not fit")
     assert isinstance(error, turboalchemy.DiskFullError)
-    assert isinstance(error.orig, sqlite3.OperationalError) and error.__cause__ is error.orig
+    assert isinstance(error.orig, SQLITE.OperationalError) and error.__cause__ is error.orig
     assert "free disk space" in str(error)
     assert stored(full_engine) == 0  # rolled back whole
 
@@ -83,7 +84,7 @@ def test_an_operational_error_handler_catches_a_full_disk(full_engine, write):
 def test_a_held_write_lock_is_an_operational_error_too(tmp_path):
     engine = turboalchemy.create_engine(f"sqlite:///{tmp_path / 'l.db'}", profile=["production", {"busy_timeout": 50}])
     Base.metadata.create_all(engine)
-    holder = sqlite3.connect(tmp_path / "l.db", isolation_level=None)
+    holder = SQLITE.connect(tmp_path / "l.db", isolation_level=None)
     holder.execute("BEGIN IMMEDIATE")
     try:
         with pytest.raises(sqlalchemy.exc.OperationalError) as caught, engine.begin() as conn:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib
-import sqlite3
 import subprocess
 import sys
 
@@ -12,11 +11,13 @@ import pytest
 import turboalchemy
 from turboalchemy._tools.health import filesystem_type, wal_reset_affected
 
+from .dbapi import SQLITE
+
 health_module = importlib.import_module("turboalchemy._tools.health")
 
 
 def fresh(path, *, journal="WAL", rows=200):
-    conn = sqlite3.connect(path, isolation_level=None)
+    conn = SQLITE.connect(path, isolation_level=None)
     conn.execute(f"PRAGMA journal_mode = {journal}")
     conn.execute("CREATE TABLE parent (id INTEGER PRIMARY KEY)")
     conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, pad TEXT)")
@@ -37,7 +38,7 @@ def healthy(report) -> bool:
     """No red flag but, on an affected SQLite, the one for its version (a fact of the library, not the file)."""
     others = [f for f in report.flags if f.level == "red" and not f.what.startswith(VERSION_FLAG)]
     return not others and report.ok is (
-        not wal_reset_affected(sqlite3.sqlite_version_info) or report.journal_mode != "wal"
+        not wal_reset_affected(SQLITE.sqlite_version_info) or report.journal_mode != "wal"
     )
 
 
@@ -84,7 +85,7 @@ def test_synchronous_off_on_an_engine_is_a_red_flag(tmp_path):
 def test_a_wal_that_checkpoints_cannot_shrink_is_a_red_flag(tmp_path, monkeypatch):
     monkeypatch.setattr(health_module, "WAL_FLOOR", 0)
     conn = fresh(tmp_path / "w.db")
-    reader = sqlite3.connect(tmp_path / "w.db", isolation_level=None)
+    reader = SQLITE.connect(tmp_path / "w.db", isolation_level=None)
     reader.execute("BEGIN")
     reader.execute("SELECT count(*) FROM t").fetchone()  # a reader that never finishes pins the WAL
     for _ in range(20):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -16,6 +15,8 @@ import turboalchemy
 from turboalchemy._cli import main as cli
 from turboalchemy._tools.migrate import discover, statements
 
+from .dbapi import SQLITE
+
 
 def write(folder, files: dict[str, str]):
     folder.mkdir(exist_ok=True)
@@ -25,7 +26,7 @@ def write(folder, files: dict[str, str]):
 
 
 def version_and_tables(path):
-    conn = sqlite3.connect(path)
+    conn = SQLITE.connect(path)
     try:
         version = conn.execute("PRAGMA user_version").fetchone()[0]
         tables = sorted(r[0] for r in conn.execute("SELECT name FROM sqlite_schema WHERE type = 'table'"))
@@ -78,7 +79,7 @@ def test_a_failing_file_rolls_back_whole_and_keeps_the_earlier_ones(tmp_path):
 
 def test_a_database_newer_than_the_code_is_refused(tmp_path):
     db = tmp_path / "app.db"
-    conn = sqlite3.connect(db)
+    conn = SQLITE.connect(db)
     conn.execute("PRAGMA user_version = 9")
     conn.close()
     with pytest.raises(turboalchemy.MigrationError, match="version 9 .* only up to 3: this code is older"):
@@ -129,12 +130,6 @@ def test_sigkill_while_migrating_leaves_schema_and_version_agreeing(tmp_path):
             "0001_base.sql": "CREATE TABLE base (x);",
             "0002_slow.sql": """
             CREATE TABLE big (n INTEGER, pad TEXT);
-            INSERT INTO big SELECT value, hex(randomblob(64)) FROM generate_series(1, 3000000);
-            CREATE INDEX big_pad ON big (pad);
-        """
-            if sqlite3.sqlite_version_info >= (3, 47)
-            else """
-            CREATE TABLE big (n INTEGER, pad TEXT);
             WITH RECURSIVE c(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM c WHERE n < 3000000)
             INSERT INTO big SELECT n, hex(randomblob(64)) FROM c;
             CREATE INDEX big_pad ON big (pad);
@@ -161,7 +156,7 @@ def test_sigkill_while_migrating_leaves_schema_and_version_agreeing(tmp_path):
     version, tables = version_and_tables(db)  # opening it rolls back the hot journal
     assert (version, tables) in [(1, ["base"]), (2, ["base", "big"])]
     assert version == 1, "the kill should land inside 0002 (it runs for seconds)"
-    assert sqlite3.connect(db).execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    assert SQLITE.connect(db).execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     turboalchemy.migrate(db, folder)  # and the next run finishes the job
     assert version_and_tables(db) == (2, ["base", "big"])
 
@@ -200,8 +195,8 @@ def test_a_file_that_would_drift_is_refused_before_anything_runs(tmp_path, name,
 def test_a_held_write_lock_is_a_typed_error_and_one_line_from_the_cli(tmp_path, capsys):
     folder = write(tmp_path / "m", BASIC)
     db = tmp_path / "app.db"
-    sqlite3.connect(db).close()
-    holder = sqlite3.connect(db, isolation_level=None, timeout=0)
+    SQLITE.connect(db).close()
+    holder = SQLITE.connect(db, isolation_level=None, timeout=0)
     holder.execute("BEGIN IMMEDIATE")
     try:
         with pytest.raises(turboalchemy.DatabaseLockedError, match=f"migrate {db}"):

@@ -1,23 +1,23 @@
 """turboalchemy.Profile: PRAGMAs applied to real connections and read back."""
 
-import sqlite3
-
 import pytest
 
 from turboalchemy import Profile, ProfileError
+
+from .dbapi import SQLITE
 
 
 def test_a_profile_is_applied_and_verified(tmp_path):
     profile = Profile(
         "p", {"journal_mode": "WAL", "synchronous": "NORMAL", "cache_size": -2000, "temp_store": "MEMORY"}
     )
-    conn = sqlite3.connect(tmp_path / "a.db")
+    conn = SQLITE.connect(tmp_path / "a.db")
     profile.apply(conn)
     assert profile.verify(conn) == {"journal_mode": "wal", "synchronous": 1, "cache_size": -2000, "temp_store": 2}
 
 
 def test_verify_names_every_setting_that_did_not_take(tmp_path):
-    conn = sqlite3.connect(tmp_path / "b.db")
+    conn = SQLITE.connect(tmp_path / "b.db")
     with pytest.raises(ProfileError, match="synchronous: wanted 0.*cache_size: wanted -1234"):
         Profile("p", {"synchronous": "OFF", "cache_size": -1234}).verify(conn)
 

@@ -146,6 +146,7 @@ def test_orderings_that_cannot_be_paged_are_refused(engine, stmt, message):
 def test_the_async_variants_give_the_same_pages_and_stream(engine):
     url = engine.url.render_as_string(hide_password=False)
     async_url = url.replace("sqlite:", "sqlite+aiosqlite:", 1) if url.startswith("sqlite") else url
+    engine.dispose()  # aiosqlite goes through the stdlib's SQLite: one SQLite library on the file at a time
 
     async def run():
         aengine = create_async_engine(async_url)

@@ -21,6 +21,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 import turboalchemy
 from turboalchemy import SchemaMismatchError
 
+from .dbapi import SQLITE
 from .shop import Customer, Tag
 from .test_contract import stored
 from .test_contract_matrix import SHAPES
@@ -69,6 +70,7 @@ def ours_returns(engine, path: str, shape: str, returning) -> list:
             got = queue.bulk_insert(Customer, rows, chunk_size=3, returning=returning)
     else:
         drivers = {"sqlite": "sqlite+aiosqlite", "postgresql": "postgresql+psycopg_async"}
+        engine.dispose()  # aiosqlite goes through the stdlib's SQLite: one SQLite library on the file at a time
         aengine = create_async_engine(engine.url.set(drivername=drivers[engine.dialect.name]))
 
         async def load() -> list:
@@ -264,11 +266,13 @@ def test_decimal_and_server_values_are_processed_as_sqlalchemy_processes_them(tw
 def test_multi_row_statements_stay_within_the_connections_bound_variable_limit(tmp_path):
     """A connection whose limit is lowered to 50 variables: 7 columns a row means at most 7 rows a statement,
     where a statement built for the compile-time default would be refused ("too many SQL variables")."""
+    if not hasattr(SQLITE.Connection, "setlimit"):
+        pytest.skip(f"{SQLITE.__name__} cannot lower a connection's limit (no setlimit)")
     engine = create_engine(f"sqlite:///{tmp_path / 'limit.db'}")
 
     @sqlalchemy.event.listens_for(engine, "connect")
     def lower(dbapi_connection, _record):
-        dbapi_connection.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 50)
+        dbapi_connection.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 50)  # the constant is the same in every module
 
     wide = Table(
         "wide", MetaData(), Column("id", Integer, primary_key=True), *(Column(f"c{i}", Integer) for i in range(6))
@@ -376,7 +380,7 @@ def test_upserted_instances_show_the_row_as_stored_not_as_sent(twins):
 
 def test_before_sqlite_3_35_returning_is_refused_and_instances_are_written_as_before(tmp_path, monkeypatch):
     """RETURNING arrived in SQLite 3.35: older libraries refuse returning= (and graphs) naming the version."""
-    monkeypatch.setattr(sqlite3.dbapi2, "sqlite_version_info", (3, 34, 1))  # the module SQLAlchemy drives
+    monkeypatch.setattr(SQLITE, "sqlite_version_info", (3, 34, 1))  # the module SQLAlchemy drives
     engine = create_engine(f"sqlite:///{tmp_path / 'old.db'}")
     Customer.metadata.create_all(engine)
     with pytest.raises(turboalchemy.UnsupportedTargetError, match="3.35"):

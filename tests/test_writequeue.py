@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 import threading
 import time
 from datetime import datetime
@@ -15,6 +14,8 @@ from sqlalchemy import exc as sa_exc
 
 import turboalchemy
 from turboalchemy import PROFILES
+
+from .dbapi import SQLITE
 
 metadata = MetaData()
 events = Table(
@@ -43,7 +44,7 @@ def engine(request, tmp_path):
 
 
 def stored(engine) -> list[tuple[str, int]]:
-    conn = sqlite3.connect(engine.url.database)
+    conn = SQLITE.connect(engine.url.database)
     try:
         return conn.execute("SELECT producer, seq FROM events ORDER BY id").fetchall()
     finally:
@@ -194,7 +195,7 @@ def test_statements_of_every_kind_store_what_sqlalchemy_would(engine, statement,
     with turboalchemy.WriteQueue(engine) as queue:
         result = queue.execute(statement, params)
     assert result.rowcount == 1 and result.lastrowid == 1
-    conn = sqlite3.connect(engine.url.database)
+    conn = SQLITE.connect(engine.url.database)
     at = conn.execute("SELECT at FROM events").fetchone()[0]
     assert at in (None, "2026-01-02 03:04:05.000000")
 

@@ -19,7 +19,7 @@ from sqlite_bench.cell import verify
 from sqlite_bench.cli import before_after, scale_benchmark
 from sqlite_bench.generator import RowGenerator
 from sqlite_bench.runner import plan_cells
-from sqlite_bench.summary import spreads, verdict
+from sqlite_bench.summary import ratios, spreads, verdict
 
 pytestmark = pytest.mark.slow
 FAST = ["--sample-interval", "0.2"]
@@ -377,3 +377,40 @@ def test_a_ratio_is_a_win_only_when_the_ranges_do_not_overlap():
     assert verdict([110, 120, 130], [90, 100, 105]) == "win"
     assert verdict([80, 85], [90, 100]) == "loss"
     assert verdict([95, 120], [90, 100]) == "overlap"
+
+
+def test_sqlite_modules_run_side_by_side_and_every_ratio_stays_within_one_module(tmp_path, capsys):
+    pytest.importorskip("pysqlite3.dbapi2", reason="--sqlite pysqlite3 needs the [sqlite] extra")
+    cells = plan_cells(["raw", "turbo"], ["baseline"], sqlite=("stdlib", "pysqlite3"), repeat=2)
+    assert [c["id"] for c in cells[:4]] == [
+        "raw/baseline#1",
+        "turbo/baseline#1",
+        "raw/baseline+pysqlite3#1",
+        "turbo/baseline+pysqlite3#1",
+    ]
+    out = tmp_path / "out"
+    argv = ["--scales", "4K", "--mode", "raw,turbo,engine", "--sqlite", "stdlib,pysqlite3", "--repeat", "2"]
+    code = before_after([*argv, "--chunk-size", "1000", "--output-dir", str(out), "--db-dir", str(tmp_path), *FAST])
+    assert code == 0
+    data = results.load(out / "results.json")
+    import pysqlite3.dbapi2 as pysqlite3
+
+    versions = {(c["sqlite"], c["sqlite_version"]) for c in data["cells"]}
+    assert versions == {("stdlib", sqlite3.sqlite_version), ("pysqlite3", pysqlite3.sqlite_version)}
+    spread = {(r["path"], r["phase"]): r for r in spreads(data)}
+    assert spread[("turbo+pysqlite3", "insert")]["vs_stdlib"] is not None  # pysqlite3 ÷ stdlib, run by run
+    assert spread[("turbo", "insert")]["vs_stdlib"] is None
+    cell = {(c["path"], c["sqlite"], c["repeat"]): c for c in data["cells"]}
+    for run in (1, 2):  # × raw compares cells of one module and one run
+        turbo, raw = cell[("turbo", "pysqlite3", run)], cell[("raw", "pysqlite3", run)]
+        [ratio] = [
+            r for r in ratios(data) if r["path"] == "turbo+pysqlite3" and r["phase"] == "insert" and r["repeat"] == run
+        ]
+        rate = lambda c: next(cp for cp in c["checkpoints"] if cp["phase"] == "insert")["cumulative"]["rows_per_s"]  # noqa: E731
+        assert ratio["vs_raw"] == pytest.approx(rate(turbo) / rate(raw))
+    assert "× stdlib" in capsys.readouterr().out
+
+
+def test_sqlite_modules_are_refused_for_a_postgresql_run(tmp_path):
+    with pytest.raises(SystemExit, match="--sqlite"):
+        before_after(["--db", "postgresql://x@127.0.0.1/y", "--sqlite", "pysqlite3", "--output-dir", str(tmp_path)])

@@ -6,6 +6,7 @@ The public API is what this module exports (`__all__`); every other module is pr
 
 from __future__ import annotations
 
+from turboalchemy import _driver
 from turboalchemy._diagnostics import (
     Finding,
     NPlusOneReport,
@@ -54,12 +55,17 @@ from turboalchemy.errors import (
     QueueReentryError,
     ReadOnlyDatabaseError,
     SchemaMismatchError,
+    SQLiteLibraryConflictError,
     TurboAlchemyError,
     UnsupportedTargetError,
     WriterBusyError,
 )
 
 __version__ = "0.1.0"
+
+# One SQLite library per database file in this process: record the SQLite connections every SQLAlchemy pool opens,
+# so that a connection through the other module (stdlib sqlite3 or pysqlite3) to an open file is refused.
+_driver.watch_pools()
 
 __all__ = [
     "Advice",
@@ -101,6 +107,7 @@ __all__ = [
     "QueueStats",
     "ReadOnlyDatabaseError",
     "Repository",
+    "SQLiteLibraryConflictError",
     "SchemaMismatchError",
     "SlowQueryLog",
     "TableCopy",

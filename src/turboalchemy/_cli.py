@@ -9,10 +9,10 @@ import argparse
 import contextlib
 import dataclasses
 import json
-import sqlite3
 import sys
 from collections.abc import Callable, Iterator
 
+from turboalchemy import _driver
 from turboalchemy._sqlite import database_path, open_file
 from turboalchemy._tools.advise import Advice, advise
 from turboalchemy._tools.backup import backup as run_backup
@@ -30,12 +30,12 @@ def _fail(command: str, exc: BaseException | str) -> int:
 def doctor(args: argparse.Namespace) -> int:
     try:
         report = health(args.database)
-    except (OSError, ValueError, TurboAlchemyError, sqlite3.DatabaseError) as exc:
+    except (OSError, ValueError, TurboAlchemyError, *_driver.DatabaseError) as exc:  # type: ignore[misc]
         return _fail("doctor", exc)
     try:
         found: list[Advice] | None = advise(args.database)
         unavailable = None
-    except sqlite3.DatabaseError as exc:  # a damaged file: the health report already says so
+    except _driver.DatabaseError as exc:  # a damaged file: the health report already says so
         found, unavailable = None, str(exc)
     if args.format == "json":
         advice = None if found is None else [dataclasses.asdict(item) for item in found]
@@ -100,7 +100,7 @@ def checkpoint(args: argparse.Namespace) -> int:
     try:
         with open_file(path, read_only=False) as conn:  # type: ignore[arg-type]
             busy, log, done = conn.execute(f"PRAGMA wal_checkpoint({args.mode.upper()})").fetchone()  # mode: a choice
-    except (OSError, sqlite3.Error, TurboAlchemyError) as exc:
+    except (OSError, *_driver.Error, TurboAlchemyError) as exc:  # type: ignore[misc]
         return _fail("checkpoint", exc)
     if log == -1:
         print(f"{path} is not in WAL mode: nothing to checkpoint")

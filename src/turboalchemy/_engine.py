@@ -12,6 +12,7 @@ from __future__ import annotations
 import threading
 import weakref
 from dataclasses import dataclass, field
+from types import ModuleType
 from typing import Any
 
 import sqlalchemy
@@ -20,6 +21,8 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.pool import ConnectionPoolEntry, QueuePool, StaticPool
 
+from turboalchemy import _driver
+from turboalchemy._driver import Driver
 from turboalchemy._profiles import Profile, ProfileSpec, resolve
 from turboalchemy.errors import TurboAlchemyError, UnsupportedTargetError, WriterBusyError, translate
 
@@ -43,6 +46,7 @@ def create_engine(
     *,
     readers: int = 4,
     writer_timeout: float = 30.0,
+    driver: Driver = "auto",
     **options: Any,
 ) -> Engine:
     """A SQLAlchemy Engine on an SQLite file: one writer connection, IMMEDIATE write transactions, `profile`.
@@ -56,6 +60,11 @@ def create_engine(
             left to right. Every new connection applies it and reads each value back.
         readers: Size of the read-only pool that `reader(engine)` returns.
         writer_timeout: Seconds a writer waits for the one write connection before WriterBusyError.
+        driver: The SQLite DB-API module, for the writer and the reader pool alike: "pysqlite3" (a recent SQLite
+            bundled, `pip install 'turboalchemy[sqlite]'`), "stdlib" (the sqlite3 your Python was built with), or
+            "auto": pysqlite3 when it is installed, else stdlib (the environment variable
+            TURBOALCHEMY_SQLITE_DRIVER=stdlib|pysqlite3 overrides what auto picks). SQLAlchemy's own `module=`
+            option is honoured too, in place of `driver`.
         **options: Passed on to sqlalchemy.create_engine.
 
     Returns:
@@ -73,7 +82,14 @@ def create_engine(
             f"{url.get_backend_name()}; use sqlalchemy.create_engine"
         )
     chosen = resolve(profile)
-    _warn_if_wal_reset_affected(chosen)
+    if "module" in options:
+        if driver != "auto":
+            raise ValueError("pass driver= or SQLAlchemy's module=, not both")
+    elif driver == "auto" and not _in_memory(url) and url.database:
+        options["module"] = _driver.for_file(url.database)  # a file this process has open keeps its module
+    else:
+        options["module"] = _driver.module(driver)
+    _warn_if_wal_reset_affected(chosen, options["module"])
     engine = _open(url, chosen, options, read_only=False, size=1, timeout=writer_timeout)
     setup = _SETUPS[engine] = _Setup(url, chosen, readers if not _in_memory(url) else 0, options)
 
@@ -88,20 +104,20 @@ def create_engine(
 _WARNED: list[bool] = []  # once per process
 
 
-def _warn_if_wal_reset_affected(profile: Profile) -> None:
+def _warn_if_wal_reset_affected(profile: Profile, dbapi: ModuleType) -> None:
     """Warn once when a WAL profile runs on an SQLite with the WAL-reset bug (our topology is the affected one)."""
-    import sqlite3
     import warnings
 
     from turboalchemy._tools.health import wal_reset_affected
 
     wal = str(profile.pragmas.get("journal_mode", "")).upper() == "WAL"
-    if wal and not _WARNED and wal_reset_affected(sqlite3.sqlite_version_info):
+    if wal and not _WARNED and wal_reset_affected(tuple(getattr(dbapi, "sqlite_version_info", (0, 0, 0)))):
         _WARNED.append(True)
         warnings.warn(
-            f"SQLite {sqlite3.sqlite_version} has the WAL-reset bug (sqlite.org/wal.html#walresetbug): a writer and "
-            "a checkpointing reader at nearly the same time can corrupt a WAL database; use SQLite 3.51.3 or later "
-            "(or 3.50.7, 3.44.6), e.g. a Python linked against it or the pysqlite3 module",
+            f"SQLite {getattr(dbapi, 'sqlite_version', '?')} (through {_driver.name(dbapi)}) has the WAL-reset bug "
+            "(sqlite.org/wal.html#walresetbug): a writer and a checkpointing reader at nearly the same time can "
+            "corrupt a WAL database; install a recent SQLite with `pip install 'turboalchemy[sqlite]'` (create_engine "
+            "then uses pysqlite3), or use SQLite 3.51.3 or later (or 3.50.7, 3.44.6) another way",
             RuntimeWarning,
             stacklevel=3,
         )

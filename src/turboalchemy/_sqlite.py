@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlalchemy.engine import Connection, Engine
 
+from turboalchemy import _driver
 from turboalchemy._targets import TargetKind, classify
 from turboalchemy.errors import UnsupportedTargetError
 
@@ -50,13 +51,16 @@ def open_file(path: Path, *, read_only: bool) -> Iterator[sqlite3.Connection]:
     """An autocommit sqlite3 connection to an existing file (read-only opens never create one)."""
     if not path.exists():
         raise FileNotFoundError(f"no database at {path}")
-    conn = sqlite3.connect(
+    # through the module this process already has the file open with (one SQLite library per file), else auto's
+    conn = _driver.for_file(path).connect(
         _uri(path, "ro" if read_only else "rw"), uri=True, isolation_level=None, check_same_thread=False
     )
     try:
+        _driver.claim(conn)
         conn.execute("PRAGMA busy_timeout = 5000")
         yield conn
     finally:
+        _driver.release(conn)
         conn.close()
 
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import math
 import re
-import sqlite3
 import threading
 import time
 import weakref
@@ -33,6 +32,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Connection, Engine, Row
 from sqlalchemy.sql.base import Executable
 
+from turboalchemy import _driver
 from turboalchemy._engine import dedicated_writer, profile_of
 from turboalchemy._schema import Model
 from turboalchemy._targets import ENGINE, classify
@@ -697,8 +697,8 @@ class WriteQueue:
                 cursor.executemany(sql, values)
             else:
                 cursor.execute(sql, values)
-        except sqlite3.Error as exc:
-            raise translate(exc) or sa_exc.DBAPIError.instance(sql, values, exc, sqlite3.Error) from exc
+        except _driver.Error as exc:
+            raise translate(exc) or sa_exc.DBAPIError.instance(sql, values, exc, _driver.error_base(exc)) from exc
         return WriteResult(cursor.rowcount, None if many else cursor.lastrowid)
 
     def _savepoint(self, conn: Connection, sql: str) -> None:

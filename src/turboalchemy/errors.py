@@ -35,6 +35,7 @@ __all__ = [
     "QueueFullError",
     "QueueReentryError",
     "ReadOnlyDatabaseError",
+    "SQLiteLibraryConflictError",
     "SchemaMismatchError",
     "TurboAlchemyError",
     "UnsupportedTargetError",
@@ -58,6 +59,13 @@ class SchemaMismatchError(TurboAlchemyError, ValueError):
 
 class UnsupportedTargetError(TurboAlchemyError, TypeError):
     """The target is not an Engine, Connection or Session of a database this version supports."""
+
+
+class SQLiteLibraryConflictError(TurboAlchemyError, sa_exc.InvalidRequestError):
+    """A database file is already open in this process through another SQLite library (the standard library's
+    sqlite3 and pysqlite3 each carry their own): two copies of SQLite on one file in one process release each
+    other's POSIX locks and can corrupt it (sqlite.org/howtocorrupt.html, section 2.2.1). Refused before the
+    second library's connection is used."""
 
 
 class KeysetError(TurboAlchemyError, ValueError):

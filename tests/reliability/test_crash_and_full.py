@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import random
 import signal
-import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -16,6 +15,8 @@ from sqlalchemy import Column, Integer, MetaData, String, Table, event, text
 
 import turboalchemy
 from turboalchemy import DatabaseLockedError, DiskFullError
+
+from ..dbapi import SQLITE
 
 CHUNK = 500
 KILLS = 50
@@ -52,7 +53,7 @@ def test_sigkill_at_random_moments_leaves_whole_acknowledged_chunks(tmp_path):
         out, _ = child.communicate()
         faults += 1
         acknowledged |= {int(line) for line in out.split()}
-        conn = sqlite3.connect(db)
+        conn = SQLITE.connect(db)
         try:
             assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
             per_chunk = dict(conn.execute("SELECT chunk, count(*) FROM loaded GROUP BY chunk"))
@@ -86,9 +87,7 @@ def test_a_full_disk_is_a_typed_error_with_nothing_partial_and_writes_resume(tmp
         for chunk in range(1000):
             rows = [{"id": chunk * 100 + i, "pad": "y" * 300} for i in range(100)]
             acknowledged += turboalchemy.bulk_insert(engine, filled, rows, chunk_size=100)
-    assert isinstance(caught.value, turboalchemy.TurboAlchemyError) and isinstance(
-        caught.value.__cause__, sqlite3.Error
-    )
+    assert isinstance(caught.value, turboalchemy.TurboAlchemyError) and isinstance(caught.value.__cause__, SQLITE.Error)
     with engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM filled")).scalar() == acknowledged > 0
         assert conn.execute(text("PRAGMA integrity_check")).scalar() == "ok"
@@ -164,22 +163,22 @@ def test_read_then_write_never_fails_with_busy_snapshot(tmp_path):
     db = tmp_path / "snap.db"
     engine = turboalchemy.create_engine(f"sqlite:///{db}")
     meta.create_all(engine)
-    other = sqlite3.connect(db, isolation_level=None)
+    other = SQLITE.connect(db, isolation_level=None)
     other.execute("PRAGMA busy_timeout = 0")
     for n in range(20):
         with engine.begin() as conn:
             seen = conn.execute(text("SELECT count(*) FROM filled")).scalar()
-            with pytest.raises(sqlite3.OperationalError, match="locked"):
+            with pytest.raises(SQLITE.OperationalError, match="locked"):
                 other.execute(f"INSERT INTO filled VALUES ({10_000 + n}, 'other')")
             conn.execute(filled.insert(), {"id": n, "pad": f"after reading {seen}"})
     with engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM filled")).scalar() == 20
 
     # the same steps on a deferred transaction: the failure the IMMEDIATE begin prevents
-    plain = sqlite3.connect(db, isolation_level=None)
+    plain = SQLITE.connect(db, isolation_level=None)
     plain.execute("BEGIN")
     plain.execute("SELECT count(*) FROM filled").fetchone()
     other.execute("INSERT INTO filled VALUES (99999, 'slipped in')")
-    with pytest.raises(sqlite3.OperationalError, match="locked"):
+    with pytest.raises(SQLITE.OperationalError, match="locked"):
         plain.execute("INSERT INTO filled VALUES (99998, 'too late')")
     plain.execute("ROLLBACK")

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import textwrap
 import time
+
+from ..dbapi import SQLITE
 
 PRODUCER = textwrap.dedent("""
     import sys, threading
@@ -43,7 +44,7 @@ def test_sigkill_with_writes_queued_loses_only_unacknowledged_ones(tmp_path):
     out, _ = child.communicate()
     complete = out[: out.rfind("\n") + 1]  # the kill can cut the last line mid-flush: only whole lines count
     acked = {tuple(map(int, line.split())) for line in complete.splitlines() if line.strip()}
-    conn = sqlite3.connect(db)
+    conn = SQLITE.connect(db)
     try:
         assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
         stored = set(conn.execute("SELECT producer, seq FROM q"))

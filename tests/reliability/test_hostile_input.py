@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import sqlite3
 import subprocess
 import sys
 
@@ -14,6 +13,8 @@ from sqlalchemy.exc import SQLAlchemyError
 import turboalchemy
 from turboalchemy import SchemaMismatchError
 from turboalchemy._sqlite import reading
+
+from ..dbapi import SQLITE
 
 HOSTILE = [
     'a"b',
@@ -109,7 +110,7 @@ def test_names_sqlite_keeps_for_itself_and_nul_are_refused(tmp_path):
 
 def test_doctor_reports_a_damaged_copy_and_does_not_crash(tmp_path):
     db = tmp_path / "good.db"
-    conn = sqlite3.connect(db)
+    conn = SQLITE.connect(db)
     conn.executescript(
         "PRAGMA journal_mode = DELETE; CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT);CREATE INDEX t_v ON t (v);"
     )
@@ -135,8 +136,8 @@ def test_doctor_reports_a_damaged_copy_and_does_not_crash(tmp_path):
 
 def test_untrusted_files_are_opened_with_trusted_schema_off(tmp_path):
     db = tmp_path / "untrusted.db"
-    sqlite3.connect(db).close()
+    SQLITE.connect(db).close()
     with reading(db, "health") as conn:
         assert conn.execute("PRAGMA trusted_schema").fetchone()[0] == 0
-        with pytest.raises(sqlite3.OperationalError, match="readonly"):
+        with pytest.raises(SQLITE.OperationalError, match="readonly"):
             conn.execute("CREATE TABLE x (y)")

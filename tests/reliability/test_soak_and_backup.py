@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import random
-import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -14,6 +13,8 @@ import time
 from sqlalchemy import text
 
 import turboalchemy
+
+from ..dbapi import SQLITE
 
 SOAK_SECONDS = float(os.environ.get("TURBOALCHEMY_SOAK_SECONDS", "4"))  # minutes for a real soak; seconds in CI
 
@@ -100,7 +101,7 @@ WRITER = textwrap.dedent("""
 
 def test_a_backup_racing_a_writer_process_finishes_whole(tmp_path):
     db = tmp_path / "live.db"
-    conn = sqlite3.connect(db)
+    conn = SQLITE.connect(db)
     conn.executescript("PRAGMA journal_mode = WAL; CREATE TABLE t (id INTEGER PRIMARY KEY, batch INTEGER, pad TEXT);")
     conn.executemany("INSERT INTO t (batch, pad) VALUES (?, ?)", [(-1, "y" * 200)] * 20_000)
     conn.commit()
@@ -119,7 +120,7 @@ def test_a_backup_racing_a_writer_process_finishes_whole(tmp_path):
         child.kill()
         child.wait()
     assert report.restarts == 0 and report.integrity == "ok" and report.steps > 20
-    copy = sqlite3.connect(tmp_path / "copy.db")
+    copy = SQLITE.connect(tmp_path / "copy.db")
     per_batch = dict(copy.execute("SELECT batch, count(*) FROM t WHERE batch >= 0 GROUP BY batch"))
     copy.close()
     assert set(per_batch.values()) <= {100}  # whole committed batches only

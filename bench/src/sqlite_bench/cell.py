@@ -116,7 +116,7 @@ class CellRun:
         interval = spec["sample_interval"]
         self.sampler = RssSampler(interval) if self.instrumented and interval > 0 else None
         self.lock = threading.Lock()
-        self.engine = open_engine(self.config, spec["db_path"])
+        self.engine = open_engine(self.config, spec["db_path"], spec.get("sqlite", "stdlib"))
         self.connections: set[int] = set()  # every DBAPI connection the cell's engine handed out: what it used
         event.listen(self.engine, "checkout", lambda dbapi, _record, _proxy: self.connections.add(id(dbapi)))
 
@@ -256,10 +256,12 @@ class CellRun:
             self.sampler.start()
         create_schema(self.engine, spec.get("schema", "study"))
         readback: dict[str, Any] = {}
+        version = None
         if self.engine.dialect.name == "sqlite":
             with self.engine.connect() as conn:
                 readback = self.config.profile.verify(conn.connection.dbapi_connection)
-        self.emit(event="started", pid=os.getpid(), profile=readback)
+                version = conn.exec_driver_sql("SELECT sqlite_version()").scalar()
+        self.emit(event="started", pid=os.getpid(), profile=readback, sqlite_version=version)
 
         completed = {(c["phase"], c["rows"]) for c in spec["completed"]}
         if spec["completed"]:

@@ -9,7 +9,7 @@ import tempfile
 from collections.abc import Callable
 from typing import Any
 
-from .configs import CONFIGS, config_named, parse_configs
+from .configs import CONFIGS, SQLITE_MODULES, config_named, parse_configs
 from .generator import DEFAULT_SEED, KEYS, PHASES
 from .paths import parse_paths
 from .runner import Plan, plan_cells, resume, start
@@ -79,6 +79,13 @@ def _common(parser: argparse.ArgumentParser, *, scales: str, mode: str, phases: 
         type=_typed(_choices(KEYS, "key")),
         default=("uuid4",),
         help="uuid4 (random, as the study) and/or uuid7 (time-ordered) primary keys",
+    )
+    parser.add_argument(
+        "--sqlite",
+        type=_typed(_choices(SQLITE_MODULES, "sqlite")),
+        default=("stdlib",),
+        help="the SQLite DB-API module(s): stdlib (the sqlite3 your Python links, as the study) and/or pysqlite3 "
+        "(a recent SQLite bundled); a comma list runs each side by side, every ratio within one module",
     )
     parser.add_argument(
         "--chunk-size",
@@ -194,6 +201,7 @@ def _plan(args: argparse.Namespace, benchmark: str, configs: list[str], study_ch
             schemas=args.schema,
             keys=args.key,
             repeat=args.repeat,
+            sqlite=args.sqlite,
         ),
         scales=args.scales,
         phases=args.phases,
@@ -213,6 +221,8 @@ def _server(args: argparse.Namespace) -> str | None:
         return None
     if not args.db.startswith(("postgresql://", "postgresql+psycopg://")):
         raise SystemExit(f"--db takes a postgresql+psycopg:// URL, not {args.db!r}")
+    if args.sqlite != ("stdlib",):
+        raise SystemExit("--sqlite chooses the SQLite module; a --db PostgreSQL run has none to choose")
     return args.db.replace("postgresql://", "postgresql+psycopg://", 1)
 
 

@@ -70,7 +70,8 @@ class _Mode:
             )
             profile.install(self.engine)
         elif mode == "queue":
-            self.engine = turboalchemy.create_engine(f"sqlite:///{db}", profile)
+            # the stdlib's SQLite, as the sqlite3 mode it is compared with
+            self.engine = turboalchemy.create_engine(f"sqlite:///{db}", profile, driver="stdlib")
             self.queue = turboalchemy.WriteQueue(self.engine)
 
     def writer(self) -> tuple[WriteFn, Callable[[], None]]:

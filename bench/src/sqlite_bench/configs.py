@@ -7,9 +7,12 @@ library's: `aggressive` runs synchronous=OFF, which `turboalchemy doctor` rightl
 
 from __future__ import annotations
 
+import importlib
 import re
+import sqlite3
 import weakref
 from dataclasses import dataclass, replace
+from types import ModuleType
 
 from sqlalchemy import create_engine
 from sqlalchemy.engine import Engine
@@ -141,9 +144,29 @@ def parse_configs(spec: str) -> list[BenchConfig]:
     return [config_named(n) for n in dict.fromkeys(names)]
 
 
-def open_engine(config: BenchConfig, db_path: str) -> Engine:
-    """An engine on `db_path` with the config's pool, every connection set up by its profile; on a
-    PostgreSQL URL, the same pool through psycopg 3 (PRAGMA profiles are SQLite's; the server's settings apply)."""
+# The SQLite DB-API modules a run can measure side by side (--sqlite): the standard library's, linked against the
+# SQLite the Python build chose, and pysqlite3 (the same API with a recent SQLite bundled).
+SQLITE_MODULES = ("stdlib", "pysqlite3")
+
+
+def sqlite_module(name: str) -> ModuleType:
+    """The DB-API module named by --sqlite."""
+    if name == "stdlib":
+        return sqlite3
+    if name == "pysqlite3":
+        try:
+            return importlib.import_module("pysqlite3.dbapi2")
+        except ImportError:
+            raise ValueError(
+                "--sqlite pysqlite3 needs the pysqlite3 module: pip install 'turboalchemy[sqlite]'"
+            ) from None
+    raise ValueError(f"--sqlite is a comma list of {', '.join(SQLITE_MODULES)}, not {name!r}")
+
+
+def open_engine(config: BenchConfig, db_path: str, sqlite: str = "stdlib") -> Engine:
+    """An engine on `db_path` with the config's pool, every connection set up by its profile, through the SQLite
+    module `sqlite` names; on a PostgreSQL URL, the same pool through psycopg 3 (PRAGMA profiles are SQLite's; the
+    server's settings apply)."""
     if "://" in db_path:
         return create_engine(db_path, pool_size=config.pool_size, max_overflow=config.max_overflow)
     engine = create_engine(
@@ -151,6 +174,7 @@ def open_engine(config: BenchConfig, db_path: str) -> Engine:
         pool_size=config.pool_size,
         max_overflow=config.max_overflow,
         connect_args={"check_same_thread": False},  # the pool configs hand connections to writer threads
+        module=sqlite_module(sqlite),
     )
     config.profile.install(engine)
     PROFILE_OF[engine] = config.profile

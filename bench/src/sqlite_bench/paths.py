@@ -8,10 +8,11 @@ objects, tuples) happens inside the writer, so it is timed as part of the path.
 from __future__ import annotations
 
 import sqlite3
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from sqlalchemy import insert
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
@@ -71,12 +72,16 @@ def parse_paths(spec: str) -> list[str]:
     return [p for p in PATHS if p in wanted]
 
 
-def variable_limit(dbapi_connection: sqlite3.Connection) -> int:
-    """SQLite's bound-parameter limit as this connection's library was built (999 before 3.32);
-    PostgreSQL's wire protocol allows 65,535 per statement."""
-    if not isinstance(dbapi_connection, sqlite3.Connection):
+def variable_limit(dbapi_connection: Any) -> int:
+    """SQLite's bound-parameter limit as this connection's library was built (999 before 3.32; pysqlite3 has no
+    getlimit, and bundles 3.53); PostgreSQL's wire protocol allows 65,535 per statement."""
+    module = type(dbapi_connection).__module__
+    if not module.startswith(("sqlite3", "pysqlite3")):
         return 65_535
-    return dbapi_connection.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
+    if hasattr(dbapi_connection, "getlimit"):
+        return int(dbapi_connection.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER))
+    version = sys.modules[module].sqlite_version_info
+    return 32_766 if version >= (3, 32, 0) else 999
 
 
 def dialect_insert(engine: Engine):  # type: ignore[no-untyped-def]
@@ -404,9 +409,9 @@ class EngineLimitWriter:
 def error_kind(exc: BaseException) -> str:
     """'locked', 'integrity' or 'other', looking through SQLAlchemy's wrapper to the driver's error."""
     orig = getattr(exc, "orig", None) or exc.__cause__ or exc
-    if isinstance(orig, sqlite3.OperationalError) and any(w in str(orig).lower() for w in ("locked", "busy")):
+    if type(orig).__name__ == "OperationalError" and any(w in str(orig).lower() for w in ("locked", "busy")):
         return "locked"
-    if isinstance(orig, sqlite3.IntegrityError) or "NOT NULL constraint" in str(exc):
+    if type(orig).__name__ == "IntegrityError" or "NOT NULL constraint" in str(exc):
         return "integrity"
     kind = type(orig).__name__
     if kind in ("DeadlockDetected", "LockNotAvailable", "SerializationFailure"):

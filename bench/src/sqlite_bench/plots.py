@@ -12,7 +12,7 @@ matplotlib.use("Agg")  # files only: no display on servers and CI
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import FuncFormatter, NullLocator  # noqa: E402
 
-from .results import path_label, table_variant  # noqa: E402
+from .results import path_label, table_variant, variant  # noqa: E402
 from .stats import percentile  # noqa: E402
 from .units import format_count  # noqa: E402
 
@@ -21,14 +21,16 @@ _STYLES = {"raw": "-", "turbo": "--", "orm": ":", "core": "-.", "orm_bulk": (0, 
 
 def cell_label(cell: dict[str, Any]) -> str:
     """e.g. 'raw, study table + uuid4 keys, baseline, 5K-row chunks'."""
-    schema, key = table_variant(cell)
+    schema, key, module = variant(cell)
+    through = "" if module == "stdlib" else f", through {module}"
     return (
-        f"{cell['path']}, {schema} table + {key} keys, {cell['config']}, {format_count(cell['chunk_size'])}-row chunks"
+        f"{cell['path']}, {schema} table + {key} keys, {cell['config']}, {format_count(cell['chunk_size'])}-row "
+        f"chunks{through}"
     )
 
 
 def _setup(cell: dict[str, Any]) -> tuple[str, ...]:
-    return (*table_variant(cell), cell["config"], str(cell["chunk_size"]))
+    return (*variant(cell), cell["config"], str(cell["chunk_size"]))
 
 
 def throughput_over_rows(results: Iterable[dict[str, Any]], out: str | Path, phase: str = "insert") -> list[str]:

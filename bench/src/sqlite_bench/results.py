@@ -52,6 +52,7 @@ def new_cell(
     profile: dict[str, Any],
     schema: str = "study",
     key: str = "uuid4",
+    sqlite: str = "stdlib",
 ) -> dict[str, Any]:
     return {
         "id": cell_id,
@@ -59,6 +60,7 @@ def new_cell(
         "config": config,
         "schema": schema,
         "key": key,
+        "sqlite": sqlite,
         "chunk_size": chunk_size,
         "writers": writers,
         "variant": variant,
@@ -82,10 +84,20 @@ def table_variant(cell: dict[str, Any]) -> tuple[str, str]:
     return cell.get("schema", "study"), cell.get("key", "uuid4")
 
 
+def sqlite_module(cell: dict[str, Any]) -> str:
+    """The SQLite DB-API module a cell ran through (stdlib or pysqlite3); files from before --sqlite ran stdlib."""
+    return str(cell.get("sqlite", "stdlib"))
+
+
+def variant(cell: dict[str, Any]) -> tuple[str, str, str]:
+    """What a cell's peers must share besides path, config and chunk: its table variant and its SQLite module."""
+    return (*table_variant(cell), sqlite_module(cell))
+
+
 def path_label(cell: dict[str, Any]) -> str:
-    """The cell's path, with its table variant where it is not the study's (e.g. 'raw +lean +uuid7')."""
+    """The cell's path, with its table variant and module where they are not the study's ('raw +lean +uuid7')."""
     return cell["path"] + "".join(
-        f" +{v}" for v, default in zip(table_variant(cell), ("study", "uuid4")) if v != default
+        f" +{v}" for v, default in zip(variant(cell), ("study", "uuid4", "stdlib")) if v != default
     )
 
 

@@ -83,14 +83,20 @@ def plan_cells(
     schemas: tuple[str, ...] = ("study",),
     keys: tuple[str, ...] = ("uuid4",),
     repeat: int = 1,
+    sqlite: tuple[str, ...] = ("stdlib",),
 ) -> list[dict[str, Any]]:
-    """Every path under every config at one chunk size, for each table variant (schema x key); with
+    """Every path under every config at one chunk size, for each table variant (schema x key) and SQLite
+    module (`sqlite`: stdlib, pysqlite3; a cell id ends in +pysqlite3 for the latter); with
     study_chunks, also the study's unequal set-up (ORM at 5K-row chunks, raw at 50K) where it differs.
     With `repeat` > 1, the whole set again and again, interleaved (run 1 of every cell, then run 2, ...), each
     cell its own process, ids ending in #1, #2, ..."""
     if repeat < 1:
         raise ValueError("repeat must be at least 1")
-    once = _plan_once(paths, configs, chunk_size, study_chunks, schemas, keys)
+    once = [
+        {**cell, "id": cell["id"] + ("" if module == "stdlib" else f"+{module}"), "sqlite": module}
+        for module in sqlite
+        for cell in _plan_once(paths, configs, chunk_size, study_chunks, schemas, keys)
+    ]
     if repeat == 1:
         return once
     cells = []
@@ -234,6 +240,7 @@ class Runner:
             "chunk_size": cell["chunk_size"],
             "schema": cell.get("schema", "study"),
             "key": cell.get("key", "uuid4"),
+            "sqlite": cell.get("sqlite", "stdlib"),
             "writers": cell["writers"],
             "db_path": cell["db_path"],
             "completed": cell["checkpoints"],
@@ -265,6 +272,7 @@ class Runner:
                 progress.update(tasks[event["phase"]], completed=event["rows"])
             elif kind == "started":
                 cell["profile_readback"] = event["profile"]
+                cell["sqlite_version"] = event.get("sqlite_version")
             elif kind == "resumed" and event["trimmed"]:
                 console.print(f"  removed {event['trimmed']:,} rows committed after that checkpoint")
             elif kind == "checkpoint":

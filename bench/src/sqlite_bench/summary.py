@@ -8,7 +8,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from .results import path_label, table_variant
+from .results import path_label, sqlite_module, variant
 from .units import format_count
 
 
@@ -36,10 +36,11 @@ def _peer(
     path: str,
     config: str,
     chunk: int,
-    table: tuple[str, str] = ("study", "uuid4"),
+    table: tuple[str, str, str] = ("study", "uuid4", "stdlib"),
     repeat: int | None = None,
 ) -> dict[str, Any] | None:
-    """The cell of `path` measured beside another (same config, chunk, table, and the same run of a --repeat)."""
+    """The cell of `path` measured beside another (same config, chunk, table, SQLite module, and the same run of a
+    --repeat)."""
     return next(
         (
             c
@@ -47,7 +48,7 @@ def _peer(
             if c["path"] == path
             and c["config"] == config
             and c["chunk_size"] == chunk
-            and table_variant(c) == table
+            and variant(c) == table
             and c.get("repeat") == repeat
         ),
         None,
@@ -65,12 +66,12 @@ def speedups(data: dict[str, Any]) -> list[dict[str, Any]]:
                 "orm",
                 cell["config"],
                 cell["chunk_size"],
-                table_variant(cell),
+                variant(cell),
                 cell.get("repeat"),
             )
             label = f"raw ÷ orm, equal {format_count(cell['chunk_size'])} chunks"
         else:
-            orm = _peer(done, "orm", cell["config"], 5_000, table_variant(cell), cell.get("repeat"))
+            orm = _peer(done, "orm", cell["config"], 5_000, variant(cell), cell.get("repeat"))
             label = "raw ÷ orm, study's chunks (raw 50K, orm 5K)"
         if orm is None:
             continue
@@ -96,14 +97,27 @@ def ratios(data: dict[str, Any]) -> list[dict[str, Any]]:
     top = data["settings"]["scales"][-1]
     out = []
     for cell in done:
-        raw = _peer(done, "raw", cell["config"], cell["chunk_size"], table_variant(cell), cell.get("repeat"))
-        engine = _peer(done, "engine", cell["config"], cell["chunk_size"], table_variant(cell), cell.get("repeat"))
+        raw = _peer(done, "raw", cell["config"], cell["chunk_size"], variant(cell), cell.get("repeat"))
+        engine = _peer(done, "engine", cell["config"], cell["chunk_size"], variant(cell), cell.get("repeat"))
+        stdlib = (
+            None
+            if sqlite_module(cell) == "stdlib"
+            else _peer(
+                done,
+                cell["path"],
+                cell["config"],
+                cell["chunk_size"],
+                (*variant(cell)[:2], "stdlib"),
+                cell.get("repeat"),
+            )
+        )
         for phase in data["settings"]["phases"]:
             rate = _rate(cell, phase, top)
             if rate is None:
                 continue
             base_raw = raw and _rate(raw, phase, top)
             base_engine = engine and _rate(engine, phase, top)
+            base_stdlib = stdlib and _rate(stdlib, phase, top)
             out.append(
                 {
                     "path": path_label(cell).replace(" ", ""),
@@ -113,12 +127,17 @@ def ratios(data: dict[str, Any]) -> list[dict[str, Any]]:
                     "rows_per_s": rate,
                     "vs_raw": rate / base_raw if base_raw else None,
                     "vs_engine": rate / base_engine if base_engine else None,
+                    "vs_stdlib": rate / base_stdlib if base_stdlib else None,
                     "repeat": cell.get("repeat"),
                     "chunk_size": cell["chunk_size"],
-                    "table": table_variant(cell),
+                    "table": variant(cell),
                 }
             )
     return out
+
+
+def _median_range(values: list[float]) -> tuple[float, float, float] | None:
+    return (statistics.median(values), min(values), max(values)) if values else None
 
 
 def verdict(ours: list[float], theirs: list[float]) -> str:
@@ -142,6 +161,8 @@ def spreads(data: dict[str, Any]) -> list[dict[str, Any]]:
         rates = [r["rows_per_s"] for r in runs]
         raw = groups.get(("raw", config, chunk, table, phase), [])
         vs_raw = [r["vs_raw"] for r in runs if r["vs_raw"]]
+        vs_engine = [r["vs_engine"] for r in runs if r["vs_engine"]]
+        vs_stdlib = [r["vs_stdlib"] for r in runs if r["vs_stdlib"]]
         out.append(
             {
                 "path": path,
@@ -149,11 +170,17 @@ def spreads(data: dict[str, Any]) -> list[dict[str, Any]]:
                 "phase": phase,
                 "runs": len(runs),
                 "rows_per_s": (statistics.median(rates), min(rates), max(rates)),
-                "vs_raw": (statistics.median(vs_raw), min(vs_raw), max(vs_raw)) if vs_raw else None,
+                "vs_raw": _median_range(vs_raw),
+                "vs_engine": _median_range(vs_engine),
+                "vs_stdlib": _median_range(vs_stdlib),
                 "against_raw": verdict(rates, [r["rows_per_s"] for r in raw]) if raw and path != "raw" else "-",
             }
         )
     return out
+
+
+def _ratio_text(ratio: tuple[float, float, float] | None) -> str:
+    return "-" if ratio is None else f"{ratio[0]:.2f} ({ratio[1]:.2f}–{ratio[2]:.2f})"
 
 
 def print_summary(data: dict[str, Any], console: Console) -> None:
@@ -193,18 +220,32 @@ def print_summary(data: dict[str, Any], console: Console) -> None:
             title=f"median and range over {runs} interleaved runs at {format_count(data['settings']['scales'][-1])} rows",
             caption="vs raw: 'win' only when every run beats every raw run; 'overlap' when the ranges overlap",
         )
-        for column in ("path", "config", "phase", "rows/s median", "range", "× raw median (range)", "vs raw"):
+        # the engine limit and the cross-module ratio only when the run measured them
+        extra = [
+            (k, label)
+            for k, label in (("vs_engine", "× engine"), ("vs_stdlib", "× stdlib"))
+            if any(r[k] for r in spread)
+        ]
+        columns = (
+            "path",
+            "config",
+            "phase",
+            "rows/s median",
+            "range",
+            "× raw median (range)",
+            *(label for _, label in extra),
+        )
+        for column in (*columns, "vs raw"):
             repeated.add_column(column, justify="left" if column in ("path", "config", "phase", "vs raw") else "right")
         for r in sorted(spread, key=lambda r: (r["phase"], r["rows_per_s"][0])):
             med, low, high = r["rows_per_s"]
-            ratio = r["vs_raw"]
             repeated.add_row(
                 r["path"],
                 r["config"],
                 r["phase"],
                 f"{med:,.0f}",
                 f"{low:,.0f}–{high:,.0f}",
-                "-" if ratio is None else f"{ratio[0]:.2f} ({ratio[1]:.2f}–{ratio[2]:.2f})",
+                *(_ratio_text(r[k]) for k in ("vs_raw", *(k for k, _ in extra))),
                 r["against_raw"],
             )
         console.print(repeated)

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.engine import Connection
 
+from turboalchemy import _driver
 from turboalchemy._sqlite import WITH_CONNECTION, reading
 from turboalchemy._sqlite import quote as _quote
 from turboalchemy._targets import FileTarget
@@ -190,7 +191,7 @@ def _used_indexes(conn: sqlite3.Connection, statements: Iterable[str]) -> set[st
             continue
         try:
             rows = conn.execute("EXPLAIN QUERY PLAN " + text, [None] * text.count("?")).fetchall()
-        except sqlite3.Error:
+        except _driver.Error:
             continue  # named parameters or a statement for another database: nothing to learn
         for row in rows:
             match = _USED_INDEX.search(row[3])

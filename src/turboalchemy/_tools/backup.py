@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from turboalchemy import _driver
 from turboalchemy._sqlite import Target, database_path, open_file
 from turboalchemy.errors import BackupError
 
@@ -109,7 +110,7 @@ def backup(
         _remove(partial)
         if isinstance(exc, BackupError):
             raise
-        if isinstance(exc, sqlite3.Error):
+        if isinstance(exc, _driver.Error):
             raise BackupError(f"backup of {src_path} failed: {exc}") from exc
         raise
     if integrity != "ok":
@@ -168,7 +169,7 @@ def _online(src: sqlite3.Connection, partial: Path, step: int, progress: Progres
     src.execute("BEGIN")
     try:
         src.execute("SELECT count(*) FROM sqlite_schema").fetchone()  # a BEGIN alone takes no snapshot
-        dst = sqlite3.connect(partial)
+        dst = _driver.module_of(src).connect(partial)  # backup() needs both of one module
         try:
             src.backup(dst, pages=step, progress=on_step)
         finally:

@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 from sqlalchemy.engine import Connection
 
+from turboalchemy import _driver
 from turboalchemy._sqlite import WITH_CONNECTION, database_path, reading
 from turboalchemy._sqlite import quote as _quote
 from turboalchemy._targets import FileTarget, kind_of
@@ -215,7 +216,7 @@ def _unindexed_foreign_keys(conn: sqlite3.Connection) -> list[tuple[str, tuple[s
 def _quick_check(conn: sqlite3.Connection) -> str:
     try:
         return "; ".join(r[0] for r in conn.execute("PRAGMA quick_check").fetchall()[:5])
-    except sqlite3.DatabaseError as exc:  # damage bad enough that the check itself cannot run
+    except _driver.DatabaseError as exc:  # damage bad enough that the check itself cannot run
         return f"could not run: {exc}"
 
 
@@ -252,7 +253,7 @@ def health(target: FileTarget | Connection) -> HealthReport:
             unindexed_foreign_keys=_unindexed_foreign_keys(conn),
             filesystem=filesystem_type(path.parent if path else ".") if path else None,
             sqlite_version=conn.execute("SELECT sqlite_version()").fetchone()[0],
-            sqlite_module=type(conn).__module__.removesuffix(".dbapi2") if borrowed else sqlite3.__name__,
+            sqlite_module=_driver.name(_driver.module_of(conn)),
             cache_size=pragma("cache_size") if borrowed else None,
             busy_timeout=pragma("busy_timeout") if borrowed else None,
             tables=_table_facts(conn),
@@ -348,8 +349,8 @@ def _checklist(r: HealthReport) -> list[Check]:
                 "red",
                 f"SQLite {r.sqlite_version} (through {r.sqlite_module}) has the WAL-reset bug: two connections writing "
                 "or checkpointing at nearly the same time can corrupt a WAL database (sqlite.org/wal.html#walresetbug)",
-                "use SQLite 3.51.3 or later (or 3.50.7, 3.44.6): a Python linked against it, or the pysqlite3 module "
-                "(bundles a current SQLite); until then keep to a single connection",
+                "pip install 'turboalchemy[sqlite]' (create_engine then uses pysqlite3, which bundles a current SQLite), "
+                "or use SQLite 3.51.3 or later (or 3.50.7, 3.44.6) another way; until then keep to a single connection",
             )
         )
     else:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from turboalchemy import _driver
 from turboalchemy._sqlite import Target, database_path, open_file
 from turboalchemy.errors import MigrationError, translate
 
@@ -122,7 +123,7 @@ def _apply(conn: sqlite3.Connection, migration: Migration) -> None:
             )
         try:
             conn.execute(statement)
-        except sqlite3.Error as exc:
+        except _driver.Error as exc:
             raise MigrationError(
                 f"{migration.path.name} line {line}: {exc}; the file was rolled back and the "
                 "database keeps the version it had before it"
@@ -169,7 +170,7 @@ def migrate(
         raise MigrationError("migrate needs a database file (an in-memory database vanishes with its connection)")
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
-        sqlite3.connect(path).close()  # an empty database to start from, at version 0
+        _driver.for_file(path).connect(path).close()  # an empty database to start from, at version 0
     goal = latest if to is None else to
     try:
         with open_file(path, read_only=False) as conn:
@@ -216,7 +217,7 @@ def migrate(
                     )
             return report
 
-    except sqlite3.Error as exc:  # the file itself: locked past busy_timeout, not a database, read-only
+    except _driver.Error as exc:  # the file itself: locked past busy_timeout, not a database, read-only
         typed = translate(exc)
         if typed is not None:
             typed.args = (f"migrate {path}: {typed}",)

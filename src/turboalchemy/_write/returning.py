@@ -31,6 +31,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import InstrumentedAttribute, Mapper, make_transient, make_transient_to_detached
 from sqlalchemy.orm.attributes import instance_state, set_committed_value
 
+from turboalchemy import _driver
 from turboalchemy._schema import key_map, table_of
 from turboalchemy._write.plan import (
     _ONUPDATE,
@@ -341,9 +342,12 @@ def variable_limit(dbapi_connection: Any) -> int:
     if getlimit is not None:
         try:
             return int(getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER))
-        except (sqlite3.Error, AttributeError):
+        except (*_driver.Error, AttributeError):  # type: ignore[misc]
             pass
-    version = getattr(dbapi_connection, "sqlite_version_info", None) or sqlite3.sqlite_version_info
+    version = (
+        getattr(dbapi_connection, "sqlite_version_info", None)
+        or _driver.module_of(dbapi_connection).sqlite_version_info
+    )
     return 32766 if tuple(version) >= (3, 32, 0) else 999
 
 

@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from itertools import chain
 from typing import Any
 
+from turboalchemy import _driver
 from turboalchemy._write.plan import WritePlan
 from turboalchemy._write.returning import (
     ReturningPlan,
@@ -43,9 +44,9 @@ class ChunkFailed(Exception):
 
 
 def _row_specific(exc: BaseException) -> bool:
-    if isinstance(exc, sqlite3.OperationalError):
+    if isinstance(exc, _driver.OperationalError):
         return False  # locks, I/O, a full disk: not any one row's fault
-    return isinstance(exc, (sqlite3.Error, OverflowError, ValueError, TypeError))
+    return isinstance(exc, (*_driver.Error, OverflowError, ValueError, TypeError))
 
 
 def _param_at_fault(exc: BaseException, plan: WritePlan, row: Sequence[Any]) -> int | None:
@@ -55,8 +56,10 @@ def _param_at_fault(exc: BaseException, plan: WritePlan, row: Sequence[Any]) -> 
             if isinstance(value, int) and not _INT64[0] <= value <= _INT64[1]:
                 return i
     match = _BINDING.search(message)
-    if match and isinstance(exc, (sqlite3.InterfaceError, sqlite3.ProgrammingError)):
-        position = int(match.group(1))
+    if match and isinstance(exc, _driver.BindingError):
+        # Python 3.11's sqlite3 counts from 1 ("parameter 2: type 'list' is not supported"); pysqlite3, like the
+        # sqlite3 of Python 3.10 and before, from 0 ("parameter 1 - probably unsupported type.")
+        position = int(match.group(1)) + (1 if "probably unsupported type" in message else 0)
         return position - 1 if 0 < position <= len(row) else None
     table = plan.table.name
     for i, param in enumerate(plan.params):
@@ -123,7 +126,7 @@ class SqliteChunkWriter(ChunkWriter):
 
     def __init__(self, dbapi_connection: Any, own_transactions: bool) -> None:
         # Under SQLAlchemy's asyncio extension (run in its greenlet) the connection is an adapter over aiosqlite
-        adapted = not isinstance(dbapi_connection, sqlite3.Connection) and hasattr(
+        adapted = not isinstance(dbapi_connection, _driver.Connection) and hasattr(
             dbapi_connection, "driver_connection"
         )
         self.dbapi: Any = _AsyncAdapted(dbapi_connection) if adapted else dbapi_connection
@@ -137,7 +140,7 @@ class SqliteChunkWriter(ChunkWriter):
             if self.own:
                 try:
                     cursor.execute("BEGIN IMMEDIATE")  # take the write lock now, waiting up to busy_timeout
-                except sqlite3.OperationalError as exc:  # locked past busy_timeout: nothing began
+                except _driver.OperationalError as exc:  # locked past busy_timeout: nothing began
                     raise ChunkFailed(exc, None, None, False) from exc
                 try:
                     returned = self._execute(cursor, plan, params, ret)
@@ -196,7 +199,7 @@ class SqliteChunkWriter(ChunkWriter):
             if own:
                 try:
                     cursor.execute("BEGIN IMMEDIATE")
-                except sqlite3.OperationalError as exc:
+                except _driver.OperationalError as exc:
                     raise ChunkFailed(exc, None, None, False) from exc
             elif not self.dbapi.in_transaction:
                 cursor.execute("BEGIN")
@@ -224,7 +227,7 @@ class SqliteChunkWriter(ChunkWriter):
         try:
             cursor.execute(f"ROLLBACK TO {name}")
             cursor.execute(f"RELEASE {name}")
-        except sqlite3.OperationalError:
+        except _driver.OperationalError:
             return False
         return True
 
@@ -243,7 +246,7 @@ class SqliteChunkWriter(ChunkWriter):
                 except Exception as failure:
                     return ChunkFailed(failure, index, _param_at_fault(failure, plan, row), whole)
             return ChunkFailed(exc, None, _param_at_fault(exc, plan, params[0]) if params else None, whole)
-        except sqlite3.Error:
+        except _driver.Error:
             return ChunkFailed(exc, None, None, whole)
         finally:
             if began:

@@ -222,7 +222,9 @@ class TurboAlchemyStore:
     async def start(self) -> None:
         import turboalchemy
 
-        self.engine = turboalchemy.create_engine(self.url)
+        # the stdlib's SQLite, as every other layer here (aiosqlite cannot use another): equal terms, and one SQLite
+        # library per file in the process
+        self.engine = turboalchemy.create_engine(self.url, driver="stdlib")
         self.reads = turboalchemy.reader(self.engine)
         self.queue = turboalchemy.WriteQueue(self.engine)
 
