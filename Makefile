@@ -19,11 +19,12 @@ bench: $(VENV)/.installed
 	$(PY) -m sqlite_bench.before_after --scales 50K --repeat 3 --mode orm,raw,turbo
 
 ## The test suites: the library's (tests/) once per SQLite module (pysqlite3, which the [sqlite] extra brings and
-## driver="auto" picks, then the stdlib's sqlite3; the PostgreSQL cases, which use neither, run in the first only),
+## driver="auto" picks, then the stdlib's sqlite3; the PostgreSQL cases and the power-loss simulation, which use
+## neither, run in the first only),
 ## then the benchmark's (bench/tests/).
 test: $(VENV)/.installed
 	$(PY) -m pytest -q
-	TURBOALCHEMY_SQLITE_DRIVER=stdlib $(PY) -m pytest -q -k "not postgresql"
+	TURBOALCHEMY_SQLITE_DRIVER=stdlib $(PY) -m pytest -q -k "not postgresql and not power_loss"
 	cd bench && $(PY) -m pytest -q
 
 ## Lint, format and type checks (CI runs them before the tests).
