@@ -239,6 +239,7 @@ def run(profile: str, crash_points: int, seed: int, workdir: Path, transactions:
         "acknowledged": 0,
         "lost": 0,
         "lost_unsynced": 0,
+        "max_lost": 0,
         "integrity_failures": 0,
         "violations": [],
     }
@@ -271,6 +272,7 @@ def run(profile: str, crash_points: int, seed: int, workdir: Path, transactions:
                     )
                 lost = max(0, acked - m)
                 result["lost"] += lost
+                result["max_lost"] = max(result["max_lost"], lost)
                 result["lost_unsynced"] += max(0, acked - max(m, synced))
                 if m < synced:
                     result["violations"].append(
