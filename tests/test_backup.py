@@ -117,13 +117,79 @@ def test_an_existing_destination_is_kept_unless_overwrite(tmp_path):
     src = tmp_path / "live.db"
     make_db(src, batches=2)
     dest = tmp_path / "copy.db"
-    dest.write_bytes(b"precious")
+    old = SQLITE.connect(dest)
+    old.execute("CREATE TABLE precious (x)")
+    old.close()
     with pytest.raises(turboalchemy.BackupError, match="exists; pass overwrite=True"):
         turboalchemy.backup(src, dest)
-    assert dest.read_bytes() == b"precious"
+    assert sqlite_tables(dest) == ["precious"]
     turboalchemy.backup(src, dest, overwrite=True)
     assert batches_in(dest) == [BATCH, BATCH]
     assert not list(tmp_path.glob(".*partial*"))
+
+
+def sqlite_tables(path) -> list[str]:
+    conn = SQLITE.connect(path)
+    try:
+        return [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+    finally:
+        conn.close()
+
+
+def test_a_destination_that_is_not_a_database_is_never_overwritten(tmp_path):
+    src = tmp_path / "live.db"
+    make_db(src, batches=1)
+    dest = tmp_path / "notes.txt"
+    dest.write_bytes(b"precious, and not a database")
+    with pytest.raises(turboalchemy.BackupError, match="is not an SQLite database"):
+        turboalchemy.backup(src, dest, overwrite=True)
+    assert dest.read_bytes() == b"precious, and not a database"
+    assert not list(tmp_path.glob(".*partial*"))
+
+
+HOLDER = """
+import sqlite3, sys, time
+conn = sqlite3.connect(sys.argv[1], isolation_level=None)
+conn.execute("PRAGMA journal_mode = WAL")
+conn.execute("CREATE TABLE IF NOT EXISTS mine (x)")
+conn.execute("INSERT INTO mine VALUES (1)")
+print("open", flush=True)
+time.sleep(60)
+"""
+
+
+def test_a_destination_another_process_has_open_is_refused_unless_forced(tmp_path):
+    """Replacing a database under a live process sends its next commits to an unlinked file: refused."""
+    import subprocess
+    import sys
+
+    src = tmp_path / "live.db"
+    make_db(src, batches=1)
+    dest = tmp_path / "their.db"
+    child = subprocess.Popen([sys.executable, "-c", HOLDER, str(dest)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline().strip() == "open"
+        with pytest.raises(turboalchemy.BackupError, match=f"open in another process \\(pid {child.pid}\\)"):
+            turboalchemy.backup(src, dest, overwrite=True)
+        assert sqlite_tables(dest) == ["mine"]
+        assert cli(["backup", str(src), str(dest), "--overwrite"]) == 2  # the CLI: one line, exit 2
+        report = turboalchemy.backup(src, dest, overwrite=True, force=True)
+        assert report.integrity == "ok" and batches_in(dest) == [BATCH]
+    finally:
+        child.kill()
+        child.wait()
+
+
+def test_a_destination_this_process_has_open_is_refused(tmp_path):
+    src = tmp_path / "live.db"
+    make_db(src, batches=1)
+    dest_engine = make_db(tmp_path / "other.db", batches=1)
+    with dest_engine.connect() as conn:
+        conn.exec_driver_sql("SELECT 1")
+        with pytest.raises(turboalchemy.BackupError, match="open in this process"):
+            turboalchemy.backup(src, tmp_path / "other.db", overwrite=True, force=True)
+    dest_engine.dispose()
+    assert turboalchemy.backup(src, tmp_path / "other.db", overwrite=True).integrity == "ok"
 
 
 @pytest.mark.parametrize("bad, message", [("missing.db", "no database at"), ("same", "is the database itself")])

@@ -67,6 +67,7 @@ def backup(args: argparse.Namespace) -> int:
             progress=progress,
             pages_per_step=args.pages_per_step,
             overwrite=args.overwrite,
+            force=args.force,
         )
     except (OSError, TurboAlchemyError) as exc:
         return _fail("backup", exc)
@@ -202,6 +203,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     save.add_argument("--pages-per-step", type=int, default=1024)
     save.add_argument("--overwrite", action="store_true", help="replace DEST if it exists")
+    save.add_argument(
+        "--force", action="store_true", help="with --overwrite: replace DEST even while another process has it open"
+    )
     save.set_defaults(run=backup)
 
     mig = commands.add_parser("migrate", help="apply numbered .sql files, tracked in PRAGMA user_version")

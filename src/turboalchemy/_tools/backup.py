@@ -63,6 +63,7 @@ def backup(
     progress: Progress | None = None,
     pages_per_step: int = 1024,
     overwrite: bool = False,
+    force: bool = False,
 ) -> BackupReport:
     """Copy the database at `source` to `dest`, check the copy, and return a report.
 
@@ -74,14 +75,18 @@ def backup(
             compacted copy.
         progress: Called as progress(copied, total) after each step.
         pages_per_step: Pages copied per step of the online backup.
-        overwrite: Replace an existing `dest` (refused otherwise).
+        overwrite: Replace an existing `dest` (refused otherwise). Only an SQLite database or an empty file is
+            replaced, and not while a process (this one included) has it open: that process's next commits would
+            go to the unlinked file and be lost.
+        force: With `overwrite`, replace `dest` even while another process has it open.
 
     Returns:
         A BackupReport: pages, steps, restarts, seconds, and the integrity check's verdict.
 
     Raises:
         BackupError: An existing `dest` without `overwrite`, a destination that is the source or one of its
-            WAL/journal files, or a copy that fails its check.
+            WAL/journal files, a directory, a file that is not a database, a database another process has open
+            (without `force`), or a copy that fails its check.
     """
     if method not in ("online", "vacuum"):
         raise ValueError(f"method must be 'online' or 'vacuum', not {method!r}")
@@ -91,7 +96,7 @@ def backup(
     if src_path is None:
         raise BackupError("backup copies a database file; an in-memory database has none")
     target = Path(dest)
-    _refuse_destination(src_path, target, overwrite)
+    _refuse_destination(src_path, target, overwrite, force)
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(f".{target.name}.partial")
     _remove(partial)
@@ -134,9 +139,10 @@ def backup(
     )
 
 
-def _refuse_destination(source: Path, target: Path, overwrite: bool) -> None:
+def _refuse_destination(source: Path, target: Path, overwrite: bool, force: bool = False) -> None:
     """Refuse, before anything is copied, a destination that is part of the source (the file itself under
-    another name, its -wal, -shm or -journal), a directory, or an existing file unless `overwrite`."""
+    another name, its -wal, -shm or -journal), a directory, an existing file unless `overwrite`, a file that is
+    not an SQLite database, and a database some process has open unless `force`."""
     parts = [source, *(Path(f"{source}{suffix}") for suffix in ("-wal", "-shm", "-journal"))]
     resolved = target.resolve()
     for part in parts:
@@ -150,6 +156,52 @@ def _refuse_destination(source: Path, target: Path, overwrite: bool) -> None:
         raise BackupError(f"the backup destination {target} is a directory; give the path of the copy to write")
     if target.exists() and not overwrite:
         raise BackupError(f"{target} exists; pass overwrite=True (or --overwrite) to replace it")
+    if not target.exists():
+        return
+    with open(target, "rb") as existing:
+        header = existing.read(16)
+    if header and header != b"SQLite format 3\x00":
+        raise BackupError(f"{target} is not an SQLite database; a backup replaces only a database or an empty file")
+    if _driver.holder(target) is not None:
+        raise BackupError(
+            f"{target} is open in this process (an engine or connection on it): its next commits would go to the "
+            "replaced file and be lost; dispose of it first"
+        )
+    users = [] if force else _processes_with_open(target)
+    if users:
+        raise BackupError(
+            f"{target} is open in another process (pid {', '.join(map(str, users[:5]))}): its next commits would go "
+            "to the replaced file and be lost; stop it first, or pass force=True (--force) to replace it anyway"
+        )
+
+
+def _processes_with_open(path: Path) -> list[int]:
+    """Other processes holding the database or its WAL/SHM open, read from /proc (Linux; elsewhere: none seen)."""
+    wanted = set()
+    for name in (str(path), f"{path}-wal", f"{path}-shm", f"{path}-journal"):
+        try:
+            info = os.stat(name)
+        except OSError:
+            continue
+        wanted.add((info.st_dev, info.st_ino))
+    found = []
+    me = os.getpid()
+    for entry in Path("/proc").glob("[0-9]*") if wanted and Path("/proc/self/fd").is_dir() else []:
+        if int(entry.name) == me:
+            continue
+        try:
+            descriptors = list((entry / "fd").iterdir())
+        except OSError:  # gone, or another user's
+            continue
+        for fd in descriptors:
+            try:
+                info = os.stat(fd)
+            except OSError:
+                continue
+            if (info.st_dev, info.st_ino) in wanted:
+                found.append(int(entry.name))
+                break
+    return found
 
 
 def _online(src: sqlite3.Connection, partial: Path, step: int, progress: Progress | None) -> tuple[int, int, int, int]:
