@@ -201,3 +201,34 @@ def test_repository_works_unchanged(engine):
         session.commit()
     with engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM every")).scalar() == 49
+
+
+@pytest.mark.parametrize("target", ["engine", "session"])
+def test_a_lost_connection_mid_load_is_typed_with_the_rows_committed_before_it(engine, postgres_url, target):
+    """The server terminates the connection while the third chunk is sent: a ConnectionLostError (an
+    OperationalError, as SQLAlchemy's own would be) saying how many rows were committed; the engine then works."""
+    import psycopg
+    from sqlalchemy.exc import OperationalError
+
+    own = turboalchemy.create_engine(postgres_url)
+    with own.connect() as conn:
+        pid = conn.exec_driver_sql("SELECT pg_backend_pid()").scalar()  # the pool hands this connection back
+
+    def rows():
+        for i in range(1, 40_001):
+            if i == 25_001:  # chunks of 10,000: two committed, the third in flight
+                with psycopg.connect(postgres_url.replace("+psycopg", ""), autocommit=True) as admin:
+                    admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+            yield {"id": i, "name": f"row {i}"}
+
+    with pytest.raises(turboalchemy.ConnectionLostError, match="connection to the server was lost") as lost:
+        if target == "engine":
+            turboalchemy.bulk_insert(own, Every, rows(), chunk_size=10_000)
+        else:
+            with Session(own) as session:
+                turboalchemy.bulk_insert(session, Every, rows(), chunk_size=10_000)
+    assert isinstance(lost.value, OperationalError) and lost.value.connection_invalidated
+    assert lost.value.committed == (20_000 if target == "engine" else None)  # a Session's transaction is the caller's
+    with own.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(Every)).scalar() == (20_000 if target == "engine" else 0)
+    own.dispose()

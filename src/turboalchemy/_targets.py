@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Literal, TypeAlias
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session
 
-from turboalchemy.errors import UnsupportedTargetError
+from turboalchemy.errors import ConnectionLostError, UnsupportedTargetError
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
@@ -123,10 +123,23 @@ def bound(target: object, what: str) -> Iterator[Bound]:
     if kind == "engine":
         assert isinstance(target, Engine)
         with target.connect() as connection:
-            yield Bound(connection, None, True)
+            try:
+                yield Bound(connection, None, True)
+            except ConnectionLostError:
+                connection.invalidate()  # not returned to the pool, which would try to reset a dead connection
+                raise
     elif kind == "session":
         assert isinstance(target, Session)
-        yield Bound(target.connection(), target, False)
+        connection = target.connection()
+        try:
+            yield Bound(connection, target, False)
+        except ConnectionLostError:
+            connection.invalidate()  # as SQLAlchemy does on a disconnect: the transaction is gone, roll back is moot
+            raise
     else:
         assert isinstance(target, Connection)
-        yield Bound(target, None, False)
+        try:
+            yield Bound(target, None, False)
+        except ConnectionLostError:
+            target.invalidate()
+            raise

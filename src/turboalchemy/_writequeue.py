@@ -34,7 +34,7 @@ from sqlalchemy.sql.base import Executable
 
 from turboalchemy import _driver
 from turboalchemy._engine import dedicated_writer, profile_of
-from turboalchemy._schema import Model
+from turboalchemy._schema import Model, table_of
 from turboalchemy._targets import ENGINE, classify
 from turboalchemy.errors import (
     BulkWriteError,
@@ -418,7 +418,7 @@ class WriteQueue:
         update: tuple[str, ...] | None,
         returning: Any = None,
     ) -> int | list[Any]:
-        from turboalchemy._write.bulk import _take, _write
+        from turboalchemy._write.bulk import _take, _write, source_failed
 
         if chunk_size < 1:
             raise ValueError("chunk_size must be at least 1")
@@ -426,7 +426,14 @@ class WriteQueue:
         written = 0  # rows of the stream committed (the next chunk's position in it)
         related = 0  # rows of graphs' related objects written beside them
         answers: list[Any] = []
-        while chunk := _take(iterator, chunk_size):
+        while True:
+            try:
+                chunk = _take(iterator, chunk_size)
+            except Exception as exc:
+                source_failed(exc, f"WriteQueue.bulk_{kind} of {table_of(model).name!r}", written, written)
+                raise
+            if not chunk:
+                break
 
             def one(conn: Connection, chunk: list[Any] = chunk, offset: int = written) -> Any:
                 return _write(conn, model, chunk, kind, chunk_size, conflict, update, offset, returning)

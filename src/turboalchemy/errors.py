@@ -21,6 +21,7 @@ __all__ = [
     "BackupError",
     "BulkWriteError",
     "CommitLatencyError",
+    "ConnectionLostError",
     "CopyError",
     "CorruptDatabaseError",
     "DatabaseLockedError",
@@ -146,6 +147,11 @@ class DatabaseLockedError(_DriverError, sa_exc.OperationalError):
     """Another connection held the write lock for longer than busy_timeout (SQLITE_BUSY / SQLITE_LOCKED)."""
 
 
+class ConnectionLostError(_DriverError, sa_exc.OperationalError):
+    """The connection to the PostgreSQL server was lost (terminated, shut down, the network gone): the chunk in
+    flight was not committed; `committed` says how many rows were before it. Retry with a new connection."""
+
+
 class DiskFullError(_DriverError, sa_exc.OperationalError):
     """The disk or quota is full (SQLITE_FULL): the write was rolled back and nothing was stored."""
 
@@ -214,11 +220,34 @@ _BY_CODE: dict[int, tuple[type[_DriverError], str]] = {
 }
 
 
+def connection_lost(exc: BaseException) -> bool:
+    """Whether a psycopg error means the connection to the server is gone (SQLSTATE class 08, an administrator's
+    or a crash shutdown, or psycopg's own "the connection is lost")."""
+    if not type(exc).__module__.startswith("psycopg"):
+        return False
+    state = getattr(exc, "sqlstate", None)
+    if state is not None:
+        return bool(state.startswith("08") or state in ("57P01", "57P02", "57P03"))
+    pgconn = getattr(exc, "pgconn", None)
+    closed = pgconn is not None and getattr(pgconn, "status", 0) != 0  # libpq's CONNECTION_OK is 0
+    return type(exc).__name__ == "OperationalError" and (closed or "connection is lost" in str(exc))
+
+
 def translate(exc: BaseException, context: Any = None) -> _DriverError | None:
-    """The turboalchemy error for a driver (sqlite3) error, with its cause set; None when it has no better name.
+    """The turboalchemy error for a driver error (sqlite3, pysqlite3; psycopg's lost connection), with its cause
+    set; None when it has no better name.
 
     `context`: SQLAlchemy's ExceptionContext when there is one (the handle_error event), for the statement, its
     parameters and whether the engine hides them, as SQLAlchemy's own error would carry them."""
+    if connection_lost(exc):
+        lost = ConnectionLostError(
+            f"{exc}: the connection to the server was lost and what was in flight was not committed; "
+            "retry on a new connection",
+            exc,
+            connection_invalidated=True,
+        )
+        lost.__cause__ = exc
+        return lost
     code = getattr(exc, "sqlite_errorcode", None)
     if code is None:
         text = str(exc).lower()

@@ -13,7 +13,7 @@ from typing import Any, Literal, overload
 
 from turboalchemy._schema import Model
 from turboalchemy._targets import ASYNC, AsyncTarget, classify
-from turboalchemy._write.bulk import M, Returning, _write
+from turboalchemy._write.bulk import M, Returning, _write, source_failed
 from turboalchemy._write.plan import Kind
 
 
@@ -144,16 +144,22 @@ async def _run(target: AsyncTarget, what: str, rows: Any, chunk_size: int, write
                 chunk_size,
                 lambda chunk, offset: bridge.run_sync(lambda _c: write(engine, chunk, offset)),
                 returning,
+                what,
+                commits=True,
             )
     return await _feed(
         rows,
         chunk_size,
         lambda chunk, offset: target.run_sync(lambda sync: write(sync, chunk, offset)),  # type: ignore[union-attr]
         returning,
+        what,
+        commits=False,
     )
 
 
-async def _feed(rows: Any, chunk_size: int, run: Any, returning: bool = False) -> Any:
+async def _feed(
+    rows: Any, chunk_size: int, run: Any, returning: bool = False, what: str = "abulk", commits: bool = True
+) -> Any:
     """Hand rows to `run` a chunk at a time (a plain iterable whole: the sync code chunks it itself). Returns the
     count (related rows of graphs included), or with `returning` the answers of every chunk, in order."""
     if not hasattr(rows, "__aiter__"):
@@ -172,7 +178,15 @@ async def _feed(rows: Any, chunk_size: int, run: Any, returning: bool = False) -
             written += int(got)
         offset += len(chunk)
 
-    async for row in rows:
+    stream = aiter(rows)
+    while True:
+        try:
+            row = await anext(stream)
+        except StopAsyncIteration:
+            break
+        except Exception as exc:  # the rows' own source: its type kept, told how far the write got
+            source_failed(exc, what, offset, offset if commits else None)
+            raise
         chunk.append(row)
         if len(chunk) == chunk_size:
             await send(chunk)

@@ -25,7 +25,13 @@ from turboalchemy._write.graph import fill_foreign_keys, holds_new_objects, leve
 from turboalchemy._write.plan import Kind, WritePlan, compile_plan, nan_position
 from turboalchemy._write.returning import Results, Wanted, compile_returning, forget_on_rollback, wanted
 from turboalchemy._write.sqlite import ChunkFailed, SqliteChunkWriter
-from turboalchemy.errors import BulkWriteError, SchemaMismatchError, UnsupportedTargetError, translate
+from turboalchemy.errors import (
+    BulkWriteError,
+    SchemaMismatchError,
+    TurboAlchemyError,
+    UnsupportedTargetError,
+    translate,
+)
 
 M = TypeVar("M")
 Returning: TypeAlias = Any
@@ -513,6 +519,23 @@ def _slice(iterator: Iterator[Any], size: int) -> list[Any]:
     return list(islice(iterator, size))
 
 
+def source_failed(exc: BaseException, what: str, read: int, committed: int | None) -> None:
+    """Tell the caller, on the exception the rows' own source raised (a generator, a file reader: its type is
+    kept so their handlers still match), how far the write got: `exc.committed` and a note."""
+    if isinstance(exc, TurboAlchemyError):
+        return
+    try:
+        exc.committed = committed  # type: ignore[attr-defined]
+    except AttributeError:  # an exception class with __slots__
+        pass
+    done = (
+        f"{committed:,} rows of this call were committed before it"
+        if committed is not None
+        else "nothing was committed: the rows written so far are in the caller's transaction, which is still open"
+    )
+    exc.add_note(f"turboalchemy {what}: the rows' source raised after {read:,} rows had been written; {done}")
+
+
 def _refuse_nan(plan: WritePlan, params: list[tuple[Any, ...]], start: int) -> None:
     """Raise if a column holds NaN (SQLite would store NULL); C-level passes when clean."""
     positions = [i for i, p in enumerate(plan.params) if p.source in plan.check_nan]
@@ -604,13 +627,24 @@ def _write(
     iterator = iter(rows)
     # Rows from a list or tuple are read where they lie; rows from an iterator are copied as they are taken (a
     # generator may yield one dict again and again with new values, and each row must keep its own).
-    take = _slice if isinstance(rows, (list, tuple)) else _take
+    pull = _slice if isinstance(rows, (list, tuple)) else _take
+    commits: bool | None = None  # whether each chunk commits: known once the target is bound (nothing before)
+
+    def take(iterator: Iterator[Any], size: int) -> list[Any]:
+        try:
+            return pull(iterator, size)
+        except Exception as exc:
+            committed = written - offset if commits or commits is None else None
+            source_failed(exc, f"bulk {kind} of {table.name!r}", written - offset, committed)
+            raise
+
+    written = offset
     chunk = take(iterator, chunk_size)
     if not chunk:
         return 0 if want is None else []
     reader = _Reader(model, table, chunk[0])
-    written = offset
-    with _chunk_writer(target, f"bulk_{kind}") as (writer, dialect, commits, session, connection):
+    with _chunk_writer(target, f"bulk_{kind}") as (writer, dialect, committing, session, connection):
+        commits = committing  # (take() reads it too)
         # Instances end as add_all leaves them, asked or not: with their keys, defaults and server values (every
         # column comes back), persistent in a Session target. Other rows give back only what was asked.
         every = tuple(c.key for c in table.columns)

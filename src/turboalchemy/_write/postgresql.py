@@ -18,6 +18,7 @@ from psycopg import sql
 from turboalchemy._write.plan import ARRIVAL, WritePlan
 from turboalchemy._write.returning import ReturningPlan, correlate, keys_of, needs_rows, per_row
 from turboalchemy._write.sqlite import ChunkFailed, ChunkWriter
+from turboalchemy.errors import connection_lost
 
 _SAVEPOINT = sql.SQL("turboalchemy_chunk")
 _PROBE = sql.SQL("turboalchemy_probe")
@@ -59,6 +60,8 @@ class PostgresChunkWriter(ChunkWriter):
                 else:
                     returned = self._returning(cursor, plan, params, ret)
             except BaseException as exc:
+                if connection_lost(exc):  # the server dropped the transaction with the connection
+                    raise ChunkFailed(exc, None, None, True) from exc
                 if self.own:
                     self.dbapi.rollback()
                 else:
@@ -69,6 +72,10 @@ class PostgresChunkWriter(ChunkWriter):
                 self.dbapi.commit()
             else:
                 cursor.execute(sql.SQL("RELEASE SAVEPOINT {}").format(_SAVEPOINT))
+        except BaseException as exc:
+            if connection_lost(exc):  # at the SAVEPOINT, or the COMMIT (whose outcome is then unknown)
+                raise ChunkFailed(exc, None, None, True) from exc
+            raise
         finally:
             cursor.close()
         return returned
@@ -84,7 +91,9 @@ class PostgresChunkWriter(ChunkWriter):
             self.own = False  # each write takes a savepoint inside this unit
             try:
                 yield
-            except BaseException:
+            except BaseException as exc:
+                if isinstance(exc, ChunkFailed) and connection_lost(exc.cause):
+                    raise  # nothing to roll back: the server dropped the transaction with the connection
                 if own:
                     self.dbapi.rollback()
                 else:
