@@ -12,6 +12,8 @@ import json
 import sys
 from collections.abc import Callable, Iterator
 
+from sqlalchemy import exc as sa_exc
+
 from turboalchemy import _driver
 from turboalchemy._sqlite import database_path, open_file
 from turboalchemy._tools.advise import Advice, advise
@@ -144,6 +146,10 @@ def copy(args: argparse.Namespace) -> int:
             )
     except (OSError, TurboAlchemyError) as exc:
         return _fail("copy", exc)
+    except sa_exc.DBAPIError as exc:  # a server that cannot be reached, a refused statement: the driver's words
+        return _fail("copy", f"{type(exc.orig).__name__}: {str(exc.orig).strip().splitlines()[0]}")
+    except sa_exc.SQLAlchemyError as exc:
+        return _fail("copy", str(exc).splitlines()[0])
     print(report)
     return 0
 

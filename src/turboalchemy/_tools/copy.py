@@ -20,7 +20,9 @@ from typing import Any
 
 from sqlalchemy import Column, Engine, MetaData, Table, func, inspect, select, text
 from sqlalchemy.schema import ForeignKeyConstraint, Index, PrimaryKeyConstraint, UniqueConstraint
+from sqlalchemy.types import NullType
 
+from turboalchemy._sqlite import quote
 from turboalchemy._targets import ENGINE, classify
 from turboalchemy._write.bulk import bulk_insert
 from turboalchemy.errors import CopyError
@@ -76,6 +78,12 @@ def portable_schema(source: Engine, tables: Sequence[str] | None = None) -> Meta
     for table in reflected.sorted_tables:
         columns = []
         for column in table.columns:
+            if isinstance(column.type, NullType):  # no declared type, or one SQLAlchemy does not know
+                raise CopyError(
+                    f"table {table.name!r}, column {column.name!r}: its type ({_declared(source, table, column)}) "
+                    "has no portable equivalent to create on the destination; pass your models (--models "
+                    "module:Base, or metadata=) to say what it holds"
+                )
             columns.append(
                 Column(
                     column.name,
@@ -123,6 +131,17 @@ def _portable_default(default: Any) -> Any:
     if cast:
         text_ = cast.group(1)
     return text(text_) if text_ and _LITERAL.match(text_) else None
+
+
+def _declared(source: Engine, table: Table, column: Column[Any]) -> str:
+    """How the source declares a column's type (SQLite keeps any text, or none)."""
+    if source.dialect.name != "sqlite":
+        return "unknown"
+    with source.connect() as conn:
+        for row in conn.exec_driver_sql(f"PRAGMA table_info({quote(table.name)})"):
+            if row[1] == column.name:
+                return repr(row[2]) if row[2] else "none declared"
+    return "unknown"
 
 
 def _generic(type_: Any) -> Any:
