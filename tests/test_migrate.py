@@ -13,7 +13,7 @@ import pytest
 
 import turboalchemy
 from turboalchemy._cli import main as cli
-from turboalchemy._tools.migrate import discover, statements
+from turboalchemy._tools.migrate import discover, statements, status
 
 from .dbapi import SQLITE
 
@@ -29,7 +29,11 @@ def version_and_tables(path):
     conn = SQLITE.connect(path)
     try:
         version = conn.execute("PRAGMA user_version").fetchone()[0]
-        tables = sorted(r[0] for r in conn.execute("SELECT name FROM sqlite_schema WHERE type = 'table'"))
+        tables = sorted(
+            r[0]
+            for r in conn.execute("SELECT name FROM sqlite_schema WHERE type = 'table'")
+            if r[0] != "turboalchemy_migrations"
+        )
         return version, tables
     finally:
         conn.close()
@@ -207,3 +211,59 @@ def test_a_held_write_lock_is_a_typed_error_and_one_line_from_the_cli(tmp_path, 
     finally:
         holder.execute("ROLLBACK")
         holder.close()
+
+
+def applied_record(path) -> list[tuple[int, str, str | None]]:
+    conn = SQLITE.connect(path)
+    try:
+        return conn.execute("SELECT version, name, note FROM turboalchemy_migrations ORDER BY version").fetchall()
+    finally:
+        conn.close()
+
+
+def test_each_applied_file_is_recorded_in_the_same_transaction(tmp_path):
+    folder = write(tmp_path / "migrations", BASIC)
+    turboalchemy.migrate(tmp_path / "app.db", folder)
+    assert applied_record(tmp_path / "app.db") == [
+        (1, "0001_users.sql", ""),
+        (2, "0002_email.sql", ""),
+        (3, "0003_posts.sql", ""),
+    ]
+    write(folder, {"0004_bad.sql": "CREATE TABLE users (x);"})  # fails: nothing of it, its record included, stays
+    with pytest.raises(turboalchemy.MigrationError):
+        turboalchemy.migrate(tmp_path / "app.db", folder)
+    assert [r[0] for r in applied_record(tmp_path / "app.db")] == [1, 2, 3]
+
+
+def test_a_file_numbered_below_the_version_and_never_applied_is_refused_and_listed(tmp_path, capsys):
+    """A branch merged late adds 0002 to a database already at 3: applied now it would run after 0003, and
+    skipped (as user_version alone would) it would be lost without a word."""
+    folder = write(tmp_path / "migrations", {k: v for k, v in BASIC.items() if not k.startswith("0002")})
+    db = tmp_path / "app.db"
+    turboalchemy.migrate(db, folder)
+    write(folder, {"0002_email.sql": BASIC["0002_email.sql"], "0004_tags.sql": "CREATE TABLE tags (x);"})
+    with pytest.raises(turboalchemy.MigrationError, match="0002_email.sql was never applied"):
+        turboalchemy.migrate(db, folder)
+    assert version_and_tables(db) == (3, ["posts", "users"])  # refused before anything ran: 0004 did not either
+    assert "NEVER APPLIED, numbered below the version: 0002_email.sql" in str(status(db, folder))
+    assert cli(["migrate", str(db), str(folder)]) == 2
+    assert "0002_email.sql was never applied" in capsys.readouterr().err
+
+
+def test_a_database_migrated_before_the_record_existed_keeps_its_history(tmp_path):
+    """user_version 2 and no record table (an older turboalchemy): files 1 and 2 count as applied, and the
+    record starts from there."""
+    folder = write(tmp_path / "migrations", BASIC)
+    db = tmp_path / "app.db"
+    conn = SQLITE.connect(db)
+    conn.executescript(
+        "CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT NOT NULL, email TEXT); PRAGMA user_version = 2;"
+    )
+    conn.close()
+    report = turboalchemy.migrate(db, folder)
+    assert [m.version for m in report.applied] == [3]
+    assert applied_record(db) == [
+        (1, "0001_users.sql", "recorded from user_version"),
+        (2, "0002_email.sql", "recorded from user_version"),
+        (3, "0003_posts.sql", ""),
+    ]

@@ -2,9 +2,11 @@
 
 `0001_create_users.sql`, `0002_add_email.sql`, ...: a file's leading number is the version it brings the
 database to. Each file runs, statement by statement, in one IMMEDIATE transaction together with its
-`PRAGMA user_version` bump (the version lives in the database header, which the transaction writes), so
-a crash at any point leaves the schema and the version agreeing. A database newer than the newest file
-is refused: that code is older than the data it would touch.
+`PRAGMA user_version` bump (the version lives in the database header, which the transaction writes) and its
+row in the `turboalchemy_migrations` table, so a crash at any point leaves the schema, the version and the
+record agreeing. A database newer than the newest file is refused: that code is older than the data it would
+touch. A file numbered below the version that was never applied (a branch merged late) is refused too, naming
+it: applied now it would run out of order, and skipped it would be lost without a word.
 """
 
 from __future__ import annotations
@@ -47,12 +49,14 @@ class MigrationReport:
     pending: list[Migration] = field(default_factory=list)
     dry_run: bool = False
     quick_check: str | None = None  # after applying: "ok", or what PRAGMA quick_check found; None when not run
+    out_of_order: list[Migration] = field(default_factory=list)  # numbered at or below the version, never applied
 
     def __str__(self) -> str:
         verb = "would apply" if self.dry_run else "applied"
         lines = [f"{self.database}: version {self.before} -> {self.after} (latest file: {self.latest})"]
         lines += [f"  {verb} {m.version:04d} {m.name}" for m in self.applied]
         lines += [f"  pending {m.version:04d} {m.name}" for m in self.pending]
+        lines += [f"  NEVER APPLIED, numbered below the version: {m.path.name}" for m in self.out_of_order]
         if not self.applied and not self.pending:
             lines.append("  up to date")
         if self.quick_check is not None:
@@ -135,6 +139,46 @@ def _version(conn: sqlite3.Connection) -> int:
     return int(conn.execute("PRAGMA user_version").fetchone()[0])
 
 
+APPLIED_TABLE = "turboalchemy_migrations"
+
+
+def _applied(conn: sqlite3.Connection) -> set[int] | None:
+    """The versions recorded as applied; None when the table does not exist yet (a database no migration has
+    touched, or one migrated before the table existed, whose user_version then says what was applied)."""
+    if not conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (APPLIED_TABLE,)).fetchone():
+        return None
+    return {int(r[0]) for r in conn.execute(f"SELECT version FROM {APPLIED_TABLE}")}
+
+
+def _record(conn: sqlite3.Connection, migrations: list[Migration], note: str) -> None:
+    """Create the table if needed and add rows for `migrations`, inside the caller's transaction."""
+    conn.execute(
+        f"CREATE TABLE IF NOT EXISTS {APPLIED_TABLE} (version INTEGER PRIMARY KEY, name TEXT NOT NULL, "
+        "applied_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP, note TEXT)"
+    )
+    conn.executemany(
+        f"INSERT OR IGNORE INTO {APPLIED_TABLE} (version, name, note) VALUES (?, ?, ?)",
+        [(m.version, m.path.name, note) for m in migrations],
+    )
+
+
+def _out_of_order(files: list[Migration], applied: set[int] | None, version: int) -> list[Migration]:
+    """Files numbered at or below the database's version that were never applied."""
+    if applied is None:  # before the table: every file up to the version was applied, as user_version says
+        return []
+    return [m for m in files if m.version <= version and m.version not in applied]
+
+
+def _refuse_out_of_order(path: Path, late: list[Migration], version: int) -> None:
+    if late:
+        names = ", ".join(m.path.name for m in late)
+        raise MigrationError(
+            f"{path} is at version {version} but {names} {'was' if len(late) == 1 else 'were'} never applied: "
+            f"applied now {'it' if len(late) == 1 else 'they'} would run after later files. Renumber above "
+            f"{version} (it then runs next), or apply by hand and record it in {APPLIED_TABLE}"
+        )
+
+
 def migrate(
     target: Target,
     directory: str | os.PathLike[str],
@@ -180,6 +224,8 @@ def migrate(
                     f"{path} is at schema version {before} but {directory} goes only up to {latest}: "
                     "this code is older than the database; deploy the newer code (or restore a backup)"
                 )
+            applied = _applied(conn)
+            _refuse_out_of_order(path, _out_of_order(files, applied, before), before)
             todo = [m for m in files if before < m.version <= goal]
             report = MigrationReport(
                 str(path), before, before, latest, dry_run=dry_run, pending=[m for m in files if m.version > goal]
@@ -194,10 +240,17 @@ def migrate(
                 finally:
                     conn.execute("ROLLBACK")
                 return report
-            for migration in todo:
+            if applied is None and before > 0 and not todo:  # record what user_version says, once
+                conn.execute("BEGIN IMMEDIATE")
+                _record(conn, [m for m in files if m.version <= before], "recorded from user_version")
+                conn.execute("COMMIT")
+            for first, migration in enumerate(todo):
                 conn.execute("BEGIN IMMEDIATE")
                 try:
+                    if applied is None and first == 0 and before > 0:
+                        _record(conn, [m for m in files if m.version <= before], "recorded from user_version")
                     _apply(conn, migration)
+                    _record(conn, [migration], "")
                     conn.execute("COMMIT")
                 except BaseException:
                     if conn.in_transaction:
@@ -230,8 +283,12 @@ def status(target: Target, directory: str | os.PathLike[str]) -> MigrationReport
     files = discover(directory)
     path = database_path(target, "migrate")
     before = 0
+    late: list[Migration] = []
     if path is not None and path.exists():
         with open_file(path, read_only=True) as conn:
             before = _version(conn)
+            late = _out_of_order(files, _applied(conn), before)
     latest = files[-1].version if files else 0
-    return MigrationReport(str(path), before, before, latest, pending=[m for m in files if m.version > before])
+    return MigrationReport(
+        str(path), before, before, latest, pending=[m for m in files if m.version > before], out_of_order=late
+    )
