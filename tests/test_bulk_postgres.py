@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 from hypothesis import HealthCheck, given, settings
 from sqlalchemy import create_engine, func, select, text
-from sqlalchemy.exc import DataError
+from sqlalchemy.exc import DataError, DBAPIError
 from sqlalchemy.orm import Session
 
 import turboalchemy
@@ -232,3 +232,132 @@ def test_a_lost_connection_mid_load_is_typed_with_the_rows_committed_before_it(e
     with own.connect() as conn:
         assert conn.execute(select(func.count()).select_from(Every)).scalar() == (20_000 if target == "engine" else 0)
     own.dispose()
+
+
+class _CopyLog:
+    """The COPY statements psycopg is asked to run (to see which format a chunk went in)."""
+
+    def __init__(self, monkeypatch):
+        import psycopg
+
+        self.statements: list[str] = []
+        real = psycopg.Cursor.copy
+        log = self.statements
+
+        def copy(cursor, statement, *args, **kwargs):
+            log.append(statement.as_string(cursor) if hasattr(statement, "as_string") else str(statement))
+            return real(cursor, statement, *args, **kwargs)
+
+        monkeypatch.setattr(psycopg.Cursor, "copy", copy)
+
+    def formats(self) -> list[str]:
+        return ["binary" if "FORMAT BINARY" in s else "text" for s in self.statements]
+
+
+def _binary_table(name: str, meta):
+    from sqlalchemy import (
+        BigInteger,
+        Boolean,
+        Column,
+        Date,
+        DateTime,
+        Float,
+        Integer,
+        LargeBinary,
+        Numeric,
+        String,
+        Text,
+        Uuid,
+    )
+    from sqlalchemy import Table as T
+
+    return T(
+        name,
+        meta,
+        Column("id", Integer, primary_key=True),
+        Column("n", Integer),
+        Column("big", BigInteger),
+        Column("x", Float),
+        Column("s", String(20)),
+        Column("t", Text),
+        Column("d", Date),
+        Column("ts", DateTime),
+        Column("u", Uuid),
+        Column("b", Boolean),
+        Column("m", Numeric(10, 2)),
+        Column("blob", LargeBinary),
+    )
+
+
+def _full(**values):
+    import datetime as dt
+    import uuid as uuid_
+    from decimal import Decimal
+
+    row = {
+        "n": 5,
+        "big": 2**40,
+        "x": 1.5,
+        "s": "a",
+        "t": "long text",
+        "d": dt.date(2026, 1, 2),
+        "ts": dt.datetime(2026, 1, 2, 3, 4, 5, 6),
+        "u": uuid_.UUID(int=7),
+        "b": True,
+        "m": Decimal("1.25"),
+        "blob": b"\x00\xff",
+    }
+    return {**row, **values}
+
+
+BINARY_CASES = {
+    "every kind as the ORM binds it": ([_full(id=1), {"id": 2}], "binary"),
+    "a Numeric rounded to its scale": ([_full(id=1, m=__import__("decimal").Decimal("1.005"))], "binary"),
+    "an int past int4": ([_full(id=1, n=2**31)], "refused"),  # as text, refused by the server as the ORM's is
+    "an int past int8": ([_full(id=1, big=-(2**63) - 1)], "refused"),
+    "a str into an Integer column": ([_full(id=1, n="7")], "text"),
+    "an int into a String column": ([_full(id=1, s=42)], "text"),
+    "a bool into an Integer column": ([_full(id=1, n=True), _full(id=2, n=7)], "binary"),  # 1, as SQLAlchemy's
+    "an int into a Float column": ([_full(id=1, x=3)], "text"),
+    "a datetime into a Date column": ([_full(id=1, d=__import__("datetime").datetime(2026, 1, 2, 23, 59))], "text"),
+}
+
+
+@pytest.mark.parametrize("case", list(BINARY_CASES))
+@pytest.mark.parametrize("kind", ["insert", "upsert"])
+def test_binary_copy_only_where_it_stores_what_the_orm_stores(pg, monkeypatch, case, kind):
+    """Binary COPY carries a chunk only when every value is of the kind its column's binary form takes, within
+    range; anything else goes as text, which the server converts as it would a bound value, as for the ORM.
+    Differential: our write against SQLAlchemy's insert of the same rows into a twin table."""
+    from sqlalchemy import MetaData
+
+    rows, expected = BINARY_CASES[case]
+    meta = MetaData()
+    ours_t, theirs_t = _binary_table("binary_ours", meta), _binary_table("binary_theirs", meta)
+    meta.drop_all(pg)
+    meta.create_all(pg)
+    try:
+        log = _CopyLog(monkeypatch)
+        try:
+            if kind == "insert":
+                turboalchemy.bulk_insert(pg, ours_t, [dict(r) for r in rows])
+            else:
+                turboalchemy.bulk_upsert(pg, ours_t, [dict(r) for r in rows], conflict=["id"])
+        except BulkWriteError as refused:
+            assert expected == "refused" and refused.row == 0, refused
+            assert "binary" not in log.formats()  # never sent in binary, which would have truncated it
+            with pytest.raises(DBAPIError):  # SQLAlchemy refuses it too
+                with pg.begin() as conn:
+                    conn.execute(theirs_t.insert(), rows[0])
+            return
+        assert expected != "refused"
+        assert log.formats() and set(log.formats()) == {expected}
+        with pg.begin() as conn:
+            for row in rows:  # one statement per row, as the ORM's insert of each: a missing key is NULL
+                conn.execute(theirs_t.insert(), dict(row))
+        with pg.connect() as conn:
+            ours = conn.execute(select(ours_t).order_by(ours_t.c.id)).all()
+            theirs = conn.execute(select(theirs_t).order_by(theirs_t.c.id)).all()
+        assert ours == theirs
+    finally:
+        meta.drop_all(pg)

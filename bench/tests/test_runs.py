@@ -399,6 +399,7 @@ def test_sqlite_modules_run_side_by_side_and_every_ratio_stays_within_one_module
     assert versions == {("stdlib", sqlite3.sqlite_version), ("pysqlite3", pysqlite3.sqlite_version)}
     spread = {(r["path"], r["phase"]): r for r in spreads(data)}
     assert spread[("turbo+pysqlite3", "insert")]["vs_stdlib"] is not None  # pysqlite3 ÷ stdlib, run by run
+    assert spread[("turbo+pysqlite3", "insert")]["against_raw"] != "-"  # judged against raw on its own module
     assert spread[("turbo", "insert")]["vs_stdlib"] is None
     cell = {(c["path"], c["sqlite"], c["repeat"]): c for c in data["cells"]}
     for run in (1, 2):  # × raw compares cells of one module and one run

@@ -43,6 +43,7 @@ class WritePath:
 
 PATHS: dict[str, WritePath] = {}
 ALIASES: dict[str, list[str]] = {"both": ["orm", "raw"]}
+SERVER_ONLY = ("copy_binary", "adbc")  # PostgreSQL's peers: named explicitly, never part of "all"
 
 
 def register(name: str, description: str) -> Callable[[type], type]:
@@ -60,7 +61,7 @@ def parse_paths(spec: str) -> list[str]:
         if not part:
             continue
         if part == "all":
-            wanted.extend(PATHS)
+            wanted.extend(p for p in PATHS if p not in SERVER_ONLY)
         elif part in ALIASES:
             wanted.extend(ALIASES[part])
         elif part in PATHS:
@@ -340,6 +341,127 @@ class TurboAsyncWriter:
     def close(self) -> None:
         self.loop.run_until_complete(self.engine.dispose())
         self.loop.close()
+
+
+@register(
+    "copy_binary",
+    "PostgreSQL's client limit: psycopg binary COPY of the chunk's tuples (built as raw builds them), typed by "
+    "set_types; upserts COPY into a staging table and merge with INSERT ... SELECT ... ON CONFLICT",
+)
+class BinaryCopyWriter:
+    """What the client can do at best here: no checks, no conversions beyond building the tuples raw builds."""
+
+    def __init__(self, engine: Engine) -> None:
+        if not server_only(engine):
+            raise ValueError("copy_binary is a PostgreSQL path (--db postgresql+psycopg://...)")
+        self.raw = RawWriter(engine)
+        self.dbapi = self.raw.dbapi
+        names = ", ".join(f'"{c}"' for c in COLUMNS)
+        with self.dbapi.cursor() as cursor:
+            cursor.execute(
+                "SELECT a.attname, t.typname FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid "
+                "WHERE a.attrelid = 'bench_rows'::regclass AND a.attnum > 0"
+            )
+            found = dict(cursor.fetchall())
+            cursor.execute("CREATE TEMP TABLE IF NOT EXISTS staging (LIKE bench_rows)")
+        self.dbapi.commit()
+        self.types = [found[c] for c in COLUMNS]
+        self.insert_copy = f"COPY bench_rows ({names}) FROM STDIN (FORMAT BINARY)"
+        self.staging_copy = f"COPY staging ({names}) FROM STDIN (FORMAT BINARY)"
+        self.merge = (
+            f"INSERT INTO bench_rows ({names}) SELECT {names} FROM staging"
+            + UPSERT_SQL[UPSERT_SQL.index(" ON CONFLICT") :]
+        )
+
+    def _copy(self, cursor: Any, statement: str, rows: list[dict]) -> None:
+        with cursor.copy(statement) as copy:
+            copy.set_types(self.types)
+            for row in self.raw.tuples(rows):
+                copy.write_row(row)
+
+    def insert(self, rows: list[dict]) -> None:
+        try:
+            with self.dbapi.cursor() as cursor:
+                self._copy(cursor, self.insert_copy, rows)
+            self.dbapi.commit()
+        except BaseException:
+            self.dbapi.rollback()
+            raise
+
+    def upsert(self, rows: list[dict]) -> None:
+        try:
+            with self.dbapi.cursor() as cursor:
+                cursor.execute("TRUNCATE staging")
+                self._copy(cursor, self.staging_copy, rows)
+                cursor.execute(self.merge)
+            self.dbapi.commit()
+        except BaseException:
+            self.dbapi.rollback()
+            raise
+
+    def close(self) -> None:
+        self.raw.close()
+
+
+@register(
+    "adbc",
+    "ADBC's PostgreSQL driver: adbc_ingest of an Arrow table built from the chunk (binary COPY underneath); "
+    "upserts ingest into a staging table and merge (pip install sqlite-bench[compare])",
+)
+class AdbcWriter:
+    """Arrow's database connectivity, the other columnar way in: the chunk becomes an Arrow table in the timed
+    write, as raw builds its tuples."""
+
+    def __init__(self, engine: Engine) -> None:
+        if not server_only(engine):
+            raise ValueError("adbc is a PostgreSQL path (--db postgresql+psycopg://...)")
+        from adbc_driver_postgresql import dbapi as adbc
+
+        url = engine.url.set(drivername="postgresql")
+        self.conn = adbc.connect(url.render_as_string(hide_password=False))
+        names = ", ".join(f'"{c}"' for c in COLUMNS)
+        with self.conn.cursor() as cursor:
+            cursor.execute("CREATE TEMP TABLE IF NOT EXISTS staging (LIKE bench_rows)")
+        self.conn.commit()
+        self.merge = (
+            f"INSERT INTO bench_rows ({names}) SELECT {names} FROM staging"
+            + UPSERT_SQL[UPSERT_SQL.index(" ON CONFLICT") :]
+        )
+
+    def _arrow(self, rows: list[dict]) -> Any:
+        import pyarrow as pa
+
+        return pa.Table.from_pylist([{c: r[c] for c in COLUMNS} for r in rows], schema=_arrow_schema())
+
+    def insert(self, rows: list[dict]) -> None:
+        try:
+            with self.conn.cursor() as cursor:
+                cursor.adbc_ingest("bench_rows", self._arrow(rows), mode="append")
+            self.conn.commit()
+        except BaseException:
+            self.conn.rollback()
+            raise
+
+    def upsert(self, rows: list[dict]) -> None:
+        try:
+            with self.conn.cursor() as cursor:
+                cursor.execute("TRUNCATE staging")
+                cursor.adbc_ingest("staging", self._arrow(rows), mode="append", temporary=True)
+                cursor.execute(self.merge)
+            self.conn.commit()
+        except BaseException:
+            self.conn.rollback()
+            raise
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+def _arrow_schema() -> Any:
+    import pyarrow as pa
+
+    kinds = {"String": pa.string(), "Integer": pa.int32(), "Float": pa.float64(), "DateTime": pa.timestamp("us")}
+    return pa.schema([(c, kinds[type(TABLE.c[c].type).__name__]) for c in COLUMNS])
 
 
 @register(

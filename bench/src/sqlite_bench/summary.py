@@ -121,6 +121,7 @@ def ratios(data: dict[str, Any]) -> list[dict[str, Any]]:
             out.append(
                 {
                     "path": path_label(cell).replace(" ", ""),
+                    "base_path": cell["path"],
                     "config": cell["config"],
                     "phase": phase,
                     "rows": top,
@@ -155,11 +156,12 @@ def spreads(data: dict[str, Any]) -> list[dict[str, Any]]:
     rows = [r for r in ratios(data) if r["repeat"] is not None]
     groups: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
     for r in rows:
-        groups.setdefault((r["path"], r["config"], r["chunk_size"], r["table"], r["phase"]), []).append(r)
+        groups.setdefault((r["base_path"], r["config"], r["chunk_size"], r["table"], r["phase"]), []).append(r)
     out = []
-    for (path, config, chunk, table, phase), runs in groups.items():
+    for (base, config, chunk, table, phase), runs in groups.items():
+        path = runs[0]["path"]
         rates = [r["rows_per_s"] for r in runs]
-        raw = groups.get(("raw", config, chunk, table, phase), [])
+        raw = groups.get(("raw", config, chunk, table, phase), [])  # raw of the same table and SQLite module
         vs_raw = [r["vs_raw"] for r in runs if r["vs_raw"]]
         vs_engine = [r["vs_engine"] for r in runs if r["vs_engine"]]
         vs_stdlib = [r["vs_stdlib"] for r in runs if r["vs_stdlib"]]
@@ -173,7 +175,7 @@ def spreads(data: dict[str, Any]) -> list[dict[str, Any]]:
                 "vs_raw": _median_range(vs_raw),
                 "vs_engine": _median_range(vs_engine),
                 "vs_stdlib": _median_range(vs_stdlib),
-                "against_raw": verdict(rates, [r["rows_per_s"] for r in raw]) if raw and path != "raw" else "-",
+                "against_raw": verdict(rates, [r["rows_per_s"] for r in raw]) if raw and base != "raw" else "-",
             }
         )
     return out

@@ -9,8 +9,12 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from operator import attrgetter, itemgetter
+from datetime import date, datetime
+from decimal import Decimal
+from functools import partial
+from operator import attrgetter, is_not, itemgetter
 from typing import Any
+from uuid import UUID
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from psycopg import sql
@@ -42,6 +46,7 @@ class PostgresChunkWriter(ChunkWriter):
         self.dbapi = dbapi_connection
         self.own = own_transactions
         self._temp: dict[str, sql.Composed] = {}
+        self._types: dict[Any, list[str] | None] = {}  # COPY column types for binary, per table and column set
         self._zone: ZoneInfo | None = None  # the session's TimeZone, read when an aware datetime first needs it
         # Under SQLAlchemy's asyncio extension the connection adapts psycopg's AsyncConnection; its cursors
         # have no COPY, so COPY goes to the driver connection, awaited from SQLAlchemy's greenlet.
@@ -183,10 +188,24 @@ class PostgresChunkWriter(ChunkWriter):
     ) -> None:
         columns = plan.copy_columns or ()
         names = [*columns, ARRIVAL] if ordinal else list(columns)
-        # Text format, as psycopg dumps each Python value: the server converts it as it would a bound value.
-        # (Binary COPY was faster here but silently truncates an int past int4 and refuses an int for text.)
-        statement = sql.SQL("COPY {} ({}) FROM STDIN").format(target, sql.SQL(", ").join(map(sql.Identifier, names)))
         rows = [(*row, i) for i, row in enumerate(params)] if ordinal else params  # arrival order, for last-wins
+        # Binary where every value of the chunk is one the server would store alike from either format (checked
+        # per column: see binary_types); else text, as psycopg dumps each Python value, which the server converts
+        # as it would a bound value. (Unchecked, binary would truncate an int past int4 and refuse an int for
+        # text, where the ORM stores the first and converts the second.)
+        types = self._binary_types(cursor, plan) if self.async_driver is None else None
+        if types is not None and _binary_safe(types, params):
+            types = [*types, "int8"] if ordinal else types
+            statement = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(
+                target, sql.SQL(", ").join(map(sql.Identifier, names))
+            )
+            with cursor.copy(statement) as copy:
+                copy.set_types(types)
+                write = copy.write_row
+                for row in rows:
+                    write(row)
+            return
+        statement = sql.SQL("COPY {} ({}) FROM STDIN").format(target, sql.SQL(", ").join(map(sql.Identifier, names)))
         if self.async_driver is not None:
             from sqlalchemy.util import await_only
 
@@ -196,6 +215,22 @@ class PostgresChunkWriter(ChunkWriter):
             write = copy.write_row
             for row in rows:
                 write(row)
+
+    def _binary_types(self, cursor: Any, plan: WritePlan) -> list[str] | None:
+        """The server's type of each COPY column, where binary COPY of checked values is safe; None when any
+        column's type is not one of those (JSON, enums, arrays, intervals, char(n)...). Asked once per table and
+        column set on this connection."""
+        key = (plan.table.schema, plan.table.name, plan.copy_columns)
+        if key not in self._types:
+            cursor.execute(
+                "SELECT a.attname, t.typname FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid "
+                "WHERE a.attrelid = %s::regclass AND a.attnum > 0 AND NOT a.attisdropped",
+                (_table(plan).as_string(cursor),),
+            )
+            found: dict[str, str] = dict(cursor.fetchall())
+            types = [found.get(c, "") for c in plan.copy_columns or ()]
+            self._types[key] = types if all(t in BINARY_KINDS for t in types) else None
+        return self._types[key]
 
     def _temp_table(self, cursor: Any, plan: WritePlan, temp_name: str) -> sql.Composable:
         """A session-private table of the columns the rows supply, typed as the target's but with none of its
@@ -260,6 +295,46 @@ class PostgresChunkWriter(ChunkWriter):
                     cursor.execute(sql.SQL("RELEASE SAVEPOINT {}").format(_PROBE))
                 except psycopg.Error:
                     pass
+
+
+# The server types binary COPY may carry, and the Python types (exact: a datetime is not a date here) whose binary
+# form the server stores exactly as it would the same value bound in a statement. A bool into an integer column
+# goes as 0/1, as SQLAlchemy's bound `true::INTEGER` stores it (COPY's text 't' would be refused).
+BINARY_KINDS: dict[str, frozenset[type]] = {
+    "int2": frozenset({int, bool}),
+    "int4": frozenset({int, bool}),
+    "int8": frozenset({int, bool}),
+    "float8": frozenset({float}),
+    "numeric": frozenset({Decimal}),
+    "text": frozenset({str}),
+    "varchar": frozenset({str}),
+    "bool": frozenset({bool}),
+    "date": frozenset({date}),
+    "timestamp": frozenset({datetime}),
+    "uuid": frozenset({UUID}),
+    "bytea": frozenset({bytes}),
+}
+_INT_RANGE = {"int2": (-(2**15), 2**15 - 1), "int4": (-(2**31), 2**31 - 1), "int8": (-(2**63), 2**63 - 1)}
+_NONE = type(None)
+
+
+def _binary_safe(types: list[str], params: list[Sequence[Any]]) -> bool:
+    """Whether every value of the chunk may go in binary: of an allowed Python type for its column, an int within
+    its column's range, a datetime for a timestamp column naive (C-level passes over each column)."""
+    for i, name in enumerate(types):
+        values = list(map(itemgetter(i), params))
+        kinds = set(map(type, values))
+        kinds.discard(_NONE)
+        if not kinds <= BINARY_KINDS[name]:
+            return False
+        if name in _INT_RANGE and kinds:
+            present = values if _NONE not in set(map(type, values)) else list(filter(partial(is_not, None), values))
+            low, high = _INT_RANGE[name]
+            if min(present) < low or max(present) > high:
+                return False
+        if name == "timestamp" and kinds and any(map(attrgetter("tzinfo"), filter(partial(is_not, None), values))):
+            return False
+    return True
 
 
 def _any_aware(values: list[Any]) -> bool:
