@@ -9,6 +9,7 @@ from typing import Any, Generic, TypeVar, overload
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from turboalchemy._targets import classify
 from turboalchemy._write.bulk import bulk_insert, bulk_upsert
 
 M = TypeVar("M")
@@ -18,6 +19,7 @@ class Repository(Generic[M]):
     """ORM for single rows, executemany for bulk; both in the session's transaction (the caller commits)."""
 
     def __init__(self, session: Session, model: type[M]) -> None:
+        classify(session, frozenset({"session"}), "Repository")
         self.session = session
         self.model = model
 

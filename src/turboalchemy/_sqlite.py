@@ -13,7 +13,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from turboalchemy import _driver
 from turboalchemy._targets import TargetKind, classify
-from turboalchemy.errors import UnsupportedTargetError
+from turboalchemy.errors import UnsupportedTargetError, translate
 
 Target = Engine | str | os.PathLike[str]
 
@@ -78,8 +78,15 @@ def reading(target: Any, what: str, accept: tuple[TargetKind, ...] = FILE_KINDS)
         if path is None:
             raise UnsupportedTargetError("an in-memory database has no file to open; pass its Engine")
         with open_file(path, read_only=True) as conn:
-            conn.execute("PRAGMA trusted_schema = OFF")  # the file may not be ours: run none of its schema's code
-            yield conn
+            try:
+                conn.execute("PRAGMA trusted_schema = OFF")  # the file may not be ours: run none of its schema's code
+                yield conn
+            except _driver.Error as exc:  # not a database, damaged, locked: our typed error where there is one
+                typed = translate(exc)
+                if typed is None:
+                    raise
+                typed.args = (f"{what} {path}: {typed}",)
+                raise typed from exc
         return
     engine = _sqlite_engine(target, what)
     if kind == "connection":

@@ -7,9 +7,12 @@ from typing import Any
 from sqlalchemy.engine import Engine
 from sqlalchemy.pool import QueuePool
 
+from turboalchemy._targets import ENGINE, classify
+
 
 def pool_status(engine: Engine) -> dict[str, Any]:
     """size, checked_out, checked_in, overflow (QueuePool; other pools report what they can)."""
+    classify(engine, ENGINE, "pool_status")
     pool = engine.pool
     status: dict[str, Any] = {"pool": type(pool).__name__}
     if isinstance(pool, QueuePool):
