@@ -227,3 +227,61 @@ def test_an_engine_dropped_without_dispose_does_not_hold_the_file(tmp_path, driv
     engine = turboalchemy.create_engine(url, driver=driver)
     assert turboalchemy.bulk_insert(engine, items, [{"name": "a"}]) == 1
     engine.dispose()
+
+
+LOCK_PROBE = """
+import sqlite3, sys
+try:
+    sqlite3.connect(sys.argv[1], timeout=0, isolation_level=None).execute("BEGIN IMMEDIATE")
+    print("free")
+except sqlite3.OperationalError:
+    print("locked")
+"""
+
+
+def test_a_refused_connection_never_opens_the_file_so_the_other_librarys_lock_holds(tmp_path, driver):
+    """Refusing after the open would be too late: closing the refused connection drops the POSIX locks the
+    other library holds on the file. Another process must still see the write lock afterwards."""
+    import sqlalchemy
+
+    path = tmp_path / "db.sqlite"
+    theirs = sqlalchemy.create_engine(f"sqlite:///{path}", module=MODULES[OTHER[driver]])
+    metadata.create_all(theirs)
+    held = theirs.raw_connection()
+    held.cursor().execute("BEGIN IMMEDIATE")  # the other library holds the write lock
+    probe = [sys.executable, "-c", LOCK_PROBE, str(path)]
+    assert subprocess.run(probe, capture_output=True, text=True).stdout.strip() == "locked"
+    engine = turboalchemy.create_engine(f"sqlite:///{path}", driver=driver)
+    with pytest.raises(turboalchemy.SQLiteLibraryConflictError):
+        engine.connect()
+    assert subprocess.run(probe, capture_output=True, text=True).stdout.strip() == "locked"  # still held
+    held.rollback()
+    held.close()
+    theirs.dispose()
+    engine.dispose()
+
+
+def test_a_connection_closed_by_the_garbage_collector_inside_the_registry_does_not_deadlock(tmp_path):
+    """A pool's close event can run from a GC finalizer in the thread already holding the registry's lock."""
+    import gc
+    import threading
+
+    import sqlalchemy
+    from sqlalchemy.pool import NullPool
+
+    engine = sqlalchemy.create_engine(f"sqlite:///{tmp_path / 'db.sqlite'}", poolclass=NullPool)
+
+    def leak() -> None:
+        conn = engine.connect()
+        conn.cycle = conn  # type: ignore[attr-defined]  # only the cycle collector frees it
+
+    def run() -> None:
+        leak()
+        with _driver._LOCK:
+            gc.collect()
+
+    worker = threading.Thread(target=run, daemon=True)
+    worker.start()
+    worker.join(10)
+    assert not worker.is_alive(), "the registry deadlocked"
+    engine.dispose()

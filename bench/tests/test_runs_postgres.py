@@ -26,7 +26,7 @@ def test_every_path_runs_verifies_and_cleans_up_on_postgresql(tmp_path, postgres
             "--scales",
             "3K,6K",
             "--mode",
-            "all",
+            "all,copy_binary,adbc",
             "--chunk-size",
             "1500",
             "--output-dir",
@@ -39,7 +39,7 @@ def test_every_path_runs_verifies_and_cleans_up_on_postgresql(tmp_path, postgres
     data = results.load(out / results.FILENAME)
     results.validate(data)
     assert data["settings"]["db_url"].startswith("postgresql+psycopg://")
-    assert {c["path"] for c in data["cells"]} == set(PATHS)  # every registered path, "all"
+    assert {c["path"] for c in data["cells"]} == set(PATHS)  # every registered path: "all" and the server's peers
     for cell in data["cells"]:
         assert cell["status"] == "done" and cell["verification"]["passed"], cell["error"]
         assert cell["verification"]["row_count"] == 6_000

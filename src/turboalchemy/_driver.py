@@ -86,7 +86,8 @@ def name(dbapi_module: ModuleType) -> str:
 
 # (st_dev, st_ino) -> {id(connection): (module name, its pool record while it lives; None for a tool's own)}
 _OPEN: dict[tuple[int, int], dict[int, tuple[str, weakref.ref[Any] | None]]] = {}
-_LOCK = threading.Lock()
+# Re-entrant: a pool's close event can run from a garbage-collection finalizer in the thread that holds it.
+_LOCK = threading.RLock()
 
 
 def _main_file(dbapi_connection: Any) -> str | None:
@@ -108,53 +109,103 @@ def _key(path: str | os.PathLike[str]) -> tuple[int, int] | None:
     return stat.st_dev, stat.st_ino
 
 
-def claim(dbapi_connection: Any, module_name: str | None = None, record: Any = None) -> None:
-    """Record a new connection by its database file; refuse it if another SQLite library has the file open.
-    `record`: the pool's record of the connection; a connection whose engine was dropped without dispose() is
-    closed by the garbage collector, which tells no pool, and its dead record says so."""
-    path = _main_file(dbapi_connection)
-    key = _key(path) if path else None
-    if key is None:
-        return
-    mine = module_name or name(module_of(dbapi_connection))
-    with _LOCK:
-        holders = _OPEN.setdefault(key, {})
-        for gone in [i for i, (_, ref) in holders.items() if ref is not None and ref() is None]:
-            del holders[gone]
-        others = sorted({m for m, _ in holders.values() if m != mine})
-        if not others:
-            holders[id(dbapi_connection)] = (mine, None if record is None else weakref.ref(record))
-            return
+def _open_through(key: tuple[int, int] | None) -> set[str]:
+    """The modules holding the file open, forgetting connections that are gone: a pool record that died (its
+    engine dropped without dispose()) or that now holds another connection (reconnected after a failure that
+    told no pool). Call with _LOCK held."""
+    holders = _OPEN.get(key) if key else None
+    if not holders:
+        return set()
+    for i, (_, ref) in list(holders.items()):
+        if ref is None:
+            continue
+        record = ref()
+        if record is None or id(getattr(record, "dbapi_connection", None)) != i:
+            holders.pop(i, None)
+    if not holders:
+        _OPEN.pop(key, None)  # type: ignore[arg-type]
+    return {m for m, _ in holders.values()}
+
+
+def _conflict(path: str | os.PathLike[str], others: set[str], mine: str) -> Exception:
     from turboalchemy.errors import SQLiteLibraryConflictError
 
-    raise SQLiteLibraryConflictError(
-        f"{path} is already open in this process through {others[0]}, and this connection goes through {mine}: "
-        "two copies of SQLite on one file in one process drop each other's locks and can corrupt it "
+    return SQLiteLibraryConflictError(
+        f"{path} is already open in this process through {sorted(others)[0]}, and this connection would go through "
+        f"{mine}: two copies of SQLite on one file in one process drop each other's locks and can corrupt it "
         "(sqlite.org/howtocorrupt.html, 2.2.1). Use one module for the file: create_engine(driver=...) (or "
         f"{ENVIRONMENT}) for turboalchemy's engines, module=... for SQLAlchemy's own, or close the other "
         "connections first"
     )
 
 
+def refuse_mixing(path: str | os.PathLike[str], mine: str) -> None:
+    """Before a connection through module `mine` opens `path`: refuse if another SQLite library has it open.
+    (After the open would be too late: closing the refused connection would drop the other library's locks.)"""
+    key = _key(path)
+    with _LOCK:
+        others = _open_through(key) - {mine}
+    if others:
+        raise _conflict(path, others, mine)
+
+
+def claim(dbapi_connection: Any, module_name: str | None = None, record: Any = None) -> None:
+    """Record a new connection by its database file (refused before it opened, by refuse_mixing, if another
+    library had the file open; checked again here for connections no listener saw coming)."""
+    path = _main_file(dbapi_connection)
+    key = _key(path) if path else None
+    if key is None:
+        return
+    mine = module_name or name(module_of(dbapi_connection))
+    with _LOCK:
+        others = _open_through(key) - {mine}
+        if not others:
+            _OPEN.setdefault(key, {})[id(dbapi_connection)] = (mine, None if record is None else weakref.ref(record))
+            return
+    raise _conflict(path, others, mine)  # type: ignore[arg-type]
+
+
 def release(dbapi_connection: Any) -> None:
     """Forget a connection that was closed."""
+    ident = id(dbapi_connection)
     with _LOCK:
         for key, holders in list(_OPEN.items()):
-            if holders.pop(id(dbapi_connection), None) is not None:
+            if holders.pop(ident, None) is not None:
                 if not holders:
-                    del _OPEN[key]
+                    _OPEN.pop(key, None)
                 return
 
 
 def holder(path: str | os.PathLike[str]) -> ModuleType | None:
     """The module through which this process has `path` open, if any (what a tool opening it must use)."""
-    key = _key(path)
     with _LOCK:
-        names = {m for m, ref in (_OPEN.get(key) or {}).values() if ref is None or ref() is not None} if key else set()
+        names = _open_through(_key(path))
     for candidate in MODULES:
         if name(candidate) in names:
             return candidate
     return None
+
+
+def _database_of(cargs: Any, cparams: Any) -> str | None:
+    """The file a pysqlite connect is about to open ("file:" URIs included); None for memory databases."""
+    database: Any = cargs[0] if cargs else (cparams or {}).get("database")
+    if not isinstance(database, str) or database in ("", ":memory:"):
+        return None
+    if database.startswith("file:"):
+        database = database[len("file:") :].split("?", 1)[0].removeprefix("//")
+    return str(database) or None
+
+
+def _before_connect(dialect: Any, _record: Any, cargs: Any, cparams: Any) -> None:
+    if dialect.name != "sqlite":
+        return
+    path = _database_of(cargs, cparams)
+    if path is None:
+        return
+    if dialect.driver == "aiosqlite":
+        refuse_mixing(path, "sqlite3")  # aiosqlite runs the stdlib's SQLite
+    elif isinstance(getattr(dialect, "dbapi", None), ModuleType):
+        refuse_mixing(path, name(dialect.dbapi))
 
 
 def for_file(path: str | os.PathLike[str]) -> ModuleType:
@@ -179,6 +230,9 @@ def watch_pools() -> None:
     from sqlalchemy.pool import Pool
 
     if not event.contains(Pool, "connect", _on_connect):
+        from sqlalchemy.engine import Engine
+
+        event.listen(Engine, "do_connect", _before_connect)
         event.listen(Pool, "connect", _on_connect)
         event.listen(Pool, "close", _on_close)
         event.listen(Pool, "close_detached", _on_close)

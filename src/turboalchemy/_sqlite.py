@@ -52,7 +52,9 @@ def open_file(path: Path, *, read_only: bool) -> Iterator[sqlite3.Connection]:
     if not path.exists():
         raise FileNotFoundError(f"no database at {path}")
     # through the module this process already has the file open with (one SQLite library per file), else auto's
-    conn = _driver.for_file(path).connect(
+    module = _driver.for_file(path)
+    _driver.refuse_mixing(path, _driver.name(module))
+    conn = module.connect(
         _uri(path, "ro" if read_only else "rw"), uri=True, isolation_level=None, check_same_thread=False
     )
     try:

@@ -225,12 +225,14 @@ def connection_lost(exc: BaseException) -> bool:
     or a crash shutdown, or psycopg's own "the connection is lost")."""
     if not type(exc).__module__.startswith("psycopg"):
         return False
-    state = getattr(exc, "sqlstate", None)
-    if state is not None:
-        return bool(state.startswith("08") or state in ("57P01", "57P02", "57P03"))
     pgconn = getattr(exc, "pgconn", None)
-    closed = pgconn is not None and getattr(pgconn, "status", 0) != 0  # libpq's CONNECTION_OK is 0
-    return type(exc).__name__ == "OperationalError" and (closed or "connection is lost" in str(exc))
+    if pgconn is not None and getattr(pgconn, "status", 0) != 0:  # libpq's CONNECTION_OK is 0: the socket is gone
+        return True
+    state = getattr(exc, "sqlstate", None)
+    if state is not None:  # the FATAL ones that end the session: admin/crash shutdown, idle timeouts
+        return bool(state.startswith("08") or state in ("57P01", "57P02", "57P03", "57P04", "57P05", "25P03", "25P04"))
+    text = str(exc)
+    return type(exc).__name__ == "OperationalError" and ("connection is lost" in text or "connection is closed" in text)
 
 
 def translate(exc: BaseException, context: Any = None) -> _DriverError | None:

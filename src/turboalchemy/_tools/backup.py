@@ -170,7 +170,8 @@ def _refuse_destination(source: Path, target: Path, overwrite: bool, force: bool
     users = [] if force else _processes_with_open(target)
     if users:
         raise BackupError(
-            f"{target} is open in another process (pid {', '.join(map(str, users[:5]))}): its next commits would go "
+            f"{target} is open in {'this process' if users == [os.getpid()] else 'another process'} "
+            f"(pid {', '.join(map(str, users[:5]))}): its next commits would go "
             "to the replaced file and be lost; stop it first, or pass force=True (--force) to replace it anyway"
         )
 
@@ -184,11 +185,8 @@ def _processes_with_open(path: Path) -> list[int]:
         except OSError:
             continue
         wanted.add((info.st_dev, info.st_ino))
-    found = []
-    me = os.getpid()
+    found = []  # this process too: a plain sqlite3.connect() here is not seen by the pool registry
     for entry in Path("/proc").glob("[0-9]*") if wanted and Path("/proc/self/fd").is_dir() else []:
-        if int(entry.name) == me:
-            continue
         try:
             descriptors = list((entry / "fd").iterdir())
         except OSError:  # gone, or another user's

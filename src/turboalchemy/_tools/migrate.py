@@ -240,10 +240,6 @@ def migrate(
                 finally:
                     conn.execute("ROLLBACK")
                 return report
-            if applied is None and before > 0 and not todo:  # record what user_version says, once
-                conn.execute("BEGIN IMMEDIATE")
-                _record(conn, [m for m in files if m.version <= before], "recorded from user_version")
-                conn.execute("COMMIT")
             for first, migration in enumerate(todo):
                 conn.execute("BEGIN IMMEDIATE")
                 try:

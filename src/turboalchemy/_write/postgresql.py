@@ -300,12 +300,12 @@ class PostgresChunkWriter(ChunkWriter):
 
 
 # The server types binary COPY may carry, and the Python types (exact: a datetime is not a date here) whose binary
-# form the server stores exactly as it would the same value bound in a statement. A bool into an integer column
-# goes as 0/1, as SQLAlchemy's bound `true::INTEGER` stores it (COPY's text 't' would be refused).
+# form the server stores exactly as it would the same value bound in a statement. (A bool into an integer column
+# is left to text, which refuses it, so that inserts and upserts, sync and async, refuse it alike.)
 BINARY_KINDS: dict[str, frozenset[type]] = {
-    "int2": frozenset({int, bool}),
-    "int4": frozenset({int, bool}),
-    "int8": frozenset({int, bool}),
+    "int2": frozenset({int}),
+    "int4": frozenset({int}),
+    "int8": frozenset({int}),
     "float8": frozenset({float}),
     "numeric": frozenset({Decimal}),
     "text": frozenset({str}),
