@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import sqlite3
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -94,6 +95,24 @@ def server_only(engine: Engine) -> bool:
     return engine.dialect.name != "sqlite"
 
 
+_NAMES = ", ".join(f'"{c}"' for c in COLUMNS)
+_ON_CONFLICT = UPSERT_SQL[UPSERT_SQL.index(" ON CONFLICT") :]
+# PostgreSQL: a session's staging table shaped like the benchmark's, and the merge of it into the table
+PG_STAGING = "CREATE TEMP TABLE IF NOT EXISTS staging (LIKE bench_rows)"
+PG_MERGE = f"INSERT INTO bench_rows ({_NAMES}) SELECT {_NAMES} FROM staging" + _ON_CONFLICT
+
+
+@contextmanager
+def committed(dbapi_connection: Any) -> Iterator[None]:
+    """One chunk as one transaction on a DBAPI connection: committed, or rolled back whole on any failure."""
+    try:
+        yield
+        dbapi_connection.commit()
+    except BaseException:
+        dbapi_connection.rollback()
+        raise
+
+
 @register("orm", "SQLAlchemy ORM: bulk_save_objects; upsert via insert().on_conflict_do_update")
 class OrmWriter:
     """The study's ORM path, with its upsert split so no statement exceeds the bound-parameter limit."""
@@ -174,14 +193,10 @@ class RawWriter:
 
     def _write(self, sql: str, rows: list[dict]) -> None:
         params = self.tuples(rows)
-        try:
+        with committed(self.dbapi):
             cursor = self.dbapi.cursor()
             cursor.executemany(sql, params)
             cursor.close()
-            self.dbapi.commit()
-        except BaseException:
-            self.dbapi.rollback()
-            raise
 
     def insert(self, rows: list[dict]) -> None:
         self._write(self.insert_sql, rows)
@@ -356,22 +371,16 @@ class BinaryCopyWriter:
             raise ValueError("copy_binary is a PostgreSQL path (--db postgresql+psycopg://...)")
         self.raw = RawWriter(engine)
         self.dbapi = self.raw.dbapi
-        names = ", ".join(f'"{c}"' for c in COLUMNS)
-        with self.dbapi.cursor() as cursor:
+        with committed(self.dbapi), self.dbapi.cursor() as cursor:
             cursor.execute(
                 "SELECT a.attname, t.typname FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid "
                 "WHERE a.attrelid = 'bench_rows'::regclass AND a.attnum > 0"
             )
             found = dict(cursor.fetchall())
-            cursor.execute("CREATE TEMP TABLE IF NOT EXISTS staging (LIKE bench_rows)")
-        self.dbapi.commit()
+            cursor.execute(PG_STAGING)
         self.types = [found[c] for c in COLUMNS]
-        self.insert_copy = f"COPY bench_rows ({names}) FROM STDIN (FORMAT BINARY)"
-        self.staging_copy = f"COPY staging ({names}) FROM STDIN (FORMAT BINARY)"
-        self.merge = (
-            f"INSERT INTO bench_rows ({names}) SELECT {names} FROM staging"
-            + UPSERT_SQL[UPSERT_SQL.index(" ON CONFLICT") :]
-        )
+        self.insert_copy = f"COPY bench_rows ({_NAMES}) FROM STDIN (FORMAT BINARY)"
+        self.staging_copy = f"COPY staging ({_NAMES}) FROM STDIN (FORMAT BINARY)"
 
     def _copy(self, cursor: Any, statement: str, rows: list[dict]) -> None:
         with cursor.copy(statement) as copy:
@@ -380,24 +389,14 @@ class BinaryCopyWriter:
                 copy.write_row(row)
 
     def insert(self, rows: list[dict]) -> None:
-        try:
-            with self.dbapi.cursor() as cursor:
-                self._copy(cursor, self.insert_copy, rows)
-            self.dbapi.commit()
-        except BaseException:
-            self.dbapi.rollback()
-            raise
+        with committed(self.dbapi), self.dbapi.cursor() as cursor:
+            self._copy(cursor, self.insert_copy, rows)
 
     def upsert(self, rows: list[dict]) -> None:
-        try:
-            with self.dbapi.cursor() as cursor:
-                cursor.execute("TRUNCATE staging")
-                self._copy(cursor, self.staging_copy, rows)
-                cursor.execute(self.merge)
-            self.dbapi.commit()
-        except BaseException:
-            self.dbapi.rollback()
-            raise
+        with committed(self.dbapi), self.dbapi.cursor() as cursor:
+            cursor.execute("TRUNCATE staging")
+            self._copy(cursor, self.staging_copy, rows)
+            cursor.execute(PG_MERGE)
 
     def close(self) -> None:
         self.raw.close()
@@ -419,14 +418,8 @@ class AdbcWriter:
 
         url = engine.url.set(drivername="postgresql")
         self.conn = adbc.connect(url.render_as_string(hide_password=False))
-        names = ", ".join(f'"{c}"' for c in COLUMNS)
-        with self.conn.cursor() as cursor:
-            cursor.execute("CREATE TEMP TABLE IF NOT EXISTS staging (LIKE bench_rows)")
-        self.conn.commit()
-        self.merge = (
-            f"INSERT INTO bench_rows ({names}) SELECT {names} FROM staging"
-            + UPSERT_SQL[UPSERT_SQL.index(" ON CONFLICT") :]
-        )
+        with committed(self.conn), self.conn.cursor() as cursor:
+            cursor.execute(PG_STAGING)
 
     def _arrow(self, rows: list[dict]) -> Any:
         import pyarrow as pa
@@ -434,24 +427,14 @@ class AdbcWriter:
         return pa.Table.from_pylist([{c: r[c] for c in COLUMNS} for r in rows], schema=_arrow_schema())
 
     def insert(self, rows: list[dict]) -> None:
-        try:
-            with self.conn.cursor() as cursor:
-                cursor.adbc_ingest("bench_rows", self._arrow(rows), mode="append")
-            self.conn.commit()
-        except BaseException:
-            self.conn.rollback()
-            raise
+        with committed(self.conn), self.conn.cursor() as cursor:
+            cursor.adbc_ingest("bench_rows", self._arrow(rows), mode="append")
 
     def upsert(self, rows: list[dict]) -> None:
-        try:
-            with self.conn.cursor() as cursor:
-                cursor.execute("TRUNCATE staging")
-                cursor.adbc_ingest("staging", self._arrow(rows), mode="append", temporary=True)
-                cursor.execute(self.merge)
-            self.conn.commit()
-        except BaseException:
-            self.conn.rollback()
-            raise
+        with committed(self.conn), self.conn.cursor() as cursor:
+            cursor.execute("TRUNCATE staging")
+            cursor.adbc_ingest("staging", self._arrow(rows), mode="append", temporary=True)
+            cursor.execute(PG_MERGE)
 
     def close(self) -> None:
         self.conn.close()
@@ -477,21 +460,17 @@ class EngineLimitWriter:
         self.raw = RawWriter(engine)
         self.dbapi = self.raw.dbapi
         self.sqlite = self.raw.sqlite
-        columns = ", ".join(f'"{c}"' for c in COLUMNS)
         if self.sqlite:
             self.dbapi.execute("CREATE TEMP TABLE IF NOT EXISTS staging AS SELECT * FROM main.bench_rows WHERE 0")
             self.dbapi.execute("PRAGMA temp_store = MEMORY")
-            select = f"INSERT INTO main.bench_rows ({columns}) SELECT {columns} FROM temp.staging"
+            self.insert_sql = f"INSERT INTO main.bench_rows ({_NAMES}) SELECT {_NAMES} FROM temp.staging"
             # WHERE true: SQLite's grammar needs it to read ON CONFLICT after INSERT ... SELECT
-            self.upsert_sql = select + " WHERE true" + UPSERT_SQL[UPSERT_SQL.index(" ON CONFLICT") :]
+            self.upsert_sql = self.insert_sql + " WHERE true" + _ON_CONFLICT
         else:
-            with self.dbapi.cursor() as cursor:
-                cursor.execute("CREATE TEMP TABLE IF NOT EXISTS staging (LIKE bench_rows)")
-            self.dbapi.commit()
-            select = f"INSERT INTO bench_rows ({columns}) SELECT {columns} FROM staging"
-            self.upsert_sql = select + UPSERT_SQL[UPSERT_SQL.index(" ON CONFLICT") :]
-            self.copy_sql = f"COPY staging ({columns}) FROM STDIN"
-        self.insert_sql = select
+            with committed(self.dbapi), self.dbapi.cursor() as cursor:
+                cursor.execute(PG_STAGING)
+            self.insert_sql, self.upsert_sql = PG_MERGE[: -len(_ON_CONFLICT)], PG_MERGE
+            self.copy_sql = f"COPY staging ({_NAMES}) FROM STDIN"
 
     def prepare(self, phase: str, rows: list[dict]) -> None:
         if self.sqlite:
@@ -506,17 +485,13 @@ class EngineLimitWriter:
         self.dbapi.commit()
 
     def _run(self, sql: str) -> None:
-        try:
+        with committed(self.dbapi):
             if self.sqlite:
                 self.dbapi.execute("BEGIN")
                 self.dbapi.execute(sql)
             else:
                 with self.dbapi.cursor() as cursor:
                     cursor.execute(sql)
-            self.dbapi.commit()
-        except BaseException:
-            self.dbapi.rollback()
-            raise
 
     def insert(self, rows: list[dict]) -> None:
         self._run(self.insert_sql)
