@@ -25,6 +25,11 @@ pytestmark = pytest.mark.slow
 FAST = ["--sample-interval", "0.2"]
 
 
+def into(tmp_path: Path) -> list[str]:
+    """A run's results in tmp_path/out and its cells' databases in tmp_path (the tests read `out`)."""
+    return ["--output-dir", str(tmp_path / "out"), "--db-dir", str(tmp_path)]
+
+
 def _expected_checkpoints(scales, phases):
     return [(phase, rows) for phase in phases for rows in scales]
 
@@ -39,10 +44,7 @@ def test_the_smoke_run_verifies_every_cell_and_conforms_to_the_schema(tmp_path, 
             "both",
             "--chunk-size",
             "2500",
-            "--output-dir",
-            str(out),
-            "--db-dir",
-            str(tmp_path),
+            *into(tmp_path),
             *FAST,
         ]
     )
@@ -75,10 +77,7 @@ def test_pool_configs_write_from_as_many_threads_as_connections(tmp_path):
             "raw",
             "--chunk-size",
             "1000",
-            "--output-dir",
-            str(out),
-            "--db-dir",
-            str(tmp_path),
+            *into(tmp_path),
             *FAST,
         ]
     )
@@ -111,10 +110,7 @@ def test_a_one_writer_cell_times_its_writes_and_samples_memory_as_it_goes(tmp_pa
             "insert",
             "--chunk-size",
             "1000",
-            "--output-dir",
-            str(out),
-            "--db-dir",
-            str(tmp_path),
+            *into(tmp_path),
             "--sample-interval",
             "0.02",
         ]
@@ -191,10 +187,7 @@ def test_a_run_killed_after_a_cell_finished_keeps_that_cell_on_resume(tmp_path):
         "both",
         "--chunk-size",
         "500",
-        "--output-dir",
-        str(out),
-        "--db-dir",
-        str(tmp_path),
+        *into(tmp_path),
         *FAST,
     ]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -237,10 +230,7 @@ def test_a_run_killed_with_sigkill_resumes_to_the_same_counts_without_duplicates
         "both",
         "--chunk-size",
         "500",
-        "--output-dir",
-        str(out),
-        "--db-dir",
-        str(tmp_path),
+        *into(tmp_path),
         *FAST,
     ]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -318,10 +308,7 @@ def test_the_curve_plot_is_a_png_with_one_series_per_cell(tmp_path):
                 "uuid4,uuid7",
                 "--chunk-size",
                 "1000",
-                "--output-dir",
-                str(out),
-                "--db-dir",
-                str(tmp_path),
+                *into(tmp_path),
                 *FAST,
             ]
         )
@@ -356,10 +343,7 @@ def test_repeat_interleaves_runs_and_the_summary_gives_medians_ranges_and_verdic
             "2",
             "--chunk-size",
             "1000",
-            "--output-dir",
-            str(out),
-            "--db-dir",
-            str(tmp_path),
+            *into(tmp_path),
             *FAST,
         ]
     )
@@ -390,7 +374,7 @@ def test_sqlite_modules_run_side_by_side_and_every_ratio_stays_within_one_module
     ]
     out = tmp_path / "out"
     argv = ["--scales", "4K", "--mode", "raw,turbo,engine", "--sqlite", "stdlib,pysqlite3", "--repeat", "2"]
-    code = before_after([*argv, "--chunk-size", "1000", "--output-dir", str(out), "--db-dir", str(tmp_path), *FAST])
+    code = before_after([*argv, "--chunk-size", "1000", *into(tmp_path), *FAST])
     assert code == 0
     data = results.load(out / "results.json")
     import pysqlite3.dbapi2 as pysqlite3
