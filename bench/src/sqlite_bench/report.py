@@ -324,8 +324,55 @@ def _reads_tables(data: dict[str, Any]) -> list[Table]:
 
 
 def _compare_table(data: dict[str, Any]) -> Table:
-    from .orm_compare import decision_rows
+    from .orm_compare import decision_rows, spreads
 
+    note = (
+        "⚑: more than 0.1% of requests failed; the cell's figures are not comparable. CPU: milliseconds of CPU per "
+        "request, of the server process and of the whole machine (server, load generator and database together)"
+    )
+    if (data["settings"].get("repeat") or 1) > 1:
+
+        def spread(value: Any, fmt: str) -> str:
+            return "-" if value is None else f"{value[0]:{fmt}} ({value[1]:{fmt}}–{value[2]:{fmt}})"
+
+        table = Table(
+            "data layers under HTTP load: the decision table, median (range) over the runs",
+            [
+                "database",
+                "concurrency",
+                "layer",
+                "runs",
+                "req/s",
+                "× SQLAlchemy async",
+                "vs SQLAlchemy async",
+                "server CPU ms",
+                "machine CPU ms",
+                "p50 ms",
+                "p99 ms",
+                "server errors",
+                "peak RSS MB",
+            ],
+            note=note + "; win/loss only when the req/s ranges do not overlap",
+        )
+        for r in spreads(data):
+            table.rows.append(
+                [
+                    r["db"],
+                    str(r["concurrency"]),
+                    r["layer"],
+                    str(r["runs"]),
+                    spread(r["rate"], ",.0f"),
+                    spread(r["vs_sqlalchemy"], ".2f"),
+                    r["against_sqlalchemy"],
+                    spread(r["server_cpu_ms"], ".2f"),
+                    spread(r["machine_cpu_ms"], ".2f"),
+                    spread(r["p50_ms"], ".1f"),
+                    spread(r["p99_ms"], ".1f"),
+                    f"{r['server_errors']}" + (" ⚑" if r["flagged"] else ""),
+                    f"{r['peak_rss_mb']}",
+                ]
+            )
+        return _without_empty_columns(table)
     table = Table(
         "data layers under HTTP load: the decision table",
         [
@@ -334,6 +381,8 @@ def _compare_table(data: dict[str, Any]) -> Table:
             "layer",
             "req/s",
             "× SQLAlchemy async",
+            "server CPU ms",
+            "machine CPU ms",
             "p50 ms",
             "p90 ms",
             "p99 ms",
@@ -341,8 +390,12 @@ def _compare_table(data: dict[str, Any]) -> Table:
             "error rate",
             "peak RSS MB",
         ],
-        note="⚑: more than 0.1% of requests failed; the cell's figures are not comparable",
+        note=note,
     )
+
+    def ms(value: float | None) -> str:
+        return "" if value is None else f"{value:.2f}"
+
     for r in decision_rows(data):
         table.rows.append(
             [
@@ -351,6 +404,8 @@ def _compare_table(data: dict[str, Any]) -> Table:
                 r["layer"],
                 f"{r['rate']:,.0f}",
                 "-" if r["vs_sqlalchemy"] is None else f"{r['vs_sqlalchemy']:.2f}",
+                ms(r["server_cpu_ms"]),
+                ms(r["machine_cpu_ms"]),
                 f"{r['p50_ms']:.1f}",
                 f"{r['p90_ms']:.1f}",
                 f"{r['p99_ms']:.1f}",
@@ -359,7 +414,7 @@ def _compare_table(data: dict[str, Any]) -> Table:
                 f"{r['peak_rss_mb']}",
             ]
         )
-    return table
+    return _without_empty_columns(table)
 
 
 def build_report(files: list[dict[str, Any]], out: str | Path) -> Report:

@@ -26,8 +26,9 @@ def _admin(url: URL):  # type: ignore[no-untyped-def]
     )
 
 
-def create_database(server_url: str, label: str) -> str:
-    """Create an empty database named after the cell on the server; return its URL."""
+def create_database(server_url: str, label: str, template: str | None = None) -> str:
+    """Create a database named after the cell on the server, empty or a copy of `template` (the URL of a database
+    on the same server that nobody is connected to); return its URL."""
     from psycopg import sql
 
     url = make_url(server_url)
@@ -35,7 +36,11 @@ def create_database(server_url: str, label: str) -> str:
         raise ValueError(f"--db takes a postgresql+psycopg:// URL, not {url.get_backend_name()}")
     name = f"sqlite_bench_{re.sub(r'[^a-z0-9]+', '_', label.lower())[:40]}_{uuid.uuid4().hex[:8]}"
     with _admin(url) as admin:
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        if template is None:
+            admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        else:
+            source = sql.Identifier(str(make_url(template).database))
+            admin.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(sql.Identifier(name), source))
     return url.set(drivername="postgresql+psycopg", database=name).render_as_string(hide_password=False)
 
 

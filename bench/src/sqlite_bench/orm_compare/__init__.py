@@ -3,23 +3,74 @@ generator, and `python -m sqlite_bench.orm_compare` (__main__)."""
 
 from __future__ import annotations
 
+import statistics
 from typing import Any
+
+from ..summary import verdict
 
 
 def decision_rows(data: dict[str, Any]) -> list[dict[str, Any]]:
-    """One row per (database, concurrency, layer) with the ratio to SQLAlchemy async at the same point."""
+    """One row per done cell (database, concurrency, layer, run) with the ratio to SQLAlchemy async measured at the
+    same point in the same run of a --repeat."""
     done = [c for c in data["cells"] if c["status"] == "done"]
-    base = {(c["config"], c["writers"]): c["http"]["rate"] for c in done if c["path"] == "sqlalchemy"}
-    return [
-        {
-            "db": c["config"],
-            "concurrency": c["writers"],
-            "layer": c["path"],
-            **c["http"],
-            "vs_sqlalchemy": c["http"]["rate"] / base[(c["config"], c["writers"])]
-            if base.get((c["config"], c["writers"]))
-            else None,
-            "flagged": c.get("flagged", False),
-        }
-        for c in done
-    ]
+    base = {(c["config"], c["writers"], c.get("repeat")): c["http"]["rate"] for c in done if c["path"] == "sqlalchemy"}
+    rows = []
+    for c in done:
+        peer = base.get((c["config"], c["writers"], c.get("repeat")))
+        cpu = c["http"].get("cpu") or {}
+        rows.append(
+            {
+                "db": c["config"],
+                "concurrency": c["writers"],
+                "layer": c["path"],
+                "repeat": c.get("repeat"),
+                **c["http"],
+                "server_cpu_ms": cpu.get("server_ms"),
+                "machine_cpu_ms": cpu.get("machine_ms"),
+                "database_cpu_ms": cpu.get("database_ms"),
+                "vs_sqlalchemy": c["http"]["rate"] / peer if peer else None,
+                "flagged": c.get("flagged", False),
+            }
+        )
+    return rows
+
+
+def _spread(values: list[float]) -> tuple[float, float, float] | None:
+    return (statistics.median(values), min(values), max(values)) if values else None
+
+
+def spreads(data: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per database, concurrency and layer over the runs of a --repeat: median and range of req/s, of the ratio to
+    SQLAlchemy async (run by run), of CPU per request and latency; "win"/"loss" against SQLAlchemy async only
+    when the req/s ranges do not overlap."""
+    groups: dict[tuple[str, int, str], list[dict[str, Any]]] = {}
+    for r in decision_rows(data):
+        groups.setdefault((r["db"], r["concurrency"], r["layer"]), []).append(r)
+    out = []
+    for (db, level, layer), runs in groups.items():
+        rates = [r["rate"] for r in runs]
+        base = [r["rate"] for r in groups.get((db, level, "sqlalchemy"), [])]
+
+        def values(key: str) -> list[float]:
+            return [r[key] for r in runs if r.get(key) is not None]  # noqa: B023 - used at once
+
+        out.append(
+            {
+                "db": db,
+                "concurrency": level,
+                "layer": layer,
+                "runs": len(runs),
+                "rate": _spread(rates),
+                "vs_sqlalchemy": _spread(values("vs_sqlalchemy")),
+                "against_sqlalchemy": verdict(rates, base) if base and layer != "sqlalchemy" else "-",
+                "server_cpu_ms": _spread(values("server_cpu_ms")),
+                "machine_cpu_ms": _spread(values("machine_cpu_ms")),
+                "database_cpu_ms": _spread(values("database_cpu_ms")),
+                "p50_ms": _spread(values("p50_ms")),
+                "p99_ms": _spread(values("p99_ms")),
+                "server_errors": sum(r["server_errors"] for r in runs),
+                "flagged": any(r["flagged"] for r in runs),
+                "peak_rss_mb": max((r["peak_rss_mb"] or 0.0) for r in runs),
+            }
+        )
+    return out

@@ -1,11 +1,19 @@
 """One CRUD API (users and their orders), the same routes and JSON over three data layers.
 
-  sqlalchemy  SQLAlchemy 2.x asyncio: AsyncSession per request (aiosqlite on SQLite, asyncpg on PostgreSQL)
-  tortoise    Tortoise ORM on the same tables
-  turboalchemy   reads from turboalchemy's reader pool (in a worker thread), writes through one WriteQueue
+  sqlalchemy    SQLAlchemy 2.x asyncio: AsyncSession per request (aiosqlite on SQLite, asyncpg on PostgreSQL)
+  tortoise      Tortoise ORM on the same tables
+  turboalchemy  reads on turboalchemy's reader pool (in a worker thread); on SQLite writes through one
+                WriteQueue, on PostgreSQL on the pool like the reads (the library's own advice)
 
-Routes: POST /users, GET /users/{id}, PUT /users/{id}, DELETE /users/{id}, GET /users/{id}/orders.
-Validation errors answer 422 with {"detail": ...}; a missing user 404; a duplicate email 409.
+Equal terms: on SQLite every layer runs the same PRAGMAs (EQUAL, turboalchemy's production profile without the
+settings only a new file takes), read back through the layer's own connections at GET /_setup; a layer named
+with "+defaults" (sqlalchemy+defaults, tortoise+defaults) keeps what it does out of the box, as its own row. On
+PostgreSQL every layer may hold up to POOL connections. Every layer sends the same statements per operation
+(STATEMENTS); what differs is how each layer holds connections and transactions (DESIGN).
+
+Routes: POST /users, GET /users?limit=N, GET /users/{id}, PUT /users/{id}, DELETE /users/{id},
+GET /users/{id}/orders, GET /orders?limit=N, GET /orders/{id}, GET /_setup.
+Validation errors answer 422 with {"detail": ...}; a missing user or order 404; a duplicate email 409.
 `build_app(layer, url)` returns a Starlette app; `python -m sqlite_bench.orm_compare.app LAYER URL PORT` serves it.
 """
 
@@ -13,11 +21,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import sys
+import warnings
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
+from urllib.parse import urlencode
 
-from sqlalchemy import ForeignKey, Integer, MetaData, String, create_engine, delete, insert, select, update
+from sqlalchemy import ForeignKey, Integer, MetaData, String, create_engine, delete, insert, select, text, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from starlette.applications import Starlette
@@ -25,7 +37,56 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+import turboalchemy
+
 LAYERS = ("sqlalchemy", "tortoise", "turboalchemy")
+DEFAULTS = "+defaults"  # suffix: the layer as it comes, without the equal SQLite set-up
+VARIANTS = tuple(f"{layer}{DEFAULTS}" for layer in ("sqlalchemy", "tortoise"))
+POOL = 20  # connections a layer may hold on PostgreSQL
+PAGE = 20  # rows in a list when the request gives no limit
+
+# The SQLite set-up every layer runs unless it is a "+defaults" row: turboalchemy's production profile without
+# page_size and auto_vacuum (only a new file takes them, and every cell starts from the same seeded file), and
+# journal_size_limit pinned because Tortoise sets its own otherwise.
+EQUAL = turboalchemy.Profile(
+    "equal",
+    {
+        **{
+            k: v
+            for k, v in turboalchemy.PROFILES["production"].pragmas.items()
+            if k not in ("page_size", "auto_vacuum")
+        },
+        "journal_size_limit": -1,
+    },
+)
+READ_BACK = tuple(EQUAL.pragmas)
+
+# What each operation sends, the same for every layer (Tortoise's create learns the id from lastrowid on SQLite,
+# the others from RETURNING; the rest is statement for statement).
+STATEMENTS = {
+    "create": "INSERT (RETURNING id), commit",
+    "read": "SELECT by primary key",
+    "list": "SELECT ... ORDER BY id LIMIT n",
+    "update": "SELECT by primary key, then UPDATE of the changed columns, one transaction",
+    "delete": "DELETE the user's orders, DELETE the user, one transaction",
+    "orders": "SELECT the user, SELECT their orders",
+}
+# How the layers differ, by design (recorded with every run).
+DESIGN = {
+    "sqlalchemy": "AsyncSession per request; SQLite: aiosqlite pool of 5 + 10 connections, a thread each; "
+    f"PostgreSQL: asyncpg pool of {POOL}",
+    "tortoise": f"SQLite: one aiosqlite connection behind a lock, autocommit; PostgreSQL: asyncpg pool of {POOL}",
+    "turboalchemy": "reads on the reader pool in worker threads; SQLite: writes through one WriteQueue (group commit); "
+    f"PostgreSQL: writes on the psycopg pool like the reads, {POOL} threads, 10 + 10 connections, pre-ping",
+}
+
+
+def split_layer(name: str) -> tuple[str, bool]:
+    """(layer, whether it keeps its own defaults) from a layer name such as "sqlalchemy+defaults"."""
+    base, _, rest = name.partition("+")
+    if base not in LAYERS or (rest and f"+{rest}" != DEFAULTS) or (rest and name not in VARIANTS):
+        raise ValueError(f"unknown layer {name!r}; choose from {', '.join(LAYERS + VARIANTS)}")
+    return base, bool(rest)
 
 
 class Base(DeclarativeBase):
@@ -57,11 +118,15 @@ class Duplicate(Exception):
 class Store(Protocol):
     async def start(self) -> None: ...
     async def stop(self) -> None: ...
+    async def setup(self) -> dict[str, Any]: ...
     async def create_user(self, name: str, email: str) -> dict[str, Any]: ...
     async def get_user(self, user_id: int) -> dict[str, Any] | None: ...
+    async def list_users(self, limit: int) -> list[dict[str, Any]]: ...
     async def update_user(self, user_id: int, fields: dict[str, str]) -> dict[str, Any] | None: ...
     async def delete_user(self, user_id: int) -> bool: ...
     async def user_orders(self, user_id: int) -> list[dict[str, Any]] | None: ...
+    async def get_order(self, order_id: int) -> dict[str, Any] | None: ...
+    async def list_orders(self, limit: int) -> list[dict[str, Any]]: ...
 
 
 def _user(row: Any) -> dict[str, Any]:
@@ -72,29 +137,46 @@ def _order(row: Any) -> dict[str, Any]:
     return {"id": row.id, "user_id": row.user_id, "item": row.item, "cents": row.cents}
 
 
-def _is_duplicate(exc: BaseException) -> bool:
-    text = str(exc).lower()
-    return "unique" in text or "duplicate" in text
+def _is_sqlite(url: str) -> bool:
+    return make_url(url).get_backend_name() == "sqlite"
+
+
+async def _read_back(run: Any, sqlite: bool) -> dict[str, Any]:
+    """The settings one connection of a layer reports: `run(sql)` returns the first column of the first row."""
+    if sqlite:
+        return {key: await run(f"PRAGMA {key}") for key in READ_BACK}
+    return {key: await run(f"SHOW {key}") for key in ("synchronous_commit", "shared_buffers", "server_version")}
 
 
 class SqlAlchemyStore:
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, defaults: bool = False) -> None:
         parsed = make_url(url)
-        driver = "sqlite+aiosqlite" if parsed.get_backend_name() == "sqlite" else "postgresql+asyncpg"
-        self.url = parsed.set(drivername=driver)
+        self.sqlite = parsed.get_backend_name() == "sqlite"
+        self.defaults = defaults
+        self.url = parsed.set(drivername="sqlite+aiosqlite" if self.sqlite else "postgresql+asyncpg")
 
     async def start(self) -> None:
         from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
         self.engine = (
-            create_async_engine(self.url, pool_size=20, max_overflow=20)
-            if self.url.get_backend_name() == "postgresql"
-            else create_async_engine(self.url)
+            create_async_engine(self.url)
+            if self.sqlite
+            else create_async_engine(self.url, pool_size=POOL, max_overflow=0)
         )
+        if self.sqlite and not self.defaults:
+            EQUAL.install(self.engine.sync_engine)  # applied and read back on every new aiosqlite connection
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
 
     async def stop(self) -> None:
         await self.engine.dispose()
+
+    async def setup(self) -> dict[str, Any]:
+        async with self.engine.connect() as conn:
+
+            async def run(sql: str) -> Any:
+                return (await conn.execute(text(sql))).scalar()
+
+            return await _read_back(run, self.sqlite)
 
     async def create_user(self, name: str, email: str) -> dict[str, Any]:
         from sqlalchemy.exc import IntegrityError
@@ -112,6 +194,10 @@ class SqlAlchemyStore:
         async with self.sessions() as session:
             user = await session.get(User, user_id)
             return _user(user) if user else None
+
+    async def list_users(self, limit: int) -> list[dict[str, Any]]:
+        async with self.sessions() as session:
+            return [_user(u) for u in await session.scalars(select(User).order_by(User.id).limit(limit))]
 
     async def update_user(self, user_id: int, fields: dict[str, str]) -> dict[str, Any] | None:
         from sqlalchemy.exc import IntegrityError
@@ -145,15 +231,30 @@ class SqlAlchemyStore:
             orders = await session.scalars(select(Order).where(Order.user_id == user_id).order_by(Order.id))
             return [_order(o) for o in orders]
 
+    async def get_order(self, order_id: int) -> dict[str, Any] | None:
+        async with self.sessions() as session:
+            order = await session.get(Order, order_id)
+            return _order(order) if order else None
+
+    async def list_orders(self, limit: int) -> list[dict[str, Any]]:
+        async with self.sessions() as session:
+            return [_order(o) for o in await session.scalars(select(Order).order_by(Order.id).limit(limit))]
+
 
 class TortoiseStore:
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, defaults: bool = False) -> None:
         parsed = make_url(url)
-        if parsed.get_backend_name() == "sqlite":
-            self.db_url = f"sqlite://{parsed.database}"
+        self.sqlite = parsed.get_backend_name() == "sqlite"
+        if self.sqlite:
+            # Tortoise runs every "key=value" of its URL as PRAGMA key=value on its connection
+            options = "" if defaults else "?" + urlencode({k: v for k, v in EQUAL.pragmas.items()})
+            self.db_url = f"sqlite://{parsed.database}{options}"
         else:
             auth = parsed.username or "postgres"
-            self.db_url = f"postgres://{auth}@{parsed.host or '127.0.0.1'}:{parsed.port or 5432}/{parsed.database}"
+            self.db_url = (
+                f"postgres://{auth}@{parsed.host or '127.0.0.1'}:{parsed.port or 5432}/{parsed.database}"
+                f"?minsize=1&maxsize={POOL}"
+            )
 
     async def start(self) -> None:
         from tortoise import Tortoise
@@ -165,6 +266,15 @@ class TortoiseStore:
 
         await Tortoise.close_connections()
         await Tortoise._reset_apps()  # Tortoise keeps global state; a later init (another database) starts clean
+
+    async def setup(self) -> dict[str, Any]:
+        from tortoise import connections
+
+        async def run(sql: str) -> Any:
+            _, rows = await connections.get("default").execute_query(sql)
+            return next(iter(dict(rows[0]).values())) if rows else None
+
+        return await _read_back(run, self.sqlite)
 
     async def create_user(self, name: str, email: str) -> dict[str, Any]:
         from tortoise.exceptions import IntegrityError
@@ -183,27 +293,37 @@ class TortoiseStore:
         user = await TUser.get_or_none(id=user_id)
         return _user(user) if user else None
 
+    async def list_users(self, limit: int) -> list[dict[str, Any]]:
+        from .tortoise_models import TUser
+
+        return [_user(u) for u in await TUser.all().order_by("id").limit(limit)]
+
     async def update_user(self, user_id: int, fields: dict[str, str]) -> dict[str, Any] | None:
         from tortoise.exceptions import IntegrityError
+        from tortoise.transactions import in_transaction
 
         from .tortoise_models import TUser
 
-        user = await TUser.get_or_none(id=user_id)
-        if user is None:
-            return None
-        for key, value in fields.items():
-            setattr(user, key, value)
         try:
-            await user.save()
+            async with in_transaction():
+                user = await TUser.get_or_none(id=user_id)
+                if user is None:
+                    return None
+                for key, value in fields.items():
+                    setattr(user, key, value)
+                await user.save(update_fields=list(fields))  # the changed columns, as SQLAlchemy's flush sends
         except IntegrityError as exc:
             raise Duplicate() from exc
         return _user(user)
 
     async def delete_user(self, user_id: int) -> bool:
+        from tortoise.transactions import in_transaction
+
         from .tortoise_models import TOrder, TUser
 
-        await TOrder.filter(user_id=user_id).delete()
-        return bool(await TUser.filter(id=user_id).delete())
+        async with in_transaction():
+            await TOrder.filter(user_id=user_id).delete()
+            return bool(await TUser.filter(id=user_id).delete())
 
     async def user_orders(self, user_id: int) -> list[dict[str, Any]] | None:
         from .tortoise_models import TOrder, TUser
@@ -212,35 +332,84 @@ class TortoiseStore:
             return None
         return [_order(o) for o in await TOrder.filter(user_id=user_id).order_by("id")]
 
+    async def get_order(self, order_id: int) -> dict[str, Any] | None:
+        from .tortoise_models import TOrder
+
+        order = await TOrder.get_or_none(id=order_id)
+        return _order(order) if order else None
+
+    async def list_orders(self, limit: int) -> list[dict[str, Any]]:
+        from .tortoise_models import TOrder
+
+        return [_order(o) for o in await TOrder.all().order_by("id").limit(limit)]
+
 
 class TurboAlchemyStore:
-    """Writes through one WriteQueue (group commit); reads on turboalchemy's reader pool in a worker thread."""
+    """Reads on turboalchemy's reader pool in worker threads. Writes: on SQLite through one WriteQueue (group
+    commit), on PostgreSQL on the pool like the reads (the library's advice: the server takes concurrent writers)."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, defaults: bool = False) -> None:
         self.url = url
+        self.sqlite = _is_sqlite(url)
 
     async def start(self) -> None:
-        import turboalchemy
-
         # the stdlib's SQLite, as every other layer here (aiosqlite cannot use another): equal terms, and one SQLite
-        # library per file in the process
-        self.engine = turboalchemy.create_engine(self.url, driver="stdlib")
+        # library per file in the process. Its WAL-reset warning (SQLite 3.40.1 here) applies to every layer alike.
+        warnings.filterwarnings("ignore", "SQLite .* has the WAL-reset bug", RuntimeWarning)
+        self.engine = (
+            turboalchemy.create_engine(self.url, EQUAL, driver="stdlib")
+            if self.sqlite
+            else turboalchemy.create_engine(self.url)
+        )
         self.reads = turboalchemy.reader(self.engine)
-        self.queue = turboalchemy.WriteQueue(self.engine)
+        self.queue = turboalchemy.WriteQueue(self.engine) if self.sqlite else None
+        self.threads = ThreadPoolExecutor(POOL, thread_name_prefix="turboalchemy") if not self.sqlite else None
 
     async def stop(self) -> None:
-        self.queue.close()
+        if self.queue is not None:
+            self.queue.close()
+        if self.threads is not None:
+            self.threads.shutdown()
         self.engine.dispose()
+
+    async def _in_thread(self, fn: Any, *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self.threads, functools.partial(fn, *args))
+
+    async def _write(self, fn: Any) -> Any:
+        """fn(connection) in one write transaction: through the queue on SQLite, on the pool on PostgreSQL."""
+        if self.queue is not None:
+            return await self.queue.aexecute(fn)
+
+        def in_transaction() -> Any:
+            with self.engine.begin() as conn:
+                return fn(conn)
+
+        return await self._in_thread(in_transaction)
 
     def _read(self, stmt: Any) -> list[Any]:
         with self.reads.connect() as conn:
             return list(conn.execute(stmt))
 
+    async def setup(self) -> dict[str, Any]:
+        def both() -> dict[str, Any]:
+            out = {}
+            for name, engine in (("reader", self.reads), ("writer", self.engine)):
+                with engine.connect() as conn:
+                    keys = READ_BACK if self.sqlite else ("synchronous_commit", "shared_buffers", "server_version")
+                    verb = "PRAGMA" if self.sqlite else "SHOW"
+                    out[name] = {k: conn.exec_driver_sql(f"{verb} {k}").scalar() for k in keys}
+            return out
+
+        found = await self._in_thread(both)
+        if found["reader"] != found["writer"]:
+            raise RuntimeError(f"turboalchemy's reader and writer connections differ: {found}")
+        return dict(found["writer"])
+
     async def create_user(self, name: str, email: str) -> dict[str, Any]:
         from sqlalchemy.exc import IntegrityError
 
         try:
-            new_id = await self.queue.aexecute(
+            new_id = await self._write(
                 lambda conn: conn.execute(
                     insert(USERS).values(name=name, email=email).returning(USERS.c.id)
                 ).scalar_one()
@@ -250,28 +419,33 @@ class TurboAlchemyStore:
         return {"id": new_id, "name": name, "email": email}
 
     async def get_user(self, user_id: int) -> dict[str, Any] | None:
-        rows = await asyncio.to_thread(self._read, select(USERS).where(USERS.c.id == user_id))
+        rows = await self._in_thread(self._read, select(USERS).where(USERS.c.id == user_id))
         return _user(rows[0]) if rows else None
+
+    async def list_users(self, limit: int) -> list[dict[str, Any]]:
+        return [_user(r) for r in await self._in_thread(self._read, select(USERS).order_by(USERS.c.id).limit(limit))]
 
     async def update_user(self, user_id: int, fields: dict[str, str]) -> dict[str, Any] | None:
         from sqlalchemy.exc import IntegrityError
 
+        def change(conn: Any) -> dict[str, Any] | None:
+            found = conn.execute(select(USERS).where(USERS.c.id == user_id)).first()
+            if found is None:
+                return None
+            conn.execute(update(USERS).where(USERS.c.id == user_id).values(**fields))
+            return {**_user(found), **fields}
+
         try:
-            rows = await self.queue.aexecute(
-                lambda conn: list(
-                    conn.execute(update(USERS).where(USERS.c.id == user_id).values(**fields).returning(*USERS.c))
-                )
-            )
+            return await self._write(change)  # type: ignore[no-any-return]
         except IntegrityError as exc:
             raise Duplicate() from exc
-        return _user(rows[0]) if rows else None
 
     async def delete_user(self, user_id: int) -> bool:
         def remove(conn: Any) -> bool:
             conn.execute(delete(ORDERS).where(ORDERS.c.user_id == user_id))
             return bool(conn.execute(delete(USERS).where(USERS.c.id == user_id)).rowcount)
 
-        return bool(await self.queue.aexecute(remove))
+        return bool(await self._write(remove))
 
     async def user_orders(self, user_id: int) -> list[dict[str, Any]] | None:
         def both() -> tuple[list[Any], list[Any]]:
@@ -281,8 +455,15 @@ class TurboAlchemyStore:
                     orders = list(conn.execute(select(ORDERS).where(ORDERS.c.user_id == user_id).order_by(ORDERS.c.id)))
             return user, orders
 
-        user, orders = await asyncio.to_thread(both)
+        user, orders = await self._in_thread(both)
         return [_order(o) for o in orders] if user else None
+
+    async def get_order(self, order_id: int) -> dict[str, Any] | None:
+        rows = await self._in_thread(self._read, select(ORDERS).where(ORDERS.c.id == order_id))
+        return _order(rows[0]) if rows else None
+
+    async def list_orders(self, limit: int) -> list[dict[str, Any]]:
+        return [_order(r) for r in await self._in_thread(self._read, select(ORDERS).order_by(ORDERS.c.id).limit(limit))]
 
 
 STORES = {"sqlalchemy": SqlAlchemyStore, "tortoise": TortoiseStore, "turboalchemy": TurboAlchemyStore}
@@ -321,10 +502,9 @@ def _validate(body: Any, *, partial: bool) -> dict[str, str] | str:
 
 
 def build_app(layer: str, url: str) -> Starlette:
-    """The API over one data layer; the store starts with the app and stops with it."""
-    if layer not in STORES:
-        raise ValueError(f"unknown layer {layer!r}; choose from {', '.join(LAYERS)}")
-    store: Store = STORES[layer](url)
+    """The API over one data layer ("sqlalchemy", "tortoise+defaults", ...); the store starts and stops with the app."""
+    base, defaults = split_layer(layer)
+    store: Store = STORES[base](url, defaults)
 
     async def body_of(request: Request) -> Any:
         try:
@@ -332,11 +512,18 @@ def build_app(layer: str, url: str) -> Starlette:
         except ValueError:
             return None
 
-    def user_id(request: Request) -> int | None:
+    def number(request: Request, name: str) -> int | None:
         try:
-            return int(request.path_params["user_id"])
+            return int(request.path_params[name])
         except ValueError:
             return None
+
+    def limit_of(request: Request) -> int | None:
+        try:
+            limit = int(request.query_params.get("limit", PAGE))
+        except ValueError:
+            return None
+        return limit if 1 <= limit <= 100 else None
 
     async def create(request: Request) -> Response:
         fields = _validate(await body_of(request), partial=False)
@@ -348,12 +535,16 @@ def build_app(layer: str, url: str) -> Starlette:
             return _problem(409, "a user with this email exists")
 
     async def read(request: Request) -> Response:
-        uid = user_id(request)
+        uid = number(request, "user_id")
         user = await store.get_user(uid) if uid is not None else None
         return JSONResponse(user) if user else _problem(404, "no such user")
 
+    async def users(request: Request) -> Response:
+        limit = limit_of(request)
+        return JSONResponse(await store.list_users(limit)) if limit else _problem(422, "limit must be 1 to 100")
+
     async def change(request: Request) -> Response:
-        uid = user_id(request)
+        uid = number(request, "user_id")
         fields = _validate(await body_of(request), partial=True)
         if isinstance(fields, str):
             return _problem(422, fields)
@@ -364,17 +555,29 @@ def build_app(layer: str, url: str) -> Starlette:
         return JSONResponse(user) if user else _problem(404, "no such user")
 
     async def remove(request: Request) -> Response:
-        uid = user_id(request)
+        uid = number(request, "user_id")
         return (
             Response(status_code=204)
             if uid is not None and await store.delete_user(uid)
             else _problem(404, "no such user")
         )
 
-    async def orders(request: Request) -> Response:
-        uid = user_id(request)
+    async def user_orders(request: Request) -> Response:
+        uid = number(request, "user_id")
         found = await store.user_orders(uid) if uid is not None else None
         return JSONResponse(found) if found is not None else _problem(404, "no such user")
+
+    async def order(request: Request) -> Response:
+        oid = number(request, "order_id")
+        found = await store.get_order(oid) if oid is not None else None
+        return JSONResponse(found) if found else _problem(404, "no such order")
+
+    async def orders(request: Request) -> Response:
+        limit = limit_of(request)
+        return JSONResponse(await store.list_orders(limit)) if limit else _problem(422, "limit must be 1 to 100")
+
+    async def setup(_request: Request) -> Response:
+        return JSONResponse(await store.setup())
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> Any:
@@ -387,10 +590,14 @@ def build_app(layer: str, url: str) -> Starlette:
     return Starlette(
         routes=[
             Route("/users", create, methods=["POST"]),
+            Route("/users", users, methods=["GET"]),
             Route("/users/{user_id}", read, methods=["GET"]),
             Route("/users/{user_id}", change, methods=["PUT"]),
             Route("/users/{user_id}", remove, methods=["DELETE"]),
-            Route("/users/{user_id}/orders", orders, methods=["GET"]),
+            Route("/users/{user_id}/orders", user_orders, methods=["GET"]),
+            Route("/orders", orders, methods=["GET"]),
+            Route("/orders/{order_id}", order, methods=["GET"]),
+            Route("/_setup", setup, methods=["GET"]),
         ],
         lifespan=lifespan,
     )

@@ -9,7 +9,7 @@ from sqlalchemy import create_engine, insert
 
 from .app import ORDERS, build_app
 
-EXPECTED = [201, 200, 200, 200, 409, 422, 422, 422, 422, 404, 404, 404, 204, 404, 404]
+EXPECTED = [201, 200, 200, 200, 200, 200, 200, 409, 422, 422, 422, 422, 422, 404, 404, 404, 404, 204, 404, 404]
 
 
 async def conversation(layer: str, url: str) -> list[tuple[int, Any]]:
@@ -34,14 +34,19 @@ async def conversation(layer: str, url: str) -> list[tuple[int, Any]]:
                 )
             engine.dispose()
             await call("GET", f"/users/{uid}")
-            await call("GET", f"/users/{uid}/orders")
+            listed = await call("GET", f"/users/{uid}/orders")
+            await call("GET", f"/orders/{listed[0]['id']}")
+            await call("GET", "/orders?limit=2")
+            await call("GET", "/users?limit=2")
             await call("PUT", f"/users/{uid}", {"name": "Ada L."})
             await call("POST", "/users", {"name": "Ada again", "email": "ada@example.org"})  # 409
             await call("POST", "/users", {"name": "", "email": "x@example.org"})  # 422
             await call("POST", "/users", {"name": "Bob"})  # 422 missing email
             await call("POST", "/users", {"name": "Bob", "email": "no-at-sign"})  # 422
             await call("PUT", f"/users/{uid}", {"admin": True})  # 422 unknown field
+            await call("GET", "/users?limit=0")  # 422
             await call("GET", "/users/999999")  # 404
+            await call("GET", "/orders/999999")  # 404
             await call("GET", "/users/abc")  # 404
             await call("GET", "/users/999999/orders")  # 404
             await call("DELETE", f"/users/{uid}")  # 204
