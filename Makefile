@@ -62,10 +62,10 @@ reference-curve: $(VENV)/.installed
 REF := docs/results
 PG  ?= postgresql+psycopg://postgres@127.0.0.1/postgres
 reference-runs: $(VENV)/.installed
-	$(PY) -m sqlite_bench.scale_benchmark --scales 200K,400K,600K,800K,1M --configs all --mode orm --output-dir $(REF)/scale-1m
+	$(PY) -m sqlite_bench.scale_benchmark --scales 200K,400K,600K,800K,1M --configs all --mode orm --repeat 3 --output-dir $(REF)/scale-1m
 	$(PY) -m sqlite_bench.before_after --scales 1M,5M --mode all --output-dir $(REF)/before-after
-	$(PY) -m sqlite_bench.concurrency --writers 1,4,16,64 --ops 20000 --profile production --output-dir $(REF)/concurrency/production
-	$(PY) -m sqlite_bench.concurrency --writers 1,4,16,64 --ops 4000 --profile durable --output-dir $(REF)/concurrency/durable
+	$(PY) -m sqlite_bench.concurrency --writers 1,4,16,64 --seconds 5 --repeat 3 --profile production --output-dir $(REF)/concurrency/production
+	$(PY) -m sqlite_bench.concurrency --writers 1,4,16,64 --seconds 5 --repeat 3 --profile durable --output-dir $(REF)/concurrency/durable
 	for chunk in 5000 50000; do \
 	  $(PY) -m sqlite_bench.before_after --scales 200K,400K,600K,800K,1M --phases insert --mode raw,turbo,engine \
 	    --schema study,lean,ordered --key uuid4,uuid7 --chunk-size $$chunk --output-dir $(REF)/keys-1m/chunk-$$chunk || exit 1; \
@@ -76,12 +76,13 @@ reference-runs: $(VENV)/.installed
 	done
 	$(PY) -m sqlite_bench.scale_benchmark --scales 200K,400K,600K,800K,1M --configs chunk_5000,chunk_5000+wal_autocheckpoint=16384 \
 	  --mode raw,turbo,engine --schema study,lean,ordered --key uuid4,uuid7 --output-dir $(REF)/checkpoints-1m
-	$(PY) -m sqlite_bench.reads --rows 1M --output-dir $(REF)/reads/sqlite
-	$(PY) -m sqlite_bench.reads --rows 1M --db $(PG) --output-dir $(REF)/reads/postgresql
+	$(PY) -m sqlite_bench.reads --rows 1M --repeat 3 --output-dir $(REF)/reads/sqlite
+	$(PY) -m sqlite_bench.reads --rows 1M --repeat 3 --db $(PG) --output-dir $(REF)/reads/postgresql
+	$(PY) -m sqlite_bench.orm_compare --db sqlite,postgresql --layers sqlalchemy,tortoise,turboalchemy,sqlalchemy+defaults,tortoise+defaults \
+	  --concurrency 50,200 --duration 20s --seed-users 100K --repeat 3 --pg-url $(PG) --output-dir $(REF)/orm-compare
+	$(PY) -m sqlite_bench.orm_compare --preset article --pg-url $(PG) --output-dir $(REF)/orm-compare-article
 	$(PY) -m sqlite_bench.before_after --db $(PG) --scales 200K,400K,600K,800K,1M --phases insert \
 	  --mode orm,raw,turbo,turbo_async,engine --output-dir $(REF)/postgresql-1m
-	$(PY) -m sqlite_bench.orm_compare --db sqlite,postgresql --concurrency 50,200 --duration 30s --seed-users 100K \
-	  --output-dir $(REF)/orm-compare
 	$(MAKE) reference-report
 
 ## The page-size measurement (about 40 minutes): docs/results/page-size/ and its tables.
@@ -110,7 +111,7 @@ reference-report: $(VENV)/.installed
 	  $(REF)/keys-1m/cache64m-chunk_5000/results.json $(REF)/keys-1m/cache64m-chunk_50000/results.json \
 	  $(REF)/checkpoints-1m/results.json \
 	  $(REF)/reads/sqlite/results.json $(REF)/reads/postgresql/results.json $(REF)/postgresql-1m/results.json \
-	  $(REF)/orm-compare/results.json --out $(REF)/report
+	  $(REF)/orm-compare/results.json $(REF)/orm-compare-article/results.json --out $(REF)/report
 	$(PY) -m sqlite_bench.cli plot-curve $(CURVE)/*/results.json --out $(CURVE)/curve.png
 	$(PY) tools/link_run_reports.py $(REF)
 

@@ -295,6 +295,30 @@ def test_the_read_benchmark_reports_every_mode_and_both_page_methods(tmp_path):
     assert set(labels) == set(reads.MODES) | {f"{m}_{k}" for m in ("offset", "keyset") for k in ("orm", "core")}
 
 
+def test_the_read_benchmark_repeats_its_full_reads_interleaved_and_reports_ranges(tmp_path, capsys):
+    from sqlite_bench import reads
+
+    argv = ["--rows", "2K", "--modes", "core,fetchmany", "--repeat", "2"]
+    assert reads.main([*argv, "--output-dir", str(tmp_path / "out"), "--work-dir", str(tmp_path)]) == 0
+    data = results.load(tmp_path / "out" / results.FILENAME)
+    results.validate(data)
+    assert [c["id"] for c in data["cells"] if c["config"] == "full-read"] == [
+        "core/full-read#1",
+        "fetchmany/full-read#1",
+        "fetchmany/full-read#2",
+        "core/full-read#2",
+    ]
+    spread = {r["mode"]: r for r in reads.full_reads(data)}
+    assert (
+        spread["core"]["runs"] == 2
+        and spread["core"]["rate"][1] <= spread["core"]["rate"][0] <= spread["core"]["rate"][2]
+    )
+    page_one = next(c for c in data["cells"] if c["id"] == "keyset_core/page_1")
+    assert len(page_one["checkpoints"][0]["batch_latencies_ms"]) == 2 * 7  # both runs' timings, one cell
+    assert "median (range)" in capsys.readouterr().out
+    assert "median (range) over interleaved runs" in (tmp_path / "out" / "report" / "report.md").read_text()
+
+
 def test_the_read_benchmark_reports_peak_memory_not_current_memory():
     """In a fresh process (the suite's own peak would hide it): 200 MiB allocated, then freed."""
     import subprocess

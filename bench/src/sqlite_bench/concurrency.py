@@ -7,21 +7,27 @@
 
 All four run the same INSERT of one row; the last three take it as the same SQLAlchemy text().
 
-Each cell (mode x writer count) runs on a fresh database with the chosen profile; writes/s, per-write
-latency percentiles and lock errors go into the harness's results JSON and a table.
+Each cell (mode x writer count) runs in a process of its own on a fresh database with the chosen profile, for
+--ops writes or, with --seconds, for that long; writes/s, per-write latency percentiles and lock errors go into
+the harness's results JSON and a table. With --repeat N every cell runs N times, interleaved (run 1 of every
+cell, then run 2, ...; the modes' order rotated from run to run), and the table shows medians and ranges.
 """
 
 from __future__ import annotations
 
 import argparse
+import multiprocessing
+import os
 import shlex
 import sqlite3
+import statistics
 import sys
 import tempfile
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -38,8 +44,9 @@ from .cell import file_sizes
 from .configs import ALL_PROFILES as PROFILES
 from .configs import profile_named
 from .monitor import memory_breakdown
-from .runner import publish
+from .runner import publish, wide_console
 from .stats import percentile
+from .summary import verdict
 from .sysinfo import system_info
 
 MODES = ("sqlite3", "connection", "pool", "queue")
@@ -120,9 +127,12 @@ class _Mode:
             self.engine.dispose()
 
 
-def run_cell(mode: str, writers: int, ops: int, profile: Profile, work_dir: str) -> dict[str, Any]:
-    """Run `ops` single-row writes split across `writers` threads; return the checkpoint event."""
-    db = str(Path(work_dir) / f"{mode}-{writers}.db")
+def run_cell(
+    mode: str, writers: int, ops: int, profile: Profile, work_dir: str, seconds: float | None = None
+) -> dict[str, Any]:
+    """Run `ops` single-row writes split across `writers` threads (or, with `seconds`, as many as the threads
+    write in that time); return the checkpoint event."""
+    db = str(Path(work_dir) / f"{mode}-{writers}-{time.monotonic_ns()}.db")
     setup = sqlite3.connect(db)
     profile.apply(setup)
     setup.execute(_CREATE)
@@ -130,6 +140,7 @@ def run_cell(mode: str, writers: int, ops: int, profile: Profile, work_dir: str)
     setup.close()
     m = _Mode(mode, db, profile, writers)
     per_writer = [ops // writers + (1 if i < ops % writers else 0) for i in range(writers)]
+    deadline = [float("inf")]  # set when the clock starts, with --seconds
     latencies: list[list[float]] = [[] for _ in range(writers)]
     errors: Counter[str] = Counter()
     retries = Counter[int]()
@@ -141,7 +152,11 @@ def run_cell(mode: str, writers: int, ops: int, profile: Profile, work_dir: str)
         mine = latencies[w]
         start.wait()
         try:
-            for seq in range(per_writer[w]):
+            seq = -1
+            while True:
+                seq += 1
+                if (seconds is None and seq >= per_writer[w]) or (seconds is not None and clock() >= deadline[0]):
+                    break
                 while True:
                     began = clock()
                     try:
@@ -160,12 +175,14 @@ def run_cell(mode: str, writers: int, ops: int, profile: Profile, work_dir: str)
     threads = [threading.Thread(target=run, args=(w,)) for w in range(writers)]
     for t in threads:
         t.start()
-    start.wait()
     began = time.perf_counter()
+    deadline[0] = began + seconds if seconds is not None else float("inf")
+    start.wait()
     for t in threads:
         t.join()
     elapsed = time.perf_counter() - began
     m.close()
+    ops = sum(len(per) for per in latencies)
     check = sqlite3.connect(db)
     stored = (
         *check.execute("SELECT count(*), count(DISTINCT writer || ':' || seq) FROM events").fetchone(),
@@ -187,7 +204,16 @@ def run_cell(mode: str, writers: int, ops: int, profile: Profile, work_dir: str)
         "files": file_sizes(db),
         "peak_rss_mb": memory_breakdown()["rss_mb"],
         "stored": stored,
+        "pid": os.getpid(),
     }
+
+
+def run_cell_in_process(
+    mode: str, writers: int, ops: int, profile: Profile, work_dir: str, seconds: float | None = None
+) -> dict[str, Any]:
+    """run_cell in a fresh process of its own (spawned, so no state of earlier cells carries over)."""
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as one:
+        return one.submit(run_cell, mode, writers, ops, profile, work_dir, seconds).result()
 
 
 def _row(cell: dict[str, Any]) -> dict[str, Any]:
@@ -196,6 +222,7 @@ def _row(cell: dict[str, Any]) -> dict[str, Any]:
     return {
         "mode": cell["path"],
         "writers": cell["writers"],
+        "repeat": cell.get("repeat"),
         "rate": cp["segment"]["rows_per_s"],
         "p50": percentile(lat, 50),
         "p99": percentile(lat, 99),
@@ -204,28 +231,108 @@ def _row(cell: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def print_table(data: dict[str, Any], console: Console) -> None:
-    rows = [_row(c) for c in data["cells"] if c["status"] == "done"]
-    base = {r["writers"]: r["rate"] for r in rows if r["mode"] == "connection"}
-    table = Table(
-        title=f"single-row writes, profile {data['settings']['profile']} ({data['settings']['ops']:,} writes per cell)",
-        caption="vs conn.: writes/s against a SQLAlchemy connection per thread at the same writer count",
-    )
-    for name in ("mode", "writers", "writes/s", "vs conn.", "p50 ms", "p99 ms", "p99.9 ms", "locked"):
-        table.add_column(name, justify="left" if name == "mode" else "right", no_wrap=True)
-    for r in rows:
-        ratio = f"{r['rate'] / base[r['writers']]:.2f}x" if base.get(r["writers"]) else "-"
-        table.add_row(
-            r["mode"],
-            str(r["writers"]),
-            f"{r['rate']:,.0f}",
-            ratio,
-            f"{r['p50']:.2f}",
-            f"{r['p99']:.2f}",
-            f"{r['p999']:.2f}",
-            str(r["locked"]),
+def rows(data: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per done cell, with writes/s as a multiple of a connection per thread at the same writer count in
+    the same run of a --repeat."""
+    found = [_row(c) for c in data["cells"] if c["status"] == "done"]
+    base = {(r["writers"], r["repeat"]): r["rate"] for r in found if r["mode"] == "connection"}
+    for r in found:
+        peer = base.get((r["writers"], r["repeat"]))
+        r["vs_connection"] = r["rate"] / peer if peer else None
+    return found
+
+
+def spreads(data: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per mode and writer count over the runs: median and range of writes/s, of the ratio to a connection per
+    thread (run by run) and of the latency percentiles; "win"/"loss" against the connections only when the
+    writes/s ranges do not overlap."""
+    groups: dict[tuple[str, int], list[dict[str, Any]]] = {}
+    for r in rows(data):
+        groups.setdefault((r["mode"], r["writers"]), []).append(r)
+
+    def spread(values: list[float]) -> tuple[float, float, float] | None:
+        return (statistics.median(values), min(values), max(values)) if values else None
+
+    out = []
+    for (mode, writers), runs in groups.items():
+        rates = [r["rate"] for r in runs]
+        base = [r["rate"] for r in groups.get(("connection", writers), [])]
+        out.append(
+            {
+                "mode": mode,
+                "writers": writers,
+                "runs": len(runs),
+                "rate": spread(rates),
+                "vs_connection": spread([r["vs_connection"] for r in runs if r["vs_connection"]]),
+                "against_connection": verdict(rates, base) if base and mode != "connection" else "-",
+                "p50": spread([r["p50"] for r in runs]),
+                "p99": spread([r["p99"] for r in runs]),
+                "p999": spread([r["p999"] for r in runs]),
+                "locked": sum(r["locked"] for r in runs),
+            }
         )
+    return out
+
+
+def _range(value: tuple[float, float, float] | None, fmt: str, unit: str = "") -> str:
+    if value is None:
+        return "-"
+    return f"{value[0]:{fmt}}{unit} ({value[1]:{fmt}}–{value[2]:{fmt}})"
+
+
+def print_table(data: dict[str, Any], console: Console) -> None:
+    settings = data["settings"]
+    size = f"{settings['seconds']:g} s per cell" if settings.get("seconds") else f"{settings['ops']:,} writes per cell"
+    repeated = (settings.get("repeat") or 1) > 1
+    table = Table(
+        title=f"single-row writes, profile {settings['profile']} ({size}"
+        + (f", {settings['repeat']} interleaved runs: median (range))" if repeated else ")"),
+        caption="vs conn.: writes/s against a SQLAlchemy connection per thread at the same writer count, run by run",
+    )
+    names = ["mode", "writers", "writes/s", "vs conn."] + (["verdict"] if repeated else [])
+    for name in [*names, "p50 ms", "p99 ms", "p99.9 ms", "locked"]:
+        table.add_column(name, justify="left" if name in ("mode", "verdict") else "right", no_wrap=True)
+    if repeated:
+        for r in spreads(data):
+            table.add_row(
+                r["mode"],
+                str(r["writers"]),
+                _range(r["rate"], ",.0f"),
+                _range(r["vs_connection"], ".2f", "x"),
+                r["against_connection"],
+                f"{r['p50'][0]:.2f}",  # latencies: medians over the runs (each run's in the results file)
+                f"{r['p99'][0]:.2f}",
+                f"{r['p999'][0]:.2f}",
+                str(r["locked"]),
+            )
+    else:
+        for r in rows(data):
+            table.add_row(
+                r["mode"],
+                str(r["writers"]),
+                f"{r['rate']:,.0f}",
+                "-" if r["vs_connection"] is None else f"{r['vs_connection']:.2f}x",
+                f"{r['p50']:.2f}",
+                f"{r['p99']:.2f}",
+                f"{r['p999']:.2f}",
+                str(r["locked"]),
+            )
     console.print(table)
+
+
+def plan(modes: list[str], writer_counts: list[int], profile: str, pragmas: dict[str, Any], repeat: int) -> list[Any]:
+    """Every (mode, writers) cell; with repeat > 1 run 1 of every cell, then run 2, ..., the modes' order rotated
+    by one from run to run so that no mode always runs first."""
+    cells = []
+    for run in range(1, repeat + 1):
+        shift = (run - 1) % len(modes)
+        for n in writer_counts:
+            for m in modes[shift:] + modes[:shift]:
+                cell = results.new_cell(f"{m}/{profile}/w{n}", m, profile, 1, n, "fair", dict(pragmas))
+                if repeat > 1:
+                    cell.update(id=f"{cell['id']}#{run}", repeat=run)
+                cells.append(cell)
+    return cells
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -241,6 +348,10 @@ def main(argv: list[str] | None = None) -> int:
         default="production",
         help=f"PRAGMA profile: one of {', '.join(sorted(PROFILES))}, optionally +PRAGMA=value (production+page_size=16384)",
     )
+    parser.add_argument(
+        "--seconds", type=float, default=None, help="run each cell this long instead of for --ops writes"
+    )
+    parser.add_argument("--repeat", type=int, default=1, help="runs of every cell, interleaved")
     parser.add_argument("--modes", default=",".join(MODES), help=f"comma list of {', '.join(MODES)}")
     parser.add_argument("--output-dir", default="results/concurrency", help="where results.json is written")
     parser.add_argument("--work-dir", default=None, help="where the databases go (default: a temporary dir)")
@@ -249,20 +360,18 @@ def main(argv: list[str] | None = None) -> int:
     modes = [m for m in args.modes.split(",") if m]
     if unknown := [m for m in modes if m not in MODES]:
         parser.error(f"unknown mode(s) {', '.join(unknown)}; choose from {', '.join(MODES)}")
+    if args.repeat < 1 or (args.seconds is not None and args.seconds <= 0):
+        parser.error("--repeat must be at least 1 and --seconds positive")
     try:
         profile = profile_named(args.profile)
     except ValueError as exc:
         parser.error(str(exc))
-    console = Console()
+    console = wide_console()
     out = Path(args.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     work = tempfile.TemporaryDirectory(prefix="concurrency-", dir=args.work_dir)
     command = "python -m sqlite_bench.concurrency " + shlex.join(argv if argv is not None else sys.argv[1:])
-    cells = [
-        results.new_cell(f"{m}/{args.profile}/w{n}", m, args.profile, 1, n, "fair", dict(profile.pragmas))
-        for n in writer_counts
-        for m in modes
-    ]
+    cells = plan(modes, writer_counts, args.profile, dict(profile.pragmas), args.repeat)
     data = results.new_results(
         "concurrency",
         command,
@@ -274,6 +383,8 @@ def main(argv: list[str] | None = None) -> int:
             "instrumented": False,
             "max_retries": 0,
             "ops": args.ops,
+            "seconds": args.seconds,
+            "repeat": args.repeat,
             "profile": args.profile,
         },
         system_info(work.name),
@@ -283,19 +394,21 @@ def main(argv: list[str] | None = None) -> int:
         console.print(f"[bold]{cell['path']}[/] x {cell['writers']} writers ...", end=" ")
         cell["status"], cell["started_at"] = "running", results.utc_now()
         try:
-            event = run_cell(cell["path"], cell["writers"], args.ops, profile, work.name)
+            event = run_cell_in_process(cell["path"], cell["writers"], args.ops, profile, work.name, args.seconds)
         except Exception as exc:
             cell["status"], cell["error"] = "failed", f"{type(exc).__name__}: {exc}"
             console.print(f"[red]failed: {cell['error']}[/]")
             continue
         count, distinct, quick = event.pop("stored")
+        cell["pid"] = event.pop("pid")
+        written = event["rows"]  # every write a thread saw committed (--ops of them without --seconds)
         problems = [f"{count - distinct} writes stored twice"] if distinct != count else []
-        problems += [f"stored {count} of {args.ops} writes"] if count != args.ops else []
+        problems += [f"stored {count} of {written} writes"] if count != written else []
         problems += [f"quick_check: {quick}"] if quick != "ok" else []
         cell["verification"] = {
             "passed": not problems,
             "row_count": count,
-            "expected_rows": args.ops,
+            "expected_rows": written,
             "quick_check": quick,
             "problems": problems,
         }

@@ -312,7 +312,15 @@ def concurrency(rows: list[dict[str, Any]], out: str | Path) -> list[str]:
     for label, points in series.items():
         points.sort(key=lambda r: r["writers"])
         xs = [p["writers"] for p in points]
-        left.plot(xs, [p["rate"] for p in points], marker="o", label=label)
+        if all(p.get("rate_range") for p in points):  # medians over repeated runs, the range as error bars
+            rates = [p["rate"] for p in points]
+            spread = [
+                [r - p["rate_range"][0] for r, p in zip(rates, points)],
+                [p["rate_range"][1] - r for r, p in zip(rates, points)],
+            ]
+            left.errorbar(xs, rates, yerr=spread, marker="o", capsize=3, label=label)
+        else:
+            left.plot(xs, [p["rate"] for p in points], marker="o", label=label)
         right.plot(xs, [p["p99"] for p in points], marker="o", label=label)
     counts = sorted({r["writers"] for r in rows})
     for ax, title in ((left, "writes/s (log scale)"), (right, "p99 latency per write, ms (log scale)")):
@@ -333,13 +341,16 @@ def reads(data: dict[str, Any], out: str | Path) -> list[str]:
     """The read benchmark: each full-read way's rows/s with its peak memory growth, and page latency against
     page depth for OFFSET and keyset (log scales: keyset stays flat where OFFSET grows with the depth)."""
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.8), dpi=110)
-    full = [c for c in data["cells"] if c["config"] == "full-read" and c.get("checkpoints")]
-    names = [c["path"] for c in full]
-    rates = [c["checkpoints"][0]["segment"]["rows_per_s"] for c in full]
-    bars = left.barh(names, rates, color="tab:blue")
-    for bar, cell in zip(bars, full):
+    from .reads import full_reads
+
+    full = full_reads(data)  # medians over the runs, the range as error bars
+    names = [r["mode"] for r in full]
+    rates = [r["rate"][0] for r in full]
+    spread = [[r["rate"][0] - r["rate"][1] for r in full], [r["rate"][2] - r["rate"][0] for r in full]]
+    bars = left.barh(names, rates, color="tab:blue", xerr=spread if any(r["runs"] > 1 for r in full) else None)
+    for bar, r in zip(bars, full):
         left.annotate(
-            f"{bar.get_width():,.0f} rows/s, +{cell.get('rss_growth_mb', 0):,.0f} MB",
+            f"{bar.get_width():,.0f} rows/s, +{r['growth_mb'][0]:,.0f} MB",
             (bar.get_width(), bar.get_y() + bar.get_height() / 2),
             xytext=(3, 0),
             textcoords="offset points",

@@ -8,7 +8,8 @@ Full reads of the study's table six ways, each in a fresh process so its peak me
   fetchmany    the DBAPI cursor, fetchmany(1000) on the same SELECT
   stream       turboalchemy.stream(session, select(BenchRow), batch_size=1000)
 Then page latency at pages 1, 1,000 and 10,000 (100 rows a page) for LIMIT/OFFSET against turboalchemy.keyset_page,
-as ORM objects and as Core rows.
+as ORM objects and as Core rows. With --repeat N the full reads run N times, interleaved (every way once, then
+again, the order rotated), and the page timings N times as many; the tables show medians and ranges.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import json
 import os
 import resource
 import shlex
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -156,9 +158,19 @@ def _fill(db: str, rows: int, console: Console, config: str = "baseline") -> flo
 
 
 def _cell(
-    mode: str, rows: int, seconds: float, latencies: list[float], peak: float, before: float, db: str, kind: str
+    mode: str,
+    rows: int,
+    seconds: float,
+    latencies: list[float],
+    peak: float,
+    before: float,
+    db: str,
+    kind: str,
+    repeat: int | None = None,
 ) -> dict[str, Any]:
     cell = results.new_cell(f"{mode}/{kind}", mode, kind, max(1, rows), 1, "fair", {})
+    if repeat is not None:
+        cell.update(id=f"{cell['id']}#{repeat}", repeat=repeat)
     event = {
         "phase": "read",
         "rows": max(1, rows),
@@ -205,6 +217,7 @@ def main(argv: list[str] | None = None) -> int:
         default="baseline",
         help="the SQLite set-up: one of the study's configurations, optionally +PRAGMA=value (e.g. baseline+page_size=8192)",
     )
+    parser.add_argument("--repeat", type=int, default=1, help="runs of every full read, interleaved")
     parser.add_argument("--one", nargs=3, metavar=("DB", "MODE", "CONFIG"), help=argparse.SUPPRESS)  # the child
     args = parser.parse_args(argv)
     if args.one:
@@ -214,6 +227,8 @@ def main(argv: list[str] | None = None) -> int:
         config_named(args.config)
     except ValueError as exc:
         parser.error(str(exc))
+    if args.repeat < 1:
+        parser.error("--repeat must be at least 1")
     modes = [m for m in args.modes.split(",") if m]
     if unknown := [m for m in modes if m not in MODES]:
         parser.error(f"unknown mode(s) {', '.join(unknown)}; choose from {', '.join(MODES)}")
@@ -225,33 +240,31 @@ def main(argv: list[str] | None = None) -> int:
     _fill(db, args.rows, console, args.config)
     command = "python -m sqlite_bench.reads " + shlex.join(argv if argv is not None else sys.argv[1:])
     cells = []
-    for mode in modes:
-        console.print(f"reading {args.rows:,} rows: {mode} ...", end=" ")
-        child = subprocess.run(
-            [sys.executable, "-m", "sqlite_bench.reads", "--one", db, mode, args.config],
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        r = json.loads(child.stdout.strip().splitlines()[-1])
-        cells.append(_cell(mode, args.rows, r["seconds"], [], r["peak_rss_mb"], r["rss_before_mb"], db, "full-read"))
-        console.print(
-            f"{args.rows / r['seconds']:,.0f} rows/s, peak RSS +{r['peak_rss_mb'] - r['rss_before_mb']:,.0f} MB"
-        )
-    for page in page_latencies(db, config=args.config):
-        cells.append(
-            _cell(
-                page["method"],
-                PAGE_SIZE,
-                sum(page["latencies_ms"]) / 1000,
-                page["latencies_ms"],
-                0.0,
-                0.0,
-                db,
-                f"page_{page['page']}",
+    for run in range(1, args.repeat + 1):
+        shift = (run - 1) % len(modes)
+        for mode in modes[shift:] + modes[:shift]:
+            console.print(f"reading {args.rows:,} rows: {mode} ...", end=" ")
+            child = subprocess.run(
+                [sys.executable, "-m", "sqlite_bench.reads", "--one", db, mode, args.config],
+                capture_output=True,
+                text=True,
+                check=True,
             )
-        )
-        console.print(f"page {page['page']:,} by {page['method']}: {page['median_ms']:.2f} ms")
+            r = json.loads(child.stdout.strip().splitlines()[-1])
+            repeat = run if args.repeat > 1 else None
+            cells.append(
+                _cell(mode, args.rows, r["seconds"], [], r["peak_rss_mb"], r["rss_before_mb"], db, "full-read", repeat)
+            )
+            console.print(
+                f"{args.rows / r['seconds']:,.0f} rows/s, peak RSS +{r['peak_rss_mb'] - r['rss_before_mb']:,.0f} MB"
+            )
+    timed: dict[tuple[str, int], list[float]] = {}
+    for _ in range(args.repeat):
+        for page in page_latencies(db, config=args.config):
+            timed.setdefault((page["method"], page["page"]), []).extend(page["latencies_ms"])
+    for (method, page_number), latencies in timed.items():
+        cells.append(_cell(method, PAGE_SIZE, sum(latencies) / 1000, latencies, 0.0, 0.0, db, f"page_{page_number}"))
+        console.print(f"page {page_number:,} by {method}: {percentile(latencies, 50):.2f} ms")
     data = results.new_results(
         "reads",
         command,
@@ -264,6 +277,7 @@ def main(argv: list[str] | None = None) -> int:
             "max_retries": 0,
             "rows": args.rows,
             "page_size": PAGE_SIZE,
+            "repeat": args.repeat,
         },
         system_info(work.name),
         cells,
@@ -275,14 +289,39 @@ def main(argv: list[str] | None = None) -> int:
     return publish(data, out, console, print_table)
 
 
+def full_reads(data: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per full-read way, over its runs: (median, min, max) of rows/s and of peak RSS growth, in the order the
+    ways first ran."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for c in data["cells"]:
+        if c["config"] == "full-read" and c.get("checkpoints"):
+            groups.setdefault(c["path"], []).append(c)
+
+    def spread(values: list[float]) -> tuple[float, float, float]:
+        return (statistics.median(values), min(values), max(values))
+
+    return [
+        {
+            "mode": mode,
+            "runs": len(runs),
+            "rate": spread([c["checkpoints"][0]["segment"]["rows_per_s"] for c in runs]),
+            "growth_mb": spread([c.get("rss_growth_mb", 0.0) for c in runs]),
+        }
+        for mode, runs in groups.items()
+    ]
+
+
 def print_table(data: dict[str, Any], console: Console) -> None:
-    full = [c for c in data["cells"] if c["config"] == "full-read"]
-    table = Table(title=f"reading {data['settings']['rows']:,} rows")
+    repeated = (data["settings"].get("repeat") or 1) > 1
+    table = Table(title=f"reading {data['settings']['rows']:,} rows" + (": median (range)" if repeated else ""))
     for name in ("mode", "rows/s", "peak RSS growth"):
         table.add_column(name, justify="left" if name == "mode" else "right")
-    for c in full:
+    for r in full_reads(data):
+        rate, growth = r["rate"], r["growth_mb"]
         table.add_row(
-            c["path"], f"{c['checkpoints'][0]['segment']['rows_per_s']:,.0f}", f"{c['rss_growth_mb']:,.0f} MB"
+            r["mode"],
+            f"{rate[0]:,.0f}" + (f" ({rate[1]:,.0f}–{rate[2]:,.0f})" if repeated else ""),
+            f"{growth[0]:,.0f} MB" + (f" ({growth[1]:,.0f}–{growth[2]:,.0f})" if repeated else ""),
         )
     console.print(table)
     pages = Table(title=f"page latency ({data['settings']['page_size']} rows a page, median)")

@@ -263,6 +263,26 @@ def _growth_table(data: dict[str, Any], tag: str) -> Table:
 
 
 def _concurrency_rows(data: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per mode and writer count: the cell's figures, or with --repeat the medians over the runs with the
+    range of writes/s."""
+    from .concurrency import spreads
+
+    if (data["settings"].get("repeat") or 1) > 1:
+        return [
+            {
+                "mode": r["mode"],
+                "profile": data["settings"]["profile"],
+                "writers": r["writers"],
+                "runs": r["runs"],
+                "rate": r["rate"][0],
+                "rate_range": r["rate"][1:],
+                "p50": r["p50"][0],
+                "p99": r["p99"][0],
+                "p999": r["p999"][0],
+                "locked": r["locked"],
+            }
+            for r in spreads(data)
+        ]
     out = []
     for cell in data["cells"]:
         if cell["status"] != "done" or not cell["checkpoints"]:
@@ -291,26 +311,32 @@ def _database(data: dict[str, Any]) -> str:
 
 def _reads_tables(data: dict[str, Any]) -> list[Table]:
     database = _database(data)
+    from .reads import full_reads
+
+    repeated = (data["settings"].get("repeat") or 1) > 1
     full = Table(
-        f"reads ({database}): {data['settings']['rows']:,} rows, each way in a fresh process",
-        ["mode", "rows/s", "seconds", "peak RSS growth MB"],
+        f"reads ({database}): {data['settings']['rows']:,} rows, each way in a fresh process"
+        + (", median (range) over interleaved runs" if repeated else ""),
+        ["mode", "runs", "rows/s", "range", "peak RSS growth MB"],
     )
+    for r in full_reads(data):
+        rate = r["rate"]
+        full.rows.append(
+            [
+                r["mode"],
+                str(r["runs"]) if repeated else "",
+                f"{rate[0]:,.0f}",
+                f"{rate[1]:,.0f}–{rate[2]:,.0f}" if repeated else "",
+                f"{r['growth_mb'][0]:,.0f}",
+            ]
+        )
     pages = Table(
         f"reads ({database}): page latency, {data['settings']['page_size']} rows a page",
         ["method", "page", "median ms", "all runs ms"],
     )
     for cell in data["cells"]:
         cp = cell["checkpoints"][0]
-        if cell["config"] == "full-read":
-            full.rows.append(
-                [
-                    cell["path"],
-                    f"{cp['segment']['rows_per_s']:,.0f}",
-                    f"{cp['segment']['write_s']:,.2f}",
-                    f"{cell.get('rss_growth_mb', 0):,.0f}",
-                ]
-            )
-        else:
+        if cell["config"] != "full-read":
             lat = cp["batch_latencies_ms"]
             pages.rows.append(
                 [
@@ -320,7 +346,7 @@ def _reads_tables(data: dict[str, Any]) -> list[Table]:
                     ", ".join(f"{v:,.2f}" for v in lat),
                 ]
             )
-    return [full, pages]
+    return [_without_empty_columns(full), pages]
 
 
 def _compare_table(data: dict[str, Any]) -> Table:
@@ -432,22 +458,37 @@ def build_report(files: list[dict[str, Any]], out: str | Path) -> Report:
     if contention:
         rows = [r for d in contention for r in _concurrency_rows(d)]
         tables.append(
-            Table(
-                "concurrency: single-row writes",
-                ["profile", "writers", "mode", "writes/s", "p50 ms", "p99 ms", "p99.9 ms", "lock errors"],
-                [
+            _without_empty_columns(
+                Table(
+                    "concurrency: single-row writes (with runs: medians over interleaved runs, writes/s range)",
                     [
-                        r["profile"],
-                        str(r["writers"]),
-                        r["mode"],
-                        f"{r['rate']:,.0f}",
-                        f"{r['p50']:.2f}",
-                        f"{r['p99']:.1f}",
-                        f"{r['p999']:.1f}",
-                        str(r["locked"]),
-                    ]
-                    for r in rows
-                ],
+                        "profile",
+                        "writers",
+                        "mode",
+                        "runs",
+                        "writes/s",
+                        "range",
+                        "p50 ms",
+                        "p99 ms",
+                        "p99.9 ms",
+                        "lock errors",
+                    ],
+                    [
+                        [
+                            r["profile"],
+                            str(r["writers"]),
+                            r["mode"],
+                            str(r.get("runs", "")),
+                            f"{r['rate']:,.0f}",
+                            "{:,.0f}–{:,.0f}".format(*r["rate_range"]) if r.get("rate_range") else "",
+                            f"{r['p50']:.2f}",
+                            f"{r['p99']:.1f}",
+                            f"{r['p999']:.1f}",
+                            str(r["locked"]),
+                        ]
+                        for r in rows
+                    ],
+                )
             )
         )
         plots.concurrency(rows, out / "concurrency.png")

@@ -348,6 +348,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(argv if argv is not None else sys.argv[1:])
     args = parse_args(argv)
     console = wide_console()
+    if not console.is_terminal:
+        console.width = 180  # the decision table's ranges
     out = Path(args.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     work = tempfile.TemporaryDirectory(prefix="orm-compare-")
@@ -393,7 +395,11 @@ def main(argv: list[str] | None = None) -> int:
             if problems[(db, layer)]:
                 cell.update(status="failed", error=f"API contract: {'; '.join(problems[(db, layer)])}")
                 continue
-            run_cell(cell, templates, endpoints, args, console)
+            try:
+                run_cell(cell, templates, endpoints, args, console)
+            except Exception as exc:  # a server that fails to start or answer: this cell failed, the run goes on
+                cell.update(status="failed", error=f"{type(exc).__name__}: {exc}", finished_at=results.utc_now())
+                console.print(f"  {cell['id']}: [red]failed: {cell['error']}[/]")
             results.write_atomic(out / results.FILENAME, data)
     finally:
         templates.close()
@@ -480,11 +486,15 @@ def _range(value: tuple[float, float, float] | None, fmt: str) -> str:
     return f"{value[0]:{fmt}} ({value[1]:{fmt}}–{value[2]:{fmt}})"
 
 
+def _median(value: tuple[float, float, float] | None, fmt: str) -> str:
+    return "-" if value is None else f"{value[0]:{fmt}}"
+
+
 def print_table(data: dict[str, Any], console: Console) -> None:
     repeated = (data["settings"].get("repeat") or 1) > 1
     table = Table(
         title="CRUD API under load (req/s; latency per request; CPU ms per request)"
-        + (": median (range) over the runs" if repeated else "")
+        + (": median (range) of req/s over the runs, medians of the rest" if repeated else "")
     )
     names = ["db", "conc.", "layer"] + (["runs"] if repeated else [])
     names += ["req/s", "× SQLAlchemy"] + (["vs SQLAlchemy"] if repeated else [])
@@ -501,10 +511,10 @@ def print_table(data: dict[str, Any], console: Console) -> None:
                 _range(r["rate"], ",.0f"),
                 _range(r["vs_sqlalchemy"], ".2f"),
                 r["against_sqlalchemy"],
-                _range(r["server_cpu_ms"], ".2f"),
-                _range(r["machine_cpu_ms"], ".2f"),
-                _range(r["p50_ms"], ".1f"),
-                _range(r["p99_ms"], ".1f"),
+                _median(r["server_cpu_ms"], ".2f"),  # medians over the runs; every run's figure is in the results
+                _median(r["machine_cpu_ms"], ".2f"),
+                _median(r["p50_ms"], ".1f"),
+                _median(r["p99_ms"], ".1f"),
                 f"{r['server_errors']}" + (" ⚑" if r["flagged"] else ""),
                 f"{r['peak_rss_mb']}",
             )

@@ -45,10 +45,10 @@ async def conversation(layer: str, url: str) -> list[tuple[int, Any]]:
             await call("POST", "/users", {"name": "Bob", "email": "no-at-sign"})  # 422
             await call("PUT", f"/users/{uid}", {"admin": True})  # 422 unknown field
             await call("GET", "/users?limit=0")  # 422
-            await call("GET", "/users/999999")  # 404
-            await call("GET", "/orders/999999")  # 404
+            await call("GET", "/users/2000000000")  # 404
+            await call("GET", "/orders/2000000000")  # 404
             await call("GET", "/users/abc")  # 404
-            await call("GET", "/users/999999/orders")  # 404
+            await call("GET", "/users/2000000000/orders")  # 404
             await call("DELETE", f"/users/{uid}")  # 204
             await call("DELETE", f"/users/{uid}")  # 404
             await call("GET", f"/users/{uid}")  # 404
