@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine
 
-from sqlite_bench.orm_compare.app import EQUAL, LAYERS, VARIANTS, Base, create_schema
+from sqlite_bench.orm_compare.app import EQUAL, LAYERS, POOL, VARIANTS, Base, create_schema
 from sqlite_bench.orm_compare.contract import check, normalise
 
 
@@ -164,6 +164,9 @@ def test_on_postgresql_turboalchemy_writes_on_the_pool_not_through_a_write_queue
         await store.start()
         try:
             assert store.queue is None
+            # as many connections held as the other layers may hold, none opened and closed per request
+            assert store.engine.pool.size() == POOL and store.engine.pool.timeout() > 0
+            assert store.engine.pool._max_overflow == 0
             return await store.create_user("pg", "pg@x.org"), await store.update_user(1, {"name": "pg2"})
         finally:
             await store.stop()

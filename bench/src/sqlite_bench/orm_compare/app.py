@@ -77,7 +77,7 @@ DESIGN = {
     f"PostgreSQL: asyncpg pool of {POOL}",
     "tortoise": f"SQLite: one aiosqlite connection behind a lock, autocommit; PostgreSQL: asyncpg pool of {POOL}",
     "turboalchemy": "reads on the reader pool in worker threads; SQLite: writes through one WriteQueue (group commit); "
-    f"PostgreSQL: writes on the psycopg pool like the reads, {POOL} threads, 10 + 10 connections, pre-ping",
+    f"PostgreSQL: writes on the psycopg pool like the reads, {POOL} threads and {POOL} connections, pre-ping",
 }
 
 
@@ -359,7 +359,10 @@ class TurboAlchemyStore:
         self.engine = (
             turboalchemy.create_engine(self.url, EQUAL, driver="stdlib")
             if self.sqlite
-            else turboalchemy.create_engine(self.url)
+            # POOL connections held, as the others: turboalchemy's own 10 + 10 overflow closes every connection past
+            # the tenth when it is returned, so 20 busy threads open and close connections all the time (measured:
+            # 1.4 ms of machine CPU per request against SQLAlchemy's 0.96)
+            else turboalchemy.create_engine(self.url, pool_size=POOL, max_overflow=0)
         )
         self.reads = turboalchemy.reader(self.engine)
         self.queue = turboalchemy.WriteQueue(self.engine) if self.sqlite else None
