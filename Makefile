@@ -80,6 +80,8 @@ reference-runs: $(VENV)/.installed
 	$(PY) -m sqlite_bench.reads --rows 1M --repeat 3 --db $(PG) --output-dir $(REF)/reads/postgresql
 	$(PY) -m sqlite_bench.orm_compare --db sqlite,postgresql --layers sqlalchemy,tortoise,turboalchemy,sqlalchemy+defaults,tortoise+defaults \
 	  --concurrency 50,200 --duration 20s --seed-users 100K --repeat 3 --pg-url $(PG) --output-dir $(REF)/orm-compare
+	$(PY) -m sqlite_bench.orm_compare --db postgresql --concurrency 50,200 --duration 20s --seed-users 100K --repeat 3 \
+	  --pg-url $(PG) --output-dir $(REF)/orm-compare-postgresql
 	$(PY) -m sqlite_bench.orm_compare --preset article --pg-url $(PG) --output-dir $(REF)/orm-compare-article
 	$(PY) -m sqlite_bench.before_after --db $(PG) --scales 200K,400K,600K,800K,1M --phases insert \
 	  --mode orm,raw,turbo,turbo_async,engine --output-dir $(REF)/postgresql-1m
@@ -111,7 +113,7 @@ reference-report: $(VENV)/.installed
 	  $(REF)/keys-1m/cache64m-chunk_5000/results.json $(REF)/keys-1m/cache64m-chunk_50000/results.json \
 	  $(REF)/checkpoints-1m/results.json \
 	  $(REF)/reads/sqlite/results.json $(REF)/reads/postgresql/results.json $(REF)/postgresql-1m/results.json \
-	  $(REF)/orm-compare/results.json $(REF)/orm-compare-article/results.json --out $(REF)/report
+	  $(REF)/orm-compare/results.json $(REF)/orm-compare-postgresql/results.json $(REF)/orm-compare-article/results.json --out $(REF)/report
 	$(PY) -m sqlite_bench.cli plot-curve $(CURVE)/*/results.json --out $(CURVE)/curve.png
 	$(PY) tools/link_run_reports.py $(REF)
 

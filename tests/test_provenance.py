@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import statistics
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -17,9 +18,16 @@ def _section(text: str, title: str) -> str:
 
 
 def _values(data: object) -> set[int]:
-    """Every number of a results file, rounded as a table prints it."""
+    """Every number of a results file, rounded as a table prints it; of a list of raw latency samples only its
+    median (tables print medians; thousands of samples would match any figure by chance)."""
     if isinstance(data, dict):
-        return set().union(*(_values(v) for v in data.values())) if data else set()
+        out: set[int] = set()
+        for key, value in data.items():
+            if key == "batch_latencies_ms" and isinstance(value, list):
+                out |= {round(statistics.median(value))} if value else set()
+            else:
+                out |= _values(value)
+        return out
     if isinstance(data, list):
         return set().union(*(_values(v) for v in data)) if data else set()
     if isinstance(data, (int, float)) and not isinstance(data, bool):
@@ -50,7 +58,6 @@ def _cited_files(section: str) -> list[str]:
     names: set[str] = set()
     for found in re.findall(r"(?:docs/)?results/[\w./-]+", section):
         path = ROOT / ("docs/" + found.removeprefix("docs/"))
-        path = path if path.suffix == ".json" else path
         if path.is_file() and path.name.endswith(".json"):
             names.add(str(path.relative_to(ROOT)))
         elif path.is_dir():

@@ -69,3 +69,29 @@ def test_repeated_runs_interleave_each_cell_in_its_own_process_for_its_time(tmp_
     out = capsys.readouterr().out
     assert "2 interleaved runs: median (range)" in out and "verdict" in out
     assert "writes/s range" in (tmp_path / "report" / "report.md").read_text()
+
+
+def test_a_writer_that_stops_early_fails_the_cell_instead_of_writing_less(tmp_path, monkeypatch):
+    """The stored rows were checked against the writes the threads saw commit: a thread that died on an error
+    other than a lock error wrote less, and its cell still passed."""
+    from sqlite_bench.configs import profile_named
+
+    real = concurrency._Mode.writer
+
+    def breaks_after_five(self):
+        write, close = real(self)
+        done = [0]
+
+        def flaky(w, seq):
+            done[0] += 1
+            if done[0] > 5:
+                raise ValueError("the disk went away")
+            write(w, seq)
+
+        return flaky, close
+
+    monkeypatch.setattr(concurrency._Mode, "writer", breaks_after_five)
+    with pytest.raises(RuntimeError, match="writer.*stopped: ValueError: the disk went away"):
+        concurrency.run_cell("connection", 2, 100, profile_named("production"), str(tmp_path))
+    with pytest.raises(RuntimeError, match="stopped"):
+        concurrency.run_cell("queue", 1, 100, profile_named("production"), str(tmp_path), seconds=0.2)

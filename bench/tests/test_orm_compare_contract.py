@@ -273,7 +273,7 @@ def _statements_of(layer: str, url: str, operation: str) -> list[str]:
         store = STORES[base](url, defaults)
         await store.start()
         queue = getattr(store, "queue", None)  # the WriteQueue writes on an engine of its own
-        for engine in (getattr(store, "engine", None), getattr(queue, "_engine", None)):
+        for engine in (getattr(store, "engine", None), getattr(store, "reads", None), getattr(queue, "_engine", None)):
             if engine is not None:
                 sync = getattr(engine, "sync_engine", engine)
                 event.listen(sync, "before_cursor_execute", lambda _c, _cur, sql, *_a: sent.append(sql))
@@ -282,22 +282,29 @@ def _statements_of(layer: str, url: str, operation: str) -> list[str]:
         logger.addHandler(handler)
         logger.setLevel(logging.DEBUG)
         try:
-            user = await store.create_user("a", f"{operation}@x.org")
             sent.clear()
+            user = await store.create_user("a", f"{operation}@x.org")
+            if operation != "create":
+                sent.clear()
             if operation == "update":
                 await store.update_user(user["id"], {"name": "b"})
-            else:
+            elif operation == "delete":
                 await store.delete_user(user["id"])
+            elif operation == "read":
+                await store.get_user(user["id"])
+            elif operation == "orders":
+                await store.user_orders(user["id"])
         finally:
             logger.removeHandler(handler)
             logger.setLevel(level)
             await store.stop()
-        return [sql.split()[0].upper() for sql in sent if sql.split()[0].upper() not in ("BEGIN", "COMMIT", "PRAGMA")]
+        verbs = [sql.split()[0].upper() for sql in sent if sql.split()]
+        return [v for v in verbs if v in ("SELECT", "INSERT", "UPDATE", "DELETE")]  # not transaction control
 
     return asyncio.run(run())
 
 
-@pytest.mark.parametrize("operation", ["update", "delete"])
+@pytest.mark.parametrize("operation", ["create", "read", "orders", "update", "delete"])
 def test_every_layer_sends_the_same_statements_for_an_operation(tmp_path, operation):
     """turboalchemy's update was one UPDATE ... RETURNING where the ORMs read first and then wrote."""
     sent = {}
@@ -317,5 +324,11 @@ def test_every_layer_sends_the_same_statements_for_an_operation(tmp_path, operat
         )
         assert out.returncode == 0, out.stderr[-3000:]
         sent[layer] = json.loads(out.stdout.strip().splitlines()[-1])
-    expected = ["SELECT", "UPDATE"] if operation == "update" else ["DELETE", "DELETE"]
+    expected = {
+        "create": ["INSERT"],
+        "read": ["SELECT"],
+        "orders": ["SELECT", "SELECT"],
+        "update": ["SELECT", "UPDATE"],
+        "delete": ["DELETE", "DELETE"],
+    }[operation]
     assert sent == dict.fromkeys(LAYERS, expected)

@@ -144,7 +144,14 @@ def run_cell(
     latencies: list[list[float]] = [[] for _ in range(writers)]
     errors: Counter[str] = Counter()
     retries = Counter[int]()
-    start = threading.Barrier(writers + 1)
+    failures: list[BaseException] = []
+    began = [0.0]
+
+    def start_clock() -> None:  # once every writer holds its connection, before any is let go
+        began[0] = time.perf_counter()
+        deadline[0] = began[0] + seconds if seconds is not None else float("inf")
+
+    start = threading.Barrier(writers + 1, action=start_clock)
 
     def run(w: int) -> None:
         write, close = m.writer()
@@ -158,7 +165,7 @@ def run_cell(
                 if (seconds is None and seq >= per_writer[w]) or (seconds is not None and clock() >= deadline[0]):
                     break
                 while True:
-                    began = clock()
+                    t0 = clock()
                     try:
                         write(w, seq)
                     except Exception as exc:  # a lock error: count it and write the same row again
@@ -167,21 +174,25 @@ def run_cell(
                             raise
                         retries[w] += 1
                         continue
-                    mine.append((clock() - began) * 1000)
+                    mine.append((clock() - t0) * 1000)
                     break
+        except BaseException as exc:  # a writer that stops early fails the cell, it does not just write less
+            failures.append(exc)
         finally:
             close()
 
     threads = [threading.Thread(target=run, args=(w,)) for w in range(writers)]
     for t in threads:
         t.start()
-    began = time.perf_counter()
-    deadline[0] = began + seconds if seconds is not None else float("inf")
     start.wait()
     for t in threads:
         t.join()
-    elapsed = time.perf_counter() - began
+    elapsed = time.perf_counter() - began[0]
     m.close()
+    if failures:
+        raise RuntimeError(f"{len(failures)} writer(s) stopped: {type(failures[0]).__name__}: {failures[0]}")
+    if seconds is None and sum(len(per) for per in latencies) != ops:
+        raise RuntimeError(f"the writers wrote {sum(len(per) for per in latencies)} of {ops} writes")
     ops = sum(len(per) for per in latencies)
     check = sqlite3.connect(db)
     stored = (
@@ -189,6 +200,9 @@ def run_cell(
         check.execute("PRAGMA quick_check").fetchone()[0],
     )
     check.close()
+    sizes = file_sizes(db)
+    for suffix in ("", "-wal", "-shm"):  # a run of many cells must not fill the work folder (a tmpfs is RAM)
+        Path(db + suffix).unlink(missing_ok=True)
     flat = [x for per in latencies for x in per]
     return {
         "phase": "insert",
@@ -201,7 +215,7 @@ def run_cell(
         "errors": {"locked": errors["locked"], "integrity": 0, "other": errors["other"]},
         "retries": sum(retries.values()),
         "memory": memory_breakdown(),
-        "files": file_sizes(db),
+        "files": sizes,
         "peak_rss_mb": memory_breakdown()["rss_mb"],
         "stored": stored,
         "pid": os.getpid(),

@@ -354,7 +354,8 @@ def _compare_table(data: dict[str, Any]) -> Table:
 
     note = (
         "⚑: more than 0.1% of requests failed; the cell's figures are not comparable. CPU: milliseconds of CPU per "
-        "request, of the server process and of the whole machine (server, load generator and database together)"
+        "request, of the server process and of the whole machine (every process on it: the server, the load "
+        "generator, the database and anything else running)"
     )
     if (data["settings"].get("repeat") or 1) > 1:
 

@@ -120,6 +120,22 @@ def seed(url: str, users: int, orders: int | None = None) -> None:
     engine.dispose()
 
 
+def vacuum(url: str) -> None:
+    """VACUUM ANALYZE a freshly seeded PostgreSQL database, so that no cell pays for its hint bits and statistics."""
+    engine = create_engine(url, isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        conn.exec_driver_sql("VACUUM ANALYZE")
+    engine.dispose()
+
+
+def checkpoint(url: str) -> None:
+    """A CHECKPOINT before a cell's clock starts: the copy's writes are on disk, not in the cell's time."""
+    engine = create_engine(url, isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        conn.exec_driver_sql("CHECKPOINT")
+    engine.dispose()
+
+
 class Templates:
     """One seeded database per backend; every contract and every cell gets its own copy of it."""
 
@@ -130,8 +146,9 @@ class Templates:
 
     def make(self, db: str, users: int, orders: int | None) -> None:
         if db == "postgresql":
-            url = create_database(self.pg_url, "compare_template")
+            url = self.made[db] = create_database(self.pg_url, "compare_template")  # dropped by close() if seed fails
             seed(url, users, orders)
+            vacuum(url)
         else:
             path = self.work / "template.db"
             url = f"sqlite:///{path}"
@@ -221,7 +238,8 @@ def contract(layer: str, url: str) -> list[str]:
 
 class CpuClock:
     """CPU seconds spent during a cell by the server process, this process (the load generator), PostgreSQL's
-    processes (those alive at the end) and the whole machine (busy time of every core)."""
+    processes (those alive at the end: one that exits during the cell is not counted) and the whole machine
+    (busy time of every core, whatever process it went to)."""
 
     def __init__(self, server_pid: int) -> None:
         self.server = psutil.Process(server_pid)
@@ -388,8 +406,12 @@ def main(argv: list[str] | None = None) -> int:
                 if db != "sqlite" and split_layer(layer)[1]:
                     continue
                 url = templates.copy(db, layer)
-                problems[(db, layer)] = contract(layer, url)
-                templates.discard(url)
+                try:
+                    problems[(db, layer)] = contract(layer, url)
+                except Exception as exc:
+                    problems[(db, layer)] = [f"the contract could not run: {type(exc).__name__}: {exc}"]
+                finally:
+                    templates.discard(url)
         for cell in cells:
             layer, db = cell["path"], cell["config"]
             if problems[(db, layer)]:
@@ -414,8 +436,9 @@ def run_cell(
     layer, db, level = cell["path"], cell["config"], cell["writers"]
     url = templates.copy(db, layer)
     cell["started_at"] = results.utc_now()
-    server, port = serve(layer, url)
+    server: subprocess.Popen[bytes] | None = None
     try:
+        server, port = serve(layer, url)
         found = read_setup(port)
         cell["setup"] = {
             "database": found,
@@ -425,6 +448,8 @@ def run_cell(
         if wrong := setup_problems(layer, db, found):
             cell.update(status="failed", error=f"not on equal terms: {'; '.join(wrong)}")
             return
+        if db == "postgresql":
+            checkpoint(url)
         clock = CpuClock(server.pid)
         result = asyncio.run(
             run_load(
@@ -439,8 +464,13 @@ def run_cell(
         )
         cpu = clock.per_request(result.requests, db == "postgresql")
     finally:
-        server.terminate()
-        server.wait(30)
+        if server is not None:
+            server.terminate()
+            try:
+                server.wait(30)
+            except subprocess.TimeoutExpired:
+                server.kill()
+                server.wait(30)
         templates.discard(url)
     summary = {**result.summary(), "cpu": cpu}
     latencies = [round(x, 3) for values in result.latencies_ms.values() for x in values]
