@@ -91,8 +91,8 @@ def test_the_report_has_the_study_layouts_and_valid_plots(runs, tmp_path):
         "rss-over-time.png",
     }
     # two harness runs: each gets its own plots (only the chunk sweep has a p99-against-chunk plot)
-    # named for each run's --output-dir (its last two folders)
-    ba, scale = (f"{base.name}-{name}" for name in ("ba", "scale"))
+    # named for each run's --output-dir (its last folder, or its last two where two runs share the last)
+    ba, scale = "ba", "scale"
     assert set(built.plots) == {f"{ba}-{n}" for n in harness} | {
         f"{scale}-{n}" for n in harness | {"p99-vs-chunk.png"}
     } | {"concurrency.png"}
@@ -103,6 +103,17 @@ def test_the_report_has_the_study_layouts_and_valid_plots(runs, tmp_path):
         assert width > 400 and height > 200
     markdown = (tmp_path / "report" / "report.md").read_text()
     assert "| turbo |" in markdown and "![" in markdown
+
+
+def test_runs_are_named_by_their_last_folder_unless_two_share_it():
+    from sqlite_bench.report import _run_tag
+
+    def run(folder):
+        return {"benchmark": "before_after", "command": f"python -m sqlite_bench.before_after --output-dir {folder}"}
+
+    assert _run_tag(run("/tmp/ref/scale-1m"), 0, 2) == "scale-1m"  # a scratch folder does not name the run
+    assert _run_tag(run("/tmp/a/chunk-5000"), 0, 2, depth=2) == "a/chunk-5000"
+    assert _run_tag(run("docs/results/keys-1m/chunk-5000"), 0, 2) == "keys-1m/chunk-5000"
 
 
 def test_the_growth_table_sets_each_cells_last_segment_against_its_first(runs, tmp_path):

@@ -182,11 +182,20 @@ def throughput_per_config(cells: list[dict[str, Any]], out: str | Path, phase: s
     for cell in cells:
         points = [cp for cp in cell["checkpoints"] if cp["phase"] == phase]
         if points:
-            bars.append((_short(cell), points[-1]["cumulative"]["rows_per_s"], cell["path"]))
+            rate = points[-1]["cumulative"]["rows_per_s"]
+            low, high = (cell.get("runs_range") or {}).get(phase, (rate, rate))  # with --repeat: the runs' range
+            bars.append((_short(cell), rate, cell["path"], (rate - low, high - rate)))
     fig, ax = plt.subplots(figsize=(10, max(3.0, 0.32 * len(bars) + 1.5)), dpi=110)
     palette = plt.get_cmap("tab10").colors
-    paths = list(dict.fromkeys(p for _, _, p in bars))
-    ax.barh([b[0] for b in bars], [b[1] for b in bars], color=[palette[paths.index(b[2]) % 10] for b in bars])
+    paths = list(dict.fromkeys(b[2] for b in bars))
+    spread = [[b[3][0] for b in bars], [b[3][1] for b in bars]]
+    ax.barh(
+        [b[0] for b in bars],
+        [b[1] for b in bars],
+        color=[palette[paths.index(b[2]) % 10] for b in bars],
+        xerr=spread if any(any(b[3]) for b in bars) else None,
+        capsize=3,
+    )
     ax.invert_yaxis()
     ax.set_xlabel(f"rows/s ({phase}, cumulative at the largest scale)")
     ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _p: f"{v:,.0f}"))
@@ -331,8 +340,9 @@ def concurrency(rows: list[dict[str, Any]], out: str | Path) -> list[str]:
         ax.set_title(title)
         ax.grid(True, which="both", alpha=0.3)
     left.yaxis.set_major_formatter(FuncFormatter(lambda v, _p: f"{v:,.0f}"))
+    left.yaxis.set_minor_formatter(FuncFormatter(lambda v, _p: f"{v:,.0f}"))
     if series:
-        left.legend(fontsize=7)
+        _legend_outside(right, len(series))
     _save(fig, out)
     return list(series)
 

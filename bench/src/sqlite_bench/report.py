@@ -454,6 +454,8 @@ def build_report(files: list[dict[str, Any]], out: str | Path) -> Report:
     contention = [d for d in files if d["benchmark"] == "concurrency"]
     machines = list(dict.fromkeys(_machine(d) for d in files))
     tags = [_run_tag(data, i, len(harness)) for i, data in enumerate(harness)]
+    if len(set(tags)) < len(tags):  # two runs whose last folders share a name: name them by their last two
+        tags = [_run_tag(data, i, len(harness), depth=2) for i, data in enumerate(harness)]
     for data, tag in zip(harness, tags):
         tables += _harness_tables(data, tag)
     if contention:
@@ -541,26 +543,56 @@ def build_report(files: list[dict[str, Any]], out: str | Path) -> Report:
     return Report(tables, figures, out)
 
 
-def _run_tag(data: dict[str, Any], index: int, runs: int) -> str:
+def _run_tag(data: dict[str, Any], index: int, runs: int, depth: int = 1) -> str:
     """How a harness run is named in a report of several: its --output-dir, which says what the run was (the
-    part after a `results` folder, e.g. keys-1m/chunk-5000, or its last two folders); else its place in the list."""
+    part after a `results` folder, e.g. keys-1m/chunk-5000, or its last `depth` folders); else its place in the
+    list."""
     if runs == 1:
         return data["benchmark"]
     words = shlex.split(data.get("command", ""))
     if "--output-dir" in words[:-1]:
         parts = Path(words[words.index("--output-dir") + 1]).parts
-        below = parts[len(parts) - parts[::-1].index("results") :] if "results" in parts else parts[-2:]
+        below = parts[len(parts) - parts[::-1].index("results") :] if "results" in parts else parts[-depth:]
         if below:
             return "/".join(below)
     return f"{data['benchmark']} #{index + 1}"
 
 
+def _median_runs(cells: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """With --repeat, one cell per path, configuration, chunk and table: the run whose final rate (first phase) is
+    the median, carrying `runs_range` (phase -> (min, max) of the final cumulative rows/s over the runs). A plot
+    of every run would draw each configuration three times under one label."""
+    groups: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
+    for c in cells:
+        key = (c["path"], c["config"], c["chunk_size"], c.get("variant"), table_variant(c), c.get("sqlite"))
+        groups.setdefault(key, []).append(c)
+    if all(len(runs) == 1 for runs in groups.values()):
+        return cells
+    out = []
+    for runs in groups.values():
+        phase = runs[0]["checkpoints"][0]["phase"]
+
+        def final(c: dict[str, Any], phase: str) -> float:
+            points = [cp for cp in c["checkpoints"] if cp["phase"] == phase]
+            return float(points[-1]["cumulative"]["rows_per_s"]) if points else 0.0
+
+        ordered = sorted(runs, key=lambda c: final(c, phase))
+        chosen = dict(ordered[(len(ordered) - 1) // 2])
+        phases = dict.fromkeys(cp["phase"] for cp in chosen["checkpoints"])
+        chosen["runs_range"] = {ph: (min(final(c, ph) for c in runs), max(final(c, ph) for c in runs)) for ph in phases}
+        out.append(chosen)
+    return out
+
+
 def _harness_plots(data: dict[str, Any], out: Path, prefix: str, tag: str) -> dict[str, str]:
     """The plots of one before_after or scale_benchmark run, named with `prefix` and captioned with `tag`."""
-    cells = [c for c in data["cells"] if c["status"] == "done" and c["checkpoints"]]
+    cells = _median_runs([c for c in data["cells"] if c["status"] == "done" and c["checkpoints"]])
     if not cells:
         return {}
     figures: dict[str, str] = {}
+    if any(c.get("runs_range") for c in cells):
+        tag += "the median run of each cell (bars: the range over the runs); "
+        data = {**data, "cells": cells}
 
     def draw(name: str, plot: Any, source: Any, caption: str) -> None:
         plot(source, out / f"{prefix}{name}")
