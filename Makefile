@@ -64,6 +64,8 @@ PG  ?= postgresql+psycopg://postgres@127.0.0.1/postgres
 reference-runs: $(VENV)/.installed
 	$(PY) -m sqlite_bench.scale_benchmark --scales 200K,400K,600K --configs all --mode orm --repeat 3 --output-dir $(REF)/scale-1m
 	$(PY) -m sqlite_bench.before_after --scales 1M,5M --mode all --output-dir $(REF)/before-after
+	$(PY) -m sqlite_bench.before_after --scales 200K,400K,600K,800K,1M --mode orm,orm_bulk,core,raw,turbo,engine \
+	  --study-chunks --output-dir $(REF)/study-chunks-1m
 	$(PY) -m sqlite_bench.concurrency --writers 1,4,16,64 --seconds 5 --repeat 3 --profile production --output-dir $(REF)/concurrency/production
 	$(PY) -m sqlite_bench.concurrency --writers 1,4,16,64 --seconds 5 --repeat 3 --profile durable --output-dir $(REF)/concurrency/durable
 	for chunk in 5000 50000; do \

@@ -72,8 +72,6 @@ def _pages() -> list[Path]:
 # Sections whose figures still rest on a run that has no clean results file, to be re-run (a ratchet: an entry
 # that passes must be taken off, so the list only shrinks).
 NOT_YET_SOURCED = {
-    # the --study-chunks run at 200K-1M (about 40 minutes here); its findings are repeated by docs/results/before-after
-    ("benchmark.md", "## Measured on this machine"),
     # the keys-1m runs (four folders, about 40 minutes) came from a dirty tree, and the transaction-size figures
     # have no results file of their own
     ("write-performance.md", "# Write performance: keys, indexes, transaction size"),
