@@ -20,7 +20,6 @@ import multiprocessing
 import os
 import shlex
 import sqlite3
-import statistics
 import sys
 import tempfile
 import threading
@@ -46,7 +45,7 @@ from .configs import profile_named
 from .monitor import memory_breakdown
 from .runner import publish, wide_console
 from .stats import percentile
-from .summary import verdict
+from .summary import median_range, range_text, rotated, verdict
 from .sysinfo import system_info
 
 MODES = ("sqlite3", "connection", "pool", "queue")
@@ -264,9 +263,6 @@ def spreads(data: dict[str, Any]) -> list[dict[str, Any]]:
     for r in rows(data):
         groups.setdefault((r["mode"], r["writers"]), []).append(r)
 
-    def spread(values: list[float]) -> tuple[float, float, float] | None:
-        return (statistics.median(values), min(values), max(values)) if values else None
-
     out = []
     for (mode, writers), runs in groups.items():
         rates = [r["rate"] for r in runs]
@@ -276,22 +272,16 @@ def spreads(data: dict[str, Any]) -> list[dict[str, Any]]:
                 "mode": mode,
                 "writers": writers,
                 "runs": len(runs),
-                "rate": spread(rates),
-                "vs_connection": spread([r["vs_connection"] for r in runs if r["vs_connection"]]),
+                "rate": median_range(rates),
+                "vs_connection": median_range([r["vs_connection"] for r in runs if r["vs_connection"]]),
                 "against_connection": verdict(rates, base) if base and mode != "connection" else "-",
-                "p50": spread([r["p50"] for r in runs]),
-                "p99": spread([r["p99"] for r in runs]),
-                "p999": spread([r["p999"] for r in runs]),
+                "p50": median_range([r["p50"] for r in runs]),
+                "p99": median_range([r["p99"] for r in runs]),
+                "p999": median_range([r["p999"] for r in runs]),
                 "locked": sum(r["locked"] for r in runs),
             }
         )
     return out
-
-
-def _range(value: tuple[float, float, float] | None, fmt: str, unit: str = "") -> str:
-    if value is None:
-        return "-"
-    return f"{value[0]:{fmt}}{unit} ({value[1]:{fmt}}–{value[2]:{fmt}})"
 
 
 def print_table(data: dict[str, Any], console: Console) -> None:
@@ -311,8 +301,8 @@ def print_table(data: dict[str, Any], console: Console) -> None:
             table.add_row(
                 r["mode"],
                 str(r["writers"]),
-                _range(r["rate"], ",.0f"),
-                _range(r["vs_connection"], ".2f", "x"),
+                range_text(r["rate"], ",.0f"),
+                range_text(r["vs_connection"], ".2f", "x"),
                 r["against_connection"],
                 f"{r['p50'][0]:.2f}",  # latencies: medians over the runs (each run's in the results file)
                 f"{r['p99'][0]:.2f}",
@@ -339,9 +329,8 @@ def plan(modes: list[str], writer_counts: list[int], profile: str, pragmas: dict
     by one from run to run so that no mode always runs first."""
     cells = []
     for run in range(1, repeat + 1):
-        shift = (run - 1) % len(modes)
         for n in writer_counts:
-            for m in modes[shift:] + modes[:shift]:
+            for m in rotated(modes, run):
                 cell = results.new_cell(f"{m}/{profile}/w{n}", m, profile, 1, n, "fair", dict(pragmas))
                 if repeat > 1:
                     cell.update(id=f"{cell['id']}#{run}", repeat=run)

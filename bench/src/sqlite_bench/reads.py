@@ -19,7 +19,6 @@ import json
 import os
 import resource
 import shlex
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -43,6 +42,7 @@ from .runner import publish
 from .schema import TABLE, BenchRow, create_schema
 from .server import create_database, drop_database, is_server, redact
 from .stats import percentile
+from .summary import median_range, rotated
 from .sysinfo import system_info
 from .units import parse_scale
 
@@ -241,8 +241,7 @@ def main(argv: list[str] | None = None) -> int:
     command = "python -m sqlite_bench.reads " + shlex.join(argv if argv is not None else sys.argv[1:])
     cells = []
     for run in range(1, args.repeat + 1):
-        shift = (run - 1) % len(modes)
-        for mode in modes[shift:] + modes[:shift]:
+        for mode in rotated(modes, run):
             console.print(f"reading {args.rows:,} rows: {mode} ...", end=" ")
             child = subprocess.run(
                 [sys.executable, "-m", "sqlite_bench.reads", "--one", db, mode, args.config],
@@ -297,15 +296,12 @@ def full_reads(data: dict[str, Any]) -> list[dict[str, Any]]:
         if c["config"] == "full-read" and c.get("checkpoints"):
             groups.setdefault(c["path"], []).append(c)
 
-    def spread(values: list[float]) -> tuple[float, float, float]:
-        return (statistics.median(values), min(values), max(values))
-
     return [
         {
             "mode": mode,
             "runs": len(runs),
-            "rate": spread([c["checkpoints"][0]["segment"]["rows_per_s"] for c in runs]),
-            "growth_mb": spread([c.get("rss_growth_mb", 0.0) for c in runs]),
+            "rate": median_range([c["checkpoints"][0]["segment"]["rows_per_s"] for c in runs]),
+            "growth_mb": median_range([c.get("rss_growth_mb", 0.0) for c in runs]),
         }
         for mode, runs in groups.items()
     ]

@@ -350,7 +350,7 @@ def _reads_tables(data: dict[str, Any]) -> list[Table]:
 
 
 def _compare_table(data: dict[str, Any]) -> Table:
-    from .orm_compare import decision_rows, spreads
+    from .orm_compare import decision_rows, spread_cells, spreads
 
     note = (
         "⚑: more than 0.1% of requests failed; the cell's figures are not comparable. CPU: milliseconds of CPU per "
@@ -358,10 +358,6 @@ def _compare_table(data: dict[str, Any]) -> Table:
         "generator, the database and anything else running)"
     )
     if (data["settings"].get("repeat") or 1) > 1:
-
-        def spread(value: Any, fmt: str) -> str:
-            return "-" if value is None else f"{value[0]:{fmt}} ({value[1]:{fmt}}–{value[2]:{fmt}})"
-
         table = Table(
             "data layers under HTTP load: the decision table, median (range) over the runs",
             [
@@ -381,24 +377,7 @@ def _compare_table(data: dict[str, Any]) -> Table:
             ],
             note=note + "; win/loss only when the req/s ranges do not overlap",
         )
-        for r in spreads(data):
-            table.rows.append(
-                [
-                    r["db"],
-                    str(r["concurrency"]),
-                    r["layer"],
-                    str(r["runs"]),
-                    spread(r["rate"], ",.0f"),
-                    spread(r["vs_sqlalchemy"], ".2f"),
-                    r["against_sqlalchemy"],
-                    spread(r["server_cpu_ms"], ".2f"),
-                    spread(r["machine_cpu_ms"], ".2f"),
-                    spread(r["p50_ms"], ".1f"),
-                    spread(r["p99_ms"], ".1f"),
-                    f"{r['server_errors']}" + (" ⚑" if r["flagged"] else ""),
-                    f"{r['peak_rss_mb']}",
-                ]
-            )
+        table.rows += [spread_cells(r) for r in spreads(data)]
         return _without_empty_columns(table)
     table = Table(
         "data layers under HTTP load: the decision table",

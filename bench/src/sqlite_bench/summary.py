@@ -137,8 +137,22 @@ def ratios(data: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
-def _median_range(values: list[float]) -> tuple[float, float, float] | None:
+def median_range(values: list[float]) -> tuple[float, float, float] | None:
+    """(median, min, max) of a run-by-run figure, or None when there is none."""
     return (statistics.median(values), min(values), max(values)) if values else None
+
+
+def range_text(value: tuple[float, float, float] | None, fmt: str = ".2f", unit: str = "") -> str:
+    """'median (min–max)' as the tables print a median_range, '-' for none."""
+    if value is None:
+        return "-"
+    return f"{value[0]:{fmt}}{unit} ({value[1]:{fmt}}–{value[2]:{fmt}})"
+
+
+def rotated(items: list[Any], run: int) -> list[Any]:
+    """`items` for run 1, 2, ... of a --repeat: shifted by one place per run, so that none always runs first."""
+    shift = (run - 1) % len(items)
+    return items[shift:] + items[:shift]
 
 
 def verdict(ours: list[float], theirs: list[float]) -> str:
@@ -171,18 +185,14 @@ def spreads(data: dict[str, Any]) -> list[dict[str, Any]]:
                 "config": config,
                 "phase": phase,
                 "runs": len(runs),
-                "rows_per_s": (statistics.median(rates), min(rates), max(rates)),
-                "vs_raw": _median_range(vs_raw),
-                "vs_engine": _median_range(vs_engine),
-                "vs_stdlib": _median_range(vs_stdlib),
+                "rows_per_s": median_range(rates),
+                "vs_raw": median_range(vs_raw),
+                "vs_engine": median_range(vs_engine),
+                "vs_stdlib": median_range(vs_stdlib),
                 "against_raw": verdict(rates, [r["rows_per_s"] for r in raw]) if raw and base != "raw" else "-",
             }
         )
     return out
-
-
-def _ratio_text(ratio: tuple[float, float, float] | None) -> str:
-    return "-" if ratio is None else f"{ratio[0]:.2f} ({ratio[1]:.2f}–{ratio[2]:.2f})"
 
 
 def print_summary(data: dict[str, Any], console: Console) -> None:
@@ -247,7 +257,7 @@ def print_summary(data: dict[str, Any], console: Console) -> None:
                 r["phase"],
                 f"{med:,.0f}",
                 f"{low:,.0f}–{high:,.0f}",
-                *(_ratio_text(r[k]) for k in ("vs_raw", *(k for k, _ in extra))),
+                *(range_text(r[k]) for k in ("vs_raw", *(k for k, _ in extra))),
                 r["against_raw"],
             )
         console.print(repeated)

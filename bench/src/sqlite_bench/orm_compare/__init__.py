@@ -3,10 +3,9 @@ generator, and `python -m sqlite_bench.orm_compare` (__main__)."""
 
 from __future__ import annotations
 
-import statistics
 from typing import Any
 
-from ..summary import verdict
+from ..summary import median_range, range_text, verdict
 
 
 def decision_rows(data: dict[str, Any]) -> list[dict[str, Any]]:
@@ -35,10 +34,6 @@ def decision_rows(data: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
-def _spread(values: list[float]) -> tuple[float, float, float] | None:
-    return (statistics.median(values), min(values), max(values)) if values else None
-
-
 def spreads(data: dict[str, Any]) -> list[dict[str, Any]]:
     """Per database, concurrency and layer over the runs of a --repeat: median and range of req/s, of the ratio to
     SQLAlchemy async (run by run), of CPU per request and latency; "win"/"loss" against SQLAlchemy async only
@@ -60,17 +55,44 @@ def spreads(data: dict[str, Any]) -> list[dict[str, Any]]:
                 "concurrency": level,
                 "layer": layer,
                 "runs": len(runs),
-                "rate": _spread(rates),
-                "vs_sqlalchemy": _spread(values("vs_sqlalchemy")),
+                "rate": median_range(rates),
+                "vs_sqlalchemy": median_range(values("vs_sqlalchemy")),
                 "against_sqlalchemy": verdict(rates, base) if base and layer != "sqlalchemy" else "-",
-                "server_cpu_ms": _spread(values("server_cpu_ms")),
-                "machine_cpu_ms": _spread(values("machine_cpu_ms")),
-                "database_cpu_ms": _spread(values("database_cpu_ms")),
-                "p50_ms": _spread(values("p50_ms")),
-                "p99_ms": _spread(values("p99_ms")),
+                "server_cpu_ms": median_range(values("server_cpu_ms")),
+                "machine_cpu_ms": median_range(values("machine_cpu_ms")),
+                "database_cpu_ms": median_range(values("database_cpu_ms")),
+                "p50_ms": median_range(values("p50_ms")),
+                "p99_ms": median_range(values("p99_ms")),
                 "server_errors": sum(r["server_errors"] for r in runs),
                 "flagged": any(r["flagged"] for r in runs),
                 "peak_rss_mb": max((r["peak_rss_mb"] or 0.0) for r in runs),
             }
         )
     return out
+
+
+def spread_cells(r: dict[str, Any], *, latency_ranges: bool = True) -> list[str]:
+    """One row of spreads() as the decision tables print it: database, concurrency, layer, runs, req/s and its ratio
+    to SQLAlchemy async as median (range), the verdict, CPU and latency (median (range), or the median alone where
+    a table is short of width), server errors (⚑: flagged) and peak RSS."""
+
+    def text(value: tuple[float, float, float] | None, fmt: str) -> str:
+        if latency_ranges or value is None:
+            return range_text(value, fmt)
+        return f"{value[0]:{fmt}}"
+
+    return [
+        r["db"],
+        str(r["concurrency"]),
+        r["layer"],
+        str(r["runs"]),
+        range_text(r["rate"], ",.0f"),
+        range_text(r["vs_sqlalchemy"], ".2f"),
+        r["against_sqlalchemy"],
+        text(r["server_cpu_ms"], ".2f"),
+        text(r["machine_cpu_ms"], ".2f"),
+        text(r["p50_ms"], ".1f"),
+        text(r["p99_ms"], ".1f"),
+        f"{r['server_errors']}" + (" ⚑" if r["flagged"] else ""),
+        f"{r['peak_rss_mb']}",
+    ]

@@ -39,9 +39,10 @@ import turboalchemy
 from .. import results
 from ..runner import publish, wide_console
 from ..server import create_database, drop_database, redact
+from ..summary import rotated
 from ..sysinfo import system_info
 from ..units import parse_scale
-from . import decision_rows, spreads
+from . import decision_rows, spread_cells, spreads
 from .app import DESIGN, EQUAL, LAYERS, ORDERS, STATEMENTS, USERS, VARIANTS, create_schema, split_layer
 from .contract import check
 from .loadgen import Endpoint, run_load
@@ -120,19 +121,13 @@ def seed(url: str, users: int, orders: int | None = None) -> None:
     engine.dispose()
 
 
-def vacuum(url: str) -> None:
-    """VACUUM ANALYZE a freshly seeded PostgreSQL database, so that no cell pays for its hint bits and statistics."""
+def _autocommit(url: str, sql: str) -> None:
+    """One statement that cannot run in a transaction, on a PostgreSQL database: VACUUM ANALYZE of a freshly seeded
+    template (no cell pays for its hint bits and statistics), or a CHECKPOINT before a cell's clock starts (the
+    copy's writes are on disk, not in the cell's time)."""
     engine = create_engine(url, isolation_level="AUTOCOMMIT")
     with engine.connect() as conn:
-        conn.exec_driver_sql("VACUUM ANALYZE")
-    engine.dispose()
-
-
-def checkpoint(url: str) -> None:
-    """A CHECKPOINT before a cell's clock starts: the copy's writes are on disk, not in the cell's time."""
-    engine = create_engine(url, isolation_level="AUTOCOMMIT")
-    with engine.connect() as conn:
-        conn.exec_driver_sql("CHECKPOINT")
+        conn.exec_driver_sql(sql)
     engine.dispose()
 
 
@@ -148,7 +143,7 @@ class Templates:
         if db == "postgresql":
             url = self.made[db] = create_database(self.pg_url, "compare_template")  # dropped by close() if seed fails
             seed(url, users, orders)
-            vacuum(url)
+            _autocommit(url, "VACUUM ANALYZE")
         else:
             path = self.work / "template.db"
             url = f"sqlite:///{path}"
@@ -299,11 +294,9 @@ def plan(databases: list[str], layers: list[str], levels: list[int], repeat: int
     SQLite's only."""
     cells = []
     for run in range(1, repeat + 1):
-        shift = (run - 1) % len(layers)
-        order = layers[shift:] + layers[:shift]
         for db in databases:
             for level in levels:
-                for layer in order:
+                for layer in rotated(layers, run):
                     if db != "sqlite" and split_layer(layer)[1]:
                         continue
                     cell = results.new_cell(f"{layer}/{db}/c{level}", layer, db, 1, level, "fair", {})
@@ -449,7 +442,7 @@ def run_cell(
             cell.update(status="failed", error=f"not on equal terms: {'; '.join(wrong)}")
             return
         if db == "postgresql":
-            checkpoint(url)
+            _autocommit(url, "CHECKPOINT")
         clock = CpuClock(server.pid)
         result = asyncio.run(
             run_load(
@@ -510,16 +503,6 @@ def run_cell(
     )
 
 
-def _range(value: tuple[float, float, float] | None, fmt: str) -> str:
-    if value is None:
-        return "-"
-    return f"{value[0]:{fmt}} ({value[1]:{fmt}}–{value[2]:{fmt}})"
-
-
-def _median(value: tuple[float, float, float] | None, fmt: str) -> str:
-    return "-" if value is None else f"{value[0]:{fmt}}"
-
-
 def print_table(data: dict[str, Any], console: Console) -> None:
     repeated = (data["settings"].get("repeat") or 1) > 1
     table = Table(
@@ -532,22 +515,8 @@ def print_table(data: dict[str, Any], console: Console) -> None:
     for name in names:
         table.add_column(name, justify="left" if name in ("db", "layer", "vs SQLAlchemy") else "right", no_wrap=True)
     if repeated:
-        for r in spreads(data):
-            table.add_row(
-                r["db"],
-                str(r["concurrency"]),
-                r["layer"],
-                str(r["runs"]),
-                _range(r["rate"], ",.0f"),
-                _range(r["vs_sqlalchemy"], ".2f"),
-                r["against_sqlalchemy"],
-                _median(r["server_cpu_ms"], ".2f"),  # medians over the runs; every run's figure is in the results
-                _median(r["machine_cpu_ms"], ".2f"),
-                _median(r["p50_ms"], ".1f"),
-                _median(r["p99_ms"], ".1f"),
-                f"{r['server_errors']}" + (" ⚑" if r["flagged"] else ""),
-                f"{r['peak_rss_mb']}",
-            )
+        for r in spreads(data):  # CPU and latency: medians over the runs (each run's figure is in the results)
+            table.add_row(*spread_cells(r, latency_ranges=False))
     else:
         for r in decision_rows(data):
             table.add_row(

@@ -489,6 +489,11 @@ def _problem(status: int, detail: str) -> JSONResponse:
     return JSONResponse({"detail": detail}, status_code=status)
 
 
+def _found(value: Any, what: str) -> JSONResponse:
+    """The body, or 404 naming what was not found (an empty list of orders is found)."""
+    return JSONResponse(value) if value is not None else _problem(404, f"no such {what}")
+
+
 def _validate(body: Any, *, partial: bool) -> dict[str, str] | str:
     """The fields to write, or what is wrong with them."""
     if not isinstance(body, dict):
@@ -546,7 +551,7 @@ def build_app(layer: str, url: str) -> Starlette:
     async def read(request: Request) -> Response:
         uid = number(request, "user_id")
         user = await store.get_user(uid) if uid is not None else None
-        return JSONResponse(user) if user else _problem(404, "no such user")
+        return _found(user, "user")
 
     async def users(request: Request) -> Response:
         limit = limit_of(request)
@@ -561,7 +566,7 @@ def build_app(layer: str, url: str) -> Starlette:
             user = await store.update_user(uid, fields) if uid is not None else None
         except Duplicate:
             return _problem(409, "a user with this email exists")
-        return JSONResponse(user) if user else _problem(404, "no such user")
+        return _found(user, "user")
 
     async def remove(request: Request) -> Response:
         uid = number(request, "user_id")
@@ -574,12 +579,12 @@ def build_app(layer: str, url: str) -> Starlette:
     async def user_orders(request: Request) -> Response:
         uid = number(request, "user_id")
         found = await store.user_orders(uid) if uid is not None else None
-        return JSONResponse(found) if found is not None else _problem(404, "no such user")
+        return _found(found, "user")
 
     async def order(request: Request) -> Response:
         oid = number(request, "order_id")
         found = await store.get_order(oid) if oid is not None else None
-        return JSONResponse(found) if found else _problem(404, "no such order")
+        return _found(found, "order")
 
     async def orders(request: Request) -> Response:
         limit = limit_of(request)
