@@ -361,3 +361,31 @@ def test_the_read_benchmark_builds_its_table_under_the_configuration_it_is_given
         assert conn.execute("PRAGMA page_size").fetchone()[0] == 16384
         assert conn.execute("SELECT count(*) FROM bench_rows").fetchone()[0] == 2_000
     assert reads.read_all(str(tmp_path / "r.db"), "core", "baseline+page_size=16384")["seconds"] > 0
+
+
+def test_repeated_runs_are_plotted_once_per_configuration_with_their_range(runs, tmp_path):
+    """Plots of a --repeat run drew every run under one label: a configuration three times, and the bar that
+    showed was the fastest run. Now the median run is drawn, with the runs' range as its error bar."""
+    import copy
+
+    from sqlite_bench.report import _median_runs
+
+    data = copy.deepcopy(runs[0]["ba"])
+    cells = [c for c in data["cells"] if c["status"] == "done"]
+    repeated = []
+    for run, factor in ((1, 0.8), (2, 1.0), (3, 1.3)):
+        for cell in cells:
+            twin = copy.deepcopy(cell)
+            twin.update(id=f"{cell['id']}#{run}", repeat=run)
+            for cp in twin["checkpoints"]:
+                cp["cumulative"]["rows_per_s"] *= factor
+            repeated.append(twin)
+    drawn = _median_runs(repeated)
+    assert len(drawn) == len(cells) and all(c["repeat"] == 2 for c in drawn)
+    for cell, original in zip(drawn, cells):
+        final = [cp for cp in original["checkpoints"] if cp["phase"] == "insert"][-1]["cumulative"]["rows_per_s"]
+        low, high = cell["runs_range"]["insert"]
+        assert (low, high) == pytest.approx((final * 0.8, final * 1.3))
+    labels = plots.throughput_per_config(drawn, tmp_path / "bars.png")
+    assert len(labels) == len(set(labels)) == len(cells)
+    assert _median_runs(cells) == cells  # a single run is drawn as it is
