@@ -388,3 +388,234 @@ def test_before_sqlite_3_35_returning_is_refused_and_instances_are_written_as_be
     objs = [Customer(email="b@shop.test")]
     assert turboalchemy.bulk_insert(engine, Customer, objs) == 1 and objs[0].id is None  # no keys back, as before
     engine.dispose()
+
+
+# -- keys the rows supply: given back as sent, when the database stores them as sent ----------------------------
+
+
+class Sent(DeclarativeBase):
+    pass
+
+
+class Keyed(Sent):
+    """Keys the client makes, of the common kinds: text, integer, UUID, and a UUIDv7 made by a Python default."""
+
+    __tablename__ = "keyed"
+    code: Mapped[str] = mapped_column(String(8), primary_key=True)
+    number: Mapped[int] = mapped_column(Integer, unique=True)
+    ref: Mapped[uuid.UUID] = mapped_column(Uuid)
+    made: Mapped[str] = mapped_column(String(36), default=turboalchemy.uuid7, unique=True)
+
+
+ASKED = (Keyed.code, Keyed.number, Keyed.ref)
+
+
+def _row(i: int, **changed) -> dict:
+    return {"code": f"k{i}", "number": i, "ref": uuid.UUID(int=i), **changed}
+
+
+# Rows whose values the database stores as sent ("as sent"), or stores converted in some row: then the rows come
+# back as stored, as SQLAlchemy's RETURNING gives them (value and type), never as sent.
+AS_SENT_CASES = {
+    "as sent": lambda: [_row(i) for i in range(1, 4)],
+    "an int into a text column": lambda: [_row(i, code=100 + i) for i in range(1, 4)],
+    "one row of three converted": lambda: [_row(1), _row(2, code=102), _row(3)],
+    "numeric text into an integer column": lambda: [_row(i, number=str(i)) for i in range(1, 4)],
+    "a whole float into an integer column": lambda: [_row(i, number=float(i)) for i in range(1, 4)],
+    "a bool into an integer column": lambda: [_row(i, number=bool(i % 2)) for i in range(0, 2)],
+    "trailing spaces past varchar(8)": lambda: [_row(i, code=f"k{i}".ljust(8, "x") + "   ") for i in range(1, 4)],
+}
+
+
+@pytest.fixture
+def sent_twins(twins):
+    for engine in twins:
+        Sent.metadata.create_all(engine)
+    return twins
+
+
+def _outcome(call):
+    try:
+        return call()
+    except Exception as exc:
+        return exc
+
+
+def typed(rows) -> list:
+    """Rows with each value's type beside it (1 == 1.0 == True, but they are not the same answer)."""
+    return [tuple((type(v), v) for v in (r if isinstance(r, tuple) else (r,))) for r in rows]
+
+
+def sqlalchemy_inserts_returning(engine, table, columns, rows) -> list | Exception:
+    """SQLAlchemy's own RETURNING, one row a statement (its batched form, sort_by_parameter_order, refuses rows
+    whose key the database converts: it matches returned keys to the keys as sent), in one transaction."""
+    stmt = insert(table).returning(*columns)
+    with Session(engine) as session:
+        try:
+            got = [tuple(session.execute(stmt, dict(r)).one()) for r in rows]
+        except Exception as exc:
+            session.rollback()
+            return exc
+        session.commit()
+    return got
+
+
+def rows_of(engine, target) -> list[tuple]:
+    """Every stored row of a model or Table, through a fresh connection, in primary-key order."""
+    return (
+        stored(engine, target) if hasattr(target, "__table__") else stored(engine, type("T", (), {"__table__": target}))
+    )
+
+
+def assert_same_answer(ours, theirs, model, columns, rows, got) -> None:
+    """Ours gave what SQLAlchemy's RETURNING gave, value for value and type for type, and stored the same rows;
+    or both refused (ours before storing anything)."""
+    expected = sqlalchemy_inserts_returning(theirs, model, columns, rows)
+    if isinstance(expected, Exception):
+        assert isinstance(got, Exception), f"SQLAlchemy refused ({expected!r}), ours returned {got!r}"
+        assert not rows_of(ours, model)
+        return
+    if isinstance(got, turboalchemy.BulkWriteError):  # a deliberate refusal, before anything is written
+        assert not rows_of(ours, model)
+        return
+    assert not isinstance(got, Exception), got
+    assert typed(got) == typed(expected)
+    width = len(columns)  # (Keyed's last column is a fresh UUIDv7 on each side)
+    assert [r[:width] for r in rows_of(ours, model)] == [r[:width] for r in rows_of(theirs, model)]
+
+
+@pytest.mark.parametrize("case", list(AS_SENT_CASES))
+def test_supplied_keys_come_back_as_the_database_stored_them(sent_twins, case):
+    ours, theirs = sent_twins
+    rows = AS_SENT_CASES[case]()
+    got = _outcome(lambda: turboalchemy.bulk_insert(ours, Keyed, [dict(r) for r in rows], returning=ASKED))
+    if case == "as sent":
+        assert not isinstance(got, Exception), got
+    assert_same_answer(ours, theirs, Keyed, ASKED, [{k: v for k, v in r.items()} for r in rows], got)
+
+
+def test_from_asyncio_too(sent_twins):
+    ours, theirs = sent_twins
+    drivers = {"sqlite": "sqlite+aiosqlite", "postgresql": "postgresql+psycopg_async"}
+    ours.dispose()
+    aengine = create_async_engine(ours.url.set(drivername=drivers[ours.dialect.name]))
+
+    async def load() -> list:
+        try:
+            return await turboalchemy.abulk_insert(aengine, Keyed, AS_SENT_CASES["as sent"](), returning=ASKED)
+        finally:
+            await aengine.dispose()
+
+    got = asyncio.run(load())
+    assert_same_answer(ours, theirs, Keyed, ASKED, AS_SENT_CASES["as sent"](), got)
+
+
+def _statements_sent(engine, write) -> list[str]:
+    """The statements the write sent, as the driver saw them (SQLite's trace; psycopg's cursor, wrapped)."""
+    with engine.begin() as conn:
+        dbapi = conn.connection.dbapi_connection
+        sent: list[str] = []
+        if engine.dialect.name == "sqlite":
+            dbapi.set_trace_callback(sent.append)
+            try:
+                write(conn)
+            finally:
+                dbapi.set_trace_callback(None)
+            return sent
+        original = dbapi.cursor_factory
+
+        class Seen(original):  # psycopg's cursor class, noting each statement it is given
+            def execute(self, query, *args, **kwargs):
+                sent.append(query if isinstance(query, str) else query.as_string(self))
+                return super().execute(query, *args, **kwargs)
+
+            def executemany(self, query, *args, **kwargs):
+                sent.append(query if isinstance(query, str) else query.as_string(self))
+                return super().executemany(query, *args, **kwargs)
+
+        dbapi.cursor_factory = Seen
+        try:
+            write(conn)
+        finally:
+            dbapi.cursor_factory = original
+        return sent
+
+
+def test_an_insert_of_keys_the_rows_supply_sends_no_returning(sent_twins):
+    """The keys are known before the write: the plain fast path, and the keys (and the UUIDv7 the Python default
+    made) as sent."""
+    ours, _ = sent_twins
+    rows = [{"code": f"k{i}", "number": i, "ref": uuid.uuid4()} for i in range(50)]
+    got: list = []
+    sent = _statements_sent(
+        ours, lambda conn: got.extend(turboalchemy.bulk_insert(conn, Keyed, rows, returning=(*ASKED, Keyed.made)))
+    )
+    assert sent and not [s for s in sent if "RETURNING" in s.upper()]
+    assert [g[:3] for g in got] == [(r["code"], r["number"], r["ref"]) for r in rows]
+    assert sorted(g[3] for g in got) == sorted(r[3] for r in stored(ours, Keyed))
+
+
+def test_a_value_the_database_would_convert_sends_returning(sent_twins):
+    ours, _ = sent_twins
+    rows = [_row(1), _row(2, code=102)]
+    sent = _statements_sent(ours, lambda conn: turboalchemy.bulk_insert(conn, Keyed, rows, returning=Keyed.code))
+    assert [s for s in sent if "RETURNING" in s.upper()]
+
+
+# What the table's own definition does to an INSERT, per backend: each must be answered as RETURNING answers.
+SQLITE_TABLES = {
+    "a trigger that drops rows": (
+        "CREATE TABLE guarded (code VARCHAR(8) PRIMARY KEY, number INTEGER)",
+        "CREATE TRIGGER drop_odd BEFORE INSERT ON guarded WHEN NEW.number % 2 = 1 BEGIN SELECT RAISE(IGNORE); END",
+    ),
+    "ON CONFLICT IGNORE in the table": (
+        "CREATE TABLE guarded (code VARCHAR(8) PRIMARY KEY ON CONFLICT IGNORE, number INTEGER)",
+    ),
+}
+POSTGRESQL_TABLES = {
+    "a trigger that changes the key": (
+        "CREATE TABLE guarded (code VARCHAR(8) PRIMARY KEY, number INTEGER)",
+        "CREATE FUNCTION shout() RETURNS trigger AS $$ BEGIN NEW.code := upper(NEW.code); RETURN NEW; END $$ "
+        "LANGUAGE plpgsql",
+        "CREATE TRIGGER shouting BEFORE INSERT ON guarded FOR EACH ROW EXECUTE FUNCTION shout()",
+    ),
+    "an INSERT rule": (
+        "CREATE TABLE guarded (code VARCHAR(8) PRIMARY KEY, number INTEGER)",
+        "CREATE TABLE guarded_log (code VARCHAR(8))",
+        "CREATE RULE logged AS ON INSERT TO guarded DO ALSO INSERT INTO guarded_log VALUES (NEW.code)",
+    ),
+    "an identity column GENERATED ALWAYS given values": (
+        "CREATE TABLE guarded (code VARCHAR(8), number INTEGER GENERATED ALWAYS AS IDENTITY PRIMARY KEY)",
+    ),
+    "a trigger on the partition the rows go to": (
+        "CREATE TABLE guarded (code VARCHAR(8), number INTEGER, PRIMARY KEY (code, number)) PARTITION BY RANGE (number)",
+        "CREATE TABLE guarded_low PARTITION OF guarded FOR VALUES FROM (0) TO (100)",
+        "CREATE FUNCTION shout() RETURNS trigger AS $$ BEGIN NEW.code := upper(NEW.code); RETURN NEW; END $$ "
+        "LANGUAGE plpgsql",
+        "CREATE TRIGGER shouting BEFORE INSERT ON guarded_low FOR EACH ROW EXECUTE FUNCTION shout()",
+    ),
+    "a Numeric model over an integer column": ("CREATE TABLE guarded (code VARCHAR(8) PRIMARY KEY, number INTEGER)",),
+}
+
+
+@pytest.mark.parametrize("case", sorted({*SQLITE_TABLES, *POSTGRESQL_TABLES}))
+def test_what_the_tables_definition_does_to_an_insert_comes_back_as_returning_says(sent_twins, case):
+    ours, theirs = sent_twins
+    ddl = (SQLITE_TABLES if ours.dialect.name == "sqlite" else POSTGRESQL_TABLES).get(case)
+    if ddl is None:
+        pytest.skip(f"not a {ours.dialect.name} case")
+    for engine in (ours, theirs):
+        with engine.begin() as conn:
+            for statement in ddl:
+                conn.exec_driver_sql(statement)
+    number = sqlalchemy.Numeric(10, 0) if "Numeric" in case else Integer
+    guarded = Table("guarded", MetaData(), Column("code", String(8), primary_key=True), Column("number", number))
+    rows = [{"code": f"k{i}", "number": i} for i in range(1, 5)]
+    if "ON CONFLICT" in case:
+        rows.append({"code": "k1", "number": 9})  # skipped by the table's own clause
+    got = _outcome(lambda: turboalchemy.bulk_insert(ours, guarded, [dict(r) for r in rows], returning=list(guarded.c)))
+    assert_same_answer(ours, theirs, guarded, list(guarded.c), rows, got)
+    if "rule" in case:
+        with ours.connect() as a, theirs.connect() as b:
+            log = "SELECT code FROM guarded_log ORDER BY code"
+            assert a.exec_driver_sql(log).all() == b.exec_driver_sql(log).all() != []

@@ -20,7 +20,16 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from psycopg import sql
 
 from turboalchemy._write.plan import ARRIVAL, WritePlan
-from turboalchemy._write.returning import ReturningPlan, correlate, keys_of, needs_rows, per_row
+from turboalchemy._write.returning import (
+    NOTHING,
+    ReturningPlan,
+    Stores,
+    correlate,
+    echoed,
+    keys_of,
+    needs_rows,
+    per_row,
+)
 from turboalchemy._write.sqlite import ChunkFailed, ChunkWriter
 from turboalchemy.errors import connection_lost
 
@@ -29,6 +38,32 @@ _PROBE = sql.SQL("turboalchemy_probe")
 _TOGETHER = sql.SQL("turboalchemy_rows")
 _LINE = re.compile(r"^COPY [^,]+, line (\d+)(?:, column ([^:]+))?", re.MULTILINE)
 _KEY = re.compile(r"Key \(([^)]*)\)=")
+_VARCHAR = 1043
+_STORES = {  # server type OID -> the Python values COPY stores unchanged (and RETURNING gives back as such)
+    25: Stores(frozenset({str})),  # text
+    _VARCHAR: Stores(frozenset({str})),  # varchar (length checked per chunk)
+    21: Stores(frozenset({int})),  # int2
+    23: Stores(frozenset({int})),  # int4
+    20: Stores(frozenset({int})),  # int8
+    2950: Stores(frozenset({UUID})),  # uuid
+    17: Stores(frozenset({bytes})),  # bytea
+}
+
+
+def _default_adapters(connection: Any, oid: int, types: frozenset[type]) -> bool:
+    """Whether this connection dumps `types` and loads `oid` as psycopg does by default (an application may
+    register its own, which would change what is stored or what RETURNING gives back)."""
+    import psycopg
+    from psycopg.adapt import PyFormat
+    from psycopg.pq import Format
+
+    mine, default = connection.adapters, psycopg.adapters
+    try:
+        return mine.get_loader(oid, Format.TEXT) is default.get_loader(oid, Format.TEXT) and all(
+            mine.get_dumper(t, PyFormat.TEXT) is default.get_dumper(t, PyFormat.TEXT) for t in types
+        )
+    except psycopg.ProgrammingError:
+        return False
 
 
 def _row_specific(exc: BaseException) -> bool:
@@ -47,6 +82,8 @@ class PostgresChunkWriter(ChunkWriter):
         self.own = own_transactions
         self._temp: dict[str, sql.Composed] = {}
         self._types: dict[Any, list[str] | None] = {}  # COPY column types for binary, per table and column set
+        self._stores: dict[Any, list[Stores]] = {}  # what echoed columns store unchanged, per table and columns
+        self._codes: dict[Any, tuple[int, ...]] = {}  # ... and their type OIDs
         self._zone: ZoneInfo | None = None  # the session's TimeZone, read when an aware datetime first needs it
         # Under SQLAlchemy's asyncio extension the connection adapts psycopg's AsyncConnection; its cursors
         # have no COPY, so COPY goes to the driver connection, awaited from SQLAlchemy's greenlet.
@@ -133,7 +170,13 @@ class PostgresChunkWriter(ChunkWriter):
 
     def _returning(self, cursor: Any, plan: WritePlan, params: list[Sequence[Any]], ret: ReturningPlan) -> list[Any]:
         """COPY into the staging table, then one INSERT ... SELECT ... RETURNING in arrival order; or, where that
-        cannot be matched row for row, one statement per row (psycopg's executemany, pipelined)."""
+        cannot be matched row for row, one statement per row (psycopg's executemany, pipelined). An insert whose
+        rows supply every column asked for, each value one the server stores unchanged, is the plain COPY."""
+        if ret.echo:
+            rows = echoed(ret, params, self._stores_of(cursor, plan, ret))
+            if rows is not None:  # (type_codes: the columns' type OIDs, as RETURNING would report them)
+                self._write(cursor, plan, params)
+                return rows
         if not ret.staged_sql or needs_rows(ret, params):
             if self.async_driver is not None:  # the asyncio adapter's executemany keeps no result sets
                 results = []
@@ -233,6 +276,56 @@ class PostgresChunkWriter(ChunkWriter):
             types = [found.get(c, "") for c in plan.copy_columns or ()]
             self._types[key] = types if all(t in BINARY_KINDS for t in types) else None
         return self._types[key]
+
+    def _stores_of(self, cursor: Any, plan: WritePlan, ret: ReturningPlan) -> list[Stores]:
+        """What each echoed column stores unchanged, by its server type (by OID, so no type of that name in
+        another schema passes for it): text keeps str, varchar(n) str of at most n characters (longer ones of
+        trailing spaces are cut), int2/int4/int8 keep int, uuid keeps UUID, bytea bytes; and the type OIDs
+        RETURNING would have reported, for result processing. Nothing at all where COPY would not store what
+        INSERT does: not a plain or partitioned table, row-level security, an INSERT rule, any trigger on the
+        table or a partition of it, a value given for a GENERATED ALWAYS identity; nor for text unless the client
+        encoding is UTF-8; nor for a Python type or server type whose dumper or loader this connection changed.
+        Asked once per table and column set in a call."""
+        names = tuple(plan.params[at].column.name for at in ret.echo)
+        key = (plan.table.schema, plan.table.name, names)
+        if key not in self._stores:
+            table = _regclass(plan)
+            cursor.execute(
+                "WITH RECURSIVE tree(oid) AS (SELECT %(t)s::regclass::oid UNION "
+                "SELECT i.inhrelid FROM pg_inherits i JOIN tree ON i.inhparent = tree.oid) "
+                "SELECT c.relkind IN ('r', 'p') AND NOT c.relrowsecurity "
+                "AND NOT EXISTS (SELECT 1 FROM pg_trigger g JOIN tree ON g.tgrelid = tree.oid "
+                "WHERE NOT g.tgisinternal OR g.tgconstraint = 0) "
+                "AND NOT EXISTS (SELECT 1 FROM pg_rewrite r JOIN tree ON r.ev_class = tree.oid WHERE r.ev_type = '3') "
+                "FROM pg_class c WHERE c.oid = %(t)s::regclass",
+                {"t": table},
+            )
+            plain = bool(cursor.fetchone()[0])
+            cursor.execute(
+                "SELECT attname, atttypid, atttypmod, attidentity FROM pg_attribute "
+                "WHERE attrelid = %s::regclass AND attnum > 0 AND NOT attisdropped",
+                (table,),
+            )
+            found = {name: (int(oid), mod, identity) for name, oid, mod, identity in cursor.fetchall()}
+            copied = plan.copy_columns or tuple(p.column.name for p in plan.params)
+            plain = plain and all(found.get(c, (0, 0, ""))[2] != "a" for c in copied)
+            connection = self.async_driver or self.dbapi
+            stores, codes = [], []
+            for name in names:
+                oid, mod, _identity = found.get(name, (0, -1, ""))
+                kind = _STORES.get(oid, NOTHING) if plain else NOTHING
+                if kind.types and not _default_adapters(connection, oid, kind.types):
+                    kind = NOTHING
+                if oid == _VARCHAR and mod > 0:
+                    kind = Stores(kind.types, mod - 4)
+                if str in kind.types and connection.info.encoding != "utf-8":
+                    kind = NOTHING
+                stores.append(kind)
+                codes.append(oid)
+            self._stores[key] = stores
+            self._codes[key] = tuple(codes)
+        self.type_codes = self._codes[key]
+        return self._stores[key]
 
     def _temp_table(self, cursor: Any, plan: WritePlan, temp_name: str) -> sql.Composable:
         """A session-private table of the columns the rows supply, typed as the target's but with none of its
@@ -352,6 +445,14 @@ async def _copy_async(connection: Any, statement: sql.Composable, rows: Sequence
         async with cursor.copy(statement) as copy:
             for row in rows:
                 await copy.write_row(row)
+
+
+def _regclass(plan: WritePlan) -> str:
+    """The table's name as regclass input, quoted (composed without a connection: the asyncio adapter's cursors
+    cannot quote)."""
+    table = plan.table
+    parts = [table.schema, table.name] if table.schema else [table.name]
+    return ".".join('"' + p.replace('"', '""') + '"' for p in parts)
 
 
 def _table(plan: WritePlan) -> sql.Composable:

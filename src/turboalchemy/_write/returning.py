@@ -11,6 +11,12 @@ INSERT ... SELECT), so order is never assumed. A returned row is matched to its 
 - "row": one statement per row, the answer by construction (the slow path, for tables neither fits, and for
   rows whose key holds NULL).
 
+An insert whose rows supply every column asked for (keys made by the client, such as UUIDs, with nothing the
+database fills asked for) needs no RETURNING at all: each row comes back as it was sent, provided the database
+stores every such value unchanged. That is checked per chunk, value by value, against the column as the
+database declares it (`echoed`; the kinds per column come from the backend's writer), and RETURNING answers
+whenever it does not hold. SQLAlchemy's own RETURNING reports the very values this reads.
+
 Several rows go in one statement on SQLite (multi-row VALUES, within the live bound-variable limit); on
 PostgreSQL the rows go by COPY into a staging table and one INSERT ... SELECT ... RETURNING writes them.
 """
@@ -115,6 +121,7 @@ class ReturningPlan:
     dialect: Dialect | None = None
     key_param: Any = dataclasses.field(default=None, compare=False, hash=False)  # itemgetters of the key
     key_row: Any = dataclasses.field(default=None, compare=False, hash=False)
+    echo: tuple[int, ...] = ()  # an insert whose rows supply every fetch column: their positions in plan.params
 
     def processors(self, type_codes: tuple[Any, ...]) -> tuple[Any, ...]:
         """The result processor per fetch column (None: the value as the driver gives it), for the types the
@@ -166,6 +173,7 @@ def compile_returning(
     row_sql = _aliased(compiled.string, table, positional, kind)
     width = sum(not p.onupdate for p in plan.params)
     onupdate_last = all(p.onupdate for p in plan.params[width:])
+    echo = tuple(in_params[k] for k in fetch) if kind == "insert" and all(k in in_params for k in fetch) else ()
     ret = ReturningPlan(
         plan,
         tuple(fetch),
@@ -180,6 +188,7 @@ def compile_returning(
         dialect=dialect,
         key_param=itemgetter(*(in_params[k] for k in key)) if key else None,
         key_row=itemgetter(*(fetch.index(k) for k in key)) if key else None,
+        echo=echo,
     )
     if match == "row" or not onupdate_last:
         return dataclasses.replace(ret, match="row")
@@ -229,6 +238,38 @@ def _processors(ret: ReturningPlan, type_codes: tuple[Any, ...]) -> tuple[Any, .
     columns = [ret.plan.table.columns[k] for k in ret.fetch]
     codes = type_codes if len(type_codes) == len(columns) else (None,) * len(columns)
     return tuple(c.type.dialect_impl(dialect).result_processor(dialect, code) for c, code in zip(columns, codes))
+
+
+@dataclass(frozen=True)
+class Stores:
+    """What one column stores unchanged: values of exactly these Python types (bool is not int), and for
+    text no longer than `longest` characters (None: any length)."""
+
+    types: frozenset[type]
+    longest: int | None = None
+
+
+NOTHING = Stores(frozenset())
+
+
+def echoed(ret: ReturningPlan, params: Sequence[Sequence[Any]], stores: Sequence[Stores]) -> list[Any] | None:
+    """An insert's rows as RETURNING would give them (fetch order, before result processing), read from the
+    values sent: when every value of every fetch column is one `stores` says its column keeps unchanged. None
+    when any is not (or the plan cannot echo): RETURNING must then say what was stored."""
+    if not ret.echo or not params:
+        return None
+    columns = []
+    for at, kind in zip(ret.echo, stores, strict=True):
+        values = list(map(itemgetter(at), params))
+        seen = set(map(type, values))
+        if not kind.types or not seen <= kind.types:
+            return None
+        if kind.longest is not None and max(map(len, values)) > kind.longest:
+            return None
+        if memoryview in seen:  # a blob as bound (sqlite3.Binary) comes back from the database as bytes
+            values = [bytes(v) if type(v) is memoryview else v for v in values]
+        columns.append(values)
+    return list(zip(*columns))
 
 
 class Uncorrelated(ValueError):

@@ -15,9 +15,12 @@ from typing import Any
 from turboalchemy import _driver
 from turboalchemy._write.plan import WritePlan
 from turboalchemy._write.returning import (
+    NOTHING,
     ReturningPlan,
+    Stores,
     Uncorrelated,
     correlate,
+    echoed,
     keys_of,
     needs_rows,
     per_row,
@@ -70,6 +73,27 @@ def _param_at_fault(exc: BaseException, plan: WritePlan, row: Sequence[Any]) -> 
         sizes = [(len(v), i) for i, v in enumerate(row) if isinstance(v, (str, bytes))]
         return max(sizes)[1] if sizes else None
     return None
+
+
+def _affinity(declared: str) -> Stores:
+    """What a column of this declared type stores unchanged, by SQLite's affinity rules (datatype3.html, 3.1):
+    INTEGER and NUMERIC keep ints, TEXT keeps str, BLOB (or none) keeps str, int and bytes (bound as bytes or
+    as sqlite3.Binary). Floats are never echoed (NUMERIC turns 3.0 into 3, REAL stores NaN as NULL), nor
+    anything else."""
+    upper = declared.upper()
+    if "INT" in upper:
+        return Stores(frozenset({int}))
+    if "CHAR" in upper or "CLOB" in upper or "TEXT" in upper:
+        return Stores(frozenset({str}))
+    if "BLOB" in upper or not upper:
+        return Stores(frozenset({str, int, bytes, memoryview}))
+    if "REAL" in upper or "FLOA" in upper or "DOUB" in upper:
+        return NOTHING
+    return Stores(frozenset({int}))
+
+
+def _quoted(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
 
 
 @functools.lru_cache(maxsize=512)
@@ -132,6 +156,7 @@ class SqliteChunkWriter(ChunkWriter):
         self.dbapi: Any = _AsyncAdapted(dbapi_connection) if adapted else dbapi_connection
         self.own = own_transactions
         self._limit: int | None = None
+        self._stores: dict[Any, list[Stores]] = {}  # per table and echoed columns, read once on this connection
 
     def _write_once(self, plan: WritePlan, params: list[Sequence[Any]], ret: ReturningPlan | None) -> list[Any] | None:
         cursor = self.dbapi.cursor()
@@ -168,6 +193,12 @@ class SqliteChunkWriter(ChunkWriter):
         if ret is None:
             cursor.executemany(plan.sql, params)
             return None
+        if ret.echo:
+            rows = echoed(ret, params, self._stores_of(cursor, plan, ret))
+            if rows is not None:  # every value stored as sent: the plain executemany, and the rows as sent
+                cursor.executemany(plan.sql, params)
+                self.type_codes = ()
+                return rows
         if needs_rows(ret, params):
             results = []
             for row in params:
@@ -188,6 +219,51 @@ class SqliteChunkWriter(ChunkWriter):
             cursor.execute(_many(ret, end - start), flat)
             segments.append((start, end, self._fetch(cursor)))
         return correlate(ret, params, keys, segments, gapless=True)
+
+    def _stores_of(self, cursor: Any, plan: WritePlan, ret: ReturningPlan) -> list[Stores]:
+        """What each echoed column stores unchanged, from its type as the database declares it (not as the
+        model does). Nothing at all where a row could be stored otherwise than sent, or not at all: a trigger on
+        the table (RAISE(IGNORE) drops a row), an ON CONFLICT clause in its definition (IGNORE, REPLACE), a temp
+        table of the same name; nothing for a type whose values the driver adapts on the way in (a registered
+        adapter) or converts on the way out (a converter for the declared type, a text_factory other than str)."""
+        table = plan.table
+        key = (table.schema, table.name, tuple(plan.params[at].column.name for at in ret.echo))
+        if key not in self._stores:
+            cursor.execute(
+                f"SELECT type, sql FROM {_quoted(table.schema or 'main')}.sqlite_master WHERE tbl_name = ?1 COLLATE NOCASE "
+                "AND type IN ('table', 'trigger') UNION ALL SELECT type, sql FROM sqlite_temp_master "
+                "WHERE tbl_name = ?1 COLLATE NOCASE AND type IN ('table', 'trigger')",
+                (table.name,),
+            )
+            found = cursor.fetchall()
+            definitions = [text for kind, text in found if kind == "table"]
+            plain = (
+                len(definitions) == len(found) == 1
+                and definitions[0] is not None
+                and "ON CONFLICT" not in " ".join(definitions[0].upper().split())
+            )
+            cursor.execute("SELECT name, type FROM pragma_table_xinfo(?, ?)", (table.name, table.schema or "main"))
+            declared: dict[str, str] = dict(cursor.fetchall())
+            dbapi = getattr(self.dbapi, "_adapted", self.dbapi)
+            driver = getattr(dbapi, "driver_connection", dbapi)
+            module = _driver.module_of(driver)
+            converters = getattr(module, "converters", {})
+            adapted = {
+                t
+                for t in (str, int, bytes, memoryview)
+                if (t, getattr(module, "PrepareProtocol", None)) in module.adapters
+            }
+            if getattr(driver, "text_factory", str) is not str:
+                adapted.add(str)
+            stores = []
+            for at in ret.echo:
+                kind = declared.get(plan.params[at].column.name)
+                if not plain or kind is None or re.split(r"[\s(]", kind.upper(), maxsplit=1)[0] in converters:
+                    stores.append(NOTHING)
+                    continue
+                stores.append(Stores(_affinity(kind).types - adapted))
+            self._stores[key] = stores
+        return self._stores[key]
 
     @contextmanager
     def together(self) -> Iterator[None]:
