@@ -4,16 +4,19 @@ a twin database; what add_all would do another way is refused before any SQL, na
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 import sqlalchemy
-from sqlalchemy import Column, ForeignKey, Integer, String, Table, create_engine, event
+from sqlalchemy import Column, ForeignKey, Integer, String, Table, create_engine, event, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
 
 import turboalchemy
 from turboalchemy import BulkWriteError, SchemaMismatchError
 
-from .shop import Customer, Order
+from .shop import Customer, Order, Shop
 from .test_contract import stored
+from .test_writequeue import hold, until
 
 
 def parents_with_children() -> list[Customer]:
@@ -248,3 +251,45 @@ def test_a_rolled_back_transaction_leaves_the_objects_new_again_and_a_retry_writ
     turboalchemy.bulk_insert(ours, Customer, rows)
     assert stored(ours, Customer) == stored(theirs, Customer)
     assert stored(ours, Order) == stored(theirs, Order)
+
+
+def test_a_graph_in_a_write_queue_batch_that_sqlite_rolls_back_whole_is_written_again_whole(tmp_path):
+    """Another item of the batch ends SQLite's transaction (INSERT OR ROLLBACK), so the queue runs the graph's
+    write again in a new one: its objects were made new again by the rollback, so the rerun writes every row,
+    children with their parents' new keys, rather than taking them for stored."""
+    theirs = create_engine(f"sqlite:///{tmp_path / 'theirs.db'}")
+    ours = turboalchemy.create_engine(f"sqlite:///{tmp_path / 'ours.db'}")
+    for engine in (ours, theirs):
+        Shop.metadata.create_all(engine)
+    with Session(theirs) as session:
+        session.add_all(parents_with_children())
+        session.commit()
+    rows = parents_with_children()
+    with turboalchemy.WriteQueue(ours) as queue:
+        queue.execute(text("CREATE TABLE guard (x INTEGER UNIQUE)"))
+        queue.execute(text("INSERT INTO guard (x) VALUES (0)"))
+        release = hold(queue)
+        written: list[int] = []
+        failed: list[BaseException] = []
+
+        def write() -> None:
+            try:
+                written.append(queue.bulk_insert(Customer, rows))
+            except BaseException as exc:
+                failed.append(exc)
+
+        writer = threading.Thread(target=write)
+        writer.start()
+        until(lambda: len(queue._pending) == 1)  # the graph's chunk waits first in the batch
+        bad = queue.submit(text("INSERT OR ROLLBACK INTO guard (x) VALUES (0)"))
+        release.set()
+        with pytest.raises(sqlalchemy.exc.IntegrityError):
+            bad.result(5)
+        writer.join(5)
+        assert not writer.is_alive() and not failed, failed
+        assert queue.stats.retried_batches == 1
+    assert written == [len(stored(theirs, Customer)) + len(stored(theirs, Order))]
+    assert stored(ours, Customer) == stored(theirs, Customer)
+    assert stored(ours, Order) == stored(theirs, Order)
+    for engine in (ours, theirs):
+        engine.dispose()
