@@ -68,6 +68,9 @@ reference-runs: $(VENV)/.installed
 	  --study-chunks --output-dir $(REF)/study-chunks-1m
 	$(PY) -m sqlite_bench.concurrency --writers 1,4,16,64 --seconds 5 --repeat 3 --profile production --output-dir $(REF)/concurrency/production
 	$(PY) -m sqlite_bench.concurrency --writers 1,4,16,64 --seconds 5 --repeat 3 --profile durable --output-dir $(REF)/concurrency/durable
+	$(PY) -m sqlite_bench.scale_benchmark --scales 500K --configs chunks --mode turbo --repeat 3 --output-dir $(REF)/transaction-size/study
+	$(PY) -m sqlite_bench.scale_benchmark --scales 500K --configs chunks --mode turbo --schema ordered --key uuid7 --repeat 3 \
+	  --output-dir $(REF)/transaction-size/ordered
 	for chunk in 5000 50000; do \
 	  $(PY) -m sqlite_bench.before_after --scales 200K,400K,600K,800K,1M --phases insert --mode raw,turbo,engine \
 	    --schema study,lean,ordered --key uuid4,uuid7 --chunk-size $$chunk --output-dir $(REF)/keys-1m/chunk-$$chunk || exit 1; \
