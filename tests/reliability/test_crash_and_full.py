@@ -32,6 +32,7 @@ LOADER = textwrap.dedent("""
     meta.create_all(engine)
     with engine.connect() as conn:
         start = conn.execute(text("SELECT coalesce(max(chunk) + 1, 0) FROM loaded")).scalar()
+    print("ready", flush=True)
     for chunk in range(start, start + 1000):
         rows = [{"id": chunk * %(size)d + i, "chunk": chunk, "pad": "x" * 200} for i in range(%(size)d)]
         turboalchemy.bulk_insert(engine, t, rows, chunk_size=%(size)d)
@@ -48,7 +49,8 @@ def test_sigkill_at_random_moments_leaves_whole_acknowledged_chunks(tmp_path):
     faults = rows_checked = 0
     for _ in range(KILLS):
         child = subprocess.Popen([sys.executable, str(script), str(db)], stdout=subprocess.PIPE, text=True)
-        time.sleep(rng.uniform(0.35, 0.8))  # imports take ~0.3 s; then chunks commit every few ms
+        assert child.stdout is not None and child.stdout.readline() == "ready\n"  # imported, table made
+        time.sleep(rng.uniform(0.02, 0.2))  # then chunks commit every few ms
         os.kill(child.pid, signal.SIGKILL)
         out, _ = child.communicate()
         faults += 1
