@@ -19,7 +19,8 @@ Target = Engine | str | os.PathLike[str]
 
 
 def quote(name: str) -> str:
-    """An SQLite identifier, double-quoted (for PRAGMA arguments and advice text, which cannot be bound)."""
+    """An identifier, double-quoted as SQLite and PostgreSQL both read it (for PRAGMA arguments, catalog lookups
+    and advice text, which cannot be bound)."""
     return '"' + name.replace('"', '""') + '"'
 
 

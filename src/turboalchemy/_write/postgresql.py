@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from psycopg import sql
 
+from turboalchemy._sqlite import quote
 from turboalchemy._write.plan import ARRIVAL, WritePlan
 from turboalchemy._write.returning import (
     NOTHING,
@@ -452,7 +453,7 @@ def _regclass(plan: WritePlan) -> str:
     cannot quote)."""
     table = plan.table
     parts = [table.schema, table.name] if table.schema else [table.name]
-    return ".".join('"' + p.replace('"', '""') + '"' for p in parts)
+    return ".".join(map(quote, parts))
 
 
 def _table(plan: WritePlan) -> sql.Composable:

@@ -13,6 +13,7 @@ from itertools import chain
 from typing import Any
 
 from turboalchemy import _driver
+from turboalchemy._sqlite import quote
 from turboalchemy._write.plan import WritePlan
 from turboalchemy._write.returning import (
     NOTHING,
@@ -90,10 +91,6 @@ def _affinity(declared: str) -> Stores:
     if "REAL" in upper or "FLOA" in upper or "DOUB" in upper:
         return NOTHING
     return Stores(frozenset({int}))
-
-
-def _quoted(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
 @functools.lru_cache(maxsize=512)
@@ -230,7 +227,7 @@ class SqliteChunkWriter(ChunkWriter):
         key = (table.schema, table.name, tuple(plan.params[at].column.name for at in ret.echo))
         if key not in self._stores:
             cursor.execute(
-                f"SELECT type, sql FROM {_quoted(table.schema or 'main')}.sqlite_master WHERE tbl_name = ?1 COLLATE NOCASE "
+                f"SELECT type, sql FROM {quote(table.schema or 'main')}.sqlite_master WHERE tbl_name = ?1 COLLATE NOCASE "
                 "AND type IN ('table', 'trigger') UNION ALL SELECT type, sql FROM sqlite_temp_master "
                 "WHERE tbl_name = ?1 COLLATE NOCASE AND type IN ('table', 'trigger')",
                 (table.name,),
