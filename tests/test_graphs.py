@@ -91,11 +91,15 @@ def test_in_a_session_the_objects_end_as_after_a_flush_and_commit_writes_nothing
 def test_a_failing_child_rolls_back_its_parents_and_leaves_the_objects_new(twins):
     ours, _ = twins
     rows = [Customer(email="p@shop.test", orders=[Order(item="ok"), Order(item=None)])]  # item is NOT NULL
+    objects = [rows[0], *rows[0].orders]
+    before = [{k: v for k, v in vars(o).items() if k != "_sa_instance_state"} for o in objects]
     with pytest.raises(BulkWriteError, match="orders") as caught:
         turboalchemy.bulk_insert(ours, Customer, rows)
     assert caught.value.table == "orders" and caught.value.committed == 0
     assert stored(ours, Customer) == [] and stored(ours, Order) == []
     assert rows[0].id is None and sqlalchemy.inspect(rows[0]).transient  # no key from a rolled-back write
+    # every object holds what it held before the call: no key, default or foreign key left from the write
+    assert [{k: v for k, v in vars(o).items() if k != "_sa_instance_state"} for o in objects] == before
 
 
 class Other(DeclarativeBase):

@@ -21,7 +21,7 @@ from sqlalchemy.engine import Dialect
 
 from turboalchemy._schema import Model, key_map, table_of
 from turboalchemy._targets import Target, bound
-from turboalchemy._write.graph import fill_foreign_keys, holds_new_objects, levels
+from turboalchemy._write.graph import Level, fill_foreign_keys, holds_new_objects, levels, unfill_foreign_keys
 from turboalchemy._write.plan import Kind, WritePlan, compile_plan, nan_position
 from turboalchemy._write.returning import Results, Wanted, compile_returning, forget_on_rollback, wanted
 from turboalchemy._write.sqlite import ChunkFailed, SqliteChunkWriter
@@ -360,9 +360,10 @@ def _batches(
     if reader.shape == "dict":
         key_of: Callable[[Any], Any] = frozenset
     else:
+        columns = names.keys()
 
         def key_of(row: Any) -> Any:
-            return frozenset(k for k in vars(row) if k in names)
+            return frozenset(vars(row).keys() & columns)
 
     batches: list[_Batch] = []
     readers: dict[Any, _Reader] = {}
@@ -657,6 +658,8 @@ def _write(
                 f"returning= needs SQLite 3.35 or later (RETURNING); this SQLite is "
                 f"{'.'.join(map(str, dialect.dbapi.sqlite_version_info))}"  # type: ignore[union-attr]
             )
+        # the columns the caller asked for (none to fetch when it asked for the instances themselves)
+        user = () if want is None or want.shape == "instance" else want.columns
         if want is None and reader.shape == "instance" and not old_sqlite:
             want = Wanted(every, "tuple")
         results = None if want is None else Results(want, session, model, keep=returning is not None)
@@ -666,7 +669,11 @@ def _write(
             return compile_plan(table, dialect, kind, reader.provided, conflict, update)
 
         def returning_for(plan: WritePlan) -> Any:
-            return None if want is None else compile_returning(plan, dialect, conflict, update, asked)
+            if want is None:
+                return None
+            if kind == "insert" and reader.shape == "instance":  # what the caller asked, and what the rows lack
+                return compile_returning(plan, dialect, conflict, update, _unsupplied(plan, user))
+            return compile_returning(plan, dialect, conflict, update, asked)
 
         def failed_chunk(failed: ChunkFailed, batch: _Batch, size: int) -> Exception:
             typed = translate(failed.cause) if failed.index is None else None
@@ -686,18 +693,24 @@ def _write(
             parents first; returns how many related rows were written beside the chunk's own."""
             steps = levels(model, chunk)  # refusals come before any SQL
             held = [
-                Results(Wanted(tuple(c.key for c in table_of(s.model).columns), "tuple"), session, s.model, False)
+                Results(
+                    Wanted(tuple(c.key for c in table_of(s.model).columns), "tuple"),
+                    session,
+                    s.model,
+                    attach=False,
+                    keep=False,
+                )
                 for s in steps
             ]
             batch: _Batch | None = None
-            filled: list[tuple[Any, str]] = []
+            filled: list[Level] = []
             try:
                 with writer.together():
                     for step, kept in zip(steps, held):
-                        filled.extend(fill_foreign_keys(step))
+                        filled.append(step)
+                        fill_foreign_keys(step)
                         top = step.model is model
                         into = table_of(step.model)
-                        every = tuple(c.key for c in into.columns)
                         first = _Reader(step.model, into, step.objects[0], written if top else 0)
                         for batch in _batches(
                             step.objects,
@@ -706,15 +719,15 @@ def _write(
                             lambda r, into=into: compile_plan(into, dialect, "insert", r.provided),  # type: ignore[misc]
                             graph=True,
                         ):
-                            ret = compile_returning(batch.plan, dialect, (), None, every)
+                            ret = compile_returning(batch.plan, dialect, (), None, _unsupplied(batch.plan))
                             returned = writer.write(batch.plan, batch.params, ret)
                             objects = step.objects[batch.offset : batch.offset + batch.size]
                             kept.add(ret, returned, writer.type_codes, objects)
             except BaseException as exc:
                 for kept in held:
                     kept.undo()
-                for obj, attribute in filled:  # the objects stay new, as before the call
-                    vars(obj).pop(attribute, None)
+                for step in filled:  # the objects stay new, as before the call
+                    unfill_foreign_keys(step)
                 if isinstance(exc, ChunkFailed) and batch is not None:
                     raise failed_chunk(exc, batch, batch.size) from exc.cause
                 raise
@@ -776,6 +789,14 @@ def _write(
     if results is None or returning is None:
         return written - offset + related
     return results.items
+
+
+def _unsupplied(plan: WritePlan, asked: tuple[str, ...] = ()) -> tuple[str, ...]:
+    """What an insert of instances fetches back: the columns the instances did not supply (keys, defaults,
+    server values), plus `asked`. A supplied attribute keeps the value the instance was given, as after a flush,
+    so reading it back would only cost time."""
+    supplied = set(plan.provided)
+    return tuple(c.key for c in plan.table.columns if c.key in asked or c.key not in supplied)
 
 
 def _failure(batch: _Batch, failed: ChunkFailed, committed: int, size: int, commits: bool) -> BulkWriteError:

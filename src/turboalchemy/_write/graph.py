@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from graphlib import CycleError, TopologicalSorter
 from typing import Any
@@ -25,12 +26,14 @@ from turboalchemy.errors import SchemaMismatchError
 
 @dataclass
 class Level:
-    """The new objects of one mapped class, and for each the foreign keys to copy from the objects it points to
-    once those are written: (object, [((attribute to set, attribute read), ...), object pointed to])."""
+    """The new objects of one mapped class, and the foreign keys to copy into them from the objects they point
+    to once those are written, as one flat list of triples: object, ((attribute to set, attribute read), ...),
+    object pointed to. (Flat, not a list per object: a graph holds hundreds of thousands of objects, and every
+    container that outlives the walk is one more object each of the garbage collector's full passes visits.)"""
 
     model: type[Any]
     objects: list[Any] = field(default_factory=list)
-    links: list[tuple[Any, list[tuple[tuple[tuple[str, str], ...], Any]]]] = field(default_factory=list)
+    links: list[Any] = field(default_factory=list)
 
 
 @functools.lru_cache(maxsize=256)
@@ -124,18 +127,20 @@ def levels(model: Any, chunk: list[Any]) -> list[Level]:
     order: TopologicalSorter[type[Any]] = TopologicalSorter()
     used: dict[tuple[type[Any], type[Any]], Any] = {}
     seen: set[int] = set()
-    links: dict[int, list[tuple[tuple[tuple[str, str], ...], Any]]] = {}
+
+    def level_of(cls: Any) -> Level:
+        level = found.get(cls)
+        if level is None:
+            level = found[cls] = Level(cls)
+            order.add(cls)
+        return level
 
     def visit(obj: Any) -> deque[_Edge] | None:
         """Put a new object in its level; its relationships, to walk next (None: stored already)."""
         if _stored(obj):  # written already (by an earlier chunk of the call, reached through a backref)
             return None
         cls: Any = type(obj)
-        level = found.get(cls)
-        if level is None:
-            level = found[cls] = Level(cls)
-            order.add(cls)
-        level.objects.append(obj)
+        level_of(cls).objects.append(obj)
         return deque(_edges(cls))
 
     def related(obj: Any, edge: _Edge) -> deque[Any]:
@@ -148,9 +153,10 @@ def levels(model: Any, chunk: list[Any]) -> list[Level]:
             used[(edge.first, edge.then)] = edge.relationship
             order.add(edge.then, edge.first)
         fresh: deque[Any] = deque()
+        pairs = edge.pairs
         for target in value if edge.many else (value,):
             if edge.points_out:  # obj points to target: its keys are copied from the target's
-                links.setdefault(id(obj), []).append((edge.pairs, target))
+                level_of(type(obj)).links += (obj, pairs, target)
             elif _stored(target):
                 raise SchemaMismatchError(
                     f"{_name(edge.relationship)} holds an object that is already stored; pointing it at a "
@@ -158,7 +164,7 @@ def levels(model: Any, chunk: list[Any]) -> list[Level]:
                     "foreign key and update it yourself"
                 )
             else:  # target points to obj
-                links.setdefault(id(target), []).append((edge.pairs, obj))
+                level_of(type(target)).links += (target, pairs, obj)
             if id(target) not in seen:
                 seen.add(id(target))
                 fresh.append(target)
@@ -196,23 +202,24 @@ def levels(model: Any, chunk: list[Any]) -> list[Level]:
             f"the relationships {', '.join(names) or '(between ' + ', '.join(c.__name__ for c in cycle) + ')'} form a "
             "cycle between tables; bulk writes go a table at a time and cannot order its rows: use session.add_all"
         ) from None
-    out = []
-    for cls in sequence:
-        level = found[cls]
-        level.links = [(obj, links[id(obj)]) for obj in level.objects if id(obj) in links]
-        out.append(level)
-    return out
+    return [found[cls] for cls in sequence]
 
 
-def fill_foreign_keys(level: Level) -> list[tuple[Any, str]]:
-    """Copy each object's foreign keys from the objects it points to, written (and keyed) by earlier levels.
-    Returns what was set, for undoing it if the write rolls back."""
-    done = []
-    for obj, pointed in level.links:
+def _triples(links: list[Any]) -> Iterator[tuple[Any, Any, Any]]:
+    return zip(links[0::3], links[1::3], links[2::3])
+
+
+def fill_foreign_keys(level: Level) -> None:
+    """Copy each object's foreign keys from the objects it points to, written (and keyed) by earlier levels."""
+    for obj, pairs, target in _triples(level.links):
+        state, source = vars(obj), vars(target)
+        for attribute, key in pairs:
+            state[attribute] = source[key] if key in source else getattr(target, key)
+
+
+def unfill_foreign_keys(level: Level) -> None:
+    """Take back what fill_foreign_keys set (the write rolled back: the objects stay new, as before the call)."""
+    for obj, pairs, _target in _triples(level.links):
         state = vars(obj)
-        for pairs, target in pointed:
-            source = vars(target)
-            for attribute, key in pairs:
-                state[attribute] = source[key] if key in source else getattr(target, key)
-                done.append((obj, attribute))
-    return done
+        for attribute, _key in pairs:
+            state.pop(attribute, None)

@@ -446,7 +446,7 @@ class Results:
         self._attrs: dict[str, str] | None = None
         self._now = attach
         self._later: list[Any] = []
-        self._filled: list[tuple[Any, list[str]]] = []
+        self._filled: list[tuple[Sequence[Any], list[str], dict[int, list[str]]]] = []
         self.identified: list[Any] = []  # instances given an identity by this write
 
     def attributes(self, table: Table) -> dict[str, str]:
@@ -489,21 +489,30 @@ class Results:
         attrs = self.attributes(ret.plan.table)
         names = [attrs.get(k) for k in ret.fetch]
         out: list[Any] = []
-        for obj, row in zip(rows, values):
+        # What was set, for undo(): one list for the batch and the rows that differ from it (rows of one batch
+        # supply the same attributes), not a list per object the garbage collector would visit on every pass.
+        common: list[str] | None = None
+        odd: dict[int, list[str]] = {}
+        stored = ret.plan.kind == "upsert"
+        for i, (obj, row) in enumerate(zip(rows, values)):
             if row is None:
+                odd[i] = []
                 out.append(None)
                 continue
             state = vars(obj)
             # an insert keeps what the instance was given (as add_all does); an upsert shows the row as stored,
             # which for a conflicting row is the stored row with only the update= columns replaced
-            stored = ret.plan.kind == "upsert"
             filled = [name for name in names if name is not None and (stored or name not in state)]
             for name, value in zip(names, row):
                 if name is not None and (stored or name not in state):
                     state[name] = value  # committed by make_transient_to_detached in _attach / identify
-            if not self._now:
-                self._filled.append((obj, filled))
+            if common is None:
+                common = filled
+            elif filled != common:
+                odd[i] = filled
             out.append(self._attach(obj))
+        if not self._now:
+            self._filled.append((rows, common or [], odd))
         return out
 
     def _build(self, ret: ReturningPlan, row: Any) -> Any:
@@ -575,8 +584,9 @@ class Results:
 
     def undo(self) -> None:
         """The write was rolled back: take back the values set on instances, which stay new."""
-        for obj, names in self._filled:
-            state = vars(obj)
-            for name in names:
-                state.pop(name, None)
+        for rows, common, odd in self._filled:
+            for i, obj in enumerate(rows):
+                state = vars(obj)
+                for name in odd.get(i, common):
+                    state.pop(name, None)
         self._later, self._filled = [], []
