@@ -10,7 +10,6 @@ and a related object that is already stored but would have to be UPDATEd to poin
 from __future__ import annotations
 
 import functools
-from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from graphlib import CycleError, TopologicalSorter
@@ -135,24 +134,23 @@ def levels(model: Any, chunk: list[Any]) -> list[Level]:
             order.add(cls)
         return level
 
-    def visit(obj: Any) -> deque[_Edge] | None:
-        """Put a new object in its level; its relationships, to walk next (None: stored already)."""
+    def visit(obj: Any) -> bool:
+        """Put a new object in its level (False: stored already, nothing to walk)."""
         if _stored(obj):  # written already (by an earlier chunk of the call, reached through a backref)
-            return None
-        cls: Any = type(obj)
-        level_of(cls).objects.append(obj)
-        return deque(_edges(cls))
+            return False
+        level_of(type(obj)).objects.append(obj)
+        return True
 
-    def related(obj: Any, edge: _Edge) -> deque[Any]:
+    def related(obj: Any, edge: _Edge) -> list[Any]:
         """The objects `edge` of `obj` holds that the walk has not met yet; every one of them is linked."""
         value = vars(obj).get(edge.key)
         if value is None or value == []:
-            return deque()
+            return []
         if (edge.first, edge.then) not in used:
             _refuse(edge)
             used[(edge.first, edge.then)] = edge.relationship
             order.add(edge.then, edge.first)
-        fresh: deque[Any] = deque()
+        fresh: list[Any] = []
         pairs = edge.pairs
         for target in value if edge.many else (value,):
             if edge.points_out:  # obj points to target: its keys are copied from the target's
@@ -170,29 +168,29 @@ def levels(model: Any, chunk: list[Any]) -> list[Level]:
                 fresh.append(target)
         return fresh
 
+    def reached(obj: Any) -> Iterator[Any]:
+        """What obj's relationships hold, one relationship at a time in the mapper's order (each looked at only
+        once the objects of the one before are walked whole)."""
+        cls: Any = type(obj)
+        for edge in _edges(cls):
+            yield from related(obj, edge)
+
     # The walk of SQLAlchemy's cascade_iterator: an object's relationships one at a time, in the mapper's order;
     # each object of a relationship, as it is met, walked whole before the next (depth first).
+    done = object()
     for top in chunk:
         if id(top) in seen:
             continue
         seen.add(id(top))
-        edges = visit(top)
-        if edges is None:
+        if not visit(top):
             continue
-        stack: list[tuple[Any, deque[Any]]] = [(top, edges)]
+        stack = [reached(top)]
         while stack:
-            obj, pending = stack[-1]
-            if not pending:
+            target = next(stack[-1], done)
+            if target is done:
                 stack.pop()
-                continue
-            item = pending.popleft()
-            if isinstance(item, _Edge):
-                stack.append((obj, deque(("object", t) for t in related(obj, item))))
-                continue
-            target = item[1]
-            walked = visit(target)
-            if walked is not None:
-                stack.append((target, walked))
+            elif visit(target):
+                stack.append(reached(target))
     try:
         sequence = list(order.static_order())
     except CycleError as exc:
