@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import pytest
 from hypothesis import HealthCheck, given, settings
-from sqlalchemy import create_engine, func, select, text
+from sqlalchemy import Column, Integer, MetaData, String, Table, create_engine, func, insert, select, text
 from sqlalchemy.exc import DataError, DBAPIError
 from sqlalchemy.orm import Session
 
@@ -365,3 +365,51 @@ def test_binary_copy_only_where_it_stores_what_the_orm_stores(pg, monkeypatch, c
         assert ours == theirs
     finally:
         meta.drop_all(pg)
+
+
+# Tables whose definition makes COPY store something other than INSERT (or refuse what INSERT writes): a plain
+# bulk_insert must store what SQLAlchemy's INSERT stores there, or refuse as it does, nothing written.
+COPY_DIFFERS = {
+    "an INSERT rule": (
+        "CREATE TABLE guarded (code VARCHAR(8) PRIMARY KEY, number INTEGER)",
+        "CREATE TABLE guarded_log (code VARCHAR(8))",
+        "CREATE RULE logged AS ON INSERT TO guarded DO ALSO INSERT INTO guarded_log VALUES (NEW.code)",
+    ),
+    "an identity column GENERATED ALWAYS given values": (
+        "CREATE TABLE guarded (code VARCHAR(8) PRIMARY KEY, number INTEGER GENERATED ALWAYS AS IDENTITY)",
+    ),
+    "a view INSERT writes through": (
+        "CREATE TABLE guarded_rows (code VARCHAR(8) PRIMARY KEY, number INTEGER)",
+        "CREATE VIEW guarded AS SELECT code, number FROM guarded_rows",
+    ),
+}
+
+
+@pytest.mark.parametrize("twins", ["postgresql"], indirect=True)
+@pytest.mark.parametrize("case", list(COPY_DIFFERS))
+def test_a_plain_insert_stores_what_insert_stores_whatever_the_table_defines(twins, case):
+    ours, theirs = twins
+    for engine in (ours, theirs):
+        with engine.begin() as conn:
+            for statement in COPY_DIFFERS[case]:
+                conn.exec_driver_sql(statement)
+    guarded = Table("guarded", MetaData(), Column("code", String(8), primary_key=True), Column("number", Integer))
+    rows = [{"code": f"k{i}", "number": i} for i in range(1, 5)]
+    try:
+        with Session(theirs) as session:
+            session.execute(insert(guarded), rows)
+            session.commit()
+        expected: Exception | None = None
+    except DBAPIError as exc:
+        expected = exc
+    if expected is not None:  # SQLAlchemy's INSERT refused: ours refuses too, having written nothing
+        with pytest.raises(BulkWriteError, match="number"):
+            turboalchemy.bulk_insert(ours, guarded, rows)
+        assert dump(ours, guarded) == []
+        return
+    assert turboalchemy.bulk_insert(ours, guarded, rows) == len(rows)
+    assert dump(ours, guarded) == dump(theirs, guarded) != []
+    if "rule" in case:
+        log = text("SELECT code FROM guarded_log ORDER BY code")
+        with ours.connect() as a, theirs.connect() as b:
+            assert a.execute(log).all() == b.execute(log).all() != []

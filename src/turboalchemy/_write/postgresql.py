@@ -85,6 +85,7 @@ class PostgresChunkWriter(ChunkWriter):
         self._types: dict[Any, list[str] | None] = {}  # COPY column types for binary, per table and column set
         self._stores: dict[Any, list[Stores]] = {}  # what echoed columns store unchanged, per table and columns
         self._codes: dict[Any, tuple[int, ...]] = {}  # ... and their type OIDs
+        self._plain: dict[Any, bool] = {}  # whether COPY into the table stores what INSERT does, per column set
         self._zone: ZoneInfo | None = None  # the session's TimeZone, read when an aware datetime first needs it
         # Under SQLAlchemy's asyncio extension the connection adapts psycopg's AsyncConnection; its cursors
         # have no COPY, so COPY goes to the driver connection, awaited from SQLAlchemy's greenlet.
@@ -163,7 +164,10 @@ class PostgresChunkWriter(ChunkWriter):
         if width != len(plan.params):  # an upsert's onupdate values go to the merge, not the COPY
             params = [row[:width] for row in params]
         if plan.kind == "insert":
-            self._copy(cursor, _table(plan), plan, params, ordinal=False)
+            if self._copies_as_insert(cursor, plan):
+                self._copy(cursor, _table(plan), plan, params, ordinal=False)
+            else:  # the INSERT itself, pipelined: what the ORM's INSERT does, whatever the table defines
+                cursor.executemany(plan.sql, params)
         else:
             temp = self._temp_table(cursor, plan, plan.temp_name)
             self._copy(cursor, temp, plan, params, ordinal=True)
@@ -261,6 +265,26 @@ class PostgresChunkWriter(ChunkWriter):
             write = copy.write_row
             for row in rows:
                 write(row)
+
+    def _copies_as_insert(self, cursor: Any, plan: WritePlan) -> bool:
+        """Whether COPY straight into the table stores what INSERT stores. Not into a view or a foreign table
+        (COPY refuses a view that INSERT writes through), nor a table with an INSERT rule (COPY does not apply
+        rules), nor when the rows give a value for a GENERATED ALWAYS identity column (INSERT refuses it, COPY
+        stores it). (Upserts and returning= reach the table through INSERT ... SELECT, which does all of that.)
+        Asked once per table and column set in a call."""
+        key = (plan.table.schema, plan.table.name, plan.copy_columns)
+        plain = self._plain.get(key)
+        if plain is None:
+            cursor.execute(
+                "SELECT c.relkind IN ('r', 'p') "
+                "AND NOT EXISTS (SELECT 1 FROM pg_rewrite r WHERE r.ev_class = c.oid AND r.ev_type = '3') "
+                "AND NOT EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attidentity = 'a' "
+                "AND NOT a.attisdropped AND a.attname = ANY(%(columns)s)) "
+                "FROM pg_class c WHERE c.oid = %(t)s::regclass",
+                {"t": _regclass(plan), "columns": list(plan.copy_columns or ())},
+            )
+            plain = self._plain[key] = bool(cursor.fetchone()[0])
+        return plain
 
     def _binary_types(self, cursor: Any, plan: WritePlan) -> list[str] | None:
         """The server's type of each COPY column, where binary COPY of checked values is safe; None when any
