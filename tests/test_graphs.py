@@ -88,6 +88,32 @@ def test_in_a_session_the_objects_end_as_after_a_flush_and_commit_writes_nothing
     assert len(stored(ours, Order)) == 2 and len(stored(ours, Customer)) == 2
 
 
+def test_a_stored_object_the_graph_points_to_joins_the_session_as_add_alls_cascade_takes_it(twins):
+    def scenario(engine, write) -> list[bool]:
+        """A customer loaded by another Session (detached now), pointed to by a new order with a new customer's
+        order beside it; which of the objects end in the writing Session."""
+        with Session(engine) as other:
+            known = other.get(Customer, 1)
+        assert known is not None and sqlalchemy.inspect(known).detached
+        orders = [Order(item="x", customer=known), Order(item="y", customer=Customer(email="new@shop.test"))]
+        with Session(engine) as session:
+            write(session, orders)
+            return [o in session for o in (known, *orders, orders[1].customer)]
+
+    ours, theirs = twins
+    for engine in (ours, theirs):
+        turboalchemy.bulk_insert(engine, Customer, [{"email": "old@shop.test"}])
+
+    def add_all(session: Session, orders: list[Order]) -> None:
+        session.add_all(orders)
+        session.flush()
+
+    expected = scenario(theirs, add_all)
+    assert expected == [True, True, True, True]
+    assert scenario(ours, lambda session, orders: turboalchemy.bulk_insert(session, Order, orders)) == expected
+    assert stored(ours, Order) == stored(theirs, Order) and stored(ours, Customer) == stored(theirs, Customer)
+
+
 def test_a_failing_child_rolls_back_its_parents_and_leaves_the_objects_new(twins):
     ours, _ = twins
     rows = [Customer(email="p@shop.test", orders=[Order(item="ok"), Order(item=None)])]  # item is NOT NULL

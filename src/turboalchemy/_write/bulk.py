@@ -691,7 +691,7 @@ def _write(
         def write_graph(chunk: list[Any]) -> int:
             """A chunk of instances holding new related objects: every level in one transaction (or savepoint),
             parents first; returns how many related rows were written beside the chunk's own."""
-            steps = levels(model, chunk)  # refusals come before any SQL
+            steps, pointed_to = levels(model, chunk)  # refusals come before any SQL
             held = [
                 Results(
                     Wanted(tuple(c.key for c in table_of(s.model).columns), "tuple"),
@@ -737,6 +737,8 @@ def _write(
                 kept.attach()
                 if results is not None:
                     results.identified.extend(kept.identified)
+            if session is not None:  # what add_all's cascade would take into the Session beside the new objects
+                session.add_all(pointed_to)
             if results is not None:  # in input order, from the instances (each now holds its row's values)
                 results.extend_from(table, chunk)
             return sum(len(step.objects) for step in steps) - len(chunk)

@@ -117,15 +117,17 @@ def _refuse(edge: _Edge) -> None:
         )
 
 
-def levels(model: Any, chunk: list[Any]) -> list[Level]:
+def levels(model: Any, chunk: list[Any]) -> tuple[list[Level], list[Any]]:
     """The chunk's graph as levels in the order they must be written, each level's objects in the order add_all
     would insert them: each object as it joins, then depth first what its save-update cascade reaches (the
-    mapper's relationship order, each collection in order), as SQLAlchemy's cascade_iterator walks it. Raises
-    SchemaMismatchError, before any SQL, for what bulk writes cannot do as the ORM would."""
+    mapper's relationship order, each collection in order), as SQLAlchemy's cascade_iterator walks it; and the
+    objects met that are stored already (pointed to, not written; a Session target takes them in, as add_all's
+    cascade would). Raises SchemaMismatchError, before any SQL, for what bulk writes cannot do as the ORM would."""
     found: dict[type[Any], Level] = {}
     order: TopologicalSorter[type[Any]] = TopologicalSorter()
     used: dict[tuple[type[Any], type[Any]], Any] = {}
     seen: set[int] = set()
+    stored: list[Any] = []
 
     def level_of(cls: Any) -> Level:
         level = found.get(cls)
@@ -136,7 +138,8 @@ def levels(model: Any, chunk: list[Any]) -> list[Level]:
 
     def visit(obj: Any) -> bool:
         """Put a new object in its level (False: stored already, nothing to walk)."""
-        if _stored(obj):  # written already (by an earlier chunk of the call, reached through a backref)
+        if _stored(obj):  # stored already (or by an earlier chunk of the call, reached through a backref)
+            stored.append(obj)
             return False
         level_of(type(obj)).objects.append(obj)
         return True
@@ -200,7 +203,7 @@ def levels(model: Any, chunk: list[Any]) -> list[Level]:
             f"the relationships {', '.join(names) or '(between ' + ', '.join(c.__name__ for c in cycle) + ')'} form a "
             "cycle between tables; bulk writes go a table at a time and cannot order its rows: use session.add_all"
         ) from None
-    return [found[cls] for cls in sequence]
+    return [found[cls] for cls in sequence], stored
 
 
 def _triples(links: list[Any]) -> Iterator[tuple[Any, Any, Any]]:
