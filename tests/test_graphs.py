@@ -8,7 +8,7 @@ import threading
 
 import pytest
 import sqlalchemy
-from sqlalchemy import Column, ForeignKey, Integer, String, Table, create_engine, event, text
+from sqlalchemy import Column, ForeignKey, Integer, String, Table, create_engine, event, select, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
 
 import turboalchemy
@@ -88,6 +88,25 @@ def test_in_a_session_the_objects_end_as_after_a_flush_and_commit_writes_nothing
     assert len(stored(ours, Order)) == 2 and len(stored(ours, Customer)) == 2
 
 
+@pytest.mark.parametrize("path", ["engine", "session", "connection"])
+def test_new_children_of_stored_parents_only_are_stored_as_add_all_stores_them(twins, path):
+    ours, theirs = twins
+
+    def orders_of_known_customers(engine) -> list[Order]:
+        with Session(engine) as session:
+            known = session.scalars(select(Customer).order_by(Customer.id)).all()
+        return [Order(item=f"o{i}", customer=known[i % 2]) for i in range(5)]  # (known: detached now)
+
+    for engine in twins:
+        turboalchemy.bulk_insert(engine, Customer, [{"email": "old@shop.test"}, {"email": "older@shop.test"}])
+    with Session(theirs) as session:
+        session.add_all(orders_of_known_customers(theirs))
+        session.commit()
+    assert ours_writes(ours, path, Order, orders_of_known_customers(ours)) == 5
+    assert stored(ours, Order) == stored(theirs, Order)
+    assert stored(ours, Customer) == stored(theirs, Customer)
+
+
 def test_a_stored_object_the_graph_points_to_joins_the_session_as_add_alls_cascade_takes_it(twins):
     def scenario(engine, write) -> list[bool]:
         """A customer loaded by another Session (detached now), pointed to by a new order with a new customer's
@@ -157,13 +176,32 @@ class Folder(Other):
     children: Mapped[list[Folder]] = relationship()
 
 
+class Box(Other):
+    __tablename__ = "boxes"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    crates: Mapped[list[Crate]] = relationship()
+
+
+class Crate(Other):
+    __tablename__ = "crates"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(10))
+    box_id: Mapped[int | None] = mapped_column(ForeignKey("boxes.id"))
+    __mapper_args__ = {"polymorphic_on": "kind", "polymorphic_identity": "crate"}
+
+
+class FragileCrate(Crate):
+    __mapper_args__ = {"polymorphic_identity": "fragile"}
+
+
 @pytest.mark.parametrize(
     "model, rows, named",
     [
         (Post, lambda: [Post(title="t", labels=[Label(name="l")])], r"Post\.labels is many-to-many"),
         (Folder, lambda: [Folder(children=[Folder()])], r"Folder\.children relates Folder rows to each other"),
+        (Box, lambda: [Box(crates=[Crate(), FragileCrate()])], r"FragileCrate objects, a subclass of Crate"),
     ],
-    ids=["many-to-many", "self-referential"],
+    ids=["many-to-many", "self-referential", "a subclass sharing its table"],
 )
 def test_what_the_unit_of_work_would_order_itself_is_refused_before_any_sql(tmp_path, model, rows, named):
     engine = create_engine(f"sqlite:///{tmp_path / 'other.db'}")
@@ -281,6 +319,29 @@ def test_a_rolled_back_transaction_leaves_the_objects_new_again_and_a_retry_writ
     turboalchemy.bulk_insert(ours, Customer, rows)
     assert stored(ours, Customer) == stored(theirs, Customer)
     assert stored(ours, Order) == stored(theirs, Order)
+
+
+@pytest.mark.parametrize("target_kind", ["session", "connection"])
+def test_when_a_later_chunk_fails_and_the_caller_rolls_back_the_earlier_chunks_objects_are_new_again(
+    twins, target_kind
+):
+    ours, _ = twins
+    rows = [*parents_with_children()[:4], Customer(email="c0@shop.test")]  # the last repeats a unique email
+    with pytest.raises(BulkWriteError):
+        if target_kind == "session":
+            with Session(ours) as session:
+                try:
+                    turboalchemy.bulk_insert(session, Customer, rows, chunk_size=2)
+                finally:
+                    session.rollback()
+        else:
+            with ours.connect() as conn:
+                try:
+                    turboalchemy.bulk_insert(conn, Customer, rows, chunk_size=2)
+                finally:
+                    conn.rollback()
+    assert all(sqlalchemy.inspect(c).transient for c in rows)  # chunks 1 and 2 were written, then rolled back
+    assert stored(ours, Customer) == []
 
 
 def test_a_graph_in_a_write_queue_batch_that_sqlite_rolls_back_whole_is_written_again_whole(tmp_path):

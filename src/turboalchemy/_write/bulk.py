@@ -373,7 +373,7 @@ def _batches(
         at = start + position
         if reader.shape == "instance" and not graph:  # a graph's levels are written in order by write_graph
             for i, row in enumerate(rows):
-                _refuse_pending_relationships(reader.model, row, at + i)
+                _refuse_pending_relationships(type(row), row, at + i)  # its own class: a subclass may add some
         found = readers.get(keys)
         if found is None:
             unknown = [k for k in key_of(rows[0]) if k not in names]
@@ -744,50 +744,55 @@ def _write(
             return sum(len(step.objects) for step in steps) - len(chunk)
 
         related = 0
-        while chunk:
-            graph = kind == "insert" and reader.shape == "instance" and holds_new_objects(model, chunk)
-            if graph and old_sqlite:
-                raise UnsupportedTargetError(
-                    "a graph of objects needs SQLite 3.35 or later (its levels get their keys through RETURNING); "
-                    "write each table with its own call and set the foreign keys, or use session.add_all"
-                )
-            try:
-                batches = [] if graph else _batches(chunk, reader, written, plan_for)
-            except (BulkWriteError, SchemaMismatchError) as refused:  # found before any SQL for this chunk ran
-                if commits and isinstance(refused, BulkWriteError):
-                    refused.committed = written
-                    refused.args = (
-                        f"{refused}; nothing of this chunk was written; {written:,} rows were committed before it",
+        try:
+            while chunk:
+                graph = kind == "insert" and reader.shape == "instance" and holds_new_objects(model, chunk)
+                if graph and old_sqlite:
+                    raise UnsupportedTargetError(
+                        "a graph of objects needs SQLite 3.35 or later (its levels get their keys through RETURNING); "
+                        "write each table with its own call and set the foreign keys, or use session.add_all"
                     )
-                raise
-            if graph:
-                related += write_graph(chunk)
+                try:
+                    batches = [] if graph else _batches(chunk, reader, written, plan_for)
+                except (BulkWriteError, SchemaMismatchError) as refused:  # found before any SQL for this chunk ran
+                    if commits and isinstance(refused, BulkWriteError):
+                        refused.committed = written
+                        refused.args = (
+                            f"{refused}; nothing of this chunk was written; {written:,} rows were committed before it",
+                        )
+                    raise
+                if graph:
+                    related += write_graph(chunk)
+                    written += len(chunk)
+                    chunk = take(iterator, chunk_size)
+                    continue
+                batch = batches[0]
+                answers = []
+                try:
+                    if len(batches) == 1:
+                        ret = returning_for(batch.plan)
+                        answers.append((ret, batch, writer.write(batch.plan, batch.params, ret), writer.type_codes))
+                    else:
+                        with writer.together():  # one chunk, one transaction, however many key sets it holds
+                            for batch in batches:
+                                ret = returning_for(batch.plan)
+                                answers.append(
+                                    (ret, batch, writer.write(batch.plan, batch.params, ret), writer.type_codes)
+                                )
+                except ChunkFailed as failed:
+                    raise failed_chunk(failed, batch, len(chunk)) from failed.cause
+                if results is not None:
+                    for ret, done, returned, codes in answers:
+                        objects = chunk[done.offset : done.offset + done.size] if reader.shape == "instance" else None
+                        results.add(ret, returned, codes, objects)
                 written += len(chunk)
                 chunk = take(iterator, chunk_size)
-                continue
-            batch = batches[0]
-            answers = []
-            try:
-                if len(batches) == 1:
-                    ret = returning_for(batch.plan)
-                    answers.append((ret, batch, writer.write(batch.plan, batch.params, ret), writer.type_codes))
-                else:
-                    with writer.together():  # one chunk, one transaction, however many key sets it holds
-                        for batch in batches:
-                            ret = returning_for(batch.plan)
-                            answers.append((ret, batch, writer.write(batch.plan, batch.params, ret), writer.type_codes))
-            except ChunkFailed as failed:
-                raise failed_chunk(failed, batch, len(chunk)) from failed.cause
-            if results is not None:
-                for ret, done, returned, codes in answers:
-                    objects = chunk[done.offset : done.offset + done.size] if reader.shape == "instance" else None
-                    results.add(ret, returned, codes, objects)
-            written += len(chunk)
-            chunk = take(iterator, chunk_size)
-        if results is not None and results.identified and not commits:
-            # Written in the caller's transaction: if it rolls back, the instances must be new again (as add_all's
-            # are), not keep an identity whose row is gone (a graph would then point at rows never written).
-            forget_on_rollback(session if session is not None else connection, results.identified)
+        finally:
+            if results is not None and results.identified and not commits:
+                # Written in the caller's transaction: if it rolls back, the instances must be new again (as
+                # add_all's are), not keep an identity whose row is gone (a graph would then point at rows never
+                # written); also those of earlier chunks when a later one fails and the caller then rolls back.
+                forget_on_rollback(session if session is not None else connection, results.identified)
     if results is None or returning is None:
         return written - offset + related
     return results.items

@@ -41,11 +41,16 @@ def _attribute_of(mapper: Mapper[Any], column: Any) -> str:
 
 
 def holds_new_objects(model: Any, chunk: list[Any]) -> bool:
-    """Whether any instance of the chunk holds related objects (which the flat path would refuse)."""
-    keys = [edge.key for edge in _edges(model)]
-    if not keys:
-        return False
+    """Whether any instance of the chunk holds related objects (which the flat path would refuse), by each
+    instance's own class (a subclass may add relationships)."""
+    keys_of: dict[type[Any], tuple[str, ...]] = {}
     for obj in chunk:
+        cls: Any = type(obj)
+        keys = keys_of.get(cls)
+        if keys is None:
+            keys = keys_of[cls] = tuple(edge.key for edge in _edges(cls))
+        if not keys:
+            continue
         state = vars(obj)
         for key in keys:
             value = state.get(key)
@@ -125,13 +130,28 @@ def levels(model: Any, chunk: list[Any]) -> tuple[list[Level], list[Any]]:
     cascade would). Raises SchemaMismatchError, before any SQL, for what bulk writes cannot do as the ORM would."""
     found: dict[type[Any], Level] = {}
     order: TopologicalSorter[type[Any]] = TopologicalSorter()
-    used: dict[tuple[type[Any], type[Any]], Any] = {}
+    used: dict[tuple[type[Any], type[Any]], Any] = {}  # (written first, then): the relationship that orders them
+    checked: set[_Edge] = set()
     seen: set[int] = set()
     stored: list[Any] = []
+
+    def depend(then: Any, first: Any, relationship: Any) -> None:
+        """Rows of class `then` point to new rows of class `first` (the objects' own classes, so a subclass's
+        level is ordered too), which are written first."""
+        if (first, then) not in used:
+            used[(first, then)] = relationship
+            order.add(then, first)
 
     def level_of(cls: Any) -> Level:
         level = found.get(cls)
         if level is None:
+            if inspect(cls).inherits is not None:
+                raise SchemaMismatchError(
+                    f"the graph holds {cls.__name__} objects, a subclass of {inspect(cls).inherits.class_.__name__}; "
+                    "bulk writes go a class at a time and would not order the rows of one table that two classes "
+                    "share as the unit of work does: use session.add_all, or write the subclass's rows with their "
+                    "own bulk_insert"
+                )
             level = found[cls] = Level(cls)
             order.add(cls)
         return level
@@ -149,15 +169,16 @@ def levels(model: Any, chunk: list[Any]) -> tuple[list[Level], list[Any]]:
         value = vars(obj).get(edge.key)
         if value is None or value == []:
             return []
-        if (edge.first, edge.then) not in used:
+        if edge not in checked:
             _refuse(edge)
-            used[(edge.first, edge.then)] = edge.relationship
-            order.add(edge.then, edge.first)
+            checked.add(edge)
         fresh: list[Any] = []
         pairs = edge.pairs
         for target in value if edge.many else (value,):
             if edge.points_out:  # obj points to target: its keys are copied from the target's
                 level_of(type(obj)).links += (obj, pairs, target)
+                if not _stored(target):  # (a stored one has its key: nothing to wait for)
+                    depend(type(obj), type(target), edge.relationship)
             elif _stored(target):
                 raise SchemaMismatchError(
                     f"{_name(edge.relationship)} holds an object that is already stored; pointing it at a "
@@ -166,6 +187,7 @@ def levels(model: Any, chunk: list[Any]) -> tuple[list[Level], list[Any]]:
                 )
             else:  # target points to obj
                 level_of(type(target)).links += (target, pairs, obj)
+                depend(type(target), type(obj), edge.relationship)
             if id(target) not in seen:
                 seen.add(id(target))
                 fresh.append(target)
