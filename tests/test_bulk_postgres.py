@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import uuid
 from datetime import timedelta
 
 import pytest
@@ -413,3 +414,41 @@ def test_a_plain_insert_stores_what_insert_stores_whatever_the_table_defines(twi
         log = text("SELECT code FROM guarded_log ORDER BY code")
         with ours.connect() as a, theirs.connect() as b:
             assert a.execute(log).all() == b.execute(log).all() != []
+
+
+@pytest.mark.parametrize("twins", ["postgresql"], indirect=True)
+def test_a_plain_insert_under_row_level_security_applies_the_policies_as_insert_does(twins):
+    """COPY FROM refuses a table whose row-level security applies to the user; INSERT applies the policies."""
+    ours, theirs = twins
+    role = f"clerk_{uuid.uuid4().hex[:8]}"  # not a superuser (those bypass row-level security)
+    with ours.connect() as conn:
+        conn.exec_driver_sql(f'CREATE ROLE "{role}" LOGIN')  # (a role is the server's, not one database's)
+        conn.commit()
+    engines = []
+    try:
+        for engine in twins:
+            with engine.begin() as conn:
+                conn.exec_driver_sql("CREATE TABLE guarded (code VARCHAR(8) PRIMARY KEY, number INTEGER)")
+                conn.exec_driver_sql("ALTER TABLE guarded ENABLE ROW LEVEL SECURITY")
+                conn.exec_driver_sql("CREATE POLICY small ON guarded USING (true) WITH CHECK (number < 10)")
+                conn.exec_driver_sql(f'GRANT SELECT, INSERT ON guarded TO "{role}"')
+            engines.append(create_engine(engine.url.set(username=role)))
+        ours_as, theirs_as = engines
+        guarded = Table("guarded", MetaData(), Column("code", String(8), primary_key=True), Column("number", Integer))
+        rows = [{"code": f"k{i}", "number": i} for i in range(1, 5)]
+        with Session(theirs_as) as session:
+            session.execute(insert(guarded), rows)
+            session.commit()
+        assert turboalchemy.bulk_insert(ours_as, guarded, rows) == len(rows)
+        assert dump(ours, guarded) == dump(theirs, guarded) != []
+        with pytest.raises(BulkWriteError, match="row-level security policy"):  # the policy's check, as INSERT
+            turboalchemy.bulk_insert(ours_as, guarded, [{"code": "big", "number": 99}])
+    finally:
+        for engine in engines:
+            engine.dispose()
+        for engine in twins:
+            with engine.begin() as conn:
+                conn.exec_driver_sql(f'DROP OWNED BY "{role}"')
+        with ours.connect() as conn:
+            conn.exec_driver_sql(f'DROP ROLE "{role}"')
+            conn.commit()

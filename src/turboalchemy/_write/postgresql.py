@@ -268,7 +268,8 @@ class PostgresChunkWriter(ChunkWriter):
 
     def _copies_as_insert(self, cursor: Any, plan: WritePlan) -> bool:
         """Whether COPY straight into the table stores what INSERT stores. Not into a view or a foreign table
-        (COPY refuses a view that INSERT writes through), nor a table with an INSERT rule (COPY does not apply
+        (COPY refuses a view that INSERT writes through), nor a table whose row-level security applies to this
+        user (COPY refuses it, INSERT applies the policies), nor a table with an INSERT rule (COPY does not apply
         rules), nor when the rows give a value for a GENERATED ALWAYS identity column (INSERT refuses it, COPY
         stores it). (Upserts and returning= reach the table through INSERT ... SELECT, which does all of that.)
         Asked once per table and column set in a call."""
@@ -276,7 +277,7 @@ class PostgresChunkWriter(ChunkWriter):
         plain = self._plain.get(key)
         if plain is None:
             cursor.execute(
-                "SELECT c.relkind IN ('r', 'p') "
+                "SELECT c.relkind IN ('r', 'p') AND NOT row_security_active(c.oid) "
                 "AND NOT EXISTS (SELECT 1 FROM pg_rewrite r WHERE r.ev_class = c.oid AND r.ev_type = '3') "
                 "AND NOT EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attidentity = 'a' "
                 "AND NOT a.attisdropped AND a.attname = ANY(%(columns)s)) "
