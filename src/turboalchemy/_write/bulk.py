@@ -18,6 +18,9 @@ from typing import Any, Literal, TypeAlias, TypeVar, overload
 
 from sqlalchemy import Table, inspect
 from sqlalchemy.engine import Dialect
+from sqlalchemy.exc import InvalidRequestError
+from sqlalchemy.orm import object_session
+from sqlalchemy.orm.attributes import instance_state
 
 from turboalchemy._schema import Model, key_map, table_of
 from turboalchemy._targets import Target, bound
@@ -692,6 +695,8 @@ def _write(
             """A chunk of instances holding new related objects: every level in one transaction (or savepoint),
             parents first; returns how many related rows were written beside the chunk's own."""
             steps, pointed_to = levels(model, chunk)  # refusals come before any SQL
+            if session is not None:
+                _joinable(session, pointed_to)  # ... and what session.add_all would refuse of them, too
             held = [
                 Results(
                     Wanted(tuple(c.key for c in table_of(s.model).columns), "tuple"),
@@ -796,6 +801,27 @@ def _write(
     if results is None or returning is None:
         return written - offset + related
     return results.items
+
+
+def _joinable(session: Any, stored: list[Any]) -> None:
+    """Raise, before any SQL, what session.add_all would raise for the stored objects a graph points to, which
+    join the Session after the write: one that belongs to another Session, or whose row this Session holds as
+    another object (SQLAlchemy's own InvalidRequestError, as add_all raises it)."""
+    for obj in stored:
+        other = object_session(obj)
+        if other is not None and other is not session:
+            raise InvalidRequestError(
+                f"{type(obj).__name__} object {instance_state(obj).key!r} is attached to another Session; "
+                "session.add_all would refuse it too: merge it into this Session first (session.merge), or "
+                "close the other"
+            )
+        held = session.identity_map.get(instance_state(obj).key)
+        if held is not None and held is not obj:
+            raise InvalidRequestError(
+                f"can't attach {type(obj).__name__} object {instance_state(obj).key!r}: this Session already holds "
+                "another object for that row (session.add_all would refuse it too); point the new objects at "
+                "the Session's own object, or merge this one (session.merge)"
+            )
 
 
 def _unsupplied(plan: WritePlan, asked: tuple[str, ...] = ()) -> tuple[str, ...]:
