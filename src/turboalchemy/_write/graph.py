@@ -131,7 +131,7 @@ def levels(model: Any, chunk: list[Any]) -> tuple[list[Level], list[Any]]:
     found: dict[type[Any], Level] = {}
     order: TopologicalSorter[type[Any]] = TopologicalSorter()
     used: dict[tuple[type[Any], type[Any]], Any] = {}  # (written first, then): the relationship that orders them
-    checked: set[_Edge] = set()
+    checked: set[Any] = set()  # relationships already checked by _refuse
     seen: set[int] = set()
     stored: list[Any] = []
 
@@ -169,16 +169,19 @@ def levels(model: Any, chunk: list[Any]) -> tuple[list[Level], list[Any]]:
         value = vars(obj).get(edge.key)
         if value is None or value == []:
             return []
-        if edge not in checked:
+        if edge.relationship not in checked:  # (not the edge itself: a dataclass hashes all its fields each time)
             _refuse(edge)
-            checked.add(edge)
+            checked.add(edge.relationship)
         fresh: list[Any] = []
         pairs = edge.pairs
+        ordered: Any = None  # the last target class ordered against obj's (a collection is mostly of one)
         for target in value if edge.many else (value,):
+            cls = type(target)
             if edge.points_out:  # obj points to target: its keys are copied from the target's
                 level_of(type(obj)).links += (obj, pairs, target)
-                if not _stored(target):  # (a stored one has its key: nothing to wait for)
-                    depend(type(obj), type(target), edge.relationship)
+                if cls is not ordered and not _stored(target):  # (a stored one has its key: nothing to wait for)
+                    depend(type(obj), cls, edge.relationship)
+                    ordered = cls
             elif _stored(target):
                 raise SchemaMismatchError(
                     f"{_name(edge.relationship)} holds an object that is already stored; pointing it at a "
@@ -186,8 +189,10 @@ def levels(model: Any, chunk: list[Any]) -> tuple[list[Level], list[Any]]:
                     "foreign key and update it yourself"
                 )
             else:  # target points to obj
-                level_of(type(target)).links += (target, pairs, obj)
-                depend(type(target), type(obj), edge.relationship)
+                level_of(cls).links += (target, pairs, obj)
+                if cls is not ordered:
+                    depend(cls, type(obj), edge.relationship)
+                    ordered = cls
             if id(target) not in seen:
                 seen.add(id(target))
                 fresh.append(target)
