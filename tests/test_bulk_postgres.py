@@ -383,6 +383,12 @@ COPY_DIFFERS = {
         "CREATE TABLE guarded_rows (code VARCHAR(8) PRIMARY KEY, number INTEGER)",
         "CREATE VIEW guarded AS SELECT code, number FROM guarded_rows",
     ),
+    "an INSERT rule on a mixed-case table in a schema": (
+        'CREATE SCHEMA "Shop"',
+        'CREATE TABLE "Shop"."Guarded" (code VARCHAR(8) PRIMARY KEY, number INTEGER)',
+        "CREATE TABLE guarded_log (code VARCHAR(8))",
+        'CREATE RULE logged AS ON INSERT TO "Shop"."Guarded" DO ALSO INSERT INTO guarded_log VALUES (NEW.code)',
+    ),
 }
 
 
@@ -394,7 +400,10 @@ def test_a_plain_insert_stores_what_insert_stores_whatever_the_table_defines(twi
         with engine.begin() as conn:
             for statement in COPY_DIFFERS[case]:
                 conn.exec_driver_sql(statement)
-    guarded = Table("guarded", MetaData(), Column("code", String(8), primary_key=True), Column("number", Integer))
+    name, schema = ("Guarded", "Shop") if "schema" in case else ("guarded", None)
+    guarded = Table(
+        name, MetaData(), Column("code", String(8), primary_key=True), Column("number", Integer), schema=schema
+    )
     rows = [{"code": f"k{i}", "number": i} for i in range(1, 5)]
     try:
         with Session(theirs) as session:
