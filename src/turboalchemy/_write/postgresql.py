@@ -307,11 +307,11 @@ class PostgresChunkWriter(ChunkWriter):
         """What each echoed column stores unchanged, by its server type (by OID, so no type of that name in
         another schema passes for it): text keeps str, varchar(n) str of at most n characters (longer ones of
         trailing spaces are cut), int2/int4/int8 keep int, uuid keeps UUID, bytea bytes; and the type OIDs
-        RETURNING would have reported, for result processing. Nothing at all where COPY would not store what
-        INSERT does: not a plain or partitioned table, row-level security, an INSERT rule, any trigger on the
-        table or a partition of it, a value given for a GENERATED ALWAYS identity; nor for text unless the client
-        encoding is UTF-8; nor for a Python type or server type whose dumper or loader this connection changed.
-        Asked once per table and column set in a call."""
+        RETURNING would have reported, for result processing. Nothing at all where the write would not store
+        the rows as sent: where COPY would not store what INSERT does (`_copies_as_insert`), nor where anything
+        may change a row on its way in (row-level security, an INSERT rule or any trigger on the table or a
+        partition of it); nor for text unless the client encoding is UTF-8; nor for a Python type or server type
+        whose dumper or loader this connection changed. Asked once per table and column set in a call."""
         names = tuple(plan.params[at].column.name for at in ret.echo)
         key = (plan.table.schema, plan.table.name, names)
         if key not in self._stores:
@@ -319,26 +319,24 @@ class PostgresChunkWriter(ChunkWriter):
             cursor.execute(
                 "WITH RECURSIVE tree(oid) AS (SELECT %(t)s::regclass::oid UNION "
                 "SELECT i.inhrelid FROM pg_inherits i JOIN tree ON i.inhparent = tree.oid) "
-                "SELECT c.relkind IN ('r', 'p') AND NOT c.relrowsecurity "
+                "SELECT NOT c.relrowsecurity "
                 "AND NOT EXISTS (SELECT 1 FROM pg_trigger g JOIN tree ON g.tgrelid = tree.oid "
                 "WHERE NOT g.tgisinternal OR g.tgconstraint = 0) "
                 "AND NOT EXISTS (SELECT 1 FROM pg_rewrite r JOIN tree ON r.ev_class = tree.oid WHERE r.ev_type = '3') "
                 "FROM pg_class c WHERE c.oid = %(t)s::regclass",
                 {"t": table},
             )
-            plain = bool(cursor.fetchone()[0])
+            plain = bool(cursor.fetchone()[0]) and self._copies_as_insert(cursor, plan)
             cursor.execute(
-                "SELECT attname, atttypid, atttypmod, attidentity FROM pg_attribute "
+                "SELECT attname, atttypid, atttypmod FROM pg_attribute "
                 "WHERE attrelid = %s::regclass AND attnum > 0 AND NOT attisdropped",
                 (table,),
             )
-            found = {name: (int(oid), mod, identity) for name, oid, mod, identity in cursor.fetchall()}
-            copied = plan.copy_columns or tuple(p.column.name for p in plan.params)
-            plain = plain and all(found.get(c, (0, 0, ""))[2] != "a" for c in copied)
+            found = {name: (int(oid), mod) for name, oid, mod in cursor.fetchall()}
             connection = self.async_driver or self.dbapi
             stores, codes = [], []
             for name in names:
-                oid, mod, _identity = found.get(name, (0, -1, ""))
+                oid, mod = found.get(name, (0, -1))
                 kind = _STORES.get(oid, NOTHING) if plain else NOTHING
                 if kind.types and not _default_adapters(connection, oid, kind.types):
                     kind = NOTHING
