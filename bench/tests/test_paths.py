@@ -37,6 +37,28 @@ def test_orm_and_raw_leave_identical_tables(bench_engine, phases):
     assert orm == raw
 
 
+@pytest.mark.parametrize("path", ["engine", "prebuilt"])
+def test_the_limit_paths_store_what_raw_stores(bench_engine, path):
+    """The paths that load their rows untimed (a staging table, ready tuples) still write the chunk they are given."""
+    engines = {p: bench_engine(p) for p in ("raw", path)}
+    for p, engine in engines.items():
+        for phase in ("insert", "upsert"):
+            _write(engine, p, phase, 3_000, 1_000)
+    assert dump(engines[path].url.database) == dump(engines["raw"].url.database)
+
+
+def test_prebuilt_refuses_a_chunk_it_was_not_prepared_with(bench_engine):
+    writer = PATHS["prebuilt"].open(bench_engine("prebuilt"))
+    rows = list(RowGenerator(11).rows(0, 20))
+    try:
+        writer.prepare("insert", rows[:10])
+        with pytest.raises(RuntimeError, match="prepare"):
+            writer.insert(rows[10:])
+        writer.insert(rows[:10])  # the same rows, sliced again: what a retried chunk sends
+    finally:
+        writer.close()
+
+
 @pytest.mark.parametrize("path", SQLITE_PATHS)
 def test_the_upsert_pass_conflicts_on_every_row(bench_engine, path):
     engine = bench_engine(path)

@@ -16,7 +16,15 @@ from .results import path_label, table_variant, variant  # noqa: E402
 from .stats import percentile  # noqa: E402
 from .units import format_count  # noqa: E402
 
-_STYLES = {"raw": "-", "turbo": "--", "orm": ":", "core": "-.", "orm_bulk": (0, (3, 1, 1, 1)), "engine": (0, (1, 1))}
+_STYLES = {
+    "raw": "-",
+    "turbo": "--",
+    "orm": ":",
+    "core": "-.",
+    "orm_bulk": (0, (3, 1, 1, 1)),
+    "engine": (0, (1, 1)),
+    "prebuilt": (0, (5, 2)),
+}
 
 
 def cell_label(cell: dict[str, Any]) -> str:
