@@ -77,6 +77,13 @@ def test_a_bad_driver_choice_is_refused(tmp_path, kwargs, message):
         turboalchemy.create_engine(f"sqlite:///{tmp_path / 'db.sqlite'}", **kwargs)
 
 
+@pytest.mark.parametrize("driver", ["stdlib", "pysqlite3"])
+def test_a_sqlite_module_is_refused_for_a_postgresql_url(driver):
+    with pytest.raises(ValueError, match="chooses the SQLite module; a PostgreSQL URL always goes through psycopg"):
+        turboalchemy.create_engine("postgresql+psycopg://user@127.0.0.1/db", driver=driver)
+    turboalchemy.create_engine("postgresql+psycopg://user@127.0.0.1/db").dispose()  # auto, the default: no error
+
+
 def test_a_bad_environment_value_is_refused(monkeypatch):
     monkeypatch.setenv(_driver.ENVIRONMENT, "sqlite4")
     with pytest.raises(ValueError, match="TURBOALCHEMY_SQLITE_DRIVER must be stdlib or pysqlite3"):

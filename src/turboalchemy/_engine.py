@@ -72,9 +72,15 @@ def create_engine(
 
     Raises:
         ProfileError: The profile names an unknown PRAGMA, or a value the connection did not take.
+        ValueError: An unknown `driver`, `driver` beside `module=`, or `driver` for a PostgreSQL URL.
     """
     url = make_url(url)
     if url.get_backend_name() == "postgresql":
+        if driver != "auto":
+            raise ValueError(
+                f"driver={driver!r} chooses the SQLite module; a PostgreSQL URL always goes through psycopg 3, "
+                "so leave driver out"
+            )
         return _postgresql(url, options)
     if url.get_backend_name() != "sqlite":
         raise UnsupportedTargetError(
