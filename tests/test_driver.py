@@ -206,14 +206,15 @@ def test_a_file_open_through_one_sqlite_library_is_refused_to_the_other(tmp_path
     engine.dispose()
 
 
-def test_auto_and_the_file_tools_follow_the_module_a_file_is_open_through(tmp_path, driver):
+@pytest.mark.parametrize("uri", [False, True], ids=["path", "file-uri"])
+def test_auto_and_the_file_tools_follow_the_module_a_file_is_open_through(tmp_path, driver, uri):
     import sqlalchemy
 
     url = f"sqlite:///{tmp_path / 'db.sqlite'}"
     theirs = sqlalchemy.create_engine(url, module=MODULES[driver])
     metadata.create_all(theirs)
     with theirs.connect():
-        engine = turboalchemy.create_engine(url)  # auto
+        engine = turboalchemy.create_engine(f"sqlite:///file:{tmp_path / 'db.sqlite'}?uri=true" if uri else url)  # auto
         assert module_of_engine(engine) == MODULES[driver].__name__
         assert turboalchemy.health(tmp_path / "db.sqlite").sqlite_module == _driver.name(MODULES[driver])
         assert turboalchemy.backup(tmp_path / "db.sqlite", tmp_path / "copy.sqlite").integrity == "ok"

@@ -191,9 +191,14 @@ def _database_of(cargs: Any, cparams: Any) -> str | None:
     database: Any = cargs[0] if cargs else (cparams or {}).get("database")
     if not isinstance(database, str) or database in ("", ":memory:"):
         return None
+    return _file_of(database)
+
+
+def _file_of(database: str) -> str | None:
+    """The file a database name opens: a path as it is, a "file:" URI without its scheme and query."""
     if database.startswith("file:"):
         database = database[len("file:") :].split("?", 1)[0].removeprefix("//")
-    return str(database) or None
+    return database or None
 
 
 def _before_connect(dialect: Any, _record: Any, cargs: Any, cparams: Any) -> None:
@@ -209,8 +214,10 @@ def _before_connect(dialect: Any, _record: Any, cargs: Any, cparams: Any) -> Non
 
 
 def for_file(path: str | os.PathLike[str]) -> ModuleType:
-    """The module a tool opens `path` with: the one this process already has it open through, else auto's."""
-    return holder(path) or module()
+    """The module a tool opens `path` (or a "file:" URI) with: the one this process already has it open through,
+    else auto's."""
+    file = _file_of(path) if isinstance(path, str) else path
+    return (holder(file) if file else None) or module()
 
 
 def _on_connect(dbapi_connection: Any, record: Any) -> None:
