@@ -77,11 +77,21 @@ def test_a_bad_driver_choice_is_refused(tmp_path, kwargs, message):
         turboalchemy.create_engine(f"sqlite:///{tmp_path / 'db.sqlite'}", **kwargs)
 
 
-@pytest.mark.parametrize("driver", ["stdlib", "pysqlite3"])
-def test_a_sqlite_module_is_refused_for_a_postgresql_url(driver):
-    with pytest.raises(ValueError, match="chooses the SQLite module; a PostgreSQL URL always goes through psycopg"):
-        turboalchemy.create_engine("postgresql+psycopg://user@127.0.0.1/db", driver=driver)
-    turboalchemy.create_engine("postgresql+psycopg://user@127.0.0.1/db").dispose()  # auto, the default: no error
+@pytest.mark.parametrize(
+    ("name", "uri", "file"),
+    [
+        ("/data/app.db", False, "/data/app.db"),
+        ("file:app.db", False, "file:app.db"),  # without uri=true SQLite opens a file of that name
+        ("file:/data/app.db?mode=ro&cache=shared", True, "/data/app.db"),
+        ("file:///data/my%20app.db", True, "/data/my app.db"),
+        ("file://localhost/data/app.db#frag", True, "/data/app.db"),
+        ("file://elsewhere/data/app.db", True, None),  # an authority SQLite refuses
+        ("file::memory:", True, None),
+        ("file:shared?mode=memory&cache=shared", True, None),
+    ],
+)
+def test_a_database_name_is_read_as_the_file_sqlite_opens(name, uri, file):
+    assert _driver._file_of(name, uri=uri) == file
 
 
 def test_a_bad_environment_value_is_refused(monkeypatch):
@@ -214,8 +224,11 @@ def test_auto_and_the_file_tools_follow_the_module_a_file_is_open_through(tmp_pa
     theirs = sqlalchemy.create_engine(url, module=MODULES[driver])
     metadata.create_all(theirs)
     with theirs.connect():
-        engine = turboalchemy.create_engine(f"sqlite:///file:{tmp_path / 'db.sqlite'}?uri=true" if uri else url)  # auto
+        engine = turboalchemy.create_engine(
+            f"sqlite:///{(tmp_path / 'db.sqlite').as_uri()}?uri=true" if uri else url
+        )  # auto
         assert module_of_engine(engine) == MODULES[driver].__name__
+        assert turboalchemy.backup(engine, tmp_path / "from-engine.sqlite").integrity == "ok"  # the URI's file
         assert turboalchemy.health(tmp_path / "db.sqlite").sqlite_module == _driver.name(MODULES[driver])
         assert turboalchemy.backup(tmp_path / "db.sqlite", tmp_path / "copy.sqlite").integrity == "ok"
         engine.dispose()

@@ -157,6 +157,13 @@ def test_the_one_writer_connection_is_shared_in_turn(tmp_path):
     assert engine.pool.size() == 1
 
 
+@pytest.mark.parametrize("driver", ["stdlib", "pysqlite3"])
+def test_a_sqlite_module_is_refused_for_a_postgresql_url(driver):
+    with pytest.raises(ValueError, match="chooses the SQLite module; a PostgreSQL URL always goes through psycopg"):
+        turboalchemy.create_engine("postgresql+psycopg://user@127.0.0.1/db", driver=driver)
+    turboalchemy.create_engine("postgresql+psycopg://user@127.0.0.1/db").dispose()  # auto, the default: no error
+
+
 def test_other_databases_are_refused_with_what_to_use():
     with pytest.raises(turboalchemy.UnsupportedTargetError, match="sqlalchemy.create_engine"):
         turboalchemy.create_engine("mysql://localhost/x")

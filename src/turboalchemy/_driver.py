@@ -14,6 +14,7 @@ import threading
 import weakref
 from types import ModuleType
 from typing import Any, Literal
+from urllib.parse import parse_qsl, unquote
 
 Driver = Literal["auto", "stdlib", "pysqlite3"]
 DRIVERS: tuple[Driver, ...] = ("auto", "stdlib", "pysqlite3")
@@ -191,14 +192,25 @@ def _database_of(cargs: Any, cparams: Any) -> str | None:
     database: Any = cargs[0] if cargs else (cparams or {}).get("database")
     if not isinstance(database, str) or database in ("", ":memory:"):
         return None
-    return _file_of(database)
+    return _file_of(database, uri=bool((cparams or {}).get("uri")))
 
 
-def _file_of(database: str) -> str | None:
-    """The file a database name opens: a path as it is, a "file:" URI without its scheme and query."""
-    if database.startswith("file:"):
-        database = database[len("file:") :].split("?", 1)[0].removeprefix("//")
-    return database or None
+def _file_of(database: str, *, uri: bool) -> str | None:
+    """The file a database name opens: a path as it is; with `uri`, a "file:" URI read as SQLite reads it
+    (sqlite.org/uri.html: an empty or "localhost" authority, %-escapes decoded, query and fragment dropped).
+    None for a memory database or an authority SQLite refuses."""
+    if not (uri and database.startswith("file:")):
+        return database or None
+    rest, _, query = database[len("file:") :].split("#", 1)[0].partition("?")
+    if ("mode", "memory") in parse_qsl(query):
+        return None
+    if rest.startswith("//"):
+        authority, slash, tail = rest[2:].partition("/")
+        if authority not in ("", "localhost"):
+            return None
+        rest = slash + tail
+    rest = unquote(rest)
+    return None if rest in ("", ":memory:") else rest
 
 
 def _before_connect(dialect: Any, _record: Any, cargs: Any, cparams: Any) -> None:
@@ -213,10 +225,23 @@ def _before_connect(dialect: Any, _record: Any, cargs: Any, cparams: Any) -> Non
         refuse_mixing(path, name(dialect.dbapi))
 
 
-def for_file(path: str | os.PathLike[str]) -> ModuleType:
-    """The module a tool opens `path` (or a "file:" URI) with: the one this process already has it open through,
-    else auto's."""
-    file = _file_of(path) if isinstance(path, str) else path
+def file_of_url(url: Any) -> str | None:
+    """The file an SQLite URL opens: its database, read as a "file:" URI with `?uri=true` (SQLAlchemy's pysqlite
+    dialect); None for a memory database."""
+    from sqlalchemy.util import asbool
+
+    database = url.database
+    if not database or database == ":memory:":
+        return None
+    value = url.query.get("uri", False)
+    uri = bool(asbool(value if isinstance(value, str) else value[-1] if value else False))
+    return _file_of(database, uri=uri) if "memory" not in url.query.get("mode", "") else None
+
+
+def for_file(path: str | os.PathLike[str], *, uri: bool = False) -> ModuleType:
+    """The module to open `path` with (with `uri`, a string read as a "file:" URI where it is one): the one this
+    process already has the file open through, else auto's."""
+    file = _file_of(path, uri=uri) if isinstance(path, str) else path
     return (holder(file) if file else None) or module()
 
 

@@ -92,7 +92,8 @@ def create_engine(
         if driver != "auto":
             raise ValueError("pass driver= or SQLAlchemy's module=, not both")
     elif driver == "auto" and not _in_memory(url) and url.database:
-        options["module"] = _driver.for_file(url.database)  # a file this process has open keeps its module
+        # a file this process has open keeps its module
+        options["module"] = _driver.for_file(_driver.file_of_url(url) or url.database)
     else:
         options["module"] = _driver.module(driver)
     _warn_if_wal_reset_affected(chosen, options["module"])

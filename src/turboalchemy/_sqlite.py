@@ -36,8 +36,8 @@ def database_path(target: Any, what: str, accept: tuple[TargetKind, ...] = FILE_
             database = text.split(":///", 1)[1] if ":///" in text else ""
             return Path(database) if database and database != ":memory:" else None
         return Path(text)
-    database = _sqlite_engine(target, what).url.database
-    return None if database in (None, "", ":memory:") else Path(database)
+    database = _driver.file_of_url(_sqlite_engine(target, what).url)
+    return None if database is None else Path(database)
 
 
 def _sqlite_engine(target: Engine | Connection, what: str) -> Engine:
