@@ -57,7 +57,8 @@ def test_the_fast_path_is_copy(pg):
     assert (
         upsert.copy_columns
         and "ON CONFLICT (id) DO UPDATE" in upsert.merge_sql
-        and "row_number() OVER" in upsert.merge_sql
+        and "row_number() OVER" not in upsert.merge_sql  # every staged row, in arrival order
+        and "HAVING count(*) > 1" in upsert.duplicates_sql
     )
     # a Python onupdate called per row (as the ORM calls it) cannot ride through COPY: executemany instead
     assert compile_plan(Every.__table__, pg.dialect, "upsert", ("id", "name"), ("id",)).copy_columns is None
@@ -461,3 +462,103 @@ def test_a_plain_insert_under_row_level_security_applies_the_policies_as_insert_
         with ours.connect() as conn:
             conn.exec_driver_sql(f'DROP ROLE "{role}"')
             conn.commit()
+
+
+# An upsert merges its staged chunk in one INSERT ... SELECT ... ON CONFLICT unless the chunk holds one conflict
+# key twice, by the server's equality (a case-insensitive collation, NaN, NULLs alike): that chunk goes row by row,
+# so the first row inserts and each later one updates it, as SQLAlchemy's upsert of the rows stores them.
+KEY_CASES = {  # key type, (key, number, note) rows, how the chunk is sent, what returning=note gives each row
+    "distinct integer keys": ("INTEGER", [(1, 10, "a"), (2, 20, "b"), (3, 30, "c")], "merge", ["a", "b", "c"]),
+    "a duplicate integer key": (
+        "INTEGER",
+        [(1, 10, "first"), (2, 20, "b"), (1, 30, "last")],
+        "row by row",
+        ["first", "b", "first"],  # the update leaves note: the first row's stays
+    ),
+    "distinct text keys": ("VARCHAR(8)", [("a", 1, "x"), ("b", 2, "y")], "merge", ["x", "y"]),
+    "keys equal under a case-insensitive collation": (
+        'VARCHAR(8) COLLATE "ci"',
+        [("a", 1, "first"), ("A", 2, "last")],
+        "row by row",
+        ["first", "first"],
+    ),
+    "float keys the server finds equal (NaN)": (
+        "DOUBLE PRECISION",
+        [(math.nan, 1, "x"), (math.nan, 2, "y")],
+        "row by row",
+        ["x", "x"],
+    ),
+    "NULL keys, which never conflict": (
+        "INTEGER",
+        [(None, 1, "x"), (None, 2, "y"), (5, 3, "z")],
+        "row by row",
+        ["x", "y", "z"],
+    ),
+}
+
+
+class _MergeLog:
+    """The upsert merges psycopg is asked to run."""
+
+    def __init__(self, monkeypatch):
+        import psycopg
+
+        self.statements: list[str] = []
+        real = psycopg.Cursor.execute
+        log = self.statements
+
+        def execute(cursor, query, *args, **kwargs):
+            text_ = query.as_string(cursor) if hasattr(query, "as_string") else str(query)
+            if "ON CONFLICT" in text_:
+                log.append(text_)
+            return real(cursor, query, *args, **kwargs)
+
+        many = psycopg.Cursor.executemany
+
+        def executemany(cursor, query, *args, **kwargs):
+            log.append("row by row")
+            return many(cursor, query, *args, **kwargs)
+
+        monkeypatch.setattr(psycopg.Cursor, "execute", execute)
+        monkeypatch.setattr(psycopg.Cursor, "executemany", executemany)
+
+    def kinds(self) -> list[str]:
+        return ["merge" if "SELECT" in s.split("ON CONFLICT")[0] else "row by row" for s in self.statements]
+
+
+@pytest.mark.parametrize("twins", ["postgresql"], indirect=True)
+@pytest.mark.parametrize("returning", [False, True], ids=["plain", "returning"])
+@pytest.mark.parametrize("case", list(KEY_CASES))
+def test_an_upsert_of_one_key_twice_in_a_chunk_stores_what_sqlalchemys_row_by_row_upsert_stores(
+    twins, monkeypatch, case, returning
+):
+    from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+    key_type, pairs, merge, notes = KEY_CASES[case]
+    ours, theirs = twins
+    for engine in (ours, theirs):
+        with engine.begin() as conn:
+            conn.exec_driver_sql(
+                "CREATE COLLATION ci (provider = icu, locale = 'und-u-ks-level2', deterministic = false)"
+            )
+            conn.exec_driver_sql(
+                f"CREATE TABLE keyed (id SERIAL PRIMARY KEY, code {key_type} UNIQUE, number INTEGER, note TEXT)"
+            )
+    rows = [{"code": code, "number": number, "note": note} for code, number, note in pairs]
+    tables = [Table("keyed", MetaData(), autoload_with=e) for e in (ours, theirs)]
+    log = _MergeLog(monkeypatch)
+    got = turboalchemy.bulk_upsert(
+        ours, tables[0], rows, conflict=["code"], update=["number"], returning=tables[0].c.note if returning else None
+    )
+    assert log.kinds() == [merge]
+    with theirs.begin() as conn:
+        for row in rows:  # SQLAlchemy's upsert, one statement per row
+            stmt = pg_insert(tables[1]).values(row)
+            conn.execute(stmt.on_conflict_do_update(index_elements=["code"], set_={"number": stmt.excluded.number}))
+    stored = []
+    for engine, table in zip((ours, theirs), tables):
+        with engine.connect() as conn:
+            stored.append([tuple(r) for r in conn.execute(select(table).order_by(table.c.id))])
+    assert repr(stored[0]) == repr(stored[1])  # repr: NaN is not equal to itself
+    if returning:  # each row is given its key's row as stored (a NULL key's row: its own)
+        assert got == notes

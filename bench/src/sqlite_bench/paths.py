@@ -2,7 +2,8 @@
 
 A path opens a Writer on an engine; the writer takes one chunk of row dicts at a time and writes it
 as one committed transaction (insert or upsert). Converting the dicts to what the path needs (ORM
-objects, tuples) happens inside the writer, so it is timed as part of the path.
+objects, tuples) happens inside the writer, so it is timed as part of the path; only the limit paths
+(`engine`, `prebuilt`) do theirs in `prepare`, untimed, to show what is left without it.
 """
 
 from __future__ import annotations
@@ -524,7 +525,7 @@ def error_kind(exc: BaseException) -> str:
 @register(
     "prebuilt",
     "raw's executemany of tuples built before the clock starts: the DB-API alone, no Python per row timed "
-    "(the ceiling for any client that binds rows one by one)",
+    "(the ceiling for any client that binds rows one by one; with one writer)",
 )
 class PrebuiltWriter:
     """Raw executemany with the chunk's tuples made in `prepare` (untimed, as the engine path's staging load), so

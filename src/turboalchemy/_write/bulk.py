@@ -192,7 +192,8 @@ def bulk_upsert(
     Raises:
         SchemaMismatchError: Before any SQL runs (see bulk_insert).
         BulkWriteError: A value or row the database refused, naming the row and column. Duplicates of one key
-            within a call are not an error: the last one wins; rows whose key holds NULL never conflict.
+            within a call are not an error: they apply in order, the first inserting and each later one updating
+            it (as executemany would); rows whose key holds NULL never conflict.
     """
     changes = None if update is None else tuple(update)
     return _write(target, model, rows, "upsert", chunk_size, tuple(conflict), changes, returning=returning)

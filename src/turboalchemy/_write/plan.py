@@ -15,7 +15,18 @@ from decimal import Decimal
 from operator import attrgetter, methodcaller
 from typing import Any, Literal
 
-from sqlalchemy import BigInteger, DateTime, MetaData, Table, bindparam, func, insert, literal_column, or_, select
+from sqlalchemy import (
+    BigInteger,
+    DateTime,
+    MetaData,
+    Table,
+    bindparam,
+    exists,
+    func,
+    insert,
+    literal_column,
+    select,
+)
 from sqlalchemy.engine import Dialect
 from sqlalchemy.schema import Column
 
@@ -55,6 +66,9 @@ class WritePlan:
     temp_name: str = ""
     merge_sql: str = ""
     merge_binds: tuple[tuple[str, Param], ...] = ()
+    # ... and the query that finds duplicate conflict keys in the staging table, by the server's equality, where
+    # the merge updates rows ("" where it does nothing on conflict, which takes duplicates as executemany does)
+    duplicates_sql: str = ""
     # PostgreSQL COPY: parameter positions of naive DateTime columns (an aware value must become the session's
     # local time, as the server converts a bound timestamptz; COPY's text would drop the offset instead)
     naive_datetimes: tuple[int, ...] = ()
@@ -207,13 +221,20 @@ def _copy_plan(
     if inserted != plan.params[: len(inserted)]:
         return plan  # onupdate parameters must follow the inserted ones for the rows to be sliced
     if any(k not in {p.column.key for p in inserted} for k in conflict):
-        return plan  # a conflict key the server completes (a default): the chunk cannot be deduplicated by it
+        return plan  # a conflict key the server completes (a default): the staged chunk cannot be checked by it
     temp_name = staging_name(table, columns)
     temp = staging_table(plan, temp_name)
     keys = [p.column.key for p in inserted]
-    source = staging_source(table, temp, keys, plan, conflict, update)
+    # Every staged row in arrival order, as executemany would send them. A chunk holding one key twice does not
+    # take this merge (ON CONFLICT DO UPDATE may not touch a row twice in one statement): it goes row by row, see
+    # duplicates_sql.
+    source = staging_source(temp, keys)
     stmt, _ = _upsert(table, dialect, plan.provided, conflict, update, source=(keys, source))
     compiled = stmt.compile(dialect=dialect)
+    duplicates = ""
+    if _updates(table, plan, conflict, update):
+        grouped: Any = select(literal_column("1")).select_from(temp).group_by(*(temp.c[k] for k in conflict))
+        duplicates = str(select(exists(grouped.having(func.count() > literal_column("1")))).compile(dialect=dialect))
     binds = tuple(
         (name, p)
         for name in compiled.binds
@@ -222,7 +243,14 @@ def _copy_plan(
         if p.onupdate and p.column.key == name[len(_ONUPDATE) :]
     )
     merge = _aliased(compiled.string, table, dialect, "upsert")
-    return dataclasses.replace(plan, copy_columns=columns, temp_name=temp_name, merge_sql=merge, merge_binds=binds)
+    return dataclasses.replace(
+        plan,
+        copy_columns=columns,
+        temp_name=temp_name,
+        merge_sql=merge,
+        merge_binds=binds,
+        duplicates_sql=duplicates,
+    )
 
 
 def staging_name(table: Table, columns: tuple[str, ...]) -> str:
@@ -238,29 +266,16 @@ def staging_table(plan: WritePlan, name: str) -> Table:
     return Table(name, MetaData(), *(Column(c.name, c.type, key=c.key) for c in inserted), Column(ARRIVAL, BigInteger))
 
 
-def staging_source(
-    table: Table,
-    temp: Table,
-    keys: list[str],
-    plan: WritePlan,
-    conflict: tuple[str, ...],
-    update: tuple[str, ...] | None,
-) -> Any:
-    """The SELECT that feeds the staging table's rows to an upsert, in arrival order (as executemany would
-    insert them)."""
-    order = temp.c[ARRIVAL]
-    source = select(*(temp.c[k] for k in keys)).order_by(order)
-    if any(p.onupdate for p in plan.params) or _sets_anything(table, plan.provided, conflict, update):
-        # Duplicates of one key within a chunk: the last wins (ON CONFLICT DO UPDATE may not touch a row
-        # twice in one statement). Rows with a NULL in the key never conflict, so every one of them stays.
-        latest = func.row_number().over(partition_by=[temp.c[k] for k in conflict], order_by=order.desc())
-        ranked = select(*(temp.c[k] for k in keys), order, latest.label("_rank")).subquery()
-        keep = [
-            ranked.c._rank == literal_column("1"),
-            *(ranked.c[k].is_(None) for k in conflict if table.columns[k].nullable),
-        ]
-        source = select(*(ranked.c[k] for k in keys)).where(or_(*keep)).order_by(ranked.c[ARRIVAL])
-    return source
+def staging_source(temp: Table, keys: list[str]) -> Any:
+    """The SELECT that feeds the staging table's rows to a merge: every row, in arrival order (as executemany would
+    send them). An upsert whose chunk holds one key twice does not take it (see WritePlan.duplicates_sql)."""
+    return select(*(temp.c[k] for k in keys)).order_by(temp.c[ARRIVAL])
+
+
+def _updates(table: Table, plan: WritePlan, conflict: tuple[str, ...], update: tuple[str, ...] | None) -> bool:
+    """Whether the merge updates rows on conflict (ON CONFLICT DO UPDATE may not touch a row twice in one
+    statement, where DO NOTHING takes a key twice as executemany does)."""
+    return any(p.onupdate for p in plan.params) or _sets_anything(table, plan.provided, conflict, update)
 
 
 def _param(

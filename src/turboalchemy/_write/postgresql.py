@@ -161,16 +161,23 @@ class PostgresChunkWriter(ChunkWriter):
         if plan.naive_datetimes:
             params = self._local_times(cursor, plan, params)
         width = len(copy_columns)
+        staged = params
         if width != len(plan.params):  # an upsert's onupdate values go to the merge, not the COPY
-            params = [row[:width] for row in params]
+            staged = [row[:width] for row in params]
         if plan.kind == "insert":
             if self._copies_as_insert(cursor, plan):
-                self._copy(cursor, _table(plan), plan, params, ordinal=False)
+                self._copy(cursor, _table(plan), plan, staged, ordinal=False)
             else:  # the INSERT itself, pipelined: what the ORM's INSERT does, whatever the table defines
                 cursor.executemany(plan.sql, params)
         else:
             temp = self._temp_table(cursor, plan, plan.temp_name)
-            self._copy(cursor, temp, plan, params, ordinal=True)
+            self._copy(cursor, temp, plan, staged, ordinal=True)
+            if plan.duplicates_sql and self._has_duplicates(cursor, plan):
+                # One key twice in the chunk, by the server's equality: row by row, as the ORM's executemany, so
+                # the first row inserts and each later one updates it (columns the update leaves keep the first's
+                # values, server defaults are drawn per row); the staged copy is emptied with the next chunk.
+                cursor.executemany(plan.sql, params)
+                return
             cursor.execute(plan.merge_sql, plan.merge_params())
 
     def _returning(self, cursor: Any, plan: WritePlan, params: list[Sequence[Any]], ret: ReturningPlan) -> list[Any]:
@@ -183,27 +190,44 @@ class PostgresChunkWriter(ChunkWriter):
                 self._write(cursor, plan, params)
                 return rows
         if not ret.staged_sql or needs_rows(ret, params):
-            if self.async_driver is not None:  # the asyncio adapter's executemany keeps no result sets
-                results = []
-                for row in params:
-                    cursor.execute(ret.row_sql, row)
-                    results.append(self._fetch(cursor))
-                return per_row(ret, results)
-            cursor.executemany(ret.row_sql, params, returning=True)
-            results = []
-            while True:
-                results.append(self._fetch(cursor))
-                if not cursor.nextset():
-                    break
-            return per_row(ret, results)
+            return self._row_by_row(cursor, ret, params)
         sent = self._local_times(cursor, plan, params) if plan.naive_datetimes else params
         width = len(plan.copy_columns or ())
         copied = [row[:width] for row in sent] if width != len(plan.params) else sent
         keys = keys_of(ret, sent)
         temp = self._temp_table(cursor, plan, ret.temp_name)
         self._copy(cursor, temp, plan, copied, ordinal=True)
+        if plan.kind == "upsert" and plan.duplicates_sql and self._has_duplicates(cursor, plan):
+            # one key twice in the chunk: row by row, as _write does; each row is given its key's row as stored,
+            # which is what the key's last statement returned
+            results = self._row_by_row(cursor, ret, params)
+            if keys is None:
+                return results
+            last = dict(zip(keys, results))
+            return [last[key] for key in keys]
         cursor.execute(ret.staged_sql, plan.merge_params())
         return correlate(ret, sent, keys, [(0, len(sent), self._fetch(cursor))], gapless=False)
+
+    def _has_duplicates(self, cursor: Any, plan: WritePlan) -> bool:
+        """Whether the staged chunk holds one conflict key twice, by the server's equality."""
+        cursor.execute(plan.duplicates_sql)
+        return bool(cursor.fetchone()[0])
+
+    def _row_by_row(self, cursor: Any, ret: ReturningPlan, params: list[Sequence[Any]]) -> list[Any]:
+        """One statement per row (psycopg's executemany, pipelined), each row's returned row kept."""
+        if self.async_driver is not None:  # the asyncio adapter's executemany keeps no result sets
+            results = []
+            for row in params:
+                cursor.execute(ret.row_sql, row)
+                results.append(self._fetch(cursor))
+            return per_row(ret, results)
+        cursor.executemany(ret.row_sql, params, returning=True)
+        results = []
+        while True:
+            results.append(self._fetch(cursor))
+            if not cursor.nextset():
+                break
+        return per_row(ret, results)
 
     def _local_times(self, cursor: Any, plan: WritePlan, params: list[Sequence[Any]]) -> list[Sequence[Any]]:
         """Aware datetimes bound for naive DateTime columns, as the session's local time without an offset: what

@@ -225,7 +225,7 @@ def _staged(
     if plan.kind == "insert":
         stmt: Any = insert(table).from_select(keys, select(*(temp.c[k] for k in keys)).order_by(temp.c[ARRIVAL]))
     else:
-        source = staging_source(table, temp, keys, plan, conflict, update)
+        source = staging_source(temp, keys)  # a chunk with one key twice goes row by row
         stmt = _upsert(table, dialect, plan.provided, conflict, update, source=(keys, source))[0]
     sql = _aliased(stmt.returning(*columns).compile(dialect=dialect).string, table, dialect, plan.kind)
     return sql, name
