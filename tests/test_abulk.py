@@ -109,6 +109,27 @@ def test_async_and_sync_writes_leave_identical_tables(urls):
     assert dump(sync_url) == expected and len(expected) == 2000
 
 
+def test_async_upserts_apply_one_key_twice_in_a_chunk_in_order(urls):
+    """The first row inserts and the later one updates it, as executemany applies them: the column the update
+    leaves keeps the first row's value (on PostgreSQL such a chunk goes row by row through the async driver)."""
+    sync_url, async_url = urls[0]
+    rows = [_strict(1, s="first"), _strict(2), _strict(1, n=99, s="second")]
+
+    async def run():
+        engine = create_async_engine(async_url)
+        try:
+            await turboalchemy.abulk_upsert(engine, STRICT, rows, conflict=["id"], update=["n"])
+        finally:
+            await engine.dispose()
+
+    asyncio.run(run())
+    engine = create_engine(sync_url)
+    with engine.connect() as conn:
+        stored = [tuple(r) for r in conn.execute(select(STRICT.c.id, STRICT.c.n, STRICT.c.s).order_by(STRICT.c.id))]
+    engine.dispose()
+    assert stored == [(1, 99, "first"), (2, 2, "s2")]
+
+
 def test_async_errors_name_the_same_row_and_column_across_an_async_stream(urls):
     sync_url, async_url = urls[0]
     rows = [_strict(i) for i in range(25)]
