@@ -236,24 +236,40 @@ def test_a_lost_connection_mid_load_is_typed_with_the_rows_committed_before_it(e
     own.dispose()
 
 
-class _CopyLog:
-    """The COPY statements psycopg is asked to run (to see which format a chunk went in)."""
+class _SentLog:
+    """What psycopg is asked to send (to see which route a chunk took): the COPY statements, and for upserts each
+    merge (one INSERT ... SELECT) or row-by-row send (an INSERT ... VALUES, or an executemany)."""
 
     def __init__(self, monkeypatch):
         import psycopg
 
-        self.statements: list[str] = []
-        real = psycopg.Cursor.copy
-        log = self.statements
+        self.copies: list[str] = []
+        self.upserts: list[str] = []
 
-        def copy(cursor, statement, *args, **kwargs):
-            log.append(statement.as_string(cursor) if hasattr(statement, "as_string") else str(statement))
-            return real(cursor, statement, *args, **kwargs)
+        def text_of(cursor, query) -> str:
+            return query.as_string(cursor) if hasattr(query, "as_string") else str(query)
 
-        monkeypatch.setattr(psycopg.Cursor, "copy", copy)
+        def on_execute(cursor, query) -> None:
+            head, conflict, _ = text_of(cursor, query).partition("ON CONFLICT")
+            if conflict:
+                self.upserts.append("merge" if "SELECT" in head else "row by row")
+
+        watch = {
+            "copy": lambda cursor, query: self.copies.append(text_of(cursor, query)),
+            "execute": on_execute,
+            "executemany": lambda cursor, query: self.upserts.append("row by row"),
+        }
+        for name, record in watch.items():
+            real = getattr(psycopg.Cursor, name)
+
+            def call(cursor, query, *args, _real=real, _record=record, **kwargs):
+                _record(cursor, query)
+                return _real(cursor, query, *args, **kwargs)
+
+            monkeypatch.setattr(psycopg.Cursor, name, call)
 
     def formats(self) -> list[str]:
-        return ["binary" if "FORMAT BINARY" in s else "text" for s in self.statements]
+        return ["binary" if "FORMAT BINARY" in s else "text" for s in self.copies]
 
 
 def _binary_table(name: str, meta):
@@ -342,7 +358,7 @@ def test_binary_copy_only_where_it_stores_what_the_orm_stores(pg, monkeypatch, c
     meta.drop_all(pg)
     meta.create_all(pg)
     try:
-        log = _CopyLog(monkeypatch)
+        log = _SentLog(monkeypatch)
         try:
             if kind == "insert":
                 turboalchemy.bulk_insert(pg, ours_t, [dict(r) for r in rows])
@@ -497,35 +513,6 @@ KEY_CASES = {  # key type, (key, number, note) rows, how the chunk is sent, what
 }
 
 
-class _MergeLog:
-    """The upsert merges psycopg is asked to run."""
-
-    def __init__(self, monkeypatch):
-        import psycopg
-
-        self.statements: list[str] = []
-        real = psycopg.Cursor.execute
-        log = self.statements
-
-        def execute(cursor, query, *args, **kwargs):
-            text_ = query.as_string(cursor) if hasattr(query, "as_string") else str(query)
-            if "ON CONFLICT" in text_:
-                log.append(text_)
-            return real(cursor, query, *args, **kwargs)
-
-        many = psycopg.Cursor.executemany
-
-        def executemany(cursor, query, *args, **kwargs):
-            log.append("row by row")
-            return many(cursor, query, *args, **kwargs)
-
-        monkeypatch.setattr(psycopg.Cursor, "execute", execute)
-        monkeypatch.setattr(psycopg.Cursor, "executemany", executemany)
-
-    def kinds(self) -> list[str]:
-        return ["merge" if "SELECT" in s.split("ON CONFLICT")[0] else "row by row" for s in self.statements]
-
-
 @pytest.mark.parametrize("twins", ["postgresql"], indirect=True)
 @pytest.mark.parametrize("returning", [False, True], ids=["plain", "returning"])
 @pytest.mark.parametrize("case", list(KEY_CASES))
@@ -546,11 +533,11 @@ def test_an_upsert_of_one_key_twice_in_a_chunk_stores_what_sqlalchemys_row_by_ro
             )
     rows = [{"code": code, "number": number, "note": note} for code, number, note in pairs]
     tables = [Table("keyed", MetaData(), autoload_with=e) for e in (ours, theirs)]
-    log = _MergeLog(monkeypatch)
+    log = _SentLog(monkeypatch)
     got = turboalchemy.bulk_upsert(
         ours, tables[0], rows, conflict=["code"], update=["number"], returning=tables[0].c.note if returning else None
     )
-    assert log.kinds() == [merge]
+    assert log.upserts == [merge]
     with theirs.begin() as conn:
         for row in rows:  # SQLAlchemy's upsert, one statement per row
             stmt = pg_insert(tables[1]).values(row)

@@ -238,11 +238,9 @@ def file_of_url(url: Any) -> str | None:
     return _file_of(database, uri=uri) if "memory" not in url.query.get("mode", "") else None
 
 
-def for_file(path: str | os.PathLike[str], *, uri: bool = False) -> ModuleType:
-    """The module to open `path` with (with `uri`, a string read as a "file:" URI where it is one): the one this
-    process already has the file open through, else auto's."""
-    file = _file_of(path, uri=uri) if isinstance(path, str) else path
-    return (holder(file) if file else None) or module()
+def for_file(path: str | os.PathLike[str]) -> ModuleType:
+    """The module a tool opens `path` with: the one this process already has it open through, else auto's."""
+    return holder(path) or module()
 
 
 def _on_connect(dbapi_connection: Any, record: Any) -> None:

@@ -91,9 +91,8 @@ def create_engine(
     if "module" in options:
         if driver != "auto":
             raise ValueError("pass driver= or SQLAlchemy's module=, not both")
-    elif driver == "auto" and not _in_memory(url) and url.database:
-        # a file this process has open keeps its module
-        options["module"] = _driver.for_file(_driver.file_of_url(url) or url.database)
+    elif driver == "auto" and (file := _driver.file_of_url(url)) is not None:
+        options["module"] = _driver.for_file(file)  # a file this process has open keeps its module
     else:
         options["module"] = _driver.module(driver)
     _warn_if_wal_reset_affected(chosen, options["module"])

@@ -197,13 +197,10 @@ class PostgresChunkWriter(ChunkWriter):
         keys = keys_of(ret, sent)
         temp = self._temp_table(cursor, plan, ret.temp_name)
         self._copy(cursor, temp, plan, copied, ordinal=True)
-        if plan.kind == "upsert" and plan.duplicates_sql and self._has_duplicates(cursor, plan):
+        if keys is not None and plan.duplicates_sql and self._has_duplicates(cursor, plan):
             # one key twice in the chunk: row by row, as _write does; each row is given its key's row as stored,
             # which is what the key's last statement returned
-            results = self._row_by_row(cursor, ret, params)
-            if keys is None:
-                return results
-            last = dict(zip(keys, results))
+            last = dict(zip(keys, self._row_by_row(cursor, ret, params)))
             return [last[key] for key in keys]
         cursor.execute(ret.staged_sql, plan.merge_params())
         return correlate(ret, sent, keys, [(0, len(sent), self._fetch(cursor))], gapless=False)

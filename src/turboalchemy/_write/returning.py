@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from operator import itemgetter
 from typing import Any, Literal
 
-from sqlalchemy import Column, Table, event, insert, select
+from sqlalchemy import Column, Table, event, insert
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import InstrumentedAttribute, Mapper, make_transient, make_transient_to_detached
 from sqlalchemy.orm.attributes import instance_state, set_committed_value
@@ -41,7 +41,6 @@ from turboalchemy import _driver
 from turboalchemy._schema import key_map, table_of
 from turboalchemy._write.plan import (
     _ONUPDATE,
-    ARRIVAL,
     WritePlan,
     _aliased,
     _positional,
@@ -222,10 +221,10 @@ def _staged(
     name = staging_name(table, copied)
     temp = staging_table(plan, name)
     keys = [p.column.key for p in plan.params if not p.onupdate]
+    source = staging_source(temp, keys)  # (an upsert's chunk with one key twice goes row by row instead)
     if plan.kind == "insert":
-        stmt: Any = insert(table).from_select(keys, select(*(temp.c[k] for k in keys)).order_by(temp.c[ARRIVAL]))
+        stmt: Any = insert(table).from_select(keys, source)
     else:
-        source = staging_source(temp, keys)  # a chunk with one key twice goes row by row
         stmt = _upsert(table, dialect, plan.provided, conflict, update, source=(keys, source))[0]
     sql = _aliased(stmt.returning(*columns).compile(dialect=dialect).string, table, dialect, plan.kind)
     return sql, name
