@@ -66,8 +66,9 @@ class WritePlan:
     temp_name: str = ""
     merge_sql: str = ""
     merge_binds: tuple[tuple[str, Param], ...] = ()
-    # ... and the query that finds duplicate conflict keys in the staging table, by the server's equality, where
-    # the merge updates rows ("" where it does nothing on conflict, which takes duplicates as executemany does)
+    # ... and the query that finds duplicate conflict keys in the staging table by the columns' equality, where the
+    # merge updates rows ("" where it does nothing on conflict, which takes duplicates as executemany does); asked
+    # before a merge that would leave a trace when refused (see _write.postgresql)
     duplicates_sql: str = ""
     # PostgreSQL COPY: parameter positions of naive DateTime columns (an aware value must become the session's
     # local time, as the server converts a bound timestamptz; COPY's text would drop the offset instead)
@@ -226,8 +227,8 @@ def _copy_plan(
     temp = staging_table(plan, temp_name)
     keys = [p.column.key for p in inserted]
     # Every staged row in arrival order, as executemany would send them. A chunk holding one key twice does not
-    # take this merge (ON CONFLICT DO UPDATE may not touch a row twice in one statement): it goes row by row, see
-    # duplicates_sql.
+    # take this merge where it updates (ON CONFLICT DO UPDATE may not touch a row twice in one statement): it goes
+    # row by row, see duplicates_sql and _write.postgresql.
     source = staging_source(temp, keys)
     stmt, _ = _upsert(table, dialect, plan.provided, conflict, update, source=(keys, source))
     compiled = stmt.compile(dialect=dialect)
@@ -268,7 +269,7 @@ def staging_table(plan: WritePlan, name: str) -> Table:
 
 def staging_source(temp: Table, keys: list[str]) -> Any:
     """The SELECT that feeds the staging table's rows to a merge: every row, in arrival order (as executemany would
-    send them). An upsert whose chunk holds one key twice does not take it (see WritePlan.duplicates_sql)."""
+    send them). An upsert whose chunk holds one key twice goes row by row instead (see _write.postgresql)."""
     return select(*(temp.c[k] for k in keys)).order_by(temp.c[ARRIVAL])
 
 

@@ -7,7 +7,7 @@ from the server's error (COPY reports the line) or by replaying the chunk row by
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import date, datetime
 from decimal import Decimal
@@ -86,6 +86,7 @@ class PostgresChunkWriter(ChunkWriter):
         self._stores: dict[Any, list[Stores]] = {}  # what echoed columns store unchanged, per table and columns
         self._codes: dict[Any, tuple[int, ...]] = {}  # ... and their type OIDs
         self._plain: dict[Any, bool] = {}  # whether COPY into the table stores what INSERT does, per column set
+        self._traces: dict[Any, bool] = {}  # whether a refused merge into the table leaves a trace, per table
         self._zone: ZoneInfo | None = None  # the session's TimeZone, read when an aware datetime first needs it
         # Under SQLAlchemy's asyncio extension the connection adapts psycopg's AsyncConnection; its cursors
         # have no COPY, so COPY goes to the driver connection, awaited from SQLAlchemy's greenlet.
@@ -172,13 +173,8 @@ class PostgresChunkWriter(ChunkWriter):
         else:
             temp = self._temp_table(cursor, plan, plan.temp_name)
             self._copy(cursor, temp, plan, staged, ordinal=True)
-            if plan.duplicates_sql and self._has_duplicates(cursor, plan):
-                # One key twice in the chunk, by the server's equality: row by row, as the ORM's executemany, so
-                # the first row inserts and each later one updates it (columns the update leaves keep the first's
-                # values, server defaults are drawn per row); the staged copy is emptied with the next chunk.
+            if self._twice(cursor, plan, lambda: cursor.execute(plan.merge_sql, plan.merge_params())):
                 cursor.executemany(plan.sql, params)
-                return
-            cursor.execute(plan.merge_sql, plan.merge_params())
 
     def _returning(self, cursor: Any, plan: WritePlan, params: list[Sequence[Any]], ret: ReturningPlan) -> list[Any]:
         """COPY into the staging table, then one INSERT ... SELECT ... RETURNING in arrival order; or, where that
@@ -197,18 +193,78 @@ class PostgresChunkWriter(ChunkWriter):
         keys = keys_of(ret, sent)
         temp = self._temp_table(cursor, plan, ret.temp_name)
         self._copy(cursor, temp, plan, copied, ordinal=True)
-        if keys is not None and plan.duplicates_sql and self._has_duplicates(cursor, plan):
-            # one key twice in the chunk: row by row, as _write does; each row is given its key's row as stored,
-            # which is what the key's last statement returned
-            last = dict(zip(keys, self._row_by_row(cursor, ret, params)))
+        if self._twice(cursor, plan, lambda: cursor.execute(ret.staged_sql, plan.merge_params())):
+            # row by row, as _write does; each row is given its key's row as stored, which is what the key's last
+            # statement returned
+            results = self._row_by_row(cursor, ret, params)
+            if keys is None:
+                return results
+            last = dict(zip(keys, results))
             return [last[key] for key in keys]
-        cursor.execute(ret.staged_sql, plan.merge_params())
         return correlate(ret, sent, keys, [(0, len(sent), self._fetch(cursor))], gapless=False)
 
+    def _twice(self, cursor: Any, plan: WritePlan, merge: Callable[[], object]) -> bool:
+        """Run the staged chunk's merge, unless the chunk holds one key twice: then True, nothing written, and the
+        chunk is to go row by row, as the ORM's executemany, so the first row inserts and each later one updates
+        it (columns the update leaves keep the first's values, server defaults are drawn per row).
+
+        The server refuses the merge of such a chunk where it updates (SQLSTATE 21000, ON CONFLICT DO UPDATE met
+        one row twice), comparing keys as the arbiter index does: under the index's collation, after BEFORE
+        triggers. Where a refused merge would leave a trace its rollback cannot undo (see _leaves_traces), the
+        staged keys are compared first, by the columns' equality, and a refusal then fails the chunk: sending it
+        row by row after that would store ids the ORM would not."""
+        if not plan.duplicates_sql:
+            merge()  # DO NOTHING takes a key twice as executemany does
+            return False
+        if self._leaves_traces(cursor, plan):
+            if self._has_duplicates(cursor, plan):
+                return True
+            try:
+                merge()
+            except Exception as exc:
+                if _touched_twice(exc):
+                    raise KeysEqualToTheIndex(_EQUAL_TO_THE_INDEX) from exc
+                raise
+            return False
+        try:
+            merge()
+        except Exception as exc:
+            if not _touched_twice(exc):
+                raise
+            self._undo(cursor)
+            return True
+        return False
+
     def _has_duplicates(self, cursor: Any, plan: WritePlan) -> bool:
-        """Whether the staged chunk holds one conflict key twice, by the server's equality."""
+        """Whether the staged chunk holds one conflict key twice, by the columns' equality."""
         cursor.execute(plan.duplicates_sql)
         return bool(cursor.fetchone()[0])
+
+    def _leaves_traces(self, cursor: Any, plan: WritePlan) -> bool:
+        """Whether a merge the server refuses part way would leave a trace its rollback cannot undo: sequence values
+        drawn (an identity column, a default calling nextval, a trigger, which may draw them; a partitioned table,
+        whose partitions may have triggers of their own). Asked once per table on this connection."""
+        key = (plan.table.schema, plan.table.name)
+        traces = self._traces.get(key)
+        if traces is None:
+            cursor.execute(
+                "SELECT c.relkind = 'p' "
+                "OR EXISTS (SELECT 1 FROM pg_attribute a LEFT JOIN pg_attrdef d "
+                "ON d.adrelid = a.attrelid AND d.adnum = a.attnum WHERE a.attrelid = c.oid AND a.attnum > 0 "
+                "AND NOT a.attisdropped AND (a.attidentity <> '' OR pg_get_expr(d.adbin, d.adrelid) LIKE '%%nextval(%%')) "
+                "OR EXISTS (SELECT 1 FROM pg_trigger g WHERE g.tgrelid = c.oid AND NOT g.tgisinternal) "
+                "FROM pg_class c WHERE c.oid = %s::regclass",
+                (_regclass(plan),),
+            )
+            traces = self._traces[key] = bool(cursor.fetchone()[0])
+        return traces
+
+    def _undo(self, cursor: Any) -> None:
+        """Undo what this chunk has done so far (its transaction, or back to its savepoint), to send it again."""
+        if self.own:
+            self.dbapi.rollback()
+        else:
+            cursor.execute(sql.SQL("ROLLBACK TO SAVEPOINT {}").format(_SAVEPOINT))
 
     def _row_by_row(self, cursor: Any, ret: ReturningPlan, params: list[Sequence[Any]]) -> list[Any]:
         """One statement per row (psycopg's executemany, pipelined), each row's returned row kept."""
@@ -463,17 +519,39 @@ def _binary_safe(types: list[str], params: list[Sequence[Any]]) -> bool:
     its column's range, a datetime for a timestamp column naive (C-level passes over each column)."""
     for name, values in zip(types, zip(*params)):  # one transposition, then each column's passes
         kinds = set(map(type, values))
-        kinds.discard(_NONE)
+        if _NONE in kinds:  # (known from the kinds, where a look for None would be one more pass)
+            kinds.discard(_NONE)
+            if not kinds:
+                continue
+            values = tuple(filter(partial(is_not, None), values))
         if not kinds <= BINARY_KINDS[name]:
             return False
-        if name in _INT_RANGE and kinds:
-            present = values if None not in values else list(filter(partial(is_not, None), values))
+        if name in _INT_RANGE:
             low, high = _INT_RANGE[name]
-            if min(present) < low or max(present) > high:
+            if min(values) < low or max(values) > high:
                 return False
-        if name == "timestamp" and kinds and any(map(attrgetter("tzinfo"), filter(partial(is_not, None), values))):
+        elif name == "timestamp" and any(map(attrgetter("tzinfo"), values)):
             return False
     return True
+
+
+class KeysEqualToTheIndex(Exception):
+    """A chunk's upsert keys differ as their columns compare them but not as the unique index does."""
+
+
+_EQUAL_TO_THE_INDEX = (
+    "two rows of the chunk have conflict keys that differ as the columns compare them but are equal as the unique "
+    "index compares them (after the table's BEFORE triggers, under the index's collation), so the server refused "
+    "to merge them; sent row by row now, they would be stored with sequence values the ORM would not have drawn. "
+    "Make such keys equal in the rows before the write, or pass chunk_size=1"
+)
+
+
+def _touched_twice(exc: BaseException) -> bool:
+    """Whether a merge failed because ON CONFLICT DO UPDATE met one row twice (SQLSTATE 21000): the chunk holds one
+    key twice as the server compares keys (after BEFORE triggers, by the arbiter index's collation), which only the
+    server can tell."""
+    return getattr(exc, "sqlstate", None) == "21000"
 
 
 def _any_aware(values: list[Any]) -> bool:
