@@ -179,31 +179,43 @@ def test_nan_follows_the_backend_rule_through_the_async_path(urls):
         asyncio.run(run())
 
 
-def test_async_upserts_of_one_key_twice_on_a_table_drawing_no_sequence_apply_in_order_and_keep_earlier_writes(urls):
-    """On PostgreSQL such a table's chunk is merged first; the server refuses the merge (one key twice), the chunk is
-    undone (its transaction, or back to its savepoint inside the caller's) and goes row by row through the async
-    driver. A write the caller made before in the same transaction stays."""
+def test_async_upserts_of_keys_the_unique_index_finds_equal_apply_in_order_and_keep_earlier_writes(urls):
+    """Keys equal as the unique index compares them ("a", "A" under a case-insensitive collation: the index's own on
+    PostgreSQL, the column's on SQLite): the first row inserts, the later one updates it. On PostgreSQL, on a table
+    drawing no sequence values, the server refuses the merge; the chunk is undone (its transaction, or back to its
+    savepoint inside the caller's) and goes row by row through the async driver. The caller's earlier write stays."""
     from sqlalchemy import Column, Integer, MetaData, Table, Text
 
     sync_url, async_url = urls[0]
-    coded = Table("coded", MetaData(), Column("code", Text, primary_key=True), Column("n", Integer), Column("s", Text))
-    rows = [{"code": "a", "n": 1, "s": "first"}, {"code": "b", "n": 2, "s": "b"}, {"code": "a", "n": 3, "s": "last"}]
+    postgresql = sync_url.startswith("postgresql")
+    coded = Table("coded", MetaData(), Column("code", Text, unique=True), Column("n", Integer), Column("s", Text))
+    rows = [{"code": "a", "n": 1, "s": "first"}, {"code": "b", "n": 2, "s": "b"}, {"code": "A", "n": 3, "s": "last"}]
 
     async def run():
         engine = create_async_engine(async_url)
         try:
             async with engine.begin() as conn:
-                await conn.run_sync(coded.metadata.create_all)
+                if postgresql:
+                    await conn.exec_driver_sql(
+                        "CREATE COLLATION IF NOT EXISTS ci "
+                        "(provider = icu, locale = 'und-u-ks-level2', deterministic = false)"
+                    )
+                    await conn.exec_driver_sql("CREATE TABLE coded (code TEXT, n INTEGER, s TEXT)")
+                    await conn.exec_driver_sql('CREATE UNIQUE INDEX coded_code ON coded (code COLLATE "ci")')
+                else:
+                    await conn.exec_driver_sql(
+                        "CREATE TABLE coded (code TEXT COLLATE NOCASE UNIQUE, n INTEGER, s TEXT)"
+                    )
             await turboalchemy.abulk_upsert(engine, coded, rows, conflict=["code"], update=["n"])
             async with engine.begin() as conn:
                 await conn.execute(coded.insert().values(code="z", n=0, s="before"))
-                again = [{"code": "c", "n": 1, "s": "first"}, {"code": "c", "n": 4, "s": "last"}]
+                again = [{"code": "c", "n": 1, "s": "first"}, {"code": "C", "n": 4, "s": "last"}]
                 await turboalchemy.abulk_upsert(conn, coded, again, conflict=["code"], update=["n"])
             async with engine.connect() as conn:
                 return [tuple(r) for r in await conn.execute(select(coded).order_by(coded.c.code))]
         finally:
             async with engine.begin() as conn:
-                await conn.run_sync(coded.metadata.drop_all)
+                await conn.exec_driver_sql("DROP TABLE IF EXISTS coded")
             await engine.dispose()
 
     stored = asyncio.run(run())

@@ -9,7 +9,19 @@ from datetime import timedelta
 
 import pytest
 from hypothesis import HealthCheck, given, settings
-from sqlalchemy import Column, Integer, MetaData, String, Table, create_engine, func, insert, select, text
+from sqlalchemy import (
+    Column,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    UniqueConstraint,
+    create_engine,
+    func,
+    insert,
+    select,
+    text,
+)
 from sqlalchemy.exc import DataError, DBAPIError
 from sqlalchemy.orm import Session
 
@@ -494,6 +506,7 @@ class KeyCase:
     equal_by_column: bool = False  # one key twice as the column compares (NULLs alike)
     equal_by_index: bool = False  # one key twice as the unique index compares, so the server refuses the merge
     setup: tuple[str, ...] = ()  # more DDL for the table "keyed"
+    traced: bool = False  # the setup makes a refused merge leave a trace (a trigger): keys compared first
 
 
 KEY_CASES = {
@@ -530,6 +543,7 @@ KEY_CASES = {
             "$$ BEGIN NEW.code := lower(NEW.code); RETURN NEW; END $$",
             "CREATE TRIGGER lower_code BEFORE INSERT ON keyed FOR EACH ROW EXECUTE FUNCTION lower_code()",
         ),
+        traced=True,
     ),
     "float keys the server finds equal (NaN)": KeyCase(
         "DOUBLE PRECISION UNIQUE",
@@ -579,7 +593,7 @@ def test_an_upsert_of_one_key_twice_in_a_chunk_stores_what_sqlalchemys_row_by_ro
             returning=tables[0].c.note if returning else None,
         )
 
-    compared_first = serial or bool(key.setup and "TRIGGER" in key.setup[-1])
+    compared_first = serial or key.traced
     if compared_first and key.equal_by_index and not key.equal_by_column:
         # the refused merge has drawn sequence values the ORM's statements would not skip: the chunk fails whole
         with pytest.raises(BulkWriteError, match="equal as the unique index compares them.*chunk_size=1"):
@@ -604,3 +618,147 @@ def test_an_upsert_of_one_key_twice_in_a_chunk_stores_what_sqlalchemys_row_by_ro
     assert repr(stored[0]) == repr(stored[1])  # repr: NaN is not equal to itself
     if returning:  # each row is given its key's row as stored (a NULL key's row: its own)
         assert got == key.notes
+
+
+# Where a refused merge may leave sequence values drawn out of the table's own sight, the staged keys are compared
+# first: a chunk with one key twice goes row by row without a merge, so the ids are the ORM's.
+TRACED_TABLES = {
+    "a view over a table with a serial id": (
+        "CREATE TABLE keyed_rows (id SERIAL PRIMARY KEY, code TEXT UNIQUE, number INTEGER, note TEXT)",
+        "CREATE VIEW keyed AS SELECT * FROM keyed_rows",
+    ),
+    "a default calling a function that draws from a sequence": (
+        "CREATE SEQUENCE ids",
+        "CREATE FUNCTION next_id() RETURNS integer LANGUAGE sql AS $$ SELECT nextval('ids')::integer $$",
+        "CREATE TABLE keyed (id INTEGER DEFAULT next_id(), code TEXT UNIQUE, number INTEGER, note TEXT)",
+    ),
+    "a column of a domain whose default draws from a sequence": (
+        "CREATE SEQUENCE ids",
+        "CREATE DOMAIN drawn_id AS INTEGER DEFAULT nextval('ids')",
+        "CREATE TABLE keyed (id drawn_id, code TEXT UNIQUE, number INTEGER, note TEXT)",
+    ),
+}
+
+
+@pytest.mark.parametrize("twins", ["postgresql"], indirect=True)
+@pytest.mark.parametrize("shape", list(TRACED_TABLES))
+def test_an_upsert_of_one_key_twice_into_a_table_drawing_sequence_values_unseen_stores_the_orms_ids(
+    twins, monkeypatch, shape
+):
+    from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+    ours, theirs = twins
+    for engine in (ours, theirs):
+        with engine.begin() as conn:
+            for statement in TRACED_TABLES[shape]:
+                conn.exec_driver_sql(statement)
+    tables = [Table("keyed", MetaData(), autoload_with=e) for e in (ours, theirs)]
+    for table in tables:  # a view reflects no unique key: the application declares the one its table has
+        if not any(isinstance(c, UniqueConstraint) for c in table.constraints):
+            table.append_constraint(UniqueConstraint(table.c.code))
+    rows = [{"code": "a", "number": 1, "note": "first"}, {"code": "b", "number": 2, "note": "b"}]
+    rows.append({"code": "a", "number": 3, "note": "last"})
+    log = _SentLog(monkeypatch)
+    turboalchemy.bulk_upsert(ours, tables[0], rows, conflict=["code"], update=["number"])
+    assert log.upserts == ["row by row"]
+    with theirs.begin() as conn:
+        for row in rows:
+            stmt = pg_insert(tables[1]).values(row)
+            conn.execute(stmt.on_conflict_do_update(index_elements=["code"], set_={"number": stmt.excluded.number}))
+    assert [dump_by(e, t, "id") for e, t in zip((ours, theirs), tables)] == [
+        [(1, "a", 3, "first"), (2, "b", 2, "b")]
+    ] * 2
+
+
+@pytest.mark.parametrize("twins", ["postgresql"], indirect=True)
+def test_an_upsert_whose_sql_onupdate_draws_from_a_sequence_compares_keys_before_merging(twins, monkeypatch):
+    """A SET computed in SQL draws its values as the merge updates rows; a merge refused after that would leave them
+    drawn, so the chunk with one key twice goes row by row at once, as SQLAlchemy's statements draw them."""
+    from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+    ours, theirs = twins
+    tables = []
+    for engine in (ours, theirs):
+        meta = MetaData()
+        table = Table(
+            "touched",
+            meta,
+            Column("code", String(8), primary_key=True),
+            Column("number", Integer),
+            Column("touch", Integer, onupdate=text("nextval('touches')")),
+        )
+        with engine.begin() as conn:
+            conn.exec_driver_sql("CREATE SEQUENCE touches")
+            meta.create_all(conn)
+            conn.execute(insert(table).values(code="x", number=0))
+        tables.append(table)
+    rows = [{"code": "x", "number": 1}, {"code": "a", "number": 2}, {"code": "a", "number": 3}]
+    log = _SentLog(monkeypatch)
+    turboalchemy.bulk_upsert(ours, tables[0], rows, conflict=["code"])  # number, and touch by its onupdate
+    assert log.upserts == ["row by row"]
+    with theirs.begin() as conn:
+        for row in rows:  # SQLAlchemy's upsert with the onupdate spelled out, one statement per row
+            stmt = pg_insert(tables[1]).values(row)
+            sets = {"number": stmt.excluded.number, "touch": text("nextval('touches')")}
+            conn.execute(stmt.on_conflict_do_update(index_elements=["code"], set_=sets))
+    assert dump_by(ours, tables[0], "code") == dump_by(theirs, tables[1], "code") == [("a", 3, 2), ("x", 1, 1)]
+
+
+@pytest.mark.parametrize("twins", ["postgresql"], indirect=True)
+def test_a_refused_merge_inside_the_callers_transaction_undoes_only_its_chunk(twins, monkeypatch):
+    """On a Connection target the chunk whose merge the server refuses is undone back to its savepoint and sent row by
+    row; the caller's own write and the earlier chunk stay in the caller's transaction."""
+    from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+    ours, theirs = twins
+    for engine in (ours, theirs):
+        with engine.begin() as conn:
+            conn.exec_driver_sql(
+                "CREATE COLLATION ci (provider = icu, locale = 'und-u-ks-level2', deterministic = false)"
+            )
+            conn.exec_driver_sql("CREATE TABLE coded (code TEXT, number INTEGER)")
+            conn.exec_driver_sql('CREATE UNIQUE INDEX coded_code ON coded (code COLLATE "ci")')
+    tables = [Table("coded", MetaData(), autoload_with=e) for e in (ours, theirs)]
+    rows = [{"code": "x", "number": 1}, {"code": "y", "number": 2}, {"code": "a", "number": 3}]
+    rows.append({"code": "A", "number": 4})
+    log = _SentLog(monkeypatch)
+    with ours.begin() as conn:
+        conn.execute(insert(tables[0]).values(code="before", number=0))
+        turboalchemy.bulk_upsert(conn, tables[0], rows, conflict=["code"], update=["number"], chunk_size=2)
+    assert log.upserts == ["merge", "merge", "row by row"]
+    with theirs.begin() as conn:
+        conn.execute(insert(tables[1]).values(code="before", number=0))
+        for row in rows:
+            stmt = pg_insert(tables[1]).values(row)
+            conn.execute(stmt.on_conflict_do_update(index_elements=["code"], set_={"number": stmt.excluded.number}))
+    assert dump_by(ours, tables[0], "code") == dump_by(theirs, tables[1], "code")
+    assert len(dump_by(ours, tables[0], "code")) == 4
+
+
+def dump_by(engine, table, column: str) -> list[tuple]:
+    with engine.connect() as conn:
+        return [tuple(r) for r in conn.execute(select(table).order_by(table.c[column]))]
+
+
+def test_a_scalar_subquery_of_two_rows_in_a_trigger_is_reported_as_the_servers_error_not_as_equal_keys(pg):
+    """SQLSTATE 21000 also means a scalar subquery gave more than one row: only ON CONFLICT DO UPDATE's own refusal
+    is read as one key twice."""
+    with pg.begin() as conn:
+        conn.exec_driver_sql("DROP TABLE IF EXISTS subquery_keyed")
+        conn.exec_driver_sql("CREATE TABLE subquery_keyed (id SERIAL PRIMARY KEY, code TEXT UNIQUE, number INTEGER)")
+        conn.exec_driver_sql(
+            "CREATE OR REPLACE FUNCTION two_rows() RETURNS trigger LANGUAGE plpgsql AS "
+            "$$ BEGIN NEW.number := (SELECT g FROM generate_series(1, 2) g); RETURN NEW; END $$"
+        )
+        conn.exec_driver_sql(
+            "CREATE TRIGGER two_rows BEFORE INSERT ON subquery_keyed FOR EACH ROW EXECUTE FUNCTION two_rows()"
+        )
+    table = Table("subquery_keyed", MetaData(), autoload_with=pg)
+    try:
+        with pytest.raises(BulkWriteError, match="more than one row returned by a subquery") as failure:
+            turboalchemy.bulk_upsert(pg, table, [{"code": "a", "number": 1}], conflict=["code"], update=["number"])
+        assert "unique index" not in str(failure.value)
+    finally:
+        with pg.begin() as conn:
+            conn.exec_driver_sql("DROP TABLE subquery_keyed")
+            conn.exec_driver_sql("DROP FUNCTION two_rows()")

@@ -70,6 +70,9 @@ class WritePlan:
     # merge updates rows ("" where it does nothing on conflict, which takes duplicates as executemany does); asked
     # before a merge that would leave a trace when refused (see _write.postgresql)
     duplicates_sql: str = ""
+    # ... and whether the merge's SET computes a value in SQL (an onupdate SQL expression), which may draw sequence
+    # values that a refused merge would leave drawn
+    sql_onupdate: bool = False
     # PostgreSQL COPY: parameter positions of naive DateTime columns (an aware value must become the session's
     # local time, as the server converts a bound timestamptz; COPY's text would drop the offset instead)
     naive_datetimes: tuple[int, ...] = ()
@@ -251,6 +254,10 @@ def _copy_plan(
         merge_sql=merge,
         merge_binds=binds,
         duplicates_sql=duplicates,
+        sql_onupdate=any(
+            c.onupdate is not None and _generator(c.onupdate)[0] is None and c.key not in plan.provided
+            for c in table.columns
+        ),
     )
 
 

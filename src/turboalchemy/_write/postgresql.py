@@ -241,18 +241,26 @@ class PostgresChunkWriter(ChunkWriter):
         return bool(cursor.fetchone()[0])
 
     def _leaves_traces(self, cursor: Any, plan: WritePlan) -> bool:
-        """Whether a merge the server refuses part way would leave a trace its rollback cannot undo: sequence values
-        drawn (an identity column, a default calling nextval, a trigger, which may draw them; a partitioned table,
-        whose partitions may have triggers of their own). Asked once per table on this connection."""
+        """Whether a merge the server refuses part way may leave a trace its rollback cannot undo: sequence values
+        drawn. Said of anything but a plain table (a view may write to a table that draws them, a partition may have
+        triggers of its own), of a table with a trigger (constraint triggers aside), with an identity column, a
+        default calling nextval or any user function, a column of a domain with a default, and of a merge whose
+        SET computes a value in SQL (an onupdate expression). Asked once per table on this connection."""
+        if plan.sql_onupdate:
+            return True
         key = (plan.table.schema, plan.table.name)
         traces = self._traces.get(key)
         if traces is None:
             cursor.execute(
-                "SELECT c.relkind = 'p' "
-                "OR EXISTS (SELECT 1 FROM pg_attribute a LEFT JOIN pg_attrdef d "
-                "ON d.adrelid = a.attrelid AND d.adnum = a.attnum WHERE a.attrelid = c.oid AND a.attnum > 0 "
-                "AND NOT a.attisdropped AND (a.attidentity <> '' OR pg_get_expr(d.adbin, d.adrelid) LIKE '%%nextval(%%')) "
-                "OR EXISTS (SELECT 1 FROM pg_trigger g WHERE g.tgrelid = c.oid AND NOT g.tgisinternal) "
+                "SELECT c.relkind <> 'r' "
+                "OR EXISTS (SELECT 1 FROM pg_trigger g WHERE g.tgrelid = c.oid "
+                "AND (NOT g.tgisinternal OR g.tgconstraint = 0)) "
+                "OR EXISTS (SELECT 1 FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid "
+                "LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum "
+                "WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped AND (a.attidentity <> '' "
+                "OR t.typdefaultbin IS NOT NULL OR pg_get_expr(d.adbin, d.adrelid) LIKE '%%nextval(%%' "
+                "OR EXISTS (SELECT 1 FROM pg_depend p WHERE p.classid = 'pg_attrdef'::regclass AND p.objid = d.oid "
+                "AND p.refclassid = 'pg_proc'::regclass))) "
                 "FROM pg_class c WHERE c.oid = %s::regclass",
                 (_regclass(plan),),
             )
@@ -548,10 +556,12 @@ _EQUAL_TO_THE_INDEX = (
 
 
 def _touched_twice(exc: BaseException) -> bool:
-    """Whether a merge failed because ON CONFLICT DO UPDATE met one row twice (SQLSTATE 21000): the chunk holds one
-    key twice as the server compares keys (after BEFORE triggers, by the arbiter index's collation), which only the
-    server can tell."""
-    return getattr(exc, "sqlstate", None) == "21000"
+    """Whether a merge failed because ON CONFLICT DO UPDATE met one row twice: SQLSTATE 21000 raised by the server's
+    ExecOnConflictUpdate (the function's name, unlike the message, is the same in every server language). The chunk
+    holds one key twice as the server compares keys (by the arbiter index's collation, after BEFORE triggers)."""
+    if getattr(exc, "sqlstate", None) != "21000":  # (also a scalar subquery of more than one row)
+        return False
+    return getattr(getattr(exc, "diag", None), "source_function", None) == "ExecOnConflictUpdate"
 
 
 def _any_aware(values: list[Any]) -> bool:
