@@ -216,6 +216,8 @@ def test_async_upserts_of_keys_the_unique_index_finds_equal_apply_in_order_and_k
         finally:
             async with engine.begin() as conn:
                 await conn.exec_driver_sql("DROP TABLE IF EXISTS coded")
+                if postgresql:
+                    await conn.exec_driver_sql("DROP COLLATION IF EXISTS ci")
             await engine.dispose()
 
     stored = asyncio.run(run())

@@ -241,29 +241,19 @@ class PostgresChunkWriter(ChunkWriter):
         return bool(cursor.fetchone()[0])
 
     def _leaves_traces(self, cursor: Any, plan: WritePlan) -> bool:
-        """Whether a merge the server refuses part way may leave a trace its rollback cannot undo: sequence values
-        drawn. Said of anything but a plain table (a view may write to a table that draws them, a partition may have
-        triggers of its own), of a table with a trigger (constraint triggers aside), with an identity column, a
-        default calling nextval or any user function, a column of a domain with a default, and of a merge whose
+        """Whether a merge the server refuses part way may leave a trace its rollback cannot undo: values drawn from
+        a sequence, or whatever else a user's function does. Said of anything but a plain table (a view may write
+        to a table that draws them, a partition may have triggers of its own); of a table with a trigger (constraint
+        triggers aside), an identity column, a default calling nextval, a column of a domain with a default; of a
+        table whose defaults, CHECK constraints, column types' constraints, policies or indexes use a user's
+        function or operator (all evaluated for a proposed row before the server refuses it); and of a merge whose
         SET computes a value in SQL (an onupdate expression). Asked once per table on this connection."""
         if plan.sql_onupdate:
             return True
         key = (plan.table.schema, plan.table.name)
         traces = self._traces.get(key)
         if traces is None:
-            cursor.execute(
-                "SELECT c.relkind <> 'r' "
-                "OR EXISTS (SELECT 1 FROM pg_trigger g WHERE g.tgrelid = c.oid "
-                "AND (NOT g.tgisinternal OR g.tgconstraint = 0)) "
-                "OR EXISTS (SELECT 1 FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid "
-                "LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum "
-                "WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped AND (a.attidentity <> '' "
-                "OR t.typdefaultbin IS NOT NULL OR pg_get_expr(d.adbin, d.adrelid) LIKE '%%nextval(%%' "
-                "OR EXISTS (SELECT 1 FROM pg_depend p WHERE p.classid = 'pg_attrdef'::regclass AND p.objid = d.oid "
-                "AND p.refclassid = 'pg_proc'::regclass))) "
-                "FROM pg_class c WHERE c.oid = %s::regclass",
-                (_regclass(plan),),
-            )
+            cursor.execute(_TRACES_SQL, {"t": _regclass(plan)})
             traces = self._traces[key] = bool(cursor.fetchone()[0])
         return traces
 
@@ -543,6 +533,25 @@ def _binary_safe(types: list[str], params: list[Sequence[Any]]) -> bool:
     return True
 
 
+# Whether a refused merge into the table may leave a trace (see PostgresChunkWriter._leaves_traces). Built-in
+# functions and operators are pinned, so pg_depend records only a user's (an extension's included).
+_TRACES_SQL = (
+    "SELECT c.relkind <> 'r' "
+    "OR EXISTS (SELECT 1 FROM pg_trigger g WHERE g.tgrelid = c.oid AND (NOT g.tgisinternal OR g.tgconstraint = 0)) "
+    "OR EXISTS (SELECT 1 FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid "
+    "LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum "
+    "WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped AND (a.attidentity <> '' "
+    "OR t.typdefaultbin IS NOT NULL OR pg_get_expr(d.adbin, d.adrelid) LIKE '%%nextval(%%')) "
+    "OR EXISTS (SELECT 1 FROM pg_depend p WHERE p.refclassid IN ('pg_proc'::regclass, 'pg_operator'::regclass) AND ("
+    "(p.classid = 'pg_attrdef'::regclass AND p.objid IN (SELECT oid FROM pg_attrdef WHERE adrelid = c.oid)) "
+    "OR (p.classid = 'pg_constraint'::regclass AND p.objid IN (SELECT o.oid FROM pg_constraint o "
+    "WHERE o.conrelid = c.oid OR o.contypid IN (SELECT atttypid FROM pg_attribute WHERE attrelid = c.oid))) "
+    "OR (p.classid = 'pg_policy'::regclass AND p.objid IN (SELECT oid FROM pg_policy WHERE polrelid = c.oid)) "
+    "OR (p.classid = 'pg_class'::regclass AND p.objid IN (SELECT indexrelid FROM pg_index WHERE indrelid = c.oid)))) "
+    "FROM pg_class c WHERE c.oid = %(t)s::regclass"
+)
+
+
 class KeysEqualToTheIndex(Exception):
     """A chunk's upsert keys differ as their columns compare them but not as the unique index does."""
 
@@ -550,8 +559,8 @@ class KeysEqualToTheIndex(Exception):
 _EQUAL_TO_THE_INDEX = (
     "two rows of the chunk have conflict keys that differ as the columns compare them but are equal as the unique "
     "index compares them (after the table's BEFORE triggers, under the index's collation), so the server refused "
-    "to merge them; sent row by row now, they would be stored with sequence values the ORM would not have drawn. "
-    "Make such keys equal in the rows before the write, or pass chunk_size=1"
+    "to merge them; sent row by row now, they might not be stored as the ORM stores them, since the refused merge "
+    "may have drawn values (from a sequence, say) that cannot be given back. Make such keys equal in the rows before the write, or pass chunk_size=1"
 )
 
 
