@@ -54,8 +54,7 @@ def engine(pg):
 
 
 def dump(engine, table) -> list[tuple]:
-    with engine.connect() as conn:
-        return [tuple(r) for r in conn.execute(select(table).order_by(*table.primary_key.columns))]
+    return dump_by(engine, table, *(c.key for c in table.primary_key.columns))
 
 
 def count(engine, table) -> int:
@@ -498,6 +497,9 @@ def test_a_plain_insert_under_row_level_security_applies_the_policies_as_insert_
 # upsert of the rows stores them. The server refuses the merge of such a chunk, comparing keys as the unique index
 # does; on a table where a refused merge would leave a trace (sequence values drawn: a serial id, a trigger), the
 # staged keys are compared first by the columns' equality, and a refusal then fails the chunk.
+CI_COLLATION = "CREATE COLLATION ci (provider = icu, locale = 'und-u-ks-level2', deterministic = false)"
+
+
 @dataclass(frozen=True)
 class KeyCase:
     column: str  # the key column's definition
@@ -571,9 +573,7 @@ def test_an_upsert_of_one_key_twice_in_a_chunk_stores_what_sqlalchemys_row_by_ro
     ours, theirs = twins
     for engine in (ours, theirs):
         with engine.begin() as conn:
-            conn.exec_driver_sql(
-                "CREATE COLLATION ci (provider = icu, locale = 'und-u-ks-level2', deterministic = false)"
-            )
+            conn.exec_driver_sql(CI_COLLATION)
             ids = "id SERIAL PRIMARY KEY, " if serial else ""
             conn.exec_driver_sql(f"CREATE TABLE keyed ({ids}code {key.column}, number INTEGER, note TEXT)")
             for statement in key.setup:
@@ -611,10 +611,7 @@ def test_an_upsert_of_one_key_twice_in_a_chunk_stores_what_sqlalchemys_row_by_ro
         for row in rows:  # SQLAlchemy's upsert, one statement per row
             stmt = pg_insert(tables[1]).values(row)
             conn.execute(stmt.on_conflict_do_update(index_elements=["code"], set_={"number": stmt.excluded.number}))
-    stored = []
-    for engine, table in zip((ours, theirs), tables):
-        with engine.connect() as conn:
-            stored.append([tuple(r) for r in conn.execute(select(table).order_by(*(table.c[c.key] for c in order)))])
+    stored = [dump_by(e, t, *(c.key for c in order)) for e, t in zip((ours, theirs), tables)]
     assert repr(stored[0]) == repr(stored[1])  # repr: NaN is not equal to itself
     if returning:  # each row is given its key's row as stored (a NULL key's row: its own)
         assert got == key.notes
@@ -730,9 +727,7 @@ def test_a_refused_merge_inside_the_callers_transaction_undoes_only_its_chunk(tw
     ours, theirs = twins
     for engine in (ours, theirs):
         with engine.begin() as conn:
-            conn.exec_driver_sql(
-                "CREATE COLLATION ci (provider = icu, locale = 'und-u-ks-level2', deterministic = false)"
-            )
+            conn.exec_driver_sql(CI_COLLATION)
             conn.exec_driver_sql("CREATE TABLE coded (code TEXT, number INTEGER)")
             conn.exec_driver_sql('CREATE UNIQUE INDEX coded_code ON coded (code COLLATE "ci")')
     tables = [Table("coded", MetaData(), autoload_with=e) for e in (ours, theirs)]
@@ -752,9 +747,9 @@ def test_a_refused_merge_inside_the_callers_transaction_undoes_only_its_chunk(tw
     assert len(dump_by(ours, tables[0], "code")) == 4
 
 
-def dump_by(engine, table, column: str) -> list[tuple]:
+def dump_by(engine, table, *columns: str) -> list[tuple]:
     with engine.connect() as conn:
-        return [tuple(r) for r in conn.execute(select(table).order_by(table.c[column]))]
+        return [tuple(r) for r in conn.execute(select(table).order_by(*(table.c[c] for c in columns)))]
 
 
 def test_a_scalar_subquery_of_two_rows_in_a_trigger_is_reported_as_the_servers_error_not_as_equal_keys(pg):

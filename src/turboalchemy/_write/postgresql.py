@@ -196,10 +196,8 @@ class PostgresChunkWriter(ChunkWriter):
         if self._twice(cursor, plan, lambda: cursor.execute(ret.staged_sql, plan.merge_params())):
             # row by row, as _write does; each row is given its key's row as stored, which is what the key's last
             # statement returned
-            results = self._row_by_row(cursor, ret, params)
-            if keys is None:
-                return results
-            last = dict(zip(keys, results))
+            assert keys is not None  # an upsert that updates matches its rows by the conflict key
+            last = dict(zip(keys, self._row_by_row(cursor, ret, params)))
             return [last[key] for key in keys]
         return correlate(ret, sent, keys, [(0, len(sent), self._fetch(cursor))], gapless=False)
 
@@ -216,21 +214,16 @@ class PostgresChunkWriter(ChunkWriter):
         if not plan.duplicates_sql:
             merge()  # DO NOTHING takes a key twice as executemany does
             return False
-        if self._leaves_traces(cursor, plan):
-            if self._has_duplicates(cursor, plan):
-                return True
-            try:
-                merge()
-            except Exception as exc:
-                if _touched_twice(exc):
-                    raise KeysEqualToTheIndex(_EQUAL_TO_THE_INDEX) from exc
-                raise
-            return False
+        traces = self._leaves_traces(cursor, plan)
+        if traces and self._has_duplicates(cursor, plan):
+            return True
         try:
             merge()
         except Exception as exc:
             if not _touched_twice(exc):
                 raise
+            if traces:
+                raise KeysEqualToTheIndex(_EQUAL_TO_THE_INDEX) from exc
             self._undo(cursor)
             return True
         return False
@@ -560,7 +553,8 @@ _EQUAL_TO_THE_INDEX = (
     "two rows of the chunk have conflict keys that differ as the columns compare them but are equal as the unique "
     "index compares them (after the table's BEFORE triggers, under the index's collation), so the server refused "
     "to merge them; sent row by row now, they might not be stored as the ORM stores them, since the refused merge "
-    "may have drawn values (from a sequence, say) that cannot be given back. Make such keys equal in the rows before the write, or pass chunk_size=1"
+    "may have drawn values (from a sequence, say) that cannot be given back. Make such keys equal in the rows "
+    "before the write, or pass chunk_size=1"
 )
 
 
