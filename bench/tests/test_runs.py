@@ -65,6 +65,9 @@ def test_the_smoke_run_verifies_every_cell_and_conforms_to_the_schema(tmp_path, 
     assert "raw ÷ orm, equal 2.5K chunks" in printed and "rows/s" in printed
 
 
+ROUNDING_S = 1e-4  # what results.json's rounding of write_s and of the batch latencies can take off
+
+
 def test_pool_configs_write_from_as_many_threads_as_connections(tmp_path):
     out = tmp_path / "out"
     code = scale_benchmark(
@@ -93,7 +96,8 @@ def test_pool_configs_write_from_as_many_threads_as_connections(tmp_path):
     segment = checkpoint["segment"]
     assert segment["write_s"] <= segment["wall_s"] and segment["wall_rows_per_s"] <= segment["rows_per_s"]
     longest = max(checkpoint["batch_latencies_ms"]) / 1000
-    assert segment["write_s"] >= longest and segment["write_s"] >= sum(checkpoint["batch_latencies_ms"]) / 1000 / 3
+    written = segment["write_s"] + ROUNDING_S  # (the results file keeps 0.1 ms of it, and 1 µs of each latency)
+    assert written >= longest and written >= sum(checkpoint["batch_latencies_ms"]) / 1000 / 3
 
 
 def test_a_one_writer_cell_times_its_writes_and_samples_memory_as_it_goes(tmp_path):
