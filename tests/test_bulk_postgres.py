@@ -11,6 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from sqlalchemy import (
     Column,
+    Float,
     Integer,
     MetaData,
     String,
@@ -395,6 +396,72 @@ def test_binary_copy_only_where_it_stores_what_the_orm_stores(pg, monkeypatch, c
         assert ours == theirs
     finally:
         meta.drop_all(pg)
+
+
+def _cents_dumper():
+    """A connection's own dumper for float, as an application may register one: it changes what is stored."""
+    from psycopg.types.numeric import FloatDumper
+
+    class Cents(FloatDumper):
+        def dump(self, obj):
+            return super().dump(round(obj, 2))
+
+    return Cents
+
+
+def _own_int4_type(conn) -> None:
+    conn.exec_driver_sql("CREATE DOMAIN public.int4 AS text")  # a user's type of a built-in's name, in public
+    conn.exec_driver_sql("CREATE TABLE typed (id integer PRIMARY KEY, n public.int4, x float8)")
+
+
+def _own_float_dumper(conn) -> None:
+    conn.exec_driver_sql("CREATE TABLE typed (id integer PRIMARY KEY, n integer, x float8)")
+
+
+BINARY_LOOKALIKES = {
+    # 1094795585 is b"AAAA" as int4's binary form, which the domain's text input would store
+    "a column of a user's type named like a built-in": (_own_int4_type, None, {"id": 1, "n": 1094795585, "x": 0.5}),
+    "a connection's own dumper for a Python type": (_own_float_dumper, _cents_dumper, {"id": 1, "n": 7, "x": 1.23456}),
+}
+
+
+@pytest.mark.parametrize("case", list(BINARY_LOOKALIKES))
+@pytest.mark.parametrize("twins", ["postgresql"], indirect=True)
+def test_binary_copy_is_only_for_the_builtin_types_and_dumpers_it_was_checked_for(twins, monkeypatch, case):
+    """The staging COPY goes binary only for columns of the built-in types themselves (by OID, not by name) and only
+    where the connection dumps their Python types as psycopg does by default; otherwise a binary form would be read
+    by another type's input, or skip the application's dumper that SQLAlchemy's statements go through."""
+    from sqlalchemy import event
+    from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+    create, dumper, row = BINARY_LOOKALIKES[case]
+    ours, theirs = twins
+    tables = []
+    for engine in (ours, theirs):
+        if dumper is not None:
+            event.listen(engine, "connect", lambda dbapi, _: dbapi.adapters.register_dumper(float, dumper()))
+            engine.dispose()  # every connection from here on has it
+        with engine.begin() as conn:
+            create(conn)
+            conn.execute(text("INSERT INTO typed (id, n, x) VALUES (2, '3', 0.25)"))
+        tables.append(
+            Table(
+                "typed",
+                MetaData(),
+                Column("id", Integer, primary_key=True),
+                Column("n", Integer),
+                Column("x", Float),
+            )
+        )
+    log = _SentLog(monkeypatch)
+    turboalchemy.bulk_upsert(ours, tables[0], [dict(row)], conflict=["id"])
+    assert log.formats() == ["text"]
+    with theirs.begin() as conn:
+        stmt = pg_insert(tables[1]).values(row)
+        conn.execute(
+            stmt.on_conflict_do_update(index_elements=["id"], set_={"n": stmt.excluded.n, "x": stmt.excluded.x})
+        )
+    assert dump(ours, tables[0]) == dump(theirs, tables[1])
 
 
 # Tables whose definition makes COPY store something other than INSERT (or refuse what INSERT writes): a plain

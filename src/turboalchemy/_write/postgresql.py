@@ -67,6 +67,22 @@ def _default_adapters(connection: Any, oid: int, types: frozenset[type]) -> bool
         return False
 
 
+def _default_binary(connection: Any, oid: int, types: frozenset[type]) -> bool:
+    """Whether this connection dumps `types` (as statements and text COPY take them) and `oid` in binary (as binary
+    COPY by set_types does) with psycopg's default dumpers."""
+    import psycopg
+    from psycopg.adapt import PyFormat
+    from psycopg.pq import Format
+
+    mine, default = connection.adapters, psycopg.adapters
+    try:
+        return mine.get_dumper_by_oid(oid, Format.BINARY) is default.get_dumper_by_oid(oid, Format.BINARY) and all(
+            mine.get_dumper(t, f) is default.get_dumper(t, f) for t in types for f in (PyFormat.AUTO, PyFormat.TEXT)
+        )
+    except psycopg.ProgrammingError:
+        return False
+
+
 def _row_specific(exc: BaseException) -> bool:
     import psycopg.errors as e
 
@@ -313,12 +329,12 @@ class PostgresChunkWriter(ChunkWriter):
         # binary straight into the indexed table gained nothing (0.80-1.00x), so inserts stay text.
         types = self._binary_types(cursor, plan) if ordinal and self.async_driver is None else None
         if types is not None and _binary_safe(types, params):
-            types = [*types, "int8"] if ordinal else types
+            oids = [_OID_OF[t] for t in types] + ([_OID_OF["int8"]] if ordinal else [])
             statement = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(
                 target, sql.SQL(", ").join(map(sql.Identifier, names))
             )
             with cursor.copy(statement) as copy:
-                copy.set_types(types)
+                copy.set_types(oids)
                 write = copy.write_row
                 for row in rows:
                     write(row)
@@ -357,18 +373,23 @@ class PostgresChunkWriter(ChunkWriter):
 
     def _binary_types(self, cursor: Any, plan: WritePlan) -> list[str] | None:
         """The server's type of each COPY column, where binary COPY of checked values is safe; None when any
-        column's type is not one of those (JSON, enums, arrays, intervals, char(n)...). Asked once per table and
-        column set on this connection."""
+        column's type is not one of those (JSON, enums, arrays, intervals, char(n)...), known by OID, so that no
+        type of a built-in's name in another schema passes for it; and None when this connection dumps those
+        Python types, or those server types in binary, otherwise than psycopg does by default (an application's
+        own dumper, which text COPY and SQLAlchemy's statements go through, while binary COPY would not). Asked
+        once per table and column set on this connection."""
         key = (plan.table.schema, plan.table.name, plan.copy_columns)
         if key not in self._types:
             cursor.execute(
-                "SELECT a.attname, t.typname FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid "
-                "WHERE a.attrelid = %s::regclass AND a.attnum > 0 AND NOT a.attisdropped",
+                "SELECT attname, atttypid FROM pg_attribute "
+                "WHERE attrelid = %s::regclass AND attnum > 0 AND NOT attisdropped",
                 (_table(plan).as_string(cursor),),
             )
-            found: dict[str, str] = dict(cursor.fetchall())
-            types = [found.get(c, "") for c in plan.copy_columns or ()]
-            self._types[key] = types if all(t in BINARY_KINDS for t in types) else None
+            found: dict[str, int] = {name: int(oid) for name, oid in cursor.fetchall()}
+            oids = [found.get(c, 0) for c in plan.copy_columns or ()]
+            types = [_BINARY_OIDS.get(oid, "") for oid in oids]
+            safe = all(types) and all(_default_binary(self.dbapi, oid, BINARY_KINDS[t]) for oid, t in zip(oids, types))
+            self._types[key] = types if safe else None
         return self._types[key]
 
     def _stores_of(self, cursor: Any, plan: WritePlan, ret: ReturningPlan) -> list[Stores]:
@@ -501,6 +522,21 @@ BINARY_KINDS: dict[str, frozenset[type]] = {
     "uuid": frozenset({UUID}),
     "bytea": frozenset({bytes}),
 }
+_BINARY_OIDS = {  # the built-in types of BINARY_KINDS by OID (pg_type.h), which no user's type can share
+    21: "int2",
+    23: "int4",
+    20: "int8",
+    701: "float8",
+    1700: "numeric",
+    25: "text",
+    _VARCHAR: "varchar",
+    16: "bool",
+    1082: "date",
+    1114: "timestamp",
+    2950: "uuid",
+    17: "bytea",
+}
+_OID_OF = {name: oid for oid, name in _BINARY_OIDS.items()}
 _INT_RANGE = {"int2": (-(2**15), 2**15 - 1), "int4": (-(2**31), 2**31 - 1), "int8": (-(2**63), 2**63 - 1)}
 _NONE = type(None)
 
