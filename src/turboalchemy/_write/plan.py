@@ -76,6 +76,10 @@ class WritePlan:
     # PostgreSQL COPY: parameter positions of naive DateTime columns (an aware value must become the session's
     # local time, as the server converts a bound timestamptz; COPY's text would drop the offset instead)
     naive_datetimes: tuple[int, ...] = ()
+    # PostgreSQL COPY: for each COPY column, the SQL type SQLAlchemy's statement casts its parameter to ("" for none,
+    # then the server converts the value from the type psycopg binds it as); the column's text COPY stores what the
+    # statement stores only for some pairs of value and types (see _write.postgresql._copyable)
+    copy_casts: tuple[str, ...] = ()
 
     def merge_params(self) -> dict[str, Any]:
         """Values for the merge statement's onupdate parameters, computed once per chunk."""
@@ -140,7 +144,7 @@ def compile_plan(
             "and no default"
         )
 
-    named = dialect
+    named = dialect  # the engine's own: bind processors may need its DBAPI module (LargeBinary's does)
     dialect = _positional(dialect)
     stmt: Any = insert(table)
     onupdate: list[Column[Any]] = []
@@ -154,16 +158,16 @@ def compile_plan(
         if name.startswith(_ONUPDATE):
             column = columns[name[len(_ONUPDATE) :]]
             generate, scalar = _generator(column.onupdate)
-            params.append(dataclasses.replace(_param(column, None, generate, scalar, dialect), onupdate=True))
+            params.append(dataclasses.replace(_param(column, None, generate, scalar, named), onupdate=True))
             continue
         column = columns[name]
         if name in provided:
-            params.append(_param(column, provided.index(name), None, True, dialect))
+            params.append(_param(column, provided.index(name), None, True, named))
         else:
             generate, scalar = _generator(column.default)
             if generate is None:
                 raise SchemaMismatchError(f"column {table.name}.{name} needs a value the rows do not supply")
-            params.append(_param(column, None, generate, scalar, dialect))
+            params.append(_param(column, None, generate, scalar, named))
     # SQLite stores NaN as NULL in any column, so the fast path refuses it there wherever a float can arrive: a
     # column whose bind processor refuses floats anyway (DateTime, Date, Time, Uuid, LargeBinary, ...) needs no
     # look. PostgreSQL stores NaN, as the ORM would.
@@ -218,8 +222,9 @@ def _copy_plan(
             return plan
     inserted = tuple(p for p in plan.params if not p.onupdate)
     columns = tuple(p.column.name for p in inserted)
+    casts = tuple(_rendered_cast(p.column.type, dialect) for p in inserted)
     if plan.kind == "insert":
-        return dataclasses.replace(plan, copy_columns=columns)
+        return dataclasses.replace(plan, copy_columns=columns, copy_casts=casts)
     if any(not p.scalar for p in plan.params if p.onupdate):
         return plan
     if inserted != plan.params[: len(inserted)]:
@@ -250,6 +255,7 @@ def _copy_plan(
     return dataclasses.replace(
         plan,
         copy_columns=columns,
+        copy_casts=casts,
         temp_name=temp_name,
         merge_sql=merge,
         merge_binds=binds,
@@ -259,6 +265,12 @@ def _copy_plan(
             for c in table.columns
         ),
     )
+
+
+def _rendered_cast(type_: Any, dialect: Dialect) -> str:
+    """The SQL type SQLAlchemy's statement casts a parameter of this type to, as its compiler renders it (psycopg
+    renders `%(x)s::INTEGER` for an Integer, nothing for a Numeric), or ""."""
+    return str(bindparam("x", type_=type_).compile(dialect=dialect)).partition("::")[2]
 
 
 def staging_name(table: Table, columns: tuple[str, ...]) -> str:

@@ -6,18 +6,20 @@ from the server's error (COPY reports the line) or by replaying the chunk row by
 
 from __future__ import annotations
 
+import math
 import re
+import struct
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import date, datetime
+from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from functools import partial
 from operator import attrgetter, is_not, itemgetter
-from typing import Any
+from typing import Any, NamedTuple
 from uuid import UUID
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from psycopg import sql
+from psycopg import Binary, sql
 
 from turboalchemy._sqlite import quote
 from turboalchemy._write.plan import ARRIVAL, WritePlan
@@ -99,6 +101,7 @@ class PostgresChunkWriter(ChunkWriter):
         self.own = own_transactions
         self._temp: dict[str, sql.Composed] = {}
         self._types: dict[Any, list[str] | None] = {}  # COPY column types for binary, per table and column set
+        self._columns: dict[Any, tuple[tuple[int, int], ...] | None] = {}  # COPY column types, base and own
         self._stores: dict[Any, list[Stores]] = {}  # what echoed columns store unchanged, per table and columns
         self._codes: dict[Any, tuple[int, ...]] = {}  # ... and their type OIDs
         self._plain: dict[Any, bool] = {}  # whether COPY into the table stores what INSERT does, per column set
@@ -181,14 +184,15 @@ class PostgresChunkWriter(ChunkWriter):
         staged = params
         if width != len(plan.params):  # an upsert's onupdate values go to the merge, not the COPY
             staged = [row[:width] for row in params]
-        if plan.kind == "insert":
-            if self._copies_as_insert(cursor, plan):
-                self._copy(cursor, _table(plan), plan, staged, ordinal=False)
-            else:  # the INSERT itself, pipelined: what the ORM's INSERT does, whatever the table defines
-                cursor.executemany(plan.sql, params)
+        copied = self._copyable(cursor, plan, staged)
+        if copied is None or (plan.kind == "insert" and not self._copies_as_insert(cursor, plan)):
+            # the statement itself, pipelined: what SQLAlchemy's stores, whatever the values and the table
+            cursor.executemany(plan.sql, params)
+        elif plan.kind == "insert":
+            self._copy(cursor, _table(plan), plan, copied, ordinal=False)
         else:
             temp = self._temp_table(cursor, plan, plan.temp_name)
-            self._copy(cursor, temp, plan, staged, ordinal=True)
+            self._copy(cursor, temp, plan, copied, ordinal=True)
             if self._twice(cursor, plan, lambda: cursor.execute(plan.merge_sql, plan.merge_params())):
                 cursor.executemany(plan.sql, params)
 
@@ -205,7 +209,9 @@ class PostgresChunkWriter(ChunkWriter):
             return self._row_by_row(cursor, ret, params)
         sent = self._local_times(cursor, plan, params) if plan.naive_datetimes else params
         width = len(plan.copy_columns or ())
-        copied = [row[:width] for row in sent] if width != len(plan.params) else sent
+        copied = self._copyable(cursor, plan, [row[:width] for row in sent] if width != len(plan.params) else sent)
+        if copied is None:
+            return self._row_by_row(cursor, ret, params)
         keys = keys_of(ret, sent)
         temp = self._temp_table(cursor, plan, ret.temp_name)
         self._copy(cursor, temp, plan, copied, ordinal=True)
@@ -315,20 +321,20 @@ class PostgresChunkWriter(ChunkWriter):
                     row[i] = value.astimezone(zone).replace(tzinfo=None)
         return out  # type: ignore[return-value]
 
-    def _copy(
-        self, cursor: Any, target: sql.Composable, plan: WritePlan, params: list[Sequence[Any]], *, ordinal: bool
-    ) -> None:
+    def _copy(self, cursor: Any, target: sql.Composable, plan: WritePlan, copied: Copied, *, ordinal: bool) -> None:
         columns = plan.copy_columns or ()
         names = [*columns, ARRIVAL] if ordinal else list(columns)
+        params = copied.rows
         rows = [(*row, i) for i, row in enumerate(params)] if ordinal else params  # arrival order, for last-wins
         # Into the staging table (upserts, returning=): binary where every value of the chunk is one the server
         # stores alike from either format (checked per column, see _binary_safe); else, and straight into the
-        # table, text, as psycopg dumps each Python value, which the server converts as it would a bound value.
-        # (Unchecked, binary would truncate an int past int4 and refuse an int for text, where the ORM stores the
-        # first and converts the second.) Measured at 1M rows: binary staging made upserts 1.10-1.11x, while
-        # binary straight into the indexed table gained nothing (0.80-1.00x), so inserts stay text.
+        # table, text, as psycopg dumps each Python value, which _copyable has checked the server stores as it
+        # does the statement's parameter. (Unchecked, binary would truncate an int past int4 and refuse an int
+        # for text, where the ORM stores the first and converts the second.) Measured at 1M rows: binary staging
+        # made upserts 1.10-1.11x, while binary straight into the indexed table gained nothing (0.80-1.00x), so
+        # inserts stay text.
         types = self._binary_types(cursor, plan) if ordinal and self.async_driver is None else None
-        if types is not None and _binary_safe(types, params):
+        if types is not None and _binary_safe(types, copied):
             oids = [_OID_OF[t] for t in types] + ([_OID_OF["int8"]] if ordinal else [])
             statement = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(
                 target, sql.SQL(", ").join(map(sql.Identifier, names))
@@ -349,6 +355,60 @@ class PostgresChunkWriter(ChunkWriter):
             write = copy.write_row
             for row in rows:
                 write(row)
+
+    def _copyable(self, cursor: Any, plan: WritePlan, params: list[Sequence[Any]]) -> Copied | None:
+        """The chunk as COPY may carry it: None where the text of some value would not be stored as SQLAlchemy's
+        statement stores that value, and the chunk is to go as the statement. The statement binds each value as
+        the type psycopg dumps its Python type to (str as unknown), casts it to the type SQLAlchemy renders for
+        the column, if any, and the server converts that to the column's type; COPY's text goes through the
+        column type's input alone. The two agree where the rendered cast is to the column's own type (or its
+        domain's) and each value is of a kind in _TEXT_KINDS for it. Floats into numeric and real are first
+        turned into what the server's conversion from float8 gives (see _AS_BOUND), and LargeBinary's wrappers into
+        their bytes."""
+        types = self._copy_types(cursor, plan)
+        if types is None:
+            return None
+        columns: list[Sequence[Any]] = list(zip(*params))
+        kinds_of = []
+        changed = False
+        for i, (base, _) in enumerate(types):
+            values = columns[i] if columns else ()
+            kinds = set(map(type, values))  # None's included
+            allowed = _TEXT_KINDS.get(base, _STR)
+            if not kinds <= allowed:
+                converters = [_AS_BOUND.get((base, kind)) for kind in kinds - allowed]
+                converted: Sequence[Any] | None = values
+                for convert in converters:
+                    converted = None if convert is None or converted is None else convert(converted)
+                if converted is None:
+                    return None
+                kinds = set(map(type, converted))
+                columns[i] = converted
+                changed = True
+            kinds_of.append(kinds)
+        return Copied(list(zip(*columns)) if changed else params, columns, kinds_of)
+
+    def _copy_types(self, cursor: Any, plan: WritePlan) -> tuple[tuple[int, int], ...] | None:
+        """Each COPY column's type (a domain's base type) and own type, by OID; None when SQLAlchemy's statement
+        casts some column's parameter to another type (a String model over an integer column, say), where the
+        statement's conversion is not the column's text input. Asked once per table and column set in a call."""
+        key = (plan.table.schema, plan.table.name, plan.copy_columns)
+        if key not in self._columns:
+            cursor.execute(
+                "SELECT CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE t.oid END, t.oid, "
+                "coalesce(to_regtype(nullif(c.rendered, ''))::oid, 0) "
+                "FROM unnest(%(names)s::text[], %(casts)s::text[]) WITH ORDINALITY AS c(name, rendered, ord) "
+                "JOIN pg_attribute a ON a.attrelid = %(t)s::regclass AND a.attname = c.name AND NOT a.attisdropped "
+                "JOIN pg_type t ON t.oid = a.atttypid ORDER BY c.ord",
+                {"t": _regclass(plan), "names": list(plan.copy_columns or ()), "casts": list(plan.copy_casts)},
+            )
+            found = [(int(base), int(oid), int(cast)) for base, oid, cast in cursor.fetchall()]
+            same = len(found) == len(plan.copy_casts) and all(
+                not rendered or cast in (oid, base) or {cast, base} <= _TEXTS
+                for rendered, (base, oid, cast) in zip(plan.copy_casts, found)
+            )
+            self._columns[key] = tuple((base, oid) for base, oid, _ in found) if same else None
+        return self._columns[key]
 
     def _copies_as_insert(self, cursor: Any, plan: WritePlan) -> bool:
         """Whether COPY straight into the table stores what INSERT stores. Not into a view or a foreign table
@@ -373,22 +433,18 @@ class PostgresChunkWriter(ChunkWriter):
 
     def _binary_types(self, cursor: Any, plan: WritePlan) -> list[str] | None:
         """The server's type of each COPY column, where binary COPY of checked values is safe; None when any
-        column's type is not one of those (JSON, enums, arrays, intervals, char(n)...), known by OID, so that no
-        type of a built-in's name in another schema passes for it; and None when this connection dumps those
-        Python types, or those server types in binary, otherwise than psycopg does by default (an application's
-        own dumper, which text COPY and SQLAlchemy's statements go through, while binary COPY would not). Asked
-        once per table and column set on this connection."""
+        column's type is not one of those (JSON, enums, arrays, intervals, char(n), domains...), known by OID, so
+        that no type of a built-in's name in another schema passes for it; and None when this connection dumps
+        those Python types, or those server types in binary, otherwise than psycopg does by default (an
+        application's own dumper, which text COPY and SQLAlchemy's statements go through, while binary COPY would
+        not)."""
         key = (plan.table.schema, plan.table.name, plan.copy_columns)
         if key not in self._types:
-            cursor.execute(
-                "SELECT attname, atttypid FROM pg_attribute "
-                "WHERE attrelid = %s::regclass AND attnum > 0 AND NOT attisdropped",
-                (_table(plan).as_string(cursor),),
-            )
-            found: dict[str, int] = {name: int(oid) for name, oid in cursor.fetchall()}
-            oids = [found.get(c, 0) for c in plan.copy_columns or ()]
+            columns = self._copy_types(cursor, plan) or ()
+            oids = [oid for _, oid in columns]
             types = [_BINARY_OIDS.get(oid, "") for oid in oids]
-            safe = all(types) and all(_default_binary(self.dbapi, oid, BINARY_KINDS[t]) for oid, t in zip(oids, types))
+            safe = bool(types) and all(types)
+            safe = safe and all(_default_binary(self.dbapi, oid, BINARY_KINDS[t]) for oid, t in zip(oids, types))
             self._types[key] = types if safe else None
         return self._types[key]
 
@@ -505,6 +561,83 @@ class PostgresChunkWriter(ChunkWriter):
                     pass
 
 
+class Copied(NamedTuple):
+    """A chunk as COPY carries it: its rows, the same values column by column, and each column's Python types."""
+
+    rows: list[Sequence[Any]]
+    columns: list[Sequence[Any]]
+    kinds: list[set[type]]
+
+
+def _float8_numeric(values: Sequence[Any]) -> list[Any] | None:
+    """Floats as the server converts a float8 into numeric (float8_numeric: 15 significant digits, "%.15g"), the
+    other values as they are; None for an infinity (older servers refuse it, newer ones store it)."""
+    if any(map(math.isinf, (v for v in values if type(v) is float))):
+        return None
+    return [format(v, ".15g") if type(v) is float else v for v in values]
+
+
+def _float8_float4(values: Sequence[Any]) -> list[Any]:
+    """Floats rounded to float4 as the server casts a float8 (to nearest, ties to even), the other values as they
+    are: the text of a float8 read as real may round the other way (1 + 2**-24 is a tie, and its text is not). A
+    value the cast refuses (past real's range, or not 0 but rounding to 0) is left for the column's input, which
+    refuses it too."""
+    out = []
+    for v in values:
+        if type(v) is float and math.isfinite(v):
+            try:
+                r = _FLOAT4.unpack(_FLOAT4.pack(v))[0]
+            except OverflowError:
+                r = v
+            v = v if math.isinf(r) or (r == 0.0 and v != 0.0) else r
+        out.append(v)
+    return out
+
+
+_FLOAT4 = struct.Struct("f")
+_TEXTS = frozenset({25, _VARCHAR})  # text and varchar: one representation, no conversion between them
+_NONE = type(None)
+_STR: frozenset[type] = frozenset(
+    {str, _NONE}
+)  # psycopg binds str as unknown, which the server reads by the column's input, as COPY
+# Per column type (by OID, a domain's base type), the Python types whose text COPY stores what SQLAlchemy's
+# statement stores: psycopg binds them as the column's type, or as one whose cast into it is exact or converts as
+# the column's text input does (int into numeric or double precision, say). Others go as the statement, but floats
+# into numeric and real, which are converted as the server converts a float8 (_AS_BOUND).
+_TEXT_KINDS: dict[int, frozenset[type]] = {
+    21: _STR | {int},
+    23: _STR | {int},
+    20: _STR | {int},
+    1700: _STR | {int, Decimal},
+    700: _STR | {int},
+    701: _STR | {int, float},
+    16: _STR | {bool},
+    1082: _STR | {date},
+    1114: _STR | {datetime},
+    1184: _STR | {datetime},
+    1083: _STR | {time},
+    1186: _STR | {timedelta},
+    2950: _STR | {UUID},
+    17: frozenset({bytes, _NONE}),  # (SQLAlchemy refuses a str for LargeBinary)
+}
+
+
+def _unwrapped(values: Sequence[Any]) -> list[Any] | None:
+    """psycopg's Binary wrappers (what SQLAlchemy's LargeBinary binds) as the bytes they hold, which COPY stores as
+    the wrapper's dumper would; None where one holds anything else (a str, which the statement refuses)."""
+    out = [v.obj if type(v) is Binary else v for v in values]
+    return out if all(type(v) is bytes for v in out if v is not None) else None
+
+
+# Per (column type, Python type) outside _TEXT_KINDS: the column's values, those of that type as COPY must carry them
+# for the server to store what it stores from the statement (None: it cannot)
+_AS_BOUND: dict[tuple[int, type], Callable[[Sequence[Any]], list[Any] | None]] = {
+    (1700, float): _float8_numeric,
+    (700, float): _float8_float4,
+    (17, Binary): _unwrapped,
+}
+
+
 # The server types binary COPY may carry, and the Python types (exact: a datetime is not a date here) whose binary
 # form the server stores exactly as it would the same value bound in a statement. (A bool into an integer column
 # is left to text, which refuses it, so that inserts and upserts, sync and async, refuse it alike.)
@@ -538,16 +671,14 @@ _BINARY_OIDS = {  # the built-in types of BINARY_KINDS by OID (pg_type.h), which
 }
 _OID_OF = {name: oid for oid, name in _BINARY_OIDS.items()}
 _INT_RANGE = {"int2": (-(2**15), 2**15 - 1), "int4": (-(2**31), 2**31 - 1), "int8": (-(2**63), 2**63 - 1)}
-_NONE = type(None)
 
 
-def _binary_safe(types: list[str], params: list[Sequence[Any]]) -> bool:
+def _binary_safe(types: list[str], copied: Copied) -> bool:
     """Whether every value of the chunk may go in binary: of an allowed Python type for its column, an int within
     its column's range, a datetime for a timestamp column naive (C-level passes over each column)."""
-    for name, values in zip(types, zip(*params)):  # one transposition, then each column's passes
-        kinds = set(map(type, values))
-        if _NONE in kinds:  # (known from the kinds, where a look for None would be one more pass)
-            kinds.discard(_NONE)
+    for name, values, kinds in zip(types, copied.columns, copied.kinds):
+        if _NONE in kinds:
+            kinds = kinds - {_NONE}
             if not kinds:
                 continue
             values = tuple(filter(partial(is_not, None), values))
