@@ -28,6 +28,7 @@ from sqlalchemy import (
     Table,
     Text,
     Time,
+    TypeDecorator,
     UniqueConstraint,
     Uuid,
     create_engine,
@@ -36,7 +37,7 @@ from sqlalchemy import (
     select,
     text,
 )
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import INTERVAL, JSONB
 from sqlalchemy.exc import DataError, DBAPIError, StatementError
 from sqlalchemy.orm import Session
 
@@ -463,8 +464,43 @@ def test_binary_copy_is_only_for_the_builtin_types_and_dumpers_it_was_checked_fo
     assert dump(ours, tables[0]) == dump(theirs, tables[1])
 
 
+@pytest.mark.parametrize("twins", ["postgresql"], indirect=True)
+def test_copy_takes_psycopgs_default_dumpers_as_given_or_goes_as_the_statement(twins):
+    """With psycopg's documented StrDumper registered, a str is bound as text, which no numeric column takes from
+    a statement: SQLAlchemy refuses the row, and so do we (COPY's text would have been read as a number)."""
+    from psycopg.types.string import StrDumper
+    from sqlalchemy import event
+
+    ours, theirs = twins
+    table = Table("amounts", MetaData(), Column("id", Integer, primary_key=True), Column("n", Numeric))
+    for engine in twins:
+        event.listen(engine, "connect", lambda dbapi, _: dbapi.adapters.register_dumper(str, StrDumper))
+        engine.dispose()
+        table.metadata.create_all(engine)
+    with pytest.raises(BulkWriteError):
+        turboalchemy.bulk_insert(ours, table, [{"id": 1, "n": "1.5"}])
+    with pytest.raises(DBAPIError), theirs.begin() as conn:
+        conn.execute(insert(table), [{"id": 1, "n": "1.5"}])
+    assert dump(ours, table) == dump(theirs, table) == []
+
+
+class _Stamp(TypeDecorator):
+    impl = DateTime
+    cache_ok = True
+
+
+class _Shouted(TypeDecorator):
+    """A type whose statement wraps its parameter in SQL (a bind_expression), which COPY would not apply."""
+
+    impl = String
+    cache_ok = True
+
+    def bind_expression(self, bindvalue):
+        return func.upper(bindvalue)
+
+
 # Each column type a model may declare over each server type (the natural pairs, and some a database made elsewhere
-# has), against a value of every Python type SQLAlchemy may bind there: COPY's text is read by the column type's
+# has, and types whose statement adds SQL), against a value of every Python type SQLAlchemy may bind there: COPY's text is read by the column type's
 # input alone, where SQLAlchemy's statement binds the value as psycopg types it, casts it to the model's type and
 # converts that into the column's, so the two agree only for some of them (a float into numeric has 15 digits
 # through float8, 17 as text).
@@ -493,6 +529,11 @@ COLUMN_TYPES = {
     "an Integer over numeric": ("numeric", Integer),
     "a String over integer": ("integer", String),
     "a String over a domain of text": ("texts", String),
+    "a String with a collation over text": ("text", String(collation="C")),
+    "an Interval over interval hour": ("interval hour", Interval),
+    "an INTERVAL(0) over interval": ("interval", INTERVAL(precision=0)),
+    "a DateTime decorator over timestamp": ("timestamp", _Stamp),
+    "an upper-casing decorator over text": ("text", _Shouted),
 }
 
 
@@ -504,8 +545,8 @@ def _values() -> list:
     return [
         *(0, 7, -1, 2**31, 2**63, True, False),
         *(1.0, 1.5, 0.1 + 0.2, 1 / 3, 1 + 2**-24, 1e16, 1e15, 1e-7, -0.0, math.nan, math.inf, 1e300, 1e-50),
-        *(Decimal("1.5"), Decimal("0.30000000000000004"), Decimal("NaN"), Decimal("1E+2")),
-        *("7", "1.5", "abc", " 7 ", "true", "2026-01-02", '{"a": 1}'),
+        *(3.4028235677973366e38, Decimal("1.5"), Decimal("0.30000000000000004"), Decimal("NaN"), Decimal("1E+2")),
+        *(Decimal("-NaN"), Decimal("sNaN"), "7", "5", "1.5", "abc", " 7 ", "true", "2026-01-02", '{"a": 1}'),
         *(dt.date(2026, 1, 2), dt.datetime(2026, 1, 2, 3, 4, 5, 6), aware, dt.time(3, 4, 5), dt.timedelta(days=1)),
         *(uuid.UUID(int=7), b"\x00\xff", bytearray(b"ab"), {"a": 1}, [1, 2]),
     ]

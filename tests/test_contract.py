@@ -350,3 +350,29 @@ def test_a_float_into_an_integer_column_on_postgresql_is_stored_as_the_orm_store
     finally:
         Shop.metadata.drop_all(engine)
         engine.dispose()
+
+
+class _Rounded(sqlalchemy.types.TypeDecorator):
+    """A type whose statement binds a value of its own: round(%s, 2)."""
+
+    impl = sqlalchemy.Numeric
+    cache_ok = True
+
+    def bind_expression(self, bindvalue):
+        return sqlalchemy.func.round(bindvalue, 2)
+
+
+@pytest.mark.parametrize("twins", ["sqlite", "postgresql"], indirect=True)
+def test_a_type_whose_statement_binds_values_of_its_own_is_refused_before_anything_is_written(twins):
+    ours, _ = twins
+    table = sqlalchemy.Table(
+        "rounded",
+        sqlalchemy.MetaData(),
+        sqlalchemy.Column("id", sqlalchemy.Integer, primary_key=True),
+        sqlalchemy.Column("v", _Rounded),
+    )
+    table.metadata.create_all(ours)
+    with pytest.raises(turboalchemy.SchemaMismatchError, match="round_1"):
+        turboalchemy.bulk_insert(ours, table, [{"id": 1, "v": 1.234}])
+    with ours.connect() as conn:
+        assert conn.execute(select(table)).all() == []

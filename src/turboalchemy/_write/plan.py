@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import hashlib
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -29,6 +30,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.schema import Column
+from sqlalchemy.types import TypeDecorator
 
 from turboalchemy._schema import unique_keys
 from turboalchemy.errors import SchemaMismatchError
@@ -160,6 +162,12 @@ def compile_plan(
             generate, scalar = _generator(column.onupdate)
             params.append(dataclasses.replace(_param(column, None, generate, scalar, named), onupdate=True))
             continue
+        if name not in columns:  # a parameter of the statement's own SQL, a type's bind_expression's say
+            raise SchemaMismatchError(
+                f"table {table.name!r}: the statement binds a parameter {name!r} that is no column (a column type's "
+                "bind_expression with values of its own?); the fast path cannot send it, write these rows with "
+                "SQLAlchemy's insert"
+            )
         column = columns[name]
         if name in provided:
             params.append(_param(column, provided.index(name), None, True, named))
@@ -184,7 +192,7 @@ def compile_plan(
             naive = tuple(
                 i
                 for i, p in enumerate(plan.params)
-                if isinstance(p.column.type, DateTime) and not p.column.type.timezone and not p.onupdate
+                if isinstance(_impl(p.column.type), DateTime) and not _impl(p.column.type).timezone and not p.onupdate
             )
             plan = dataclasses.replace(plan, naive_datetimes=naive)
     return plan
@@ -221,6 +229,8 @@ def _copy_plan(
         ):
             return plan
     inserted = tuple(p for p in plan.params if not p.onupdate)
+    if any(p.column.type._has_bind_expression for p in inserted):
+        return plan  # the statement wraps the parameter in SQL (a bind_expression) that COPY would not apply
     columns = tuple(p.column.name for p in inserted)
     casts = tuple(_rendered_cast(p.column.type, dialect) for p in inserted)
     if plan.kind == "insert":
@@ -269,8 +279,19 @@ def _copy_plan(
 
 def _rendered_cast(type_: Any, dialect: Dialect) -> str:
     """The SQL type SQLAlchemy's statement casts a parameter of this type to, as its compiler renders it (psycopg
-    renders `%(x)s::INTEGER` for an Integer, nothing for a Numeric), or ""."""
-    return str(bindparam("x", type_=type_).compile(dialect=dialect)).partition("::")[2]
+    renders `%(x)s::INTEGER` for an Integer, nothing for a Numeric), or "": a plain type name, a collation dropped
+    (it changes no value); "?" for anything else, a type modifier such as `INTERVAL (0)` say, which the statement
+    applies and COPY would not."""
+    cast = str(bindparam("x", type_=type_).compile(dialect=dialect)).partition("::")[2]
+    cast = re.sub(r' COLLATE "[^"]*"$', "", cast)
+    return cast if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_ ]*(\[\])*", cast) or not cast else "?"
+
+
+def _impl(type_: Any) -> Any:
+    """A type under its TypeDecorators."""
+    while isinstance(type_, TypeDecorator):
+        type_ = type_.impl
+    return type_
 
 
 def staging_name(table: Table, columns: tuple[str, ...]) -> str:

@@ -69,6 +69,27 @@ def _default_adapters(connection: Any, oid: int, types: frozenset[type]) -> bool
         return False
 
 
+def _default_dumpers(connection: Any, kinds: set[type]) -> bool:
+    """Whether this connection dumps these Python types, for statements (AUTO) and for text COPY (TEXT), with
+    psycopg's default dumpers, which _TEXT_KINDS takes as given (an application's own dumper for str may bind it
+    as text rather than unknown, say)."""
+    import psycopg
+    from psycopg.adapt import PyFormat
+
+    mine, default = connection.adapters, psycopg.adapters
+    if mine is default:
+        return True
+    try:
+        return all(
+            mine.get_dumper(t, f) is default.get_dumper(t, f)
+            for t in kinds
+            if t is not _NONE
+            for f in (PyFormat.AUTO, PyFormat.TEXT)
+        )
+    except psycopg.ProgrammingError:
+        return False
+
+
 def _default_binary(connection: Any, oid: int, types: frozenset[type]) -> bool:
     """Whether this connection dumps `types` (as statements and text COPY take them) and `oid` in binary (as binary
     COPY by set_types does) with psycopg's default dumpers."""
@@ -101,7 +122,7 @@ class PostgresChunkWriter(ChunkWriter):
         self.own = own_transactions
         self._temp: dict[str, sql.Composed] = {}
         self._types: dict[Any, list[str] | None] = {}  # COPY column types for binary, per table and column set
-        self._columns: dict[Any, tuple[tuple[int, int], ...] | None] = {}  # COPY column types, base and own
+        self._columns: dict[Any, tuple[tuple[int, int, int], ...] | None] = {}  # COPY columns' base, own type, typmod
         self._stores: dict[Any, list[Stores]] = {}  # what echoed columns store unchanged, per table and columns
         self._codes: dict[Any, tuple[int, ...]] = {}  # ... and their type OIDs
         self._plain: dict[Any, bool] = {}  # whether COPY into the table stores what INSERT does, per column set
@@ -184,8 +205,9 @@ class PostgresChunkWriter(ChunkWriter):
         staged = params
         if width != len(plan.params):  # an upsert's onupdate values go to the merge, not the COPY
             staged = [row[:width] for row in params]
-        copied = self._copyable(cursor, plan, staged)
-        if copied is None or (plan.kind == "insert" and not self._copies_as_insert(cursor, plan)):
+        plain = plan.kind != "insert" or self._copies_as_insert(cursor, plan)
+        copied = self._copyable(cursor, plan, staged) if plain else None
+        if copied is None:
             # the statement itself, pipelined: what SQLAlchemy's stores, whatever the values and the table
             cursor.executemany(plan.sql, params)
         elif plan.kind == "insert":
@@ -370,10 +392,15 @@ class PostgresChunkWriter(ChunkWriter):
         columns: list[Sequence[Any]] = list(zip(*params))
         kinds_of = []
         changed = False
-        for i, (base, _) in enumerate(types):
+        connection = self.async_driver or self.dbapi
+        for i, (base, _, mod) in enumerate(types):
             values = columns[i] if columns else ()
             kinds = set(map(type, values))  # None's included
+            if not _default_dumpers(connection, kinds):
+                return None
             allowed = _TEXT_KINDS.get(base, _STR)
+            if mod != -1 and base not in _TYPMOD_ALIKE:
+                allowed = allowed - {str}  # read under the column's modifier by COPY, without it by the statement
             if not kinds <= allowed:
                 converters = [_AS_BOUND.get((base, kind)) for kind in kinds - allowed]
                 converted: Sequence[Any] | None = values
@@ -387,26 +414,29 @@ class PostgresChunkWriter(ChunkWriter):
             kinds_of.append(kinds)
         return Copied(list(zip(*columns)) if changed else params, columns, kinds_of)
 
-    def _copy_types(self, cursor: Any, plan: WritePlan) -> tuple[tuple[int, int], ...] | None:
-        """Each COPY column's type (a domain's base type) and own type, by OID; None when SQLAlchemy's statement
+    def _copy_types(self, cursor: Any, plan: WritePlan) -> tuple[tuple[int, int, int], ...] | None:
+        """Each COPY column's type (a domain's base type) and own type, by OID, and its type modifier; None when SQLAlchemy's statement
         casts some column's parameter to another type (a String model over an integer column, say), where the
         statement's conversion is not the column's text input. Asked once per table and column set in a call."""
-        key = (plan.table.schema, plan.table.name, plan.copy_columns)
+        key = (plan.table.schema, plan.table.name, plan.copy_columns, plan.copy_casts)
         if key not in self._columns:
+            if "?" in plan.copy_casts:  # a cast COPY cannot be checked against (a type modifier, say)
+                self._columns[key] = None
+                return None
             cursor.execute(
-                "SELECT CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE t.oid END, t.oid, "
+                "SELECT CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE t.oid END, t.oid, a.atttypmod, "
                 "coalesce(to_regtype(nullif(c.rendered, ''))::oid, 0) "
                 "FROM unnest(%(names)s::text[], %(casts)s::text[]) WITH ORDINALITY AS c(name, rendered, ord) "
                 "JOIN pg_attribute a ON a.attrelid = %(t)s::regclass AND a.attname = c.name AND NOT a.attisdropped "
                 "JOIN pg_type t ON t.oid = a.atttypid ORDER BY c.ord",
                 {"t": _regclass(plan), "names": list(plan.copy_columns or ()), "casts": list(plan.copy_casts)},
             )
-            found = [(int(base), int(oid), int(cast)) for base, oid, cast in cursor.fetchall()]
+            found = [(int(base), int(oid), int(mod), int(cast)) for base, oid, mod, cast in cursor.fetchall()]
             same = len(found) == len(plan.copy_casts) and all(
                 not rendered or cast in (oid, base) or {cast, base} <= _TEXTS
-                for rendered, (base, oid, cast) in zip(plan.copy_casts, found)
+                for rendered, (base, oid, _, cast) in zip(plan.copy_casts, found)
             )
-            self._columns[key] = tuple((base, oid) for base, oid, _ in found) if same else None
+            self._columns[key] = tuple((base, oid, mod) for base, oid, mod, _ in found) if same else None
         return self._columns[key]
 
     def _copies_as_insert(self, cursor: Any, plan: WritePlan) -> bool:
@@ -440,7 +470,7 @@ class PostgresChunkWriter(ChunkWriter):
         key = (plan.table.schema, plan.table.name, plan.copy_columns)
         if key not in self._types:
             columns = self._copy_types(cursor, plan) or ()
-            oids = [oid for _, oid in columns]
+            oids = [oid for _, oid, _ in columns]
             types = [_BINARY_OIDS.get(oid, "") for oid in oids]
             safe = bool(types) and all(types)
             safe = safe and all(_default_binary(self.dbapi, oid, BINARY_KINDS[t]) for oid, t in zip(oids, types))
@@ -576,24 +606,29 @@ def _float8_numeric(values: Sequence[Any]) -> list[Any] | None:
     return [format(v, ".15g") if type(v) is float else v for v in values]
 
 
-def _float8_float4(values: Sequence[Any]) -> list[Any]:
+def _float8_float4(values: Sequence[Any]) -> list[Any] | None:
     """Floats rounded to float4 as the server casts a float8 (to nearest, ties to even), the other values as they
     are: the text of a float8 read as real may round the other way (1 + 2**-24 is a tie, and its text is not). A
-    value the cast refuses (past real's range, or not 0 but rounding to 0) is left for the column's input, which
-    refuses it too."""
+    value not 0 but rounding to 0, which the cast refuses, is left for the column's input, which refuses it too; a value that rounds past real's range is left for the statement (None), which refuses it, where
+    the column's input would round it back to real's largest."""
     out = []
     for v in values:
         if type(v) is float and math.isfinite(v):
             try:
                 r = _FLOAT4.unpack(_FLOAT4.pack(v))[0]
             except OverflowError:
-                r = v
-            v = v if math.isinf(r) or (r == 0.0 and v != 0.0) else r
+                return None
+            if math.isinf(r):
+                return None
+            v = v if r == 0.0 and v != 0.0 else r
         out.append(v)
     return out
 
 
 _FLOAT4 = struct.Struct("f")
+# Column types whose modifier a str's text is read the same under, by COPY (the column's input with the modifier) or
+# by the statement (the input without it, then the modifier applied): lengths, scales, fractional seconds
+_TYPMOD_ALIKE = frozenset({25, 1043, 1700, 1114, 1184, 1083})
 _TEXTS = frozenset({25, _VARCHAR})  # text and varchar: one representation, no conversion between them
 _NONE = type(None)
 _STR: frozenset[type] = frozenset(
@@ -689,6 +724,8 @@ def _binary_safe(types: list[str], copied: Copied) -> bool:
                 return False
         elif name == "timestamp" and any(map(attrgetter("tzinfo"), values)):
             return False
+        elif name == "numeric" and not all(map(Decimal.is_finite, values)):
+            return False  # binary makes -NaN, sNaN and NaN with a payload NaN; as text the server refuses them
     return True
 
 
