@@ -464,24 +464,34 @@ def test_binary_copy_is_only_for_the_builtin_types_and_dumpers_it_was_checked_fo
     assert dump(ours, tables[0]) == dump(theirs, tables[1])
 
 
+@pytest.mark.parametrize("where", ["a connection's", "psycopg's global"])
 @pytest.mark.parametrize("twins", ["postgresql"], indirect=True)
-def test_copy_takes_psycopgs_default_dumpers_as_given_or_goes_as_the_statement(twins):
+def test_copy_takes_psycopgs_default_dumpers_as_given_or_goes_as_the_statement(twins, where):
     """With psycopg's documented StrDumper registered, a str is bound as text, which no numeric column takes from
     a statement: SQLAlchemy refuses the row, and so do we (COPY's text would have been read as a number)."""
-    from psycopg.types.string import StrDumper
+    import psycopg
+    from psycopg.types.string import StrDumper, StrDumperUnknown
     from sqlalchemy import event
 
-    ours, theirs = twins
     table = Table("amounts", MetaData(), Column("id", Integer, primary_key=True), Column("n", Numeric))
     for engine in twins:
-        event.listen(engine, "connect", lambda dbapi, _: dbapi.adapters.register_dumper(str, StrDumper))
-        engine.dispose()
         table.metadata.create_all(engine)
-    with pytest.raises(BulkWriteError):
-        turboalchemy.bulk_insert(ours, table, [{"id": 1, "n": "1.5"}])
-    with pytest.raises(DBAPIError), theirs.begin() as conn:
-        conn.execute(insert(table), [{"id": 1, "n": "1.5"}])
-    assert dump(ours, table) == dump(theirs, table) == []
+        if where == "a connection's":
+            event.listen(engine, "connect", lambda dbapi, _: dbapi.adapters.register_dumper(str, StrDumper))
+            engine.dispose()
+    if where != "a connection's":  # before the engines: SQLAlchemy's dialect copies psycopg's map when made
+        psycopg.adapters.register_dumper(str, StrDumper)
+    ours, theirs = twins if where == "a connection's" else [create_engine(e.url) for e in twins]
+    try:
+        with pytest.raises(BulkWriteError):
+            turboalchemy.bulk_insert(ours, table, [{"id": 1, "n": "1.5"}])
+        with pytest.raises(DBAPIError), theirs.begin() as conn:
+            conn.execute(insert(table), [{"id": 1, "n": "1.5"}])
+        assert dump(ours, table) == dump(theirs, table) == []
+    finally:
+        psycopg.adapters.register_dumper(str, StrDumperUnknown)  # the default again (the last one registered)
+        for engine in (ours, theirs):
+            engine.dispose()
 
 
 class _Stamp(TypeDecorator):
@@ -534,6 +544,10 @@ COLUMN_TYPES = {
     "an INTERVAL(0) over interval": ("interval", INTERVAL(precision=0)),
     "a DateTime decorator over timestamp": ("timestamp", _Stamp),
     "an upper-casing decorator over text": ("text", _Shouted),
+    "an upper-casing variant over text": ("text", String().with_variant(_Shouted(), "postgresql")),
+    "a DateTime variant over timestamp": ("timestamp", String().with_variant(DateTime(), "postgresql")),
+    "an INTERVAL HOUR over interval": ("interval", INTERVAL(fields="HOUR")),
+    "an Interval over a domain of interval hour": ("hours", Interval),
 }
 
 
@@ -548,6 +562,7 @@ def _values() -> list:
         *(3.4028235677973366e38, Decimal("1.5"), Decimal("0.30000000000000004"), Decimal("NaN"), Decimal("1E+2")),
         *(Decimal("-NaN"), Decimal("sNaN"), "7", "5", "1.5", "abc", " 7 ", "true", "2026-01-02", '{"a": 1}'),
         *(dt.date(2026, 1, 2), dt.datetime(2026, 1, 2, 3, 4, 5, 6), aware, dt.time(3, 4, 5), dt.timedelta(days=1)),
+        dt.timedelta(minutes=30),
         *(uuid.UUID(int=7), b"\x00\xff", bytearray(b"ab"), {"a": 1}, [1, 2]),
     ]
 
@@ -568,8 +583,9 @@ def test_every_value_into_every_column_type_is_stored_as_sqlalchemys_statement_s
         for engine in (ours, theirs):
             with engine.begin() as conn:
                 conn.exec_driver_sql("DROP TABLE IF EXISTS typed")
-                conn.exec_driver_sql("DROP DOMAIN IF EXISTS texts")
+                conn.exec_driver_sql("DROP DOMAIN IF EXISTS texts, hours")
                 conn.exec_driver_sql("CREATE DOMAIN texts AS text CHECK (VALUE <> 'abc')")
+                conn.exec_driver_sql("CREATE DOMAIN hours AS interval hour")
                 conn.exec_driver_sql(f"CREATE TABLE typed (id integer PRIMARY KEY, v {ddl})")
             tables.append(Table("typed", MetaData(), Column("id", Integer, primary_key=True), Column("v", model_type)))
         refused = {}

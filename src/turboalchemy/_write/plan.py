@@ -164,9 +164,9 @@ def compile_plan(
             continue
         if name not in columns:  # a parameter of the statement's own SQL, a type's bind_expression's say
             raise SchemaMismatchError(
-                f"table {table.name!r}: the statement binds a parameter {name!r} that is no column (a column type's "
-                "bind_expression with values of its own?); the fast path cannot send it, write these rows with "
-                "SQLAlchemy's insert"
+                f"table {table.name!r}: the statement binds a value of its own, {name!r} (a SQL expression's: a column "
+                "default such as func.abs(-5), or a column type's bind_expression); the fast path cannot send it yet, "
+                "write these rows with SQLAlchemy's insert"
             )
         column = columns[name]
         if name in provided:
@@ -192,7 +192,9 @@ def compile_plan(
             naive = tuple(
                 i
                 for i, p in enumerate(plan.params)
-                if isinstance(_impl(p.column.type), DateTime) and not _impl(p.column.type).timezone and not p.onupdate
+                if isinstance(_impl(p.column.type, named), DateTime)
+                and not _impl(p.column.type, named).timezone
+                and not p.onupdate
             )
             plan = dataclasses.replace(plan, naive_datetimes=naive)
     return plan
@@ -229,8 +231,6 @@ def _copy_plan(
         ):
             return plan
     inserted = tuple(p for p in plan.params if not p.onupdate)
-    if any(p.column.type._has_bind_expression for p in inserted):
-        return plan  # the statement wraps the parameter in SQL (a bind_expression) that COPY would not apply
     columns = tuple(p.column.name for p in inserted)
     casts = tuple(_rendered_cast(p.column.type, dialect) for p in inserted)
     if plan.kind == "insert":
@@ -282,15 +282,20 @@ def _rendered_cast(type_: Any, dialect: Dialect) -> str:
     renders `%(x)s::INTEGER` for an Integer, nothing for a Numeric), or "": a plain type name, a collation dropped
     (it changes no value); "?" for anything else, a type modifier such as `INTERVAL (0)` say, which the statement
     applies and COPY would not."""
-    cast = str(bindparam("x", type_=type_).compile(dialect=dialect)).partition("::")[2]
-    cast = re.sub(r' COLLATE "[^"]*"$', "", cast)
-    return cast if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_ ]*(\[\])*", cast) or not cast else "?"
+    rendered = str(bindparam("x", type_=type_).compile(dialect=dialect))
+    if not rendered.startswith("%(x)s"):
+        return "?"  # the parameter inside SQL of the type's (a bind_expression), which COPY would not apply
+    cast = re.sub(r' COLLATE "[^"]*"$', "", rendered.removeprefix("%(x)s").removeprefix("::"))
+    if re.match(r"INTERVAL .", cast):
+        return "?"  # fields (INTERVAL HOUR): a type modifier to_regtype would drop
+    return cast if not cast or re.fullmatch(r"[A-Za-z_][A-Za-z0-9_ ]*(\[\])*", cast) else "?"
 
 
-def _impl(type_: Any) -> Any:
-    """A type under its TypeDecorators."""
+def _impl(type_: Any, dialect: Dialect) -> Any:
+    """The type the dialect binds with: a variant for it chosen, TypeDecorators' own implementations for it."""
+    type_ = type_.dialect_impl(dialect)
     while isinstance(type_, TypeDecorator):
-        type_ = type_.impl
+        type_ = type_.load_dialect_impl(dialect).dialect_impl(dialect)
     return type_
 
 

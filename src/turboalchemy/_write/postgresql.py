@@ -6,6 +6,7 @@ from the server's error (COPY reports the line) or by replaying the chunk row by
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 import struct
@@ -60,7 +61,7 @@ def _default_adapters(connection: Any, oid: int, types: frozenset[type]) -> bool
     from psycopg.adapt import PyFormat
     from psycopg.pq import Format
 
-    mine, default = connection.adapters, psycopg.adapters
+    mine, default = connection.adapters, _pristine_adapters()
     try:
         return mine.get_loader(oid, Format.TEXT) is default.get_loader(oid, Format.TEXT) and all(
             mine.get_dumper(t, PyFormat.TEXT) is default.get_dumper(t, PyFormat.TEXT) for t in types
@@ -76,9 +77,7 @@ def _default_dumpers(connection: Any, kinds: set[type]) -> bool:
     import psycopg
     from psycopg.adapt import PyFormat
 
-    mine, default = connection.adapters, psycopg.adapters
-    if mine is default:
-        return True
+    mine, default = connection.adapters, _pristine_adapters()
     try:
         return all(
             mine.get_dumper(t, f) is default.get_dumper(t, f)
@@ -90,6 +89,20 @@ def _default_dumpers(connection: Any, kinds: set[type]) -> bool:
         return False
 
 
+@functools.cache
+def _pristine_adapters() -> Any:
+    """psycopg's default adapters, as no application changed them (psycopg.adapters itself may have been)."""
+    from psycopg import dbapi20, postgres
+    from psycopg.adapt import AdaptersMap
+    from psycopg.types import array
+
+    adapters = AdaptersMap(types=postgres.types)
+    postgres.register_default_adapters(adapters)  # as psycopg's own __init__ makes psycopg.adapters
+    dbapi20.register_dbapi20_adapters(adapters)
+    array.register_all_arrays(adapters)
+    return adapters
+
+
 def _default_binary(connection: Any, oid: int, types: frozenset[type]) -> bool:
     """Whether this connection dumps `types` (as statements and text COPY take them) and `oid` in binary (as binary
     COPY by set_types does) with psycopg's default dumpers."""
@@ -97,7 +110,7 @@ def _default_binary(connection: Any, oid: int, types: frozenset[type]) -> bool:
     from psycopg.adapt import PyFormat
     from psycopg.pq import Format
 
-    mine, default = connection.adapters, psycopg.adapters
+    mine, default = connection.adapters, _pristine_adapters()
     try:
         return mine.get_dumper_by_oid(oid, Format.BINARY) is default.get_dumper_by_oid(oid, Format.BINARY) and all(
             mine.get_dumper(t, f) is default.get_dumper(t, f) for t in types for f in (PyFormat.AUTO, PyFormat.TEXT)
@@ -396,7 +409,7 @@ class PostgresChunkWriter(ChunkWriter):
         for i, (base, _, mod) in enumerate(types):
             values = columns[i] if columns else ()
             kinds = set(map(type, values))  # None's included
-            if not _default_dumpers(connection, kinds):
+            if not _default_dumpers(connection, kinds | _CONVERTED):
                 return None
             allowed = _TEXT_KINDS.get(base, _STR)
             if mod != -1 and base not in _TYPMOD_ALIKE:
@@ -424,7 +437,8 @@ class PostgresChunkWriter(ChunkWriter):
                 self._columns[key] = None
                 return None
             cursor.execute(
-                "SELECT CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE t.oid END, t.oid, a.atttypmod, "
+                "SELECT CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE t.oid END, t.oid, "
+                "CASE WHEN t.typtype = 'd' THEN t.typtypmod ELSE a.atttypmod END, "
                 "coalesce(to_regtype(nullif(c.rendered, ''))::oid, 0) "
                 "FROM unnest(%(names)s::text[], %(casts)s::text[]) WITH ORDINALITY AS c(name, rendered, ord) "
                 "JOIN pg_attribute a ON a.attrelid = %(t)s::regclass AND a.attname = c.name AND NOT a.attisdropped "
@@ -629,6 +643,7 @@ _FLOAT4 = struct.Struct("f")
 # Column types whose modifier a str's text is read the same under, by COPY (the column's input with the modifier) or
 # by the statement (the input without it, then the modifier applied): lengths, scales, fractional seconds
 _TYPMOD_ALIKE = frozenset({25, 1043, 1700, 1114, 1184, 1083})
+_CONVERTED = frozenset({str, bytes})  # what _AS_BOUND's conversions make, dumped too
 _TEXTS = frozenset({25, _VARCHAR})  # text and varchar: one representation, no conversion between them
 _NONE = type(None)
 _STR: frozenset[type] = frozenset(
