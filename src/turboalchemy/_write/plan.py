@@ -189,12 +189,11 @@ def compile_plan(
     if dialect.name == "postgresql":
         plan = _copy_plan(plan, named, conflict, update)
         if plan.copy_columns is not None:
+            impls = [_impl(p.column.type, named) for p in plan.params]
             naive = tuple(
                 i
-                for i, p in enumerate(plan.params)
-                if isinstance(_impl(p.column.type, named), DateTime)
-                and not _impl(p.column.type, named).timezone
-                and not p.onupdate
+                for i, (p, impl) in enumerate(zip(plan.params, impls))
+                if isinstance(impl, DateTime) and not impl.timezone and not p.onupdate
             )
             plan = dataclasses.replace(plan, naive_datetimes=naive)
     return plan

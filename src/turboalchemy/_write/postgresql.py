@@ -107,16 +107,14 @@ def _default_binary(connection: Any, oid: int, types: frozenset[type]) -> bool:
     """Whether this connection dumps `types` (as statements and text COPY take them) and `oid` in binary (as binary
     COPY by set_types does) with psycopg's default dumpers."""
     import psycopg
-    from psycopg.adapt import PyFormat
     from psycopg.pq import Format
 
     mine, default = connection.adapters, _pristine_adapters()
     try:
-        return mine.get_dumper_by_oid(oid, Format.BINARY) is default.get_dumper_by_oid(oid, Format.BINARY) and all(
-            mine.get_dumper(t, f) is default.get_dumper(t, f) for t in types for f in (PyFormat.AUTO, PyFormat.TEXT)
-        )
+        binary = mine.get_dumper_by_oid(oid, Format.BINARY) is default.get_dumper_by_oid(oid, Format.BINARY)
     except psycopg.ProgrammingError:
         return False
+    return binary and _default_dumpers(connection, set(types))
 
 
 def _row_specific(exc: BaseException) -> bool:
@@ -404,33 +402,34 @@ class PostgresChunkWriter(ChunkWriter):
             return None
         columns: list[Sequence[Any]] = list(zip(*params))
         kinds_of = []
+        sent: set[type] = set(
+            _CONVERTED
+        )  # every Python type that will be dumped, for one look at the connection's dumpers
         changed = False
-        connection = self.async_driver or self.dbapi
         for i, (base, _, mod) in enumerate(types):
             values = columns[i] if columns else ()
             kinds = set(map(type, values))  # None's included
-            if not _default_dumpers(connection, kinds | _CONVERTED):
-                return None
+            sent |= kinds
             allowed = _TEXT_KINDS.get(base, _STR)
             if mod != -1 and base not in _TYPMOD_ALIKE:
                 allowed = allowed - {str}  # read under the column's modifier by COPY, without it by the statement
             if not kinds <= allowed:
-                converters = [_AS_BOUND.get((base, kind)) for kind in kinds - allowed]
-                converted: Sequence[Any] | None = values
-                for convert in converters:
-                    converted = None if convert is None or converted is None else convert(converted)
+                converted = _as_bound(base, kinds - allowed, values)
                 if converted is None:
                     return None
                 kinds = set(map(type, converted))
                 columns[i] = converted
                 changed = True
             kinds_of.append(kinds)
+        if not _default_dumpers(self.async_driver or self.dbapi, sent):
+            return None
         return Copied(list(zip(*columns)) if changed else params, columns, kinds_of)
 
     def _copy_types(self, cursor: Any, plan: WritePlan) -> tuple[tuple[int, int, int], ...] | None:
-        """Each COPY column's type (a domain's base type) and own type, by OID, and its type modifier; None when SQLAlchemy's statement
-        casts some column's parameter to another type (a String model over an integer column, say), where the
-        statement's conversion is not the column's text input. Asked once per table and column set in a call."""
+        """Each COPY column's type (a domain's base type) and own type, by OID, and its type modifier; None when
+        SQLAlchemy's statement casts some column's parameter to another type (a String model over an integer
+        column, say), where the statement's conversion is not the column's text input. Asked once per table, column
+        set and casts in a call."""
         key = (plan.table.schema, plan.table.name, plan.copy_columns, plan.copy_casts)
         if key not in self._columns:
             if "?" in plan.copy_casts:  # a cast COPY cannot be checked against (a type modifier, say)
@@ -623,8 +622,9 @@ def _float8_numeric(values: Sequence[Any]) -> list[Any] | None:
 def _float8_float4(values: Sequence[Any]) -> list[Any] | None:
     """Floats rounded to float4 as the server casts a float8 (to nearest, ties to even), the other values as they
     are: the text of a float8 read as real may round the other way (1 + 2**-24 is a tie, and its text is not). A
-    value not 0 but rounding to 0, which the cast refuses, is left for the column's input, which refuses it too; a value that rounds past real's range is left for the statement (None), which refuses it, where
-    the column's input would round it back to real's largest."""
+    value not 0 but rounding to 0, which the cast refuses, is left for the column's input, which refuses it too;
+    one that rounds past real's range is left for the statement (None), which refuses it, where the column's input
+    would round it back to real's largest."""
     out = []
     for v in values:
         if type(v) is float and math.isfinite(v):
@@ -646,9 +646,8 @@ _TYPMOD_ALIKE = frozenset({25, 1043, 1700, 1114, 1184, 1083})
 _CONVERTED = frozenset({str, bytes})  # what _AS_BOUND's conversions make, dumped too
 _TEXTS = frozenset({25, _VARCHAR})  # text and varchar: one representation, no conversion between them
 _NONE = type(None)
-_STR: frozenset[type] = frozenset(
-    {str, _NONE}
-)  # psycopg binds str as unknown, which the server reads by the column's input, as COPY
+# psycopg binds str as unknown, which the server reads by the column's input, as COPY does
+_STR: frozenset[type] = frozenset({str, _NONE})
 # Per column type (by OID, a domain's base type), the Python types whose text COPY stores what SQLAlchemy's
 # statement stores: psycopg binds them as the column's type, or as one whose cast into it is exact or converts as
 # the column's text input does (int into numeric or double precision, say). Others go as the statement, but floats
@@ -678,6 +677,16 @@ def _unwrapped(values: Sequence[Any]) -> list[Any] | None:
     return out if all(type(v) is bytes for v in out if v is not None) else None
 
 
+def _as_bound(base: int, kinds: set[type], values: Sequence[Any]) -> list[Any] | None:
+    """A column's values with those of `kinds` converted by _AS_BOUND for the column's type; None where one of
+    them has no conversion, or one refuses."""
+    out: list[Any] | None = list(values)
+    for kind in kinds:
+        convert = _AS_BOUND.get((base, kind))
+        out = None if convert is None or out is None else convert(out)
+    return out
+
+
 # Per (column type, Python type) outside _TEXT_KINDS: the column's values, those of that type as COPY must carry them
 # for the server to store what it stores from the statement (None: it cannot)
 _AS_BOUND: dict[tuple[int, type], Callable[[Sequence[Any]], list[Any] | None]] = {
@@ -688,8 +697,8 @@ _AS_BOUND: dict[tuple[int, type], Callable[[Sequence[Any]], list[Any] | None]] =
 
 
 # The server types binary COPY may carry, and the Python types (exact: a datetime is not a date here) whose binary
-# form the server stores exactly as it would the same value bound in a statement. (A bool into an integer column
-# is left to text, which refuses it, so that inserts and upserts, sync and async, refuse it alike.)
+# form the server stores exactly as it would the same value bound in a statement (a bool into an integer column is
+# no such value: it goes as the statement, see _TEXT_KINDS).
 BINARY_KINDS: dict[str, frozenset[type]] = {
     "int2": frozenset({int}),
     "int4": frozenset({int}),
