@@ -206,28 +206,65 @@ class PostgresChunkWriter(ChunkWriter):
     # -- the fast paths --------------------------------------------------------------------------------
 
     def _write(self, cursor: Any, plan: WritePlan, params: list[Sequence[Any]]) -> None:
-        copy_columns = plan.copy_columns
-        if copy_columns is None:
+        if plan.copy_columns is None:
             cursor.executemany(plan.sql, params)
             return
-        if plan.naive_datetimes:
-            params = self._local_times(cursor, plan, params)
-        width = len(copy_columns)
-        staged = params
-        if width != len(plan.params):  # an upsert's onupdate values go to the merge, not the COPY
-            staged = [row[:width] for row in params]
-        plain = plan.kind != "insert" or self._copies_as_insert(cursor, plan)
-        copied = self._copyable(cursor, plan, staged) if plain else None
-        if copied is None:
+        if plan.kind == "insert":
+            self._copy_types(cursor, plan)  # (one round trip, with what the next two lines ask)
+        if plan.kind == "insert" and not self._copies_as_insert(cursor, plan):
             # the statement itself, pipelined: what SQLAlchemy's stores, whatever the values and the table
-            cursor.executemany(plan.sql, params)
-        elif plan.kind == "insert":
-            self._copy(cursor, _table(plan), plan, copied, ordinal=False)
-        else:
-            temp = self._temp_table(cursor, plan, plan.temp_name)
-            self._copy(cursor, temp, plan, copied, ordinal=True)
-            if self._twice(cursor, plan, lambda: cursor.execute(plan.merge_sql, plan.merge_params())):
-                cursor.executemany(plan.sql, params)
+            cursor.executemany(plan.sql, self._local_times(cursor, plan, params) if plan.naive_datetimes else params)
+            return
+        # A chunk of more than one slice is checked a slice at a time while the server reads the slices before it
+        # (the checks cost about a tenth of what the server spends on the rows): the first slice chooses the route,
+        # and a later one that would go another way undoes the COPY, sent whole, then, as one slice. Not where a
+        # COPY undone part way leaves a trace (values drawn from a sequence for the columns the rows leave out,
+        # say): there the chunk is checked whole first. A staging table has no defaults or triggers.
+        if (
+            len(params) > _SLICE
+            and self.async_driver is None
+            and (plan.kind != "insert" or not self._table_leaves_traces(cursor, plan))
+        ):
+            try:
+                self._copy_chunk(cursor, plan, params, _SLICE)
+                return
+            except _Rerouted:
+                self._undo(cursor)
+        self._copy_chunk(cursor, plan, params, len(params))
+
+    def _copy_chunk(self, cursor: Any, plan: WritePlan, params: list[Sequence[Any]], size: int) -> None:
+        """The chunk by COPY, checked `size` rows at a time; or as the statement where its first slice may not
+        go by COPY."""
+        slices = self._slices(cursor, plan, params, size)
+        sent, first = next(slices)
+        if first is None:
+            # the statement itself, pipelined: what SQLAlchemy's stores, whatever the values and the table
+            whole = sent if len(sent) == len(params) else None
+            if whole is None:
+                whole = self._local_times(cursor, plan, params) if plan.naive_datetimes else params
+            cursor.executemany(plan.sql, whole)
+            return
+        if plan.kind == "insert":
+            self._copy(cursor, _table(plan), plan, first, slices, ordinal=False)
+            return
+        temp = self._temp_table(cursor, plan, plan.temp_name)
+        every = list(sent)  # the chunk as sent, for row by row if it holds one key twice
+        self._copy(cursor, temp, plan, first, slices, ordinal=True, sent=every)
+        if self._twice(cursor, plan, lambda: cursor.execute(plan.merge_sql, plan.merge_params())):
+            cursor.executemany(plan.sql, every)
+
+    def _slices(
+        self, cursor: Any, plan: WritePlan, params: list[Sequence[Any]], size: int
+    ) -> Iterator[tuple[list[Sequence[Any]], Copied | None]]:
+        """The chunk `size` rows at a time: each slice's rows as the statement would bind them (aware datetimes
+        for naive columns made local), and as COPY may carry them (see _copyable)."""
+        width = len(plan.copy_columns or ())
+        for start in range(0, max(len(params), 1), size):
+            part = params if size >= len(params) else params[start : start + size]
+            if plan.naive_datetimes:
+                part = self._local_times(cursor, plan, part, copying=start > 0)
+            staged = part if width == len(plan.params) else [row[:width] for row in part]
+            yield part, self._copyable(cursor, plan, staged)
 
     def _returning(self, cursor: Any, plan: WritePlan, params: list[Sequence[Any]], ret: ReturningPlan) -> list[Any]:
         """COPY into the staging table, then one INSERT ... SELECT ... RETURNING in arrival order; or, where that
@@ -296,8 +333,10 @@ class PostgresChunkWriter(ChunkWriter):
         table whose defaults, CHECK constraints, column types' constraints, policies or indexes use a user's
         function or operator (all evaluated for a proposed row before the server refuses it); and of a merge whose
         SET computes a value in SQL (an onupdate expression). Asked once per table on this connection."""
-        if plan.sql_onupdate:
-            return True
+        return plan.sql_onupdate or self._table_leaves_traces(cursor, plan)
+
+    def _table_leaves_traces(self, cursor: Any, plan: WritePlan) -> bool:
+        """Whether a write into the table undone part way may leave a trace (see _leaves_traces)."""
         key = (plan.table.schema, plan.table.name)
         traces = self._traces.get(key)
         if traces is None:
@@ -328,13 +367,18 @@ class PostgresChunkWriter(ChunkWriter):
                 break
         return per_row(ret, results)
 
-    def _local_times(self, cursor: Any, plan: WritePlan, params: list[Sequence[Any]]) -> list[Sequence[Any]]:
+    def _local_times(
+        self, cursor: Any, plan: WritePlan, params: list[Sequence[Any]], *, copying: bool = False
+    ) -> list[Sequence[Any]]:
         """Aware datetimes bound for naive DateTime columns, as the session's local time without an offset: what
         the server stores for a bound value (timestamptz -> timestamp in the session's TimeZone), where COPY's
-        text input would keep the wall time and drop the offset."""
+        text input would keep the wall time and drop the offset. The session's TimeZone cannot be asked while a
+        COPY is `copying`: then, if not known yet, _Rerouted."""
         aware = [i for i in plan.naive_datetimes if _any_aware(list(map(itemgetter(i), params)))]
         if not aware:
             return params
+        if self._zone is None and copying:
+            raise _Rerouted
         if self._zone is None:
             cursor.execute("SHOW TimeZone")
             name = cursor.fetchone()[0]
@@ -354,11 +398,22 @@ class PostgresChunkWriter(ChunkWriter):
                     row[i] = value.astimezone(zone).replace(tzinfo=None)
         return out  # type: ignore[return-value]
 
-    def _copy(self, cursor: Any, target: sql.Composable, plan: WritePlan, copied: Copied, *, ordinal: bool) -> None:
+    def _copy(
+        self,
+        cursor: Any,
+        target: sql.Composable,
+        plan: WritePlan,
+        first: Copied,
+        rest: Iterator[tuple[list[Sequence[Any]], Copied | None]] | None = None,
+        *,
+        ordinal: bool,
+        sent: list[Sequence[Any]] | None = None,
+    ) -> None:
+        """COPY the chunk's slices, `first` choosing the format; raises _Rerouted, inside the COPY (so that the
+        server drops it), where a later slice may not go by COPY, or not in that format. `sent` gathers each
+        slice's rows as the statement would bind them."""
         columns = plan.copy_columns or ()
         names = [*columns, ARRIVAL] if ordinal else list(columns)
-        params = copied.rows
-        rows = [(*row, i) for i, row in enumerate(params)] if ordinal else params  # arrival order, for last-wins
         # Binary where every value of the chunk is one the server stores alike from either format (checked per
         # column, see _binary_safe); else text, as psycopg dumps each Python value, which _copyable has checked the
         # server stores as it does the statement's parameter. (Unchecked, binary would truncate an int past int4
@@ -366,26 +421,40 @@ class PostgresChunkWriter(ChunkWriter):
         # chunks of the study's table, binary took 3 ms a chunk less than text straight into the table (turbo at
         # 0.90 of binary COPY of prebuilt tuples, against 0.85 as text), and binary staging made upserts 1.10x.
         types = self._binary_types(cursor, plan) if self.async_driver is None else None
-        if types is not None and _binary_safe(types, copied):
-            oids = [_OID_OF[t] for t in types] + ([_OID_OF["int8"]] if ordinal else [])
-            statement = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(
-                target, sql.SQL(", ").join(map(sql.Identifier, names))
-            )
-            with cursor.copy(statement) as copy:
-                copy.set_types(oids)
-                write = copy.write_row
-                for row in rows:
-                    write(row)
-            return
-        statement = sql.SQL("COPY {} ({}) FROM STDIN").format(target, sql.SQL(", ").join(map(sql.Identifier, names)))
+        binary = types is not None and _binary_safe(types, first)
+
+        def checked() -> Iterator[Copied]:
+            yield first
+            for part, copied in rest or ():
+                if copied is None or (binary and not _binary_safe(types or [], copied)):
+                    raise _Rerouted
+                if sent is not None:
+                    sent.extend(part)
+                yield copied
+
+        def rows() -> Iterator[Sequence[Any]]:
+            at = 0
+            for copied in checked():
+                if ordinal:  # arrival order, for last-wins
+                    yield from ((*row, i) for i, row in enumerate(copied.rows, at))
+                    at += len(copied.rows)
+                else:
+                    yield from copied.rows
+
+        form = sql.SQL(" (FORMAT BINARY)" if binary else "")
+        statement = sql.SQL("COPY {} ({}) FROM STDIN{}").format(
+            target, sql.SQL(", ").join(map(sql.Identifier, names)), form
+        )
         if self.async_driver is not None:
             from sqlalchemy.util import await_only
 
-            await_only(_copy_async(self.async_driver, statement, rows))
+            await_only(_copy_async(self.async_driver, statement, list(rows())))
             return
         with cursor.copy(statement) as copy:
+            if binary:
+                copy.set_types([_OID_OF[t] for t in types or ()] + ([_OID_OF["int8"]] if ordinal else []))
             write = copy.write_row
-            for row in rows:
+            for row in rows():
                 write(row)
 
     def _copyable(self, cursor: Any, plan: WritePlan, params: list[Sequence[Any]]) -> Copied | None:
@@ -435,16 +504,24 @@ class PostgresChunkWriter(ChunkWriter):
             if "?" in plan.copy_casts:  # a cast COPY cannot be checked against (a type modifier, say)
                 self._columns[key] = None
                 return None
+            # For an insert, what _copies_as_insert and _table_leaves_traces ask rides along: one round trip
+            plain_key, traces_key = (plan.table.schema, plan.table.name, plan.copy_columns), key[:2]
+            along = plan.kind == "insert" and (plain_key not in self._plain or traces_key not in self._traces)
             cursor.execute(
                 "SELECT CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE t.oid END, t.oid, "
                 "CASE WHEN t.typtype = 'd' THEN t.typtypmod ELSE a.atttypmod END, "
-                "coalesce(to_regtype(nullif(c.rendered, ''))::oid, 0) "
-                "FROM unnest(%(names)s::text[], %(casts)s::text[]) WITH ORDINALITY AS c(name, rendered, ord) "
+                "coalesce(to_regtype(nullif(c.rendered, ''))::oid, 0)"
+                + (f", ({_PLAIN_SQL}), ({_TRACES_SQL}) " if along else " ")
+                + "FROM unnest(%(names)s::text[], %(casts)s::text[]) WITH ORDINALITY AS c(name, rendered, ord) "
                 "JOIN pg_attribute a ON a.attrelid = %(t)s::regclass AND a.attname = c.name AND NOT a.attisdropped "
                 "JOIN pg_type t ON t.oid = a.atttypid ORDER BY c.ord",
                 {"t": _regclass(plan), "names": list(plan.copy_columns or ()), "casts": list(plan.copy_casts)},
             )
-            found = [(int(base), int(oid), int(mod), int(cast)) for base, oid, mod, cast in cursor.fetchall()]
+            fetched = cursor.fetchall()
+            if along and fetched:
+                self._plain[plain_key] = bool(fetched[0][4])
+                self._traces[traces_key] = bool(fetched[0][5])
+            found = [(int(row[0]), int(row[1]), int(row[2]), int(row[3])) for row in fetched]
             same = len(found) == len(plan.copy_casts) and all(
                 not rendered or cast in (oid, base) or {cast, base} <= _TEXTS
                 for rendered, (base, oid, _, cast) in zip(plan.copy_casts, found)
@@ -462,14 +539,7 @@ class PostgresChunkWriter(ChunkWriter):
         key = (plan.table.schema, plan.table.name, plan.copy_columns)
         plain = self._plain.get(key)
         if plain is None:
-            cursor.execute(
-                "SELECT c.relkind IN ('r', 'p') AND NOT row_security_active(c.oid) "
-                "AND NOT EXISTS (SELECT 1 FROM pg_rewrite r WHERE r.ev_class = c.oid AND r.ev_type = '3') "
-                "AND NOT EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attidentity = 'a' "
-                "AND NOT a.attisdropped AND a.attname = ANY(%(columns)s)) "
-                "FROM pg_class c WHERE c.oid = %(t)s::regclass",
-                {"t": _regclass(plan), "columns": list(plan.copy_columns or ())},
-            )
+            cursor.execute(_PLAIN_SQL, {"t": _regclass(plan), "names": list(plan.copy_columns or ())})
             plain = self._plain[key] = bool(cursor.fetchone()[0])
         return plain
 
@@ -753,6 +823,15 @@ def _binary_safe(types: list[str], copied: Copied) -> bool:
     return True
 
 
+# Whether COPY into the table stores what INSERT does (see PostgresChunkWriter._copies_as_insert)
+_PLAIN_SQL = (
+    "SELECT c.relkind IN ('r', 'p') AND NOT row_security_active(c.oid) "
+    "AND NOT EXISTS (SELECT 1 FROM pg_rewrite r WHERE r.ev_class = c.oid AND r.ev_type = '3') "
+    "AND NOT EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attidentity = 'a' "
+    "AND NOT a.attisdropped AND a.attname = ANY(%(names)s)) "
+    "FROM pg_class c WHERE c.oid = %(t)s::regclass"
+)
+
 # Whether a refused merge into the table may leave a trace (see PostgresChunkWriter._leaves_traces). Built-in
 # functions and operators are pinned, so pg_depend records only a user's (an extension's included).
 _TRACES_SQL = (
@@ -770,6 +849,14 @@ _TRACES_SQL = (
     "OR (p.classid = 'pg_class'::regclass AND p.objid IN (SELECT indexrelid FROM pg_index WHERE indrelid = c.oid)))) "
     "FROM pg_class c WHERE c.oid = %(t)s::regclass"
 )
+
+
+class _Rerouted(Exception):
+    """A later slice of a chunk may not go as its first did: the chunk is undone and sent again, as one slice."""
+
+
+# Rows a chunk is checked at a time while the server reads the ones before (see PostgresChunkWriter._write)
+_SLICE = 500
 
 
 class KeysEqualToTheIndex(Exception):
