@@ -259,8 +259,10 @@ class PostgresChunkWriter(ChunkWriter):
         """The chunk `size` rows at a time: each slice's rows as the statement would bind them (aware datetimes
         for naive columns made local), and as COPY may carry them (see _copyable)."""
         width = len(plan.copy_columns or ())
-        for start in range(0, max(len(params), 1), size):
-            part = params if size >= len(params) else params[start : start + size]
+        # the first slice small: the server has nothing to read until it is checked
+        starts = [0, *range(min(_FIRST_SLICE, size), len(params), size)] if size < len(params) else [0]
+        for start, stop in zip(starts, [*starts[1:], len(params)]):
+            part = params if size >= len(params) else params[start:stop]
             if plan.naive_datetimes:
                 part = self._local_times(cursor, plan, part, copying=start > 0)
             staged = part if width == len(plan.params) else [row[:width] for row in part]
@@ -857,6 +859,7 @@ class _Rerouted(Exception):
 
 # Rows a chunk is checked at a time while the server reads the ones before (see PostgresChunkWriter._write)
 _SLICE = 500
+_FIRST_SLICE = 100
 
 
 class KeysEqualToTheIndex(Exception):
