@@ -213,7 +213,7 @@ class PostgresChunkWriter(ChunkWriter):
             self._copy_types(cursor, plan)  # (one round trip, with what the next two lines ask)
         if plan.kind == "insert" and not self._copies_as_insert(cursor, plan):
             # the statement itself, pipelined: what SQLAlchemy's stores, whatever the values and the table
-            cursor.executemany(plan.sql, self._local_times(cursor, plan, params) if plan.naive_datetimes else params)
+            cursor.executemany(plan.sql, self._local_times(cursor, plan, params))
             return
         # A chunk of more than one slice is checked a slice at a time while the server reads the slices before it
         # (the checks cost about a tenth of what the server spends on the rows): the first slice chooses the route,
@@ -239,10 +239,7 @@ class PostgresChunkWriter(ChunkWriter):
         sent, first = next(slices)
         if first is None:
             # the statement itself, pipelined: what SQLAlchemy's stores, whatever the values and the table
-            whole = sent if len(sent) == len(params) else None
-            if whole is None:
-                whole = self._local_times(cursor, plan, params) if plan.naive_datetimes else params
-            cursor.executemany(plan.sql, whole)
+            cursor.executemany(plan.sql, sent if len(sent) == len(params) else self._local_times(cursor, plan, params))
             return
         if plan.kind == "insert":
             self._copy(cursor, _table(plan), plan, first, slices, ordinal=False)
@@ -434,14 +431,14 @@ class PostgresChunkWriter(ChunkWriter):
                     sent.extend(part)
                 yield copied
 
-        def rows() -> Iterator[Sequence[Any]]:
+        def batches() -> Iterator[Sequence[Sequence[Any]]]:
             at = 0
             for copied in checked():
                 if ordinal:  # arrival order, for last-wins
-                    yield from ((*row, i) for i, row in enumerate(copied.rows, at))
+                    yield [(*row, i) for i, row in enumerate(copied.rows, at)]
                     at += len(copied.rows)
                 else:
-                    yield from copied.rows
+                    yield copied.rows
 
         form = sql.SQL(" (FORMAT BINARY)" if binary else "")
         statement = sql.SQL("COPY {} ({}) FROM STDIN{}").format(
@@ -450,14 +447,15 @@ class PostgresChunkWriter(ChunkWriter):
         if self.async_driver is not None:
             from sqlalchemy.util import await_only
 
-            await_only(_copy_async(self.async_driver, statement, list(rows())))
+            await_only(_copy_async(self.async_driver, statement, [row for rows in batches() for row in rows]))
             return
         with cursor.copy(statement) as copy:
             if binary:
                 copy.set_types([_OID_OF[t] for t in types or ()] + ([_OID_OF["int8"]] if ordinal else []))
             write = copy.write_row
-            for row in rows():
-                write(row)
+            for rows in batches():
+                for row in rows:
+                    write(row)
 
     def _copyable(self, cursor: Any, plan: WritePlan, params: list[Sequence[Any]]) -> Copied | None:
         """The chunk as COPY may carry it: None where the text of some value would not be stored as SQLAlchemy's
