@@ -48,6 +48,8 @@ from turboalchemy._write.plan import compile_plan
 from .models import FIXED, ODD, STRICT, Base, Every, odd_meta, strict_meta
 from .test_bulk import _strict, every_rows
 
+pytestmark = pytest.mark.postgresql  # (no case here touches SQLite)
+
 METAS = (Base.metadata, strict_meta, odd_meta)
 
 
