@@ -12,6 +12,7 @@ import time
 import pytest
 
 import turboalchemy
+from turboalchemy import _sqlite
 from turboalchemy._cli import main as cli
 from turboalchemy._tools.migrate import discover, statements, status
 
@@ -134,7 +135,7 @@ def test_sigkill_while_migrating_leaves_schema_and_version_agreeing(tmp_path):
             "0001_base.sql": "CREATE TABLE base (x);",
             "0002_slow.sql": """
             CREATE TABLE big (n INTEGER, pad TEXT);
-            WITH RECURSIVE c(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM c WHERE n < 3000000)
+            WITH RECURSIVE c(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM c WHERE n < 1000000)
             INSERT INTO big SELECT n, hex(randomblob(64)) FROM c;
             CREATE INDEX big_pad ON big (pad);
         """,
@@ -196,7 +197,8 @@ def test_a_file_that_would_drift_is_refused_before_anything_runs(tmp_path, name,
     assert cli(["migrate", str(tmp_path / "app.db"), str(folder)]) == 2  # one line on stderr, no traceback
 
 
-def test_a_held_write_lock_is_a_typed_error_and_one_line_from_the_cli(tmp_path, capsys):
+def test_a_held_write_lock_is_a_typed_error_and_one_line_from_the_cli(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(_sqlite, "BUSY_TIMEOUT_MS", 100)  # the lock outlives any wait: no need to wait 5 s, twice
     folder = write(tmp_path / "m", BASIC)
     db = tmp_path / "app.db"
     SQLITE.connect(db).close()

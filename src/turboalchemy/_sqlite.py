@@ -47,6 +47,10 @@ def _sqlite_engine(target: Engine | Connection, what: str) -> Engine:
     return engine
 
 
+# How long a file opened by the tools (migrate, backup, checkpoint, doctor) waits for another connection's lock
+BUSY_TIMEOUT_MS = 5000
+
+
 @contextmanager
 def open_file(path: Path, *, read_only: bool) -> Iterator[sqlite3.Connection]:
     """An autocommit sqlite3 connection to an existing file (read-only opens never create one)."""
@@ -60,7 +64,7 @@ def open_file(path: Path, *, read_only: bool) -> Iterator[sqlite3.Connection]:
     )
     try:
         _driver.claim(conn)
-        conn.execute("PRAGMA busy_timeout = 5000")
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         yield conn
     finally:
         _driver.release(conn)

@@ -21,10 +21,14 @@ from ..dbapi import SQLITE
 CHUNK = 500
 KILLS = 50
 
+# Each loader imports, says so, and waits for "go" before it opens the file: the next one imports while the one
+# before it runs (an import is most of a run's second), and only one loader has the file at a time.
 LOADER = textwrap.dedent("""
     import sys
     import turboalchemy
     from sqlalchemy import Column, Integer, MetaData, String, Table, text
+    print("imported", flush=True)
+    sys.stdin.readline()
     meta = MetaData()
     t = Table("loaded", meta, Column("id", Integer, primary_key=True), Column("chunk", Integer, nullable=False),
               Column("pad", String, nullable=False))
@@ -47,25 +51,43 @@ def test_sigkill_at_random_moments_leaves_whole_acknowledged_chunks(tmp_path):
     rng = random.Random(20261122)
     acknowledged: set[int] = set()
     faults = rows_checked = 0
-    for _ in range(KILLS):
-        child = subprocess.Popen([sys.executable, str(script), str(db)], stdout=subprocess.PIPE, text=True)
-        assert child.stdout is not None and child.stdout.readline() == "ready\n"  # imported, table made
-        time.sleep(rng.uniform(0.02, 0.2))  # then chunks commit every few ms
-        os.kill(child.pid, signal.SIGKILL)
-        out, _ = child.communicate()
-        faults += 1
-        acknowledged |= {int(line) for line in out.split()}
-        conn = SQLITE.connect(db)
-        try:
-            assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-            per_chunk = dict(conn.execute("SELECT chunk, count(*) FROM loaded GROUP BY chunk"))
-        finally:
-            conn.close()
-        assert set(per_chunk.values()) <= {CHUNK}, "a chunk is partly stored"
-        assert acknowledged <= set(per_chunk), "an acknowledged chunk is missing"
-        assert len(set(per_chunk) - acknowledged) <= 1, "more than one unacknowledged chunk survived"
-        acknowledged |= set(per_chunk)  # the one in flight may have committed before the kill
-        rows_checked += sum(per_chunk.values())
+
+    def loader() -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            [sys.executable, str(script), str(db)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
+
+    following: subprocess.Popen[str] | None = loader()
+    try:
+        for kill in range(KILLS):
+            assert following is not None
+            child, following = following, (loader() if kill + 1 < KILLS else None)
+            assert child.stdin is not None and child.stdout is not None and child.stdout.readline() == "imported\n"
+            child.stdin.write("go\n")
+            child.stdin.flush()
+            assert child.stdout.readline() == "ready\n"  # the table made: chunks follow
+            time.sleep(
+                rng.uniform(0.01, 0.1)
+            )  # chunks commit every few ms (the file grows by tens of MB a second, and each check reads it whole)
+            os.kill(child.pid, signal.SIGKILL)
+            out, _ = child.communicate()
+            faults += 1
+            acknowledged |= {int(line) for line in out.split()}
+            conn = SQLITE.connect(db)
+            try:
+                assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+                per_chunk = dict(conn.execute("SELECT chunk, count(*) FROM loaded GROUP BY chunk"))
+            finally:
+                conn.close()
+            assert set(per_chunk.values()) <= {CHUNK}, "a chunk is partly stored"
+            assert acknowledged <= set(per_chunk), "an acknowledged chunk is missing"
+            assert len(set(per_chunk) - acknowledged) <= 1, "more than one unacknowledged chunk survived"
+            acknowledged |= set(per_chunk)  # the one in flight may have committed before the kill
+            rows_checked += sum(per_chunk.values())
+    finally:
+        if following is not None:  # (a failed check leaves the next loader waiting)
+            following.kill()
+            following.communicate()
     assert faults == KILLS and len(acknowledged) > KILLS  # every run got some chunks in before its kill
     print(f"sigkill bulk load: {faults} kills, {len(acknowledged)} chunks, {rows_checked:,} rows checked, 0 lost")
 
