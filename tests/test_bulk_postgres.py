@@ -488,6 +488,116 @@ def test_a_row_late_in_a_chunk_that_may_not_go_as_the_first_did_sends_the_chunk_
         meta.drop_all(pg)
 
 
+class _Trimmed(TypeDecorator):
+    """A type whose Python-side processor (as the ORM calls it per value) refuses what is not a str."""
+
+    impl = String
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        return None if value is None else value.strip()
+
+
+def _without(row: dict, *keys: str, **more) -> dict:
+    return {**{k: v for k, v in row.items() if k not in keys}, **more}
+
+
+# A row late in a chunk that the chunk's fast conversion (dicts to tuples, as COPY sends it, a slice at a time) cannot
+# take, though every row has as many keys: expected, what SQLAlchemy does with the same rows (stores them, each run of
+# one key set its own statement, as the ORM's bulk insert sends them; or refuses), and the column named.
+UNCONVERTED = {
+    "a row with another key set": (lambda i: _without(_full(id=i, n=i), "t"), dict(t="late"), "blob", None),
+    "a row with a key that is no column": (lambda i: _without(_full(id=i, n=i), "t"), dict(nope=1), "blob", "nope"),
+    "a value the type's processor refuses": (lambda i: {"id": i, "n": i, "s": f" k{i} "}, dict(s=5), None, "s"),
+}
+
+
+@pytest.mark.parametrize("target", ["engine", "connection"])
+@pytest.mark.parametrize("kind", ["insert", "upsert"])
+@pytest.mark.parametrize("case", list(UNCONVERTED))
+def test_a_row_late_in_a_chunk_that_the_fast_conversion_cannot_take_is_met_as_if_the_chunk_were_read_first(
+    pg, monkeypatch, case, kind, target
+):
+    """The COPY already under way is undone (only it: not what the caller's transaction wrote before) and the chunk
+    is read the careful way: split where its rows' keys differ and stored as SQLAlchemy stores it, or refused naming
+    the row and the column."""
+    from itertools import groupby
+
+    from sqlalchemy import MetaData
+
+    row_of, late, drop, refused_column = UNCONVERTED[case]
+    rows = [row_of(i) for i in range(1200)]
+    rows[1100] = _without(rows[1100], *([drop] if drop else []), **late)
+    meta = MetaData()
+    if drop is None:
+        ours_t, theirs_t = (
+            Table(
+                name,
+                meta,
+                Column("id", Integer, primary_key=True, autoincrement=False),
+                Column("n", Integer),
+                Column("s", _Trimmed(20)),
+            )
+            for name in ("unconverted_ours", "unconverted_theirs")
+        )
+    else:
+        ours_t = _binary_table("unconverted_ours", meta, serial=False)
+        theirs_t = _binary_table("unconverted_theirs", meta, serial=False)
+    meta.drop_all(pg)
+    meta.create_all(pg)
+    try:
+        log = _SentLog(monkeypatch)
+
+        def write(on):
+            if kind == "insert":
+                turboalchemy.bulk_insert(on, ours_t, [dict(r) for r in rows], chunk_size=len(rows))
+            else:
+                turboalchemy.bulk_upsert(on, ours_t, [dict(r) for r in rows], conflict=["id"], chunk_size=len(rows))
+
+        caller = {"id": 5000, "n": 1}
+        refused = None
+        try:
+            if target == "engine":
+                write(pg)
+            else:
+                with pg.begin() as conn:
+                    conn.execute(ours_t.insert(), caller)  # the caller's, before the write
+                    try:
+                        write(conn)
+                    except BulkWriteError as exc:
+                        refused = exc  # the caller goes on and commits what it wrote
+        except BulkWriteError as exc:
+            refused = exc
+        # the first COPY went before the late row was met, and was undone: then, refused, nothing more; stored, one
+        # COPY per run of one key set (the rows before it, the row, the rows after)
+        assert len(log.copies) == (1 if refused_column else 4), log.copies
+        kept = [5000] if target == "connection" else []
+        if refused_column is not None:
+            assert refused is not None and (refused.row, refused.column) == (1100, refused_column), refused
+            assert "nothing of this chunk was written" in str(refused) or target == "connection"
+            with pg.connect() as conn:  # only the chunk undone, not the caller's row before it
+                assert conn.execute(select(ours_t.c.id)).scalars().all() == kept
+            if refused_column == "nope":
+                return  # (refused as a chunk read whole is; SQLAlchemy's Core statement would leave the key out)
+            with pytest.raises(StatementError):  # SQLAlchemy refuses it too
+                with pg.begin() as conn:
+                    for _, run in groupby(rows, key=frozenset):
+                        conn.execute(theirs_t.insert(), list(run))
+            return
+        assert refused is None
+        with pg.begin() as conn:
+            if target == "connection":
+                conn.execute(theirs_t.insert(), caller)
+            for _, run in groupby(rows, key=frozenset):
+                conn.execute(theirs_t.insert(), list(run))
+        with pg.connect() as conn:
+            ours = conn.execute(select(ours_t).order_by(ours_t.c.id)).all()
+            theirs = conn.execute(select(theirs_t).order_by(theirs_t.c.id)).all()
+        assert len(ours) == len(rows) + len(kept) and ours == theirs
+    finally:
+        meta.drop_all(pg)
+
+
 @pytest.mark.parametrize("on_conflict", ["update", "ignore"])
 def test_an_upsert_of_one_key_twice_far_apart_in_a_chunk_stores_what_sqlalchemys_row_by_row_upsert_stores(
     pg, on_conflict

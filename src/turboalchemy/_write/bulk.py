@@ -27,7 +27,7 @@ from turboalchemy._targets import Target, bound
 from turboalchemy._write.graph import Level, fill_foreign_keys, holds_new_objects, levels, unfill_foreign_keys
 from turboalchemy._write.plan import Kind, WritePlan, compile_plan, nan_position
 from turboalchemy._write.returning import Results, Wanted, compile_returning, forget_on_rollback, wanted
-from turboalchemy._write.sqlite import ChunkFailed, SqliteChunkWriter
+from turboalchemy._write.sqlite import ChunkFailed, SqliteChunkWriter, Unconverted
 from turboalchemy.errors import (
     BulkWriteError,
     SchemaMismatchError,
@@ -346,7 +346,12 @@ class _Batch:
 
 
 def _batches(
-    chunk: list[Any], reader: _Reader, start: int, plan_for: Callable[[_Reader], WritePlan], graph: bool = False
+    chunk: list[Any],
+    reader: _Reader,
+    start: int,
+    plan_for: Callable[[_Reader], WritePlan],
+    graph: bool = False,
+    pending: bool = False,
 ) -> list[_Batch]:
     """The chunk as runs of rows that supply the same keys, in order, each with its own plan. A key a row
     leaves out means the column's default (Python-side applied, server-side left to the database), as
@@ -354,7 +359,7 @@ def _batches(
     if reader.shape != "instance":  # instances are read one by one below: a later one may set more attributes
         plan = plan_for(reader)
         try:
-            params, values = _params(plan, reader, chunk, start)
+            params, values = _params(plan, reader, chunk, start, pending)
             return [_Batch(0, len(chunk), plan, params, values)]
         except _Mixed:
             pass
@@ -449,14 +454,57 @@ def _row_converter(
     return namespace["convert"]  # type: ignore[no-any-return]
 
 
+# Whether chunks bound for PostgreSQL's COPY are converted as they are sent (see _Pending)
+_PENDING = True
+
+
+class _Pending(Sequence[Sequence[Any]]):
+    """A chunk's parameter tuples, converted as they are read: a slice at a time by a writer that checks and sends
+    slices while the server reads the ones before (PostgreSQL's COPY), so that the conversion too overlaps the
+    server's work; whole on any other read. A row the conversion cannot take raises Unconverted."""
+
+    def __init__(self, convert: Callable[[list[Any]], list[tuple[Any, ...]]], chunk: list[Any]) -> None:
+        self._convert, self._chunk = convert, chunk
+        self._rows: list[tuple[Any, ...]] | None = None
+
+    def __len__(self) -> int:
+        return len(self._chunk)
+
+    def _converted(self, rows: list[Any]) -> list[tuple[Any, ...]]:
+        try:
+            return self._convert(rows)
+        except Exception as exc:  # a key a row lacks, a value a processor refuses: the careful path names it
+            raise Unconverted from exc
+
+    def _all(self) -> list[tuple[Any, ...]]:
+        if self._rows is None:
+            self._rows = self._converted(self._chunk)
+        return self._rows
+
+    @overload
+    def __getitem__(self, index: int) -> Sequence[Any]: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[Sequence[Any]]: ...
+    def __getitem__(self, index: int | slice) -> Sequence[Any] | list[Sequence[Any]]:
+        if isinstance(index, slice) and self._rows is None:
+            return self._converted(self._chunk[index])
+        return self._all()[index]
+
+    def __iter__(self) -> Iterator[Sequence[Any]]:
+        return iter(self._all())
+
+
 def _params(
-    plan: WritePlan, reader: _Reader, chunk: list[Any], start: int
+    plan: WritePlan, reader: _Reader, chunk: list[Any], start: int, pending: bool = False
 ) -> tuple[list[Sequence[Any]], list[Sequence[Any]]]:
-    """The chunk's parameter tuples in statement order, and the raw value tuples they came from."""
+    """The chunk's parameter tuples in statement order, and the raw value tuples they came from; `pending`: as a
+    _Pending, converted as the writer reads them, where the fast conversion applies."""
     convert = _row_converter(plan, reader.shape, tuple(reader.keys) if reader.shape == "dict" else ())
     if convert is not None:
         try:
             if set(map(len, chunk)) == {reader.width}:
+                if pending and not plan.check_nan:
+                    return _Pending(convert, chunk), _LazyValues(reader, chunk, start)  # type: ignore[return-value]
                 params = convert(chunk)
                 if plan.check_nan:
                     _refuse_nan(plan, params, start)
@@ -750,6 +798,7 @@ def _write(
             return sum(len(step.objects) for step in steps) - len(chunk)
 
         related = 0
+        pending_ok = _PENDING and dialect.name == "postgresql" and want is None
         try:
             while chunk:
                 graph = kind == "insert" and reader.shape == "instance" and holds_new_objects(model, chunk)
@@ -758,35 +807,42 @@ def _write(
                         "a graph of objects needs SQLite 3.35 or later (its levels get their keys through RETURNING); "
                         "write each table with its own call and set the foreign keys, or use session.add_all"
                     )
-                try:
-                    batches = [] if graph else _batches(chunk, reader, written, plan_for)
-                except (BulkWriteError, SchemaMismatchError) as refused:  # found before any SQL for this chunk ran
-                    if commits and isinstance(refused, BulkWriteError):
-                        refused.committed = written
-                        refused.args = (
-                            f"{refused}; nothing of this chunk was written; {written:,} rows were committed before it",
-                        )
-                    raise
                 if graph:
                     related += write_graph(chunk)
                     written += len(chunk)
                     chunk = take(iterator, chunk_size)
                     continue
-                batch = batches[0]
-                answers = []
-                try:
-                    if len(batches) == 1:
-                        ret = returning_for(batch.plan)
-                        answers.append((ret, batch, writer.write(batch.plan, batch.params, ret), writer.type_codes))
-                    else:
-                        with writer.together():  # one chunk, one transaction, however many key sets it holds
-                            for batch in batches:
-                                ret = returning_for(batch.plan)
-                                answers.append(
-                                    (ret, batch, writer.write(batch.plan, batch.params, ret), writer.type_codes)
-                                )
-                except ChunkFailed as failed:
-                    raise failed_chunk(failed, batch, len(chunk)) from failed.cause
+                # Converted as COPY sends it where the chunk goes by COPY without RETURNING; should a row defeat
+                # the fast conversion, the writer undoes the chunk and it is read again the careful way.
+                for pending in (True, False) if pending_ok else (False,):
+                    try:
+                        batches = _batches(chunk, reader, written, plan_for, pending=pending)
+                    except (BulkWriteError, SchemaMismatchError) as refused:  # found before any SQL of this chunk ran
+                        if commits and isinstance(refused, BulkWriteError):
+                            refused.committed = written
+                            refused.args = (
+                                f"{refused}; nothing of this chunk was written; {written:,} rows were committed "
+                                "before it",
+                            )
+                        raise
+                    batch = batches[0]
+                    answers = []
+                    try:
+                        if len(batches) == 1:
+                            ret = returning_for(batch.plan)
+                            answers.append((ret, batch, writer.write(batch.plan, batch.params, ret), writer.type_codes))
+                        else:
+                            with writer.together():  # one chunk, one transaction, however many key sets it holds
+                                for batch in batches:
+                                    ret = returning_for(batch.plan)
+                                    answers.append(
+                                        (ret, batch, writer.write(batch.plan, batch.params, ret), writer.type_codes)
+                                    )
+                    except ChunkFailed as failed:
+                        raise failed_chunk(failed, batch, len(chunk)) from failed.cause
+                    except Unconverted:
+                        continue
+                    break
                 if results is not None:
                     for ret, done, returned, codes in answers:
                         objects = chunk[done.offset : done.offset + done.size] if reader.shape == "instance" else None

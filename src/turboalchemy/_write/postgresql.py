@@ -34,7 +34,7 @@ from turboalchemy._write.returning import (
     needs_rows,
     per_row,
 )
-from turboalchemy._write.sqlite import ChunkFailed, ChunkWriter
+from turboalchemy._write.sqlite import ChunkFailed, ChunkWriter, Unconverted
 from turboalchemy.errors import connection_lost
 
 _SAVEPOINT = sql.SQL("turboalchemy_chunk")
@@ -163,6 +163,8 @@ class PostgresChunkWriter(ChunkWriter):
                 else:
                     cursor.execute(sql.SQL("ROLLBACK TO SAVEPOINT {}").format(_SAVEPOINT))
                     cursor.execute(sql.SQL("RELEASE SAVEPOINT {}").format(_SAVEPOINT))
+                if isinstance(exc, Unconverted):
+                    raise  # undone: the caller reads the chunk again
                 raise self._diagnose(cursor, plan, params, exc) from exc
             if self.own:
                 self.dbapi.commit()

@@ -47,6 +47,12 @@ class ChunkFailed(Exception):
         self.whole_transaction = whole_transaction  # SQLite itself rolled back the enclosing transaction
 
 
+class Unconverted(Exception):
+    """Internal: a chunk whose parameters were converted as they were sent (see bulk._Pending) held a row the
+    fast conversion cannot take; the writer has undone the chunk, which is to be read again row by row and column
+    by column (which names the row at fault, or splits the chunk where its rows' keys differ)."""
+
+
 def _row_specific(exc: BaseException) -> bool:
     if isinstance(exc, _driver.OperationalError):
         return False  # locks, I/O, a full disk: not any one row's fault
