@@ -407,6 +407,31 @@ def _odd_at(at: int, **values):
     return rows
 
 
+def _write_in(pg, table, rows, kind, target, caller):
+    """Our insert or upsert of `rows` as one chunk, on the Engine or inside a caller's transaction that wrote
+    `caller` first and commits whatever follows; the BulkWriteError it raised, or None."""
+
+    def write(on):
+        if kind == "insert":
+            turboalchemy.bulk_insert(on, table, [dict(r) for r in rows], chunk_size=len(rows))
+        else:
+            turboalchemy.bulk_upsert(on, table, [dict(r) for r in rows], conflict=["id"], chunk_size=len(rows))
+
+    try:
+        if target == "engine":
+            write(pg)
+        else:
+            with pg.begin() as conn:
+                conn.execute(table.insert(), caller)  # the caller's, before the write
+                try:
+                    write(conn)
+                except BulkWriteError as exc:
+                    return exc  # the caller goes on and commits what it wrote
+    except BulkWriteError as exc:
+        return exc
+    return None
+
+
 # A chunk whose first rows may go by binary COPY and one row near its end may not (or not so): COPY goes a slice at a
 # time while the server reads the slices before, so this row is met with the COPY under way. Expected: the formats
 # COPY was opened in, and then the statement, if it goes as the statement.
@@ -443,26 +468,7 @@ def test_a_row_late_in_a_chunk_that_may_not_go_as_the_first_did_sends_the_chunk_
     meta.create_all(pg)
     try:
         log = _SentLog(monkeypatch)
-
-        def write(on):
-            if kind == "insert":
-                turboalchemy.bulk_insert(on, ours_t, [dict(r) for r in rows], chunk_size=len(rows))
-            else:
-                turboalchemy.bulk_upsert(on, ours_t, [dict(r) for r in rows], conflict=["id"], chunk_size=len(rows))
-
-        refused = None
-        try:
-            if target == "engine":
-                write(pg)
-            else:
-                with pg.begin() as conn:
-                    conn.execute(ours_t.insert(), _full(id=5000))  # the caller's, before the write
-                    try:
-                        write(conn)
-                    except BulkWriteError as exc:
-                        refused = exc  # the caller goes on and commits what it wrote
-        except BulkWriteError as exc:
-            refused = exc
+        refused = _write_in(pg, ours_t, rows, kind, target, _full(id=5000))
         if refused is not None:
             assert statement == "refused" and refused.row == 1100, refused
             assert log.formats() == formats
@@ -547,27 +553,8 @@ def test_a_row_late_in_a_chunk_that_the_fast_conversion_cannot_take_is_met_as_if
     meta.create_all(pg)
     try:
         log = _SentLog(monkeypatch)
-
-        def write(on):
-            if kind == "insert":
-                turboalchemy.bulk_insert(on, ours_t, [dict(r) for r in rows], chunk_size=len(rows))
-            else:
-                turboalchemy.bulk_upsert(on, ours_t, [dict(r) for r in rows], conflict=["id"], chunk_size=len(rows))
-
         caller = {"id": 5000, "n": 1}
-        refused = None
-        try:
-            if target == "engine":
-                write(pg)
-            else:
-                with pg.begin() as conn:
-                    conn.execute(ours_t.insert(), caller)  # the caller's, before the write
-                    try:
-                        write(conn)
-                    except BulkWriteError as exc:
-                        refused = exc  # the caller goes on and commits what it wrote
-        except BulkWriteError as exc:
-            refused = exc
+        refused = _write_in(pg, ours_t, rows, kind, target, caller)
         # the first COPY went before the late row was met, and was undone: then, refused, nothing more; stored, one
         # COPY per run of one key set (the rows before it, the row, the rows after)
         assert len(log.copies) == (1 if refused_column else 4), log.copies
