@@ -218,9 +218,16 @@ BAD = [
 ]
 
 
+@pytest.mark.parametrize("per", [None, 4], ids=["rows-per-write", "4-per-statement"])
 @pytest.mark.parametrize("target_kind", ["engine", "session"])
 @pytest.mark.parametrize("row, column, override, value_type", BAD)
-def test_a_bad_row_is_named_and_its_chunk_rolls_back_whole(engines, target_kind, row, column, override, value_type):
+def test_a_bad_row_is_named_and_its_chunk_rolls_back_whole(
+    engines, monkeypatch, per, target_kind, row, column, override, value_type
+):
+    """Also where the chunk goes as several multi-row statements (`per` rows each) and the bad row is in a later
+    one: the rows written by the statements before it are undone with the chunk."""
+    if per is not None:
+        monkeypatch.setattr("turboalchemy._write.sqlite.ROWS_PER_WRITE", per)
     engine = engines("bad")
     rows = [_strict(i) for i in range(20)]
     rows[row] = rows[row] | override

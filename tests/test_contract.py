@@ -22,7 +22,7 @@ def stored(engine, model) -> list[tuple]:
     fresh = create_engine(engine.url)
     try:
         with fresh.connect() as conn:
-            table = model.__table__
+            table = getattr(model, "__table__", model)
             return [tuple(r) for r in conn.execute(select(table).order_by(*table.primary_key.columns))]
     finally:
         fresh.dispose()
@@ -376,3 +376,121 @@ def test_a_type_whose_statement_binds_values_of_its_own_is_refused_before_anythi
         turboalchemy.bulk_insert(ours, table, [{"id": 1, "v": 1.234}])
     with ours.connect() as conn:
         assert conn.execute(select(table)).all() == []
+
+
+# -- many rows per statement ----------------------------------------------------------------------
+# SQLite writes a chunk as multi-row statements of up to ROWS_PER_WRITE rows; `per` lowers it so that a few rows
+# cross statement boundaries (None keeps the library's own size, which the longer inputs cross).
+
+
+@pytest.fixture(params=[None, 3], ids=["rows-per-write", "3-per-statement"])
+def per(request, monkeypatch):
+    if request.param is not None:
+        monkeypatch.setattr("turboalchemy._write.sqlite.ROWS_PER_WRITE", request.param)
+    return request.param
+
+
+def _repeating(n: int, keys: int) -> list[dict]:
+    """n rows over `keys` emails, each key coming back within and across statements."""
+    return [{"email": f"c{i % keys}@shop.test", "name": f"n{i}", "balance": Decimal(i) / 8} for i in range(n)]
+
+
+@pytest.mark.parametrize("update", [["name", "balance"], []], ids=["updating", "ignoring"])
+def test_an_upsert_whose_keys_repeat_across_statements_stores_what_sqlalchemy_stores(twins, per, update):
+    ours, theirs = twins
+    if per and ours.dialect.name != "sqlite":
+        pytest.skip("statements of rows are SQLite's")
+    rows = _repeating(20, 7) if per else _repeating(700, 300)
+    sqlalchemy_upsert(theirs, Customer, rows, ["email"], update)
+    turboalchemy.bulk_upsert(ours, Customer, rows, conflict=["email"], update=update, chunk_size=len(rows))
+    assert stored(ours, Customer) == stored(theirs, Customer)
+
+
+def test_an_insert_of_several_statements_stores_what_sqlalchemy_stores(twins, per):
+    ours, theirs = twins
+    if per and ours.dialect.name != "sqlite":
+        pytest.skip("statements of rows are SQLite's")
+    rows = [{"email": f"c{i}@shop.test", "name": None if i % 5 else f"n{i}"} for i in range(10 if per else 600)]
+    with Session(theirs) as session:
+        session.execute(sqlalchemy.insert(Customer), rows)
+        session.commit()
+    turboalchemy.bulk_insert(ours, Customer, rows, chunk_size=len(rows))
+    assert stored(ours, Customer) == stored(theirs, Customer)
+
+
+def _stamped(onupdate: object) -> tuple[sqlalchemy.MetaData, sqlalchemy.Table]:
+    meta = sqlalchemy.MetaData()
+    table = sqlalchemy.Table(
+        "stamped",
+        meta,
+        sqlalchemy.Column("id", sqlalchemy.Integer, primary_key=True),
+        sqlalchemy.Column("code", sqlalchemy.String(10), unique=True),
+        sqlalchemy.Column("v", sqlalchemy.Integer),
+        sqlalchemy.Column("touched", sqlalchemy.String(20), default="new", onupdate=onupdate),
+    )
+    return meta, table
+
+
+CALLS = iter(range(10**9))
+
+
+@pytest.mark.parametrize(
+    "onupdate",
+    [pytest.param("edited", id="scalar onupdate"), pytest.param(lambda: f"call {next(CALLS)}", id="onupdate called")],
+)
+def test_an_upsert_applying_an_onupdate_across_statements_stores_what_sqlalchemy_stores(tmp_path, per, onupdate):
+    """A scalar onupdate is bound once per statement; one the ORM calls per row keeps rows a statement each."""
+    meta, table = _stamped(onupdate)
+    ours, theirs = (create_engine(f"sqlite:///{tmp_path / name}.db") for name in ("ours", "theirs"))
+    rows = [{"code": f"k{i % 4}", "v": i} for i in range(11)]
+    for engine in (ours, theirs):
+        meta.create_all(engine)
+    stmt = sqlalchemy.dialects.sqlite.insert(table)
+    with theirs.begin() as conn:
+        for row in rows:  # SQLAlchemy's upsert with the onupdate spelled out, one statement per row in order
+            value = onupdate if isinstance(onupdate, str) else onupdate()
+            conn.execute(
+                stmt.on_conflict_do_update(index_elements=["code"], set_={"v": stmt.excluded.v, "touched": value}), row
+            )
+    turboalchemy.bulk_upsert(ours, table, rows, conflict=["code"])
+    mine, sqlalchemys = (stored(e, table) for e in (ours, theirs))
+    if isinstance(onupdate, str):
+        assert mine == sqlalchemys
+    else:  # each row's call is its own: the same rows, each touched by a call of its own
+        assert [r[:3] for r in mine] == [r[:3] for r in sqlalchemys]
+        assert len({r[3] for r in mine}) == 4 and all(r[3].startswith("call ") for r in mine)
+    for engine in (ours, theirs):
+        engine.dispose()
+
+
+TRIGGERS = [
+    "CREATE TABLE seen (event TEXT, code TEXT, v INTEGER, rows_then INTEGER)",
+    "CREATE TRIGGER on_insert AFTER INSERT ON stamped BEGIN "
+    "INSERT INTO seen VALUES ('insert', new.code, new.v, (SELECT count(*) FROM stamped)); END",
+    "CREATE TRIGGER on_update AFTER UPDATE ON stamped BEGIN "
+    "INSERT INTO seen VALUES ('update', new.code, new.v, (SELECT sum(v) FROM stamped)); END",
+]
+
+
+def test_row_triggers_see_each_row_after_the_rows_before_it_as_with_sqlalchemy(tmp_path, per):
+    """A statement of many rows applies them one after another: each row's triggers run before the next row."""
+    meta, table = _stamped("edited")
+    engines = [create_engine(f"sqlite:///{tmp_path / name}.db") for name in ("ours", "theirs")]
+    for engine in engines:
+        meta.create_all(engine)
+        with engine.begin() as conn:
+            for ddl in TRIGGERS:
+                conn.exec_driver_sql(ddl)
+    ours, theirs = engines
+    rows = [{"code": f"k{i % 5}", "v": i} for i in range(13)]
+    stmt = sqlalchemy.dialects.sqlite.insert(table)
+    stmt = stmt.on_conflict_do_update(index_elements=["code"], set_={"v": stmt.excluded.v, "touched": "edited"})
+    with theirs.begin() as conn:
+        for row in rows:
+            conn.execute(stmt, row)
+    turboalchemy.bulk_upsert(ours, table, rows, conflict=["code"])
+    for query in ("SELECT * FROM seen ORDER BY rowid", "SELECT * FROM stamped ORDER BY id"):
+        mine, sqlalchemys = (e.connect().exec_driver_sql(query).fetchall() for e in engines)
+        assert mine == sqlalchemys
+    for engine in engines:
+        engine.dispose()

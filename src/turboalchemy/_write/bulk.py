@@ -1,4 +1,5 @@
-"""bulk_insert and bulk_upsert: rows in, chunks out, each chunk one statement executed with executemany.
+"""bulk_insert and bulk_upsert: rows in, chunks out, each chunk one transaction or savepoint (its statements:
+_write.sqlite and _write.postgresql).
 
 The per-row path is what a hand-written loader would do: a comprehension generated once per plan builds
 each row's tuple, calling a type's bind processor only for the columns that have one. Rows that need

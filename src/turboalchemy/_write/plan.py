@@ -22,6 +22,7 @@ from sqlalchemy import (
     MetaData,
     Table,
     bindparam,
+    exc,
     exists,
     func,
     insert,
@@ -82,6 +83,9 @@ class WritePlan:
     # then the server converts the value from the type psycopg binds it as); the column's text COPY stores what the
     # statement stores only for some pairs of value and types (see _write.postgresql._copyable)
     copy_casts: tuple[str, ...] = ()
+    # SQLite: the statement cut around its one row's VALUES (head, the row's values, tail), so that a chunk goes as
+    # multi-row statements (see _write.sqlite); None where it goes by executemany
+    many: tuple[str, str, str] | None = None
 
     def merge_params(self) -> dict[str, Any]:
         """Values for the merge statement's onupdate parameters, computed once per chunk."""
@@ -186,6 +190,8 @@ def compile_plan(
         else ()
     )
     plan = WritePlan(table, kind, _aliased(compiled.string, table, dialect, kind), provided, tuple(params), floating)
+    if dialect.name == "sqlite":
+        plan = dataclasses.replace(plan, many=_multi_row(stmt, plan, dialect))
     if dialect.name == "postgresql":
         plan = _copy_plan(plan, named, conflict, update)
         if plan.copy_columns is not None:
@@ -200,6 +206,35 @@ def compile_plan(
 
 
 _FORMAT_TWINS: dict[type[Dialect], Dialect] = {}
+
+
+def _multi_row(stmt: Any, plan: WritePlan, dialect: Dialect) -> tuple[str, str, str] | None:
+    """The plan's statement cut where its one row's values stand, as SQLAlchemy's insertmanyvalues cuts it, for
+    writing many rows per statement. None where rows cannot share one: an upsert's SET binds a value computed per
+    row (a Python onupdate that reads the row), or the values do not stand once where the statement is cut."""
+    width = sum(not p.onupdate for p in plan.params)
+    if not all(p.onupdate and p.scalar for p in plan.params[width:]):
+        return None
+    try:
+        compiled = stmt.returning(*plan.table.columns).compile(
+            dialect=dialect, column_keys=list(plan.provided), for_executemany=True
+        )
+    except exc.CompileError:
+        return None
+    many = getattr(compiled, "_insertmanyvalues", None)
+    if many is None or list(compiled.positiontup or []) != [_bind_name(p) for p in plan.params]:
+        return None
+    values = f"({many.single_values_expr})"
+    at = plan.sql.find(f"VALUES {values}")
+    if at < 0 or plan.sql.find(f"VALUES {values}", at + 1) >= 0:
+        return None
+    cut = at + len("VALUES ")
+    return plan.sql[:cut], values, plan.sql[cut + len(values) :]
+
+
+def _bind_name(param: Param) -> str:
+    """The name a parameter has in the compiled statement."""
+    return _ONUPDATE + param.column.key if param.onupdate else str(param.column.key)
 
 
 def _positional(dialect: Dialect) -> Dialect:

@@ -40,9 +40,9 @@ from sqlalchemy.orm.attributes import instance_state, set_committed_value
 from turboalchemy import _driver
 from turboalchemy._schema import key_map, table_of
 from turboalchemy._write.plan import (
-    _ONUPDATE,
     WritePlan,
     _aliased,
+    _bind_name,
     _positional,
     _sets_anything,
     _upsert,
@@ -205,10 +205,6 @@ def compile_returning(
         staged_sql, temp_name = _staged(plan, dialect, conflict, update, columns)
         return dataclasses.replace(ret, staged_sql=staged_sql, temp_name=temp_name)
     return dataclasses.replace(ret, match="row")
-
-
-def _bind_name(param: Any) -> str:
-    return _ONUPDATE + param.column.key if param.onupdate else str(param.column.key)
 
 
 def _staged(
