@@ -473,7 +473,7 @@ TRIGGERS = [
 
 
 def test_row_triggers_see_each_row_after_the_rows_before_it_as_with_sqlalchemy(tmp_path, per):
-    """A statement of many rows applies them one after another: each row's triggers run before the next row."""
+    """Each row's triggers run before the next row, as with SQLAlchemy's statement per row."""
     meta, table = _stamped("edited")
     engines = [create_engine(f"sqlite:///{tmp_path / name}.db") for name in ("ours", "theirs")]
     for engine in engines:
@@ -490,6 +490,65 @@ def test_row_triggers_see_each_row_after_the_rows_before_it_as_with_sqlalchemy(t
             conn.execute(stmt, row)
     turboalchemy.bulk_upsert(ours, table, rows, conflict=["code"])
     for query in ("SELECT * FROM seen ORDER BY rowid", "SELECT * FROM stamped ORDER BY id"):
+        mine, sqlalchemys = (e.connect().exec_driver_sql(query).fetchall() for e in engines)
+        assert mine == sqlalchemys
+    for engine in engines:
+        engine.dispose()
+
+
+@pytest.mark.parametrize(
+    "clause",
+    [
+        pytest.param({"sqlite_on_conflict_unique": "REPLACE"}, id="unique on conflict replace"),
+        pytest.param({"sqlite_on_conflict_not_null": "IGNORE"}, id="not null on conflict ignore"),
+    ],
+)
+def test_a_table_with_a_conflict_clause_of_its_own_stores_what_sqlalchemy_stores(tmp_path, per, clause):
+    """The table's own conflict clause decides, as for SQLAlchemy's insert (a statement's OR clause would override
+    it, so these rows go without one)."""
+    meta = sqlalchemy.MetaData()
+    unique = clause.get("sqlite_on_conflict_unique")
+    table = sqlalchemy.Table(
+        "clauses",
+        meta,
+        sqlalchemy.Column("id", sqlalchemy.Integer, primary_key=True),
+        sqlalchemy.Column("code", sqlalchemy.String(10), unique=True, **({} if unique is None else clause)),
+        sqlalchemy.Column("v", sqlalchemy.Integer, nullable=False, **({} if unique else clause)),
+    )
+    engines = [create_engine(f"sqlite:///{tmp_path / name}.db") for name in ("ours", "theirs")]
+    for engine in engines:
+        meta.create_all(engine)
+    ours, theirs = engines
+    rows = [
+        {"code": f"k{i % 3}" if unique else f"k{i}", "v": None if i % 4 == 1 and not unique else i} for i in range(9)
+    ]
+    with theirs.begin() as conn:
+        conn.execute(sqlalchemy.insert(table), rows)
+    turboalchemy.bulk_insert(ours, table, rows)
+    assert stored(ours, table) == stored(theirs, table)
+    for engine in engines:
+        engine.dispose()
+
+
+def test_a_conflict_clause_in_a_triggers_body_holds_as_with_sqlalchemy(tmp_path, per):
+    """A statement's OR clause would override the one in a trigger's body (OR IGNORE here), so rows into a table
+    with triggers go without one."""
+    meta, table = _stamped("edited")
+    engines = [create_engine(f"sqlite:///{tmp_path / name}.db") for name in ("ours", "theirs")]
+    for engine in engines:
+        meta.create_all(engine)
+        with engine.begin() as conn:
+            conn.exec_driver_sql("CREATE TABLE firsts (parity INTEGER PRIMARY KEY, code TEXT)")
+            conn.exec_driver_sql(
+                "CREATE TRIGGER first_of_parity AFTER INSERT ON stamped BEGIN "
+                "INSERT OR IGNORE INTO firsts VALUES (new.v % 2, new.code); END"
+            )
+    ours, theirs = engines
+    rows = [{"code": f"k{i}", "v": i} for i in range(7)]
+    with theirs.begin() as conn:
+        conn.execute(sqlalchemy.insert(table), rows)
+    turboalchemy.bulk_insert(ours, table, rows)
+    for query in ("SELECT * FROM firsts ORDER BY parity", "SELECT * FROM stamped ORDER BY id"):
         mine, sqlalchemys = (e.connect().exec_driver_sql(query).fetchall() for e in engines)
         assert mine == sqlalchemys
     for engine in engines:

@@ -83,8 +83,8 @@ class WritePlan:
     # then the server converts the value from the type psycopg binds it as); the column's text COPY stores what the
     # statement stores only for some pairs of value and types (see _write.postgresql._copyable)
     copy_casts: tuple[str, ...] = ()
-    # SQLite: the statement cut around its one row's VALUES (head, the row's values, tail), so that a chunk goes as
-    # multi-row statements (see _write.sqlite); None where it goes by executemany
+    # SQLite: the statement cut around its one row's VALUES (head, as INSERT OR FAIL; the row's values; tail), so that
+    # a chunk goes as multi-row statements (see _write.sqlite); None where it goes by executemany
     many: tuple[str, str, str] | None = None
 
     def merge_params(self) -> dict[str, Any]:
@@ -210,8 +210,9 @@ _FORMAT_TWINS: dict[type[Dialect], Dialect] = {}
 
 def _multi_row(stmt: Any, plan: WritePlan, dialect: Dialect) -> tuple[str, str, str] | None:
     """The plan's statement cut where its one row's values stand, as SQLAlchemy's insertmanyvalues cuts it, for
-    writing many rows per statement. None where rows cannot share one: an upsert's SET binds a value computed per
-    row (a Python onupdate that reads the row), or the values do not stand once where the statement is cut."""
+    writing many rows per statement. None where rows cannot share one: an upsert's SET binds a value the ORM
+    computes per row (a Python onupdate that is called, not a constant), or the values do not stand once where
+    the statement is cut."""
     width = sum(not p.onupdate for p in plan.params)
     if not all(p.onupdate and p.scalar for p in plan.params[width:]):
         return None
@@ -229,7 +230,10 @@ def _multi_row(stmt: Any, plan: WritePlan, dialect: Dialect) -> tuple[str, str, 
     if at < 0 or plan.sql.find(f"VALUES {values}", at + 1) >= 0:
         return None
     cut = at + len("VALUES ")
-    return plan.sql[:cut], values, plan.sql[cut + len(values) :]
+    if not plan.sql.startswith("INSERT INTO "):
+        return None
+    # OR FAIL: no statement journal (see _write.sqlite.SqliteChunkWriter._write_rows)
+    return "INSERT OR FAIL INTO " + plan.sql[len("INSERT INTO ") : cut], values, plan.sql[cut + len(values) :]
 
 
 def _bind_name(param: Param) -> str:
