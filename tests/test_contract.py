@@ -553,3 +553,96 @@ def test_a_conflict_clause_in_a_triggers_body_holds_as_with_sqlalchemy(tmp_path,
         assert mine == sqlalchemys
     for engine in engines:
         engine.dispose()
+
+
+def _twin_files(tmp_path, *ddl: str, foreign_keys: bool = False) -> list:
+    """Two SQLite files made by the same DDL (and PRAGMA foreign_keys on every connection, if asked)."""
+    engines = [create_engine(f"sqlite:///{tmp_path / name}.db") for name in ("ours", "theirs")]
+    for engine in engines:
+        if foreign_keys:
+            sqlalchemy.event.listen(engine, "connect", lambda dbapi, _: dbapi.execute("PRAGMA foreign_keys = ON"))
+        with engine.begin() as conn:
+            for statement in ddl:
+                conn.exec_driver_sql(statement)
+    return engines
+
+
+def _stored_rows(engine, table: str) -> list[tuple]:
+    with engine.connect() as conn:
+        return conn.exec_driver_sql(f"SELECT * FROM {table} ORDER BY rowid").fetchall()
+
+
+def test_a_child_row_before_its_parent_is_refused_as_sqlalchemy_refuses_it(tmp_path, per):
+    """With foreign keys enforced SQLite checks a statement's references when it ends, so rows a statement each."""
+    engines = _twin_files(
+        tmp_path, "CREATE TABLE node (id INTEGER PRIMARY KEY, parent INTEGER REFERENCES node (id))", foreign_keys=True
+    )
+    node = sqlalchemy.Table("node", sqlalchemy.MetaData(), autoload_with=engines[0])
+    rows = [{"id": 1, "parent": 2}, {"id": 2, "parent": None}, {"id": 3, "parent": 1}]
+    ours, theirs = engines
+    with pytest.raises(sqlalchemy.exc.IntegrityError), theirs.begin() as conn:
+        conn.execute(sqlalchemy.insert(node), rows)
+    with pytest.raises(turboalchemy.BulkWriteError) as failure:
+        turboalchemy.bulk_insert(ours, node, rows)
+    assert failure.value.row == 0
+    assert _stored_rows(ours, "node") == _stored_rows(theirs, "node") == []
+    turboalchemy.bulk_insert(ours, node, [rows[1], rows[0], rows[2]])  # parents first: stored
+    assert len(_stored_rows(ours, "node")) == 3
+
+
+@pytest.mark.parametrize(
+    "default",
+    [
+        pytest.param("sqlalchemy", id="SQL default reading the table"),
+        pytest.param("(total_changes())", id="server default"),
+        pytest.param("CURRENT_TIMESTAMP", id="server default reading the clock"),
+    ],
+)
+def test_a_default_sqlite_evaluates_per_row_is_evaluated_per_row(tmp_path, per, default):
+    """A SQL default in the values, or a table's own non-literal default for a column the rows leave out, is
+    evaluated row by row, as for a statement per row."""
+    server = "" if default == "sqlalchemy" else f" DEFAULT {default}"
+    engines = _twin_files(tmp_path, f"CREATE TABLE counted (id INTEGER PRIMARY KEY, name TEXT, pos{server})")
+    table = sqlalchemy.Table("counted", sqlalchemy.MetaData(), autoload_with=engines[0])
+    if default == "sqlalchemy":
+        count = sqlalchemy.select(sqlalchemy.func.count()).select_from(table).scalar_subquery()
+        table.c.pos.default = sqlalchemy.ColumnDefault(count)
+    rows = [{"name": f"n{i}"} for i in range(5)]
+    ours, theirs = engines
+    trace: list[str] = []
+    sqlalchemy.event.listen(ours, "connect", lambda dbapi, _: dbapi.set_trace_callback(trace.append))
+    ours.dispose()
+    with theirs.begin() as conn:
+        conn.execute(sqlalchemy.insert(table), rows)
+    turboalchemy.bulk_insert(ours, table, rows)
+    if default != "CURRENT_TIMESTAMP":  # the clock's reading differs between any two writes
+        assert _stored_rows(ours, "counted") == _stored_rows(theirs, "counted")
+    assert not [s for s in trace if s.startswith("INSERT OR FAIL")]  # a statement per row
+
+
+def test_a_conflict_clause_behind_a_comment_still_keeps_rows_a_statement_each(tmp_path, per):
+    engines = _twin_files(
+        tmp_path,
+        "CREATE TABLE clauses (id INTEGER PRIMARY KEY, code TEXT UNIQUE on/* why */conflict replace, v INTEGER)",
+    )
+    table = sqlalchemy.Table("clauses", sqlalchemy.MetaData(), autoload_with=engines[0])
+    rows = [{"code": f"k{i % 2}", "v": i} for i in range(5)]
+    ours, theirs = engines
+    with theirs.begin() as conn:
+        conn.execute(sqlalchemy.insert(table), rows)
+    turboalchemy.bulk_insert(ours, table, rows)
+    assert _stored_rows(ours, "clauses") == _stored_rows(theirs, "clauses")
+
+
+def test_rows_of_a_plain_table_go_several_to_a_statement(tmp_path):
+    """The route the statement-per-row tests above are measured against: a table with nothing SQLite would treat
+    differently (an autoincrement key, a literal default) goes as multi-row INSERT OR FAIL."""
+    engines = _twin_files(tmp_path, "CREATE TABLE plain (id INTEGER PRIMARY KEY, name TEXT, tier TEXT DEFAULT 'basic')")
+    ours = engines[0]
+    table = sqlalchemy.Table("plain", sqlalchemy.MetaData(), autoload_with=ours)
+    trace: list[str] = []
+    sqlalchemy.event.listen(ours, "connect", lambda dbapi, _: dbapi.set_trace_callback(trace.append))
+    ours.dispose()
+    turboalchemy.bulk_insert(ours, table, [{"name": f"n{i}"} for i in range(600)])
+    statements = [s for s in trace if s.startswith("INSERT")]
+    assert len(statements) == 3 and all(s.startswith("INSERT OR FAIL INTO") for s in statements)

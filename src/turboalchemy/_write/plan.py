@@ -226,6 +226,8 @@ def _multi_row(stmt: Any, plan: WritePlan, dialect: Dialect) -> tuple[str, str, 
     if many is None or list(compiled.positiontup or []) != [_bind_name(p) for p in plan.params]:
         return None
     values = f"({many.single_values_expr})"
+    if values != "(" + ", ".join(["?"] * width) + ")":
+        return None  # SQL in the values (a SQL default): evaluated for every row before any is written, if it reads the table
     at = plan.sql.find(f"VALUES {values}")
     if at < 0 or plan.sql.find(f"VALUES {values}", at + 1) >= 0:
         return None

@@ -32,6 +32,11 @@ from turboalchemy._write.returning import (
 
 _INT64 = (-(2**63), 2**63 - 1)
 _BINDING = re.compile(r"parameter (\d+)")
+# A column default SQLite stores as it is written: NULL, a boolean, a number, a string or a blob literal
+_LITERAL = re.compile(
+    r"NULL|TRUE|FALSE|[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?|0[xX][0-9a-fA-F]+|'(?:[^']|'')*'|[xX]'[0-9a-fA-F]*'",
+    re.I,
+)
 _SAVEPOINT = "turboalchemy_chunk"
 _PROBE = "turboalchemy_probe"
 _TOGETHER = "turboalchemy_rows"
@@ -168,7 +173,6 @@ class SqliteChunkWriter(ChunkWriter):
         self.own = own_transactions
         self._limit: int | None = None
         self._stores: dict[Any, list[Stores]] = {}  # per table and echoed columns, read once on this connection
-        self._plain_tables: dict[tuple[str | None, str], bool] = {}
 
     def _write_once(self, plan: WritePlan, params: list[Sequence[Any]], ret: ReturningPlan | None) -> list[Any] | None:
         cursor = self.dbapi.cursor()
@@ -203,7 +207,7 @@ class SqliteChunkWriter(ChunkWriter):
         self, cursor: Any, plan: WritePlan, params: list[Sequence[Any]], ret: ReturningPlan | None
     ) -> list[Any] | None:
         if ret is None:
-            if plan.many is None or len(params) < 2 or not self._plain(cursor, plan):
+            if plan.many is None or len(params) < 2 or not self._rows_share_statements(cursor, plan):
                 cursor.executemany(plan.sql, params)
             else:
                 self._write_rows(cursor, plan, params)
@@ -244,7 +248,7 @@ class SqliteChunkWriter(ChunkWriter):
         copy of every page it changes, so that it can undo itself alone; that made inserts of the study's table
         0.82-0.84x executemany. FAIL keeps the rows before a failing one instead, and the chunk is undone whole
         anyway (its transaction or savepoint), so what is stored is the same. FAIL would override a conflict clause
-        of the table's own or one in a trigger's body, so such tables go by executemany (see _plain)."""
+        of the table's own or one in a trigger's body, so such tables go by executemany (see _rows_share_statements)."""
         head, values, tail = plan.many  # type: ignore[misc]
         if self._limit is None:
             self._limit = variable_limit(getattr(self.dbapi, "_adapted", self.dbapi))
@@ -262,25 +266,53 @@ class SqliteChunkWriter(ChunkWriter):
 
     def _plain(self, cursor: Any, plan: WritePlan) -> bool:
         """Whether the table is one table and only that, as the statement names it: no trigger on it, no temp
-        table of its name, no conflict clause in its definition (ON CONFLICT REPLACE, IGNORE, ...). Read once
-        per table in a call."""
+        table of its name, no conflict clause in its definition (ON CONFLICT REPLACE, IGNORE, ...; the word
+        CONFLICT anywhere in it counts, so that no comment or spacing hides one)."""
         table = plan.table
-        key = (table.schema, table.name)
-        if key not in self._plain_tables:
+        cursor.execute(
+            f"SELECT type, sql FROM {quote(table.schema or 'main')}.sqlite_master WHERE tbl_name = ?1 COLLATE NOCASE "
+            "AND type IN ('table', 'trigger') UNION ALL SELECT type, sql FROM sqlite_temp_master "
+            "WHERE tbl_name = ?1 COLLATE NOCASE AND type IN ('table', 'trigger')",
+            (table.name,),
+        )
+        found = cursor.fetchall()
+        definitions = [text for kind, text in found if kind == "table"]
+        return (
+            len(definitions) == len(found) == 1
+            and definitions[0] is not None
+            and "CONFLICT" not in definitions[0].upper()
+        )
+
+    def _rows_share_statements(self, cursor: Any, plan: WritePlan) -> bool:
+        """Whether this chunk's rows may go several to a statement, storing what a statement per row stores; asked
+        inside the chunk's transaction. Not where SQLite would treat the rows of one statement together:
+        - a trigger or a conflict clause of the table's own (OR FAIL would override them: see _write_rows);
+        - foreign keys enforced on a table that has or is the target of one: SQLite counts a statement's broken
+          references and checks the count when the statement ends, so a child row before its parent passes;
+        - a column the statement leaves to a default that is not a literal (CURRENT_TIMESTAMP, an expression):
+          evaluated once per statement where it reads the clock, before any row is written where it reads the
+          table."""
+        if not self._plain(cursor, plan):
+            return False
+        table = plan.table
+        schema = quote(table.schema or "main")
+        written = {p.column.name for p in plan.params}
+        cursor.execute(
+            "SELECT name, dflt_value, hidden FROM pragma_table_xinfo(?, ?)", (table.name, table.schema or "main")
+        )
+        for name, default, hidden in cursor.fetchall():
+            if name not in written and not hidden and default is not None and not _LITERAL.fullmatch(default):
+                return False
+        cursor.execute("PRAGMA foreign_keys")
+        if cursor.fetchone()[0]:
             cursor.execute(
-                f"SELECT type, sql FROM {quote(table.schema or 'main')}.sqlite_master WHERE tbl_name = ?1 COLLATE NOCASE "
-                "AND type IN ('table', 'trigger') UNION ALL SELECT type, sql FROM sqlite_temp_master "
-                "WHERE tbl_name = ?1 COLLATE NOCASE AND type IN ('table', 'trigger')",
-                (table.name,),
+                f"SELECT 1 FROM {schema}.sqlite_master AS m, pragma_foreign_key_list(m.name, ?2) AS f "
+                "WHERE m.type = 'table' AND (m.name = ?1 COLLATE NOCASE OR f.\"table\" = ?1 COLLATE NOCASE) LIMIT 1",
+                (table.name, table.schema or "main"),
             )
-            found = cursor.fetchall()
-            definitions = [text for kind, text in found if kind == "table"]
-            self._plain_tables[key] = (
-                len(definitions) == len(found) == 1
-                and definitions[0] is not None
-                and "ON CONFLICT" not in " ".join(definitions[0].upper().split())
-            )
-        return self._plain_tables[key]
+            if cursor.fetchone() is not None:
+                return False
+        return True
 
     def _stores_of(self, cursor: Any, plan: WritePlan, ret: ReturningPlan) -> list[Stores]:
         """What each echoed column stores unchanged, from its type as the database declares it (not as the
