@@ -572,10 +572,13 @@ def _stored_rows(engine, table: str) -> list[tuple]:
         return conn.exec_driver_sql(f"SELECT * FROM {table} ORDER BY rowid").fetchall()
 
 
-def test_a_child_row_before_its_parent_is_refused_as_sqlalchemy_refuses_it(tmp_path, per):
+@pytest.mark.parametrize("returning", [False, True], ids=["plain", "returning"])
+def test_a_child_row_before_its_parent_is_refused_as_sqlalchemy_refuses_it(tmp_path, per, returning):
     """With foreign keys enforced SQLite checks a statement's references when it ends, so rows a statement each."""
     engines = _twin_files(
-        tmp_path, "CREATE TABLE node (id INTEGER PRIMARY KEY, parent INTEGER REFERENCES node (id))", foreign_keys=True
+        tmp_path,
+        "CREATE TABLE node (id INTEGER PRIMARY KEY, parent INTEGER REFERENCES node (id), label TEXT DEFAULT 'x')",
+        foreign_keys=True,
     )
     node = sqlalchemy.Table("node", sqlalchemy.MetaData(), autoload_with=engines[0])
     rows = [{"id": 1, "parent": 2}, {"id": 2, "parent": None}, {"id": 3, "parent": 1}]
@@ -583,7 +586,7 @@ def test_a_child_row_before_its_parent_is_refused_as_sqlalchemy_refuses_it(tmp_p
     with pytest.raises(sqlalchemy.exc.IntegrityError), theirs.begin() as conn:
         conn.execute(sqlalchemy.insert(node), rows)
     with pytest.raises(turboalchemy.BulkWriteError) as failure:
-        turboalchemy.bulk_insert(ours, node, rows)
+        turboalchemy.bulk_insert(ours, node, rows, returning=node.c.label if returning else None)  # (not echoed)
     assert failure.value.row == 0
     assert _stored_rows(ours, "node") == _stored_rows(theirs, "node") == []
     turboalchemy.bulk_insert(ours, node, [rows[1], rows[0], rows[2]])  # parents first: stored
@@ -598,7 +601,8 @@ def test_a_child_row_before_its_parent_is_refused_as_sqlalchemy_refuses_it(tmp_p
         pytest.param("CURRENT_TIMESTAMP", id="server default reading the clock"),
     ],
 )
-def test_a_default_sqlite_evaluates_per_row_is_evaluated_per_row(tmp_path, per, default):
+@pytest.mark.parametrize("returning", [False, True], ids=["plain", "returning"])
+def test_a_default_sqlite_evaluates_per_row_is_evaluated_per_row(tmp_path, per, default, returning):
     """A SQL default in the values, or a table's own non-literal default for a column the rows leave out, is
     evaluated row by row, as for a statement per row."""
     server = "" if default == "sqlalchemy" else f" DEFAULT {default}"
@@ -614,10 +618,11 @@ def test_a_default_sqlite_evaluates_per_row_is_evaluated_per_row(tmp_path, per, 
     ours.dispose()
     with theirs.begin() as conn:
         conn.execute(sqlalchemy.insert(table), rows)
-    turboalchemy.bulk_insert(ours, table, rows)
+    ids = turboalchemy.bulk_insert(ours, table, rows, returning=table.c.id if returning else None)
     if default != "CURRENT_TIMESTAMP":  # the clock's reading differs between any two writes
         assert _stored_rows(ours, "counted") == _stored_rows(theirs, "counted")
-    assert not [s for s in trace if s.startswith("INSERT OR FAIL")]  # a statement per row
+    assert ids == ([1, 2, 3, 4, 5] if returning else 5)
+    assert not [s for s in trace if s.startswith("INSERT") and "), (" in s]  # a statement per row
 
 
 def test_a_conflict_clause_behind_a_comment_still_keeps_rows_a_statement_each(tmp_path, per):

@@ -32,6 +32,7 @@ from turboalchemy._write.returning import (
 
 _INT64 = (-(2**63), 2**63 - 1)
 _BINDING = re.compile(r"parameter (\d+)")
+_PLACEHOLDERS = re.compile(r"\(\?(?:, \?)*\)")
 # A column default SQLite stores as it is written: NULL, a boolean, a number, a string or a blob literal
 _LITERAL = re.compile(
     r"NULL|TRUE|FALSE|[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?|0[xX][0-9a-fA-F]+|'(?:[^']|'')*'|[xX]'[0-9a-fA-F]*'",
@@ -218,7 +219,7 @@ class SqliteChunkWriter(ChunkWriter):
                 cursor.executemany(plan.sql, params)
                 self.type_codes = ()
                 return rows
-        if needs_rows(ret, params):
+        if needs_rows(ret, params) or (len(params) > 1 and not self._rows_share_statements(cursor, plan, ret.values)):
             results = []
             for row in params:
                 cursor.execute(ret.row_sql, row)
@@ -283,16 +284,22 @@ class SqliteChunkWriter(ChunkWriter):
             and "CONFLICT" not in definitions[0].upper()
         )
 
-    def _rows_share_statements(self, cursor: Any, plan: WritePlan) -> bool:
+    def _rows_share_statements(self, cursor: Any, plan: WritePlan, values: str | None = None) -> bool:
         """Whether this chunk's rows may go several to a statement, storing what a statement per row stores; asked
         inside the chunk's transaction. Not where SQLite would treat the rows of one statement together:
-        - a trigger or a conflict clause of the table's own (OR FAIL would override them: see _write_rows);
+        - for the INSERT OR FAIL of a plain write (`values` None), a trigger or a conflict clause of the table's
+          own (OR FAIL would override them: see _write_rows);
+        - SQL in a RETURNING statement's `values` (a SQL default): evaluated for every row before any is written,
+          where it reads the table (a plain write's plan has none: plan._multi_row);
         - foreign keys enforced on a table that has or is the target of one: SQLite counts a statement's broken
           references and checks the count when the statement ends, so a child row before its parent passes;
         - a column the statement leaves to a default that is not a literal (CURRENT_TIMESTAMP, an expression):
           evaluated once per statement where it reads the clock, before any row is written where it reads the
           table."""
-        if not self._plain(cursor, plan):
+        if values is None:
+            if not self._plain(cursor, plan):
+                return False
+        elif _PLACEHOLDERS.fullmatch(values) is None:
             return False
         table = plan.table
         schema = quote(table.schema or "main")
