@@ -119,6 +119,16 @@ def _many(head: str, values: str, tail: str, rows: int) -> str:
     return head + ", ".join([values] * rows) + tail
 
 
+def _flat(part: Sequence[Sequence[Any]], width: int, whole: bool) -> list[Any]:
+    """The parameters of one multi-row statement: each row's first `width` values (all of them when `whole`), then
+    the upsert's onupdate values once, which are the same in every row of a chunk."""
+    if whole:
+        return list(chain.from_iterable(part))
+    flat = list(chain.from_iterable(row[:width] for row in part))
+    flat.extend(part[0][width:])
+    return flat
+
+
 class _AsyncAdapted:
     """SQLAlchemy's aiosqlite adapter, plus the `in_transaction` it does not expose (read from aiosqlite)."""
 
@@ -233,10 +243,7 @@ class SqliteChunkWriter(ChunkWriter):
         keys = keys_of(ret, params)
         for start, end in statements(ret, keys, len(params), self._limit):
             part = params[start:end]
-            flat = list(chain.from_iterable(part if whole else (row[:width] for row in part)))
-            if not whole:
-                flat.extend(part[0][width:])  # the upsert's onupdate values, once per statement
-            cursor.execute(_many(ret.head, ret.values, ret.tail, end - start), flat)
+            cursor.execute(_many(ret.head, ret.values, ret.tail, end - start), _flat(part, width, whole))
             segments.append((start, end, self._fetch(cursor)))
         return correlate(ret, params, keys, segments, gapless=True)
 
@@ -258,12 +265,7 @@ class SqliteChunkWriter(ChunkWriter):
         per = max(1, min(ROWS_PER_WRITE, (self._limit - extra) // max(1, width)))
         for start in range(0, len(params), per):
             part = params[start : start + per]
-            if extra:
-                flat = list(chain.from_iterable(row[:width] for row in part))
-                flat.extend(part[0][width:])
-            else:
-                flat = list(chain.from_iterable(part))
-            cursor.execute(_many(head, values, tail, len(part)), flat)
+            cursor.execute(_many(head, values, tail, len(part)), _flat(part, width, not extra))
 
     def _plain(self, cursor: Any, plan: WritePlan) -> bool:
         """Whether the table is one table and only that, as the statement names it: no trigger on it, no temp
