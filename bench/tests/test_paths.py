@@ -37,7 +37,7 @@ def test_orm_and_raw_leave_identical_tables(bench_engine, phases):
     assert orm == raw
 
 
-@pytest.mark.parametrize("path", ["engine", "prebuilt"])
+@pytest.mark.parametrize("path", ["engine", "prebuilt", "prebuilt_multi"])
 def test_the_limit_paths_store_what_raw_stores(bench_engine, path):
     """The paths that load their rows untimed (a staging table, ready tuples) still write the chunk they are given."""
     engines = {p: bench_engine(p) for p in ("raw", path)}
@@ -47,8 +47,9 @@ def test_the_limit_paths_store_what_raw_stores(bench_engine, path):
     assert dump(engines[path].url.database) == dump(engines["raw"].url.database)
 
 
-def test_prebuilt_refuses_a_chunk_it_was_not_prepared_with(bench_engine):
-    writer = PATHS["prebuilt"].open(bench_engine("prebuilt"))
+@pytest.mark.parametrize("path", ["prebuilt", "prebuilt_multi"])
+def test_prebuilt_refuses_a_chunk_it_was_not_prepared_with(bench_engine, path):
+    writer = PATHS[path].open(bench_engine(path))
     rows = list(RowGenerator(11).rows(0, 20))
     try:
         writer.prepare("insert", rows[:10])
@@ -70,6 +71,46 @@ def test_the_upsert_pass_conflicts_on_every_row(bench_engine, path):
     status_index = 2 * COLUMNS.index("status")  # dump() holds each value then its storage class
     assert all(row[status_index] == 1 for row in after.values())
     assert all(row[status_index] == 0 for row in before.values())
+
+
+def test_prebuilt_multi_sends_a_chunk_as_turbo_does_many_rows_to_a_statement(bench_engine):
+    """256 rows to an INSERT OR FAIL statement, the last one shorter: the statement shape turbo uses on SQLite."""
+    engine = bench_engine("prebuilt_multi")
+    writer = PATHS["prebuilt_multi"].open(engine)
+    statements: list[str] = []
+    writer.raw.dbapi.set_trace_callback(statements.append)
+    try:
+        rows = list(RowGenerator(11).rows(0, 600))
+        writer.prepare("insert", rows)
+        writer.insert(rows)
+    finally:
+        writer.raw.dbapi.set_trace_callback(None)
+        writer.close()
+    inserts = [s for s in statements if s.startswith("INSERT")]
+    assert [s.count("), (") + 1 for s in inserts] == [256, 256, 88]
+    assert all(s.startswith("INSERT OR FAIL INTO") for s in inserts)
+
+
+def test_prebuilt_multi_stores_what_raw_stores_on_postgresql(postgres_url):
+    from sqlalchemy import create_engine, text
+
+    from sqlite_bench.schema import create_schema
+
+    engine = create_engine(postgres_url)
+    tables = {}
+    try:
+        for path in ("raw", "prebuilt_multi"):
+            with engine.begin() as connection:
+                connection.execute(text("DROP TABLE IF EXISTS bench_rows"))
+            create_schema(engine)
+            _write(engine, path, "insert", 3_000, 1_000)
+            _write(engine, path, "upsert", 2_000, 700)
+            with engine.connect() as connection:
+                tables[path] = connection.execute(text("SELECT * FROM bench_rows ORDER BY row_id")).all()
+    finally:
+        engine.dispose()
+    assert len(tables["raw"]) == 3_000
+    assert tables["prebuilt_multi"] == tables["raw"]
 
 
 def test_orm_upsert_splits_statements_under_the_bound_parameter_limit(bench_engine):

@@ -24,6 +24,7 @@ _STYLES = {
     "orm_bulk": (0, (3, 1, 1, 1)),
     "engine": (0, (1, 1)),
     "prebuilt": (0, (5, 2)),
+    "prebuilt_multi": (0, (5, 1, 1, 1)),
 }
 
 
