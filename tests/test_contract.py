@@ -503,7 +503,8 @@ def test_row_triggers_see_each_row_after_the_rows_before_it_as_with_sqlalchemy(t
         pytest.param({"sqlite_on_conflict_not_null": "IGNORE"}, id="not null on conflict ignore"),
     ],
 )
-def test_a_table_with_a_conflict_clause_of_its_own_stores_what_sqlalchemy_stores(tmp_path, per, clause):
+@pytest.mark.parametrize("returning", [False, True], ids=["plain", "returning"])
+def test_a_table_with_a_conflict_clause_of_its_own_stores_what_sqlalchemy_stores(tmp_path, per, clause, returning):
     """The table's own conflict clause decides, as for SQLAlchemy's insert (a statement's OR clause would override
     it, so these rows go without one)."""
     meta = sqlalchemy.MetaData()
@@ -524,13 +525,19 @@ def test_a_table_with_a_conflict_clause_of_its_own_stores_what_sqlalchemy_stores
     ]
     with theirs.begin() as conn:
         conn.execute(sqlalchemy.insert(table), rows)
-    turboalchemy.bulk_insert(ours, table, rows)
+    if returning and not unique:  # an ignored row returns nothing: refused, nothing kept
+        with pytest.raises(turboalchemy.BulkWriteError, match="came back with nothing"):
+            turboalchemy.bulk_insert(ours, table, rows, returning=table.c.v)
+        assert stored(ours, table) == []
+        return
+    turboalchemy.bulk_insert(ours, table, rows, returning=table.c.v if returning else None)
     assert stored(ours, table) == stored(theirs, table)
     for engine in engines:
         engine.dispose()
 
 
-def test_a_conflict_clause_in_a_triggers_body_holds_as_with_sqlalchemy(tmp_path, per):
+@pytest.mark.parametrize("returning", [False, True], ids=["plain", "returning"])
+def test_a_conflict_clause_in_a_triggers_body_holds_as_with_sqlalchemy(tmp_path, per, returning):
     """A statement's OR clause would override the one in a trigger's body (OR IGNORE here), so rows into a table
     with triggers go without one."""
     meta, table = _stamped("edited")
@@ -547,7 +554,7 @@ def test_a_conflict_clause_in_a_triggers_body_holds_as_with_sqlalchemy(tmp_path,
     rows = [{"code": f"k{i}", "v": i} for i in range(7)]
     with theirs.begin() as conn:
         conn.execute(sqlalchemy.insert(table), rows)
-    turboalchemy.bulk_insert(ours, table, rows)
+    turboalchemy.bulk_insert(ours, table, rows, returning=table.c.id if returning else None)
     for query in ("SELECT * FROM firsts ORDER BY parity", "SELECT * FROM stamped ORDER BY id"):
         mine, sqlalchemys = (e.connect().exec_driver_sql(query).fetchall() for e in engines)
         assert mine == sqlalchemys
@@ -625,7 +632,8 @@ def test_a_default_sqlite_evaluates_per_row_is_evaluated_per_row(tmp_path, per, 
     assert not [s for s in trace if s.startswith("INSERT") and "), (" in s]  # a statement per row
 
 
-def test_a_conflict_clause_behind_a_comment_still_keeps_rows_a_statement_each(tmp_path, per):
+@pytest.mark.parametrize("returning", [False, True], ids=["plain", "returning"])
+def test_a_conflict_clause_behind_a_comment_still_keeps_rows_a_statement_each(tmp_path, per, returning):
     engines = _twin_files(
         tmp_path,
         "CREATE TABLE clauses (id INTEGER PRIMARY KEY, code TEXT UNIQUE on/* why */conflict replace, v INTEGER)",
@@ -635,19 +643,23 @@ def test_a_conflict_clause_behind_a_comment_still_keeps_rows_a_statement_each(tm
     ours, theirs = engines
     with theirs.begin() as conn:
         conn.execute(sqlalchemy.insert(table), rows)
-    turboalchemy.bulk_insert(ours, table, rows)
+    turboalchemy.bulk_insert(ours, table, rows, returning=table.c.id if returning else None)
     assert _stored_rows(ours, "clauses") == _stored_rows(theirs, "clauses")
 
 
-def test_rows_of_a_plain_table_go_several_to_a_statement(tmp_path):
+@pytest.mark.parametrize("returning", [False, True], ids=["plain", "returning"])
+def test_rows_of_a_plain_table_go_several_to_a_statement(tmp_path, returning):
     """The route the statement-per-row tests above are measured against: a table with nothing SQLite would treat
-    differently (an autoincrement key, a literal default) goes as multi-row INSERT OR FAIL."""
+    differently (an autoincrement key, a literal default) goes as multi-row INSERT OR FAIL, with returning= too."""
     engines = _twin_files(tmp_path, "CREATE TABLE plain (id INTEGER PRIMARY KEY, name TEXT, tier TEXT DEFAULT 'basic')")
     ours = engines[0]
     table = sqlalchemy.Table("plain", sqlalchemy.MetaData(), autoload_with=ours)
     trace: list[str] = []
     sqlalchemy.event.listen(ours, "connect", lambda dbapi, _: dbapi.set_trace_callback(trace.append))
     ours.dispose()
-    turboalchemy.bulk_insert(ours, table, [{"name": f"n{i}"} for i in range(600)])
+    ids = turboalchemy.bulk_insert(
+        ours, table, [{"name": f"n{i}"} for i in range(600)], returning=table.c.id if returning else None
+    )
+    assert ids == (list(range(1, 601)) if returning else 600)
     statements = [s for s in trace if s.startswith("INSERT")]
-    assert len(statements) == 3 and all(s.startswith("INSERT OR FAIL INTO") for s in statements)
+    assert statements and all(s.startswith("INSERT OR FAIL INTO") and "), (" in s for s in statements)

@@ -241,9 +241,12 @@ class SqliteChunkWriter(ChunkWriter):
         whole = width == len(plan.params)
         segments = []
         keys = keys_of(ret, params)
+        head = ret.head
+        if head.startswith("INSERT INTO ") and self._plain(cursor, plan):
+            head = "INSERT OR FAIL INTO " + head[len("INSERT INTO ") :]  # no statement journal, as _write_rows
         for start, end in statements(ret, keys, len(params), self._limit):
             part = params[start:end]
-            cursor.execute(_many(ret.head, ret.values, ret.tail, end - start), _flat(part, width, whole))
+            cursor.execute(_many(head, ret.values, ret.tail, end - start), _flat(part, width, whole))
             segments.append((start, end, self._fetch(cursor)))
         return correlate(ret, params, keys, segments, gapless=True)
 
