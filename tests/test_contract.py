@@ -663,3 +663,100 @@ def test_rows_of_a_plain_table_go_several_to_a_statement(tmp_path, returning):
     assert ids == (list(range(1, 601)) if returning else 600)
     statements = [s for s in trace if s.startswith("INSERT")]
     assert statements and all(s.startswith("INSERT OR FAIL INTO") and "), (" in s for s in statements)
+
+
+def _readings_table() -> tuple[sqlalchemy.MetaData, sqlalchemy.Table]:
+    """Values SQLite takes as they are (text, integers, floats) and DateTime: converted with no code of the caller's."""
+    meta = sqlalchemy.MetaData()
+    table = sqlalchemy.Table(
+        "readings",
+        meta,
+        sqlalchemy.Column("id", sqlalchemy.Integer, primary_key=True),
+        sqlalchemy.Column("sensor", sqlalchemy.String(20), unique=True, nullable=False),
+        sqlalchemy.Column("x", sqlalchemy.Float),  # nullable: a NaN would be stored as NULL unless refused
+        sqlalchemy.Column("at", sqlalchemy.DateTime),
+    )
+    return meta, table
+
+
+def _readings(n: int, keys: int, shift: int = 0) -> list[dict]:
+    from datetime import datetime, timedelta
+
+    start = datetime(2026, 1, 1)
+    return [
+        {"sensor": f"s{i % keys}", "x": i / 7 + shift, "at": None if i % 5 == 0 else start + timedelta(seconds=i)}
+        for i in range(n)
+    ]
+
+
+@pytest.fixture
+def ahead(monkeypatch):
+    """3 rows a statement, and the number of chunks whose rows were converted ahead on the helper thread."""
+    from turboalchemy._write import sqlite as writer
+
+    monkeypatch.setattr(writer, "ROWS_PER_WRITE", 3)
+    monkeypatch.setattr(writer, "_CORES", 2)  # as on any machine with a second core
+    used = []
+    real = writer._ahead
+
+    def counted(make, starts):
+        used.append(len(starts))
+        return real(make, starts)
+
+    monkeypatch.setattr(writer, "_ahead", counted)
+    return used
+
+
+def test_rows_converted_ahead_on_a_helper_thread_store_what_sqlalchemy_stores(tmp_path, ahead):
+    """Each statement's rows converted on a helper thread while SQLite writes the statement before: the insert
+    and the upsert (keys repeating within and across statements) store what SQLAlchemy's statements store."""
+    meta, table = _readings_table()
+    ours, theirs = (create_engine(f"sqlite:///{tmp_path / name}.db") for name in ("ours", "theirs"))
+    for engine in (ours, theirs):
+        meta.create_all(engine)
+    first, again = _readings(40, 40), _readings(50, 17, shift=1)
+    stmt = sqlalchemy.dialects.sqlite.insert(table)
+    stmt = stmt.on_conflict_do_update(index_elements=["sensor"], set_={"x": stmt.excluded.x, "at": stmt.excluded.at})
+    with theirs.begin() as conn:
+        conn.execute(sqlalchemy.insert(table), first)
+        for row in again:
+            conn.execute(stmt, row)
+    assert turboalchemy.bulk_insert(ours, table, first) == 40
+    assert turboalchemy.bulk_upsert(ours, table, again, conflict=["sensor"]) == 50
+    assert ahead == [14, 17]  # both chunks went ahead, 3 rows a statement
+    assert stored(ours, table) == stored(theirs, table)
+    for engine in (ours, theirs):
+        engine.dispose()
+
+
+@pytest.mark.parametrize("target_kind", ["engine", "session"])
+@pytest.mark.parametrize(
+    "bad, column",
+    [({"x": math.nan}, "x"), ({"at": "2026-01-01"}, "at"), ({"sensor": None}, "sensor")],
+    ids=["NaN", "text", "NULL"],
+)
+def test_a_bad_row_found_ahead_is_named_and_nothing_of_its_chunk_is_kept(tmp_path, ahead, target_kind, bad, column):
+    """Row 40 of a 50-row chunk: a NaN or a value DateTime refuses is found by the helper while statements before
+    it are written, a NULL into NOT NULL by SQLite; either way the chunk is undone, the row and column named, and
+    the helper thread is gone."""
+    import threading
+
+    meta, table = _readings_table()
+    engine = create_engine(f"sqlite:///{tmp_path / 'bad'}.db")
+    meta.create_all(engine)
+    rows = _readings(50, 50)
+    rows[40] = rows[40] | bad
+    if target_kind == "engine":
+        with pytest.raises(turboalchemy.BulkWriteError) as failure:
+            turboalchemy.bulk_insert(engine, table, rows)
+    else:
+        with Session(engine) as session:
+            turboalchemy.bulk_insert(session, table, [{"sensor": "kept", "x": 1.0}])
+            with pytest.raises(turboalchemy.BulkWriteError) as failure:
+                turboalchemy.bulk_insert(session, table, rows)
+            session.commit()
+    assert (failure.value.row, failure.value.column) == (40, column)
+    assert ahead  # the chunk went ahead before it was refused
+    assert [r[1] for r in stored(engine, table)] == ([] if target_kind == "engine" else ["kept"])
+    assert not [t for t in threading.enumerate() if t.name == "turboalchemy-convert"]
+    engine.dispose()

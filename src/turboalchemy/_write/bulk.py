@@ -17,7 +17,7 @@ from itertools import groupby, islice
 from operator import itemgetter
 from typing import Any, Literal, TypeAlias, TypeVar, overload
 
-from sqlalchemy import Table, inspect
+from sqlalchemy import JSON, Table, TypeDecorator, inspect
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import InvalidRequestError
 from sqlalchemy.orm import object_session
@@ -455,27 +455,39 @@ def _row_converter(
     return namespace["convert"]  # type: ignore[no-any-return]
 
 
-# Whether chunks bound for PostgreSQL's COPY are converted as they are sent (see _Pending)
+# Whether chunks are converted as they are sent, by PostgreSQL's COPY or SQLite's statements (see _Pending)
 _PENDING = True
 
 
 class _Pending(Sequence[Sequence[Any]]):
-    """A chunk's parameter tuples, converted as they are read: a slice at a time by a writer that checks and sends
-    slices while the server reads the ones before (PostgreSQL's COPY), so that the conversion too overlaps the
-    server's work; whole on any other read. A row the conversion cannot take raises Unconverted."""
+    """A chunk's parameter tuples, converted as they are read: a slice at a time by a writer that sends slices
+    while the database works on the ones before (PostgreSQL's COPY; SQLite's statements, converted on a helper
+    thread where `threadable`), so that the conversion overlaps the database's work; whole on any other read. A row
+    the conversion cannot take, or one `refuse` finds fault with (a NaN SQLite would store as NULL), raises
+    Unconverted: the writer undoes the chunk, and the careful path reads it again and names the row."""
 
-    def __init__(self, convert: Callable[[list[Any]], list[tuple[Any, ...]]], chunk: list[Any]) -> None:
-        self._convert, self._chunk = convert, chunk
+    def __init__(
+        self,
+        convert: Callable[[list[Any]], list[tuple[Any, ...]]],
+        chunk: list[Any],
+        refuse: Callable[[list[tuple[Any, ...]]], bool] | None = None,
+        threadable: bool = False,
+    ) -> None:
+        self._convert, self._chunk, self._refuse = convert, chunk, refuse
         self._rows: list[tuple[Any, ...]] | None = None
+        self.threadable = threadable
 
     def __len__(self) -> int:
         return len(self._chunk)
 
     def _converted(self, rows: list[Any]) -> list[tuple[Any, ...]]:
         try:
-            return self._convert(rows)
+            params = self._convert(rows)
         except Exception as exc:  # a key a row lacks, a value a processor refuses: the careful path names it
             raise Unconverted from exc
+        if self._refuse is not None and self._refuse(params):
+            raise Unconverted
+        return params
 
     def _all(self) -> list[tuple[Any, ...]]:
         if self._rows is None:
@@ -504,8 +516,10 @@ def _params(
     if convert is not None:
         try:
             if set(map(len, chunk)) == {reader.width}:
-                if pending and not plan.check_nan:
-                    return _Pending(convert, chunk), _LazyValues(reader, chunk, start)  # type: ignore[return-value]
+                if pending:
+                    refuse = functools.partial(_holds_nan, plan) if plan.check_nan else None
+                    pending_params = _Pending(convert, chunk, refuse, _threadable(plan, chunk))
+                    return pending_params, _LazyValues(reader, chunk, start)  # type: ignore[return-value]
                 params = convert(chunk)
                 if plan.check_nan:
                     _refuse_nan(plan, params, start)
@@ -588,6 +602,27 @@ def source_failed(exc: BaseException, what: str, read: int, committed: int | Non
         else "nothing was committed: the rows written so far are in the caller's transaction, which is still open"
     )
     exc.add_note(f"turboalchemy {what}: the rows' source raised after {read:,} rows had been written; {done}")
+
+
+def _threadable(plan: WritePlan, chunk: list[Any]) -> bool:
+    """Whether converting the chunk runs none of the caller's code, so that it may run on a helper thread: rows
+    that are plain dicts or tuples, and values taken as they are or through the processor of a type SQLAlchemy
+    defines (not a TypeDecorator, not JSON, whose serializer may be the caller's; not a subclass of the caller's)."""
+    return set(map(type, chunk)) <= {dict, tuple} and all(
+        p.process is None or _sqlalchemys_own(p.column.type) for p in plan.params
+    )
+
+
+def _sqlalchemys_own(kind: Any) -> bool:
+    return type(kind).__module__.startswith("sqlalchemy.") and not isinstance(kind, (TypeDecorator, JSON))
+
+
+def _holds_nan(plan: WritePlan, params: list[tuple[Any, ...]]) -> bool:
+    return any(
+        nan_position(list(map(itemgetter(i), params))) >= 0
+        for i, p in enumerate(plan.params)
+        if p.source in plan.check_nan
+    )
 
 
 def _refuse_nan(plan: WritePlan, params: list[tuple[Any, ...]], start: int) -> None:
@@ -799,7 +834,7 @@ def _write(
             return sum(len(step.objects) for step in steps) - len(chunk)
 
         related = 0
-        pending_ok = _PENDING and dialect.name == "postgresql" and want is None
+        pending_ok = _PENDING and dialect.name in ("postgresql", "sqlite") and want is None
         try:
             while chunk:
                 graph = kind == "insert" and reader.shape == "instance" and holds_new_objects(model, chunk)
@@ -813,7 +848,7 @@ def _write(
                     written += len(chunk)
                     chunk = take(iterator, chunk_size)
                     continue
-                # Converted as COPY sends it where the chunk goes by COPY without RETURNING; should a row defeat
+                # Converted as it is sent (COPY, SQLite statements) where the chunk goes without RETURNING; should a row defeat
                 # the fast conversion, the writer undoes the chunk and it is read again the careful way.
                 for pending in (True, False) if pending_ok else (False,):
                     try:

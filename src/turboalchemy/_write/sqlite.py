@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import os
+import queue
 import re
 import sqlite3
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+import threading
+from collections.abc import Callable, Generator, Iterator, Sequence
+from contextlib import closing, contextmanager
 from itertools import chain
-from typing import Any
+from typing import Any, TypeVar
 
 from turboalchemy import _driver
 from turboalchemy._sqlite import quote
@@ -112,6 +115,51 @@ def _affinity(declared: str) -> Stores:
 # program again (its cursors opened on every index); one statement of many rows opens them once.
 ROWS_PER_WRITE = 256
 
+# Whether a chunk's rows are converted a statement ahead, on a helper thread, while SQLite writes the statement
+# before (see _ahead): with a second core to run on and a chunk of at least AHEAD_STATEMENTS statements.
+AHEAD = True
+AHEAD_STATEMENTS = 3
+_CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+_T = TypeVar("_T")
+
+
+def _ahead(make: Callable[[int], _T], starts: Sequence[int]) -> Generator[_T, None, None]:
+    """make(start) for each start, in order, each made on a helper thread while the caller uses the one before.
+
+    SQLite lets go of the GIL while it steps a statement, so converting the next statement's rows (Python) overlaps
+    writing this one's (C). At most two are made ahead. What make raises is raised here, in the caller's thread, in
+    its turn; when the caller stops early (an error, an interrupt) the helper stops at its next item. Use it in a
+    `closing()` block, so that the helper is stopped even while a traceback holds the generator."""
+    made: queue.Queue[tuple[bool, Any]] = queue.Queue(maxsize=2)
+    stop = threading.Event()
+
+    def work() -> None:
+        try:
+            for start in starts:
+                if stop.is_set():
+                    return
+                made.put((True, make(start)))
+        except BaseException as exc:  # handed to the caller, raised there
+            made.put((False, exc))
+
+    helper = threading.Thread(target=work, name="turboalchemy-convert", daemon=True)
+    helper.start()
+    try:
+        for _ in starts:
+            ok, item = made.get()
+            if not ok:
+                raise item
+            yield item
+    finally:
+        stop.set()
+        while helper.is_alive():  # free its place in the queue should it be waiting to put one more
+            try:
+                made.get(timeout=0.01)
+            except queue.Empty:
+                pass
+        helper.join()
+
 
 @functools.lru_cache(maxsize=512)
 def _many(head: str, values: str, tail: str, rows: int) -> str:
@@ -199,6 +247,8 @@ class SqliteChunkWriter(ChunkWriter):
                     self.dbapi.commit()
                 except BaseException as exc:
                     self.dbapi.rollback()
+                    if isinstance(exc, Unconverted):
+                        raise  # undone: the caller reads the chunk again
                     raise self._diagnose(cursor, plan, params, exc, whole=False) from exc
             else:
                 if not self.dbapi.in_transaction:
@@ -208,6 +258,8 @@ class SqliteChunkWriter(ChunkWriter):
                     returned = self._execute(cursor, plan, params, ret)
                 except BaseException as exc:
                     whole = not self._undo(cursor, _SAVEPOINT)
+                    if isinstance(exc, Unconverted) and not whole:
+                        raise  # undone: the caller reads the chunk again
                     raise self._diagnose(cursor, plan, params, exc, whole=whole) from exc
                 cursor.execute(f"RELEASE {_SAVEPOINT}")
         finally:
@@ -266,9 +318,26 @@ class SqliteChunkWriter(ChunkWriter):
         width = sum(not p.onupdate for p in plan.params)
         extra = len(plan.params) - width
         per = max(1, min(ROWS_PER_WRITE, (self._limit - extra) // max(1, width)))
-        for start in range(0, len(params), per):
+        starts = range(0, len(params), per)
+
+        def statement(start: int) -> tuple[int, list[Any]]:  # (rows, parameters); converts them if still pending
             part = params[start : start + per]
-            cursor.execute(_many(head, values, tail, len(part)), _flat(part, width, not extra))
+            return len(part), _flat(part, width, not extra)
+
+        if (
+            AHEAD
+            and _CORES > 1
+            and len(starts) >= AHEAD_STATEMENTS
+            and getattr(params, "threadable", False)
+            and not isinstance(self.dbapi, _AsyncAdapted)
+        ):
+            with closing(_ahead(statement, starts)) as made:
+                for rows, flat in made:
+                    cursor.execute(_many(head, values, tail, rows), flat)
+            return
+        for start in starts:
+            rows, flat = statement(start)
+            cursor.execute(_many(head, values, tail, rows), flat)
 
     def _plain(self, cursor: Any, plan: WritePlan) -> bool:
         """Whether the table is one table and only that, as the statement names it: no trigger on it, no temp
