@@ -760,3 +760,124 @@ def test_a_bad_row_found_ahead_is_named_and_nothing_of_its_chunk_is_kept(tmp_pat
     assert [r[1] for r in stored(engine, table)] == ([] if target_kind == "engine" else ["kept"])
     assert not [t for t in threading.enumerate() if t.name == "turboalchemy-convert"]
     engine.dispose()
+
+
+class _Tenant(sqlalchemy.types.TypeDecorator):
+    """A type of the caller's own that reads state of the caller's thread as it binds a value."""
+
+    impl = sqlalchemy.String
+    cache_ok = True
+    local = __import__("threading").local()
+
+    def process_bind_param(self, value, dialect):
+        return None if value is None else f"{getattr(self.local, 'tenant', 'NONE')}:{value}"
+
+
+def _tenant_table(variant: bool) -> tuple[sqlalchemy.MetaData, sqlalchemy.Table]:
+    meta = sqlalchemy.MetaData()
+    kind = sqlalchemy.String(30).with_variant(_Tenant(30), "sqlite") if variant else _Tenant(30)
+    table = sqlalchemy.Table(
+        "tenanted",
+        meta,
+        sqlalchemy.Column("id", sqlalchemy.Integer, primary_key=True),
+        sqlalchemy.Column("label", kind),
+        sqlalchemy.Column("x", sqlalchemy.Float),
+    )
+    return meta, table
+
+
+def test_a_type_of_the_callers_own_binds_in_the_callers_thread_even_as_a_variant(tmp_path, ahead):
+    """String().with_variant(a TypeDecorator, "sqlite") binds through the TypeDecorator: its rows are converted in
+    the caller's thread, as SQLAlchemy converts them, not ahead on the helper."""
+    meta, table = _tenant_table(variant=True)
+    ours, theirs = (create_engine(f"sqlite:///{tmp_path / name}.db") for name in ("ours", "theirs"))
+    for engine in (ours, theirs):
+        meta.create_all(engine)
+    rows = [{"label": f"r{i}", "x": i / 3} for i in range(30)]
+    _Tenant.local.tenant = "acme"
+    try:
+        with theirs.begin() as conn:
+            conn.execute(sqlalchemy.insert(table), rows)
+        turboalchemy.bulk_insert(ours, table, rows)
+    finally:
+        del _Tenant.local.tenant
+    assert stored(ours, table) == stored(theirs, table)
+    assert stored(ours, table)[0][1] == "acme:r0"
+    assert ahead == []
+
+
+def test_the_nan_check_of_rows_converted_ahead_runs_in_the_callers_thread(tmp_path, ahead):
+    """The check calls the values' own methods (an int subclass's __bool__ here): not on the helper thread."""
+    import threading
+
+    seen = set()
+
+    class Counted(int):
+        def __bool__(self):
+            seen.add(threading.current_thread().name)
+            return int(self) != 0
+
+    meta, table = _readings_table()
+    engine = create_engine(f"sqlite:///{tmp_path / 'nan'}.db")
+    meta.create_all(engine)
+    extra = sqlalchemy.Table("counted", meta, sqlalchemy.Column("n", sqlalchemy.Integer))
+    extra.create(engine)
+    assert turboalchemy.bulk_insert(engine, extra, [{"n": Counted(i + 1)} for i in range(30)]) == 30
+    assert ahead == [10]
+    assert seen == {threading.current_thread().name}
+    engine.dispose()
+
+
+def test_without_a_thread_to_be_had_rows_are_converted_in_the_callers_thread(tmp_path, ahead, monkeypatch):
+    import threading
+
+    def refuse(self):
+        raise RuntimeError("can't start new thread")
+
+    monkeypatch.setattr(threading.Thread, "start", refuse)
+    meta, table = _readings_table()
+    engine = create_engine(f"sqlite:///{tmp_path / 'nothread'}.db")
+    meta.create_all(engine)
+    rows = _readings(40, 40)
+    assert turboalchemy.bulk_insert(engine, table, rows) == 40
+    assert ahead == [14]
+    assert [r[1] for r in stored(engine, table)] == [r["sensor"] for r in rows]
+    engine.dispose()
+
+
+def test_on_aiosqlite_rows_a_statement_each_bind_in_the_callers_thread(tmp_path):
+    """A table with a trigger goes by executemany; on aiosqlite, whose own thread runs it, the rows are converted
+    before they are handed over, so a type of the caller's own binds as SQLAlchemy binds it."""
+    import asyncio
+
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    meta, table = _tenant_table(variant=False)
+    theirs = create_engine(f"sqlite:///{tmp_path / 'theirs'}.db")
+    for url in (f"sqlite:///{tmp_path / 'ours'}.db", str(theirs.url)):
+        made = create_engine(url)
+        meta.create_all(made)
+        with made.begin() as conn:
+            conn.exec_driver_sql("CREATE TRIGGER noted AFTER INSERT ON tenanted BEGIN SELECT 1; END")
+        made.dispose()
+    rows = [{"label": f"r{i}", "x": i / 3} for i in range(30)]
+
+    async def write() -> None:
+        engine = create_async_engine(f"sqlite+aiosqlite:///{tmp_path / 'ours'}.db")
+        try:
+            await turboalchemy.abulk_insert(engine, table, rows)
+        finally:
+            await engine.dispose()
+
+    _Tenant.local.tenant = "acme"
+    try:
+        with theirs.begin() as conn:
+            conn.execute(sqlalchemy.insert(table), rows)
+        asyncio.run(write())
+    finally:
+        del _Tenant.local.tenant
+    ours = create_engine(f"sqlite:///{tmp_path / 'ours'}.db")
+    assert stored(ours, table) == stored(theirs, table)
+    assert stored(ours, table)[0][1] == "acme:r0"
+    for engine in (ours, theirs):
+        engine.dispose()

@@ -480,13 +480,24 @@ class _Pending(Sequence[Sequence[Any]]):
     def __len__(self) -> int:
         return len(self._chunk)
 
+    def unchecked(self, start: int, stop: int) -> list[tuple[Any, ...]]:
+        """Rows start..stop-1 converted, not yet checked (see check)."""
+        try:
+            return self._convert(self._chunk[start:stop])
+        except Exception as exc:  # a key a row lacks, a value a processor refuses: the careful path names it
+            raise Unconverted from exc
+
+    def check(self, params: list[tuple[Any, ...]]) -> None:
+        """Raise Unconverted where `refuse` finds fault with converted rows."""
+        if self._refuse is not None and self._refuse(params):
+            raise Unconverted
+
     def _converted(self, rows: list[Any]) -> list[tuple[Any, ...]]:
         try:
             params = self._convert(rows)
         except Exception as exc:  # a key a row lacks, a value a processor refuses: the careful path names it
             raise Unconverted from exc
-        if self._refuse is not None and self._refuse(params):
-            raise Unconverted
+        self.check(params)
         return params
 
     def _all(self) -> list[tuple[Any, ...]]:
@@ -614,7 +625,12 @@ def _threadable(plan: WritePlan, chunk: list[Any]) -> bool:
 
 
 def _sqlalchemys_own(kind: Any) -> bool:
-    return type(kind).__module__.startswith("sqlalchemy.") and not isinstance(kind, (TypeDecorator, JSON))
+    """A type SQLAlchemy defines, with no variant (with_variant may name a TypeDecorator for this dialect)."""
+    return (
+        type(kind).__module__.startswith("sqlalchemy.")
+        and not isinstance(kind, (TypeDecorator, JSON))
+        and not getattr(kind, "_variant_mapping", None)
+    )
 
 
 def _holds_nan(plan: WritePlan, params: list[tuple[Any, ...]]) -> bool:
@@ -879,6 +895,8 @@ def _write(
                     except Unconverted:
                         continue
                     break
+                else:  # the careful read never raises Unconverted; were it to, the chunk was not written
+                    raise AssertionError(f"turboalchemy: a chunk of {table.name!r} was neither written nor refused")
                 if results is not None:
                     for ret, done, returned, codes in answers:
                         objects = chunk[done.offset : done.offset + done.size] if reader.shape == "instance" else None

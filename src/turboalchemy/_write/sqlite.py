@@ -4,6 +4,7 @@ probe to name the bad row."""
 
 from __future__ import annotations
 
+import contextvars
 import dataclasses
 import functools
 import os
@@ -129,22 +130,37 @@ def _ahead(make: Callable[[int], _T], starts: Sequence[int]) -> Generator[_T, No
 
     SQLite lets go of the GIL while it steps a statement, so converting the next statement's rows (Python) overlaps
     writing this one's (C). At most two are made ahead. What make raises is raised here, in the caller's thread, in
-    its turn; when the caller stops early (an error, an interrupt) the helper stops at its next item. Use it in a
-    `closing()` block, so that the helper is stopped even while a traceback holds the generator."""
+    its turn; when the caller stops early (an error, an interrupt) the helper stops within a moment, even if the
+    caller is interrupted again while stopping it. Where no thread can be started, each is made here in its turn.
+    Use it in a `closing()` block, so that the helper is stopped even while a traceback holds the generator."""
     made: queue.Queue[tuple[bool, Any]] = queue.Queue(maxsize=2)
     stop = threading.Event()
+
+    def give(item: tuple[bool, Any]) -> bool:
+        while not stop.is_set():
+            try:
+                made.put(item, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
 
     def work() -> None:
         try:
             for start in starts:
-                if stop.is_set():
+                if stop.is_set() or not give((True, make(start))):
                     return
-                made.put((True, make(start)))
         except BaseException as exc:  # handed to the caller, raised there
-            made.put((False, exc))
+            give((False, exc))
 
-    helper = threading.Thread(target=work, name="turboalchemy-convert", daemon=True)
-    helper.start()
+    helper = threading.Thread(target=contextvars.copy_context().run, args=(work,), name="turboalchemy-convert")
+    helper.daemon = True
+    try:
+        helper.start()
+    except RuntimeError:  # no thread to be had: the same work, in the caller's thread
+        for start in starts:
+            yield make(start)
+        return
     try:
         for _ in starts:
             ok, item = made.get()
@@ -271,7 +287,8 @@ class SqliteChunkWriter(ChunkWriter):
     ) -> list[Any] | None:
         if ret is None:
             if plan.many is None or len(params) < 2 or not self._rows_share_statements(cursor, plan):
-                cursor.executemany(plan.sql, params)
+                # converted here, whole, not as the driver iterates them (aiosqlite would on its own thread)
+                cursor.executemany(plan.sql, params if isinstance(params, list) else list(params))
             else:
                 self._write_rows(cursor, plan, params)
             return None
@@ -320,10 +337,6 @@ class SqliteChunkWriter(ChunkWriter):
         per = max(1, min(ROWS_PER_WRITE, (self._limit - extra) // max(1, width)))
         starts = range(0, len(params), per)
 
-        def statement(start: int) -> tuple[int, list[Any]]:  # (rows, parameters); converts them if still pending
-            part = params[start : start + per]
-            return len(part), _flat(part, width, not extra)
-
         if (
             AHEAD
             and _CORES > 1
@@ -331,13 +344,19 @@ class SqliteChunkWriter(ChunkWriter):
             and getattr(params, "threadable", False)
             and not isinstance(self.dbapi, _AsyncAdapted)
         ):
-            with closing(_ahead(statement, starts)) as made:
-                for rows, flat in made:
-                    cursor.execute(_many(head, values, tail, rows), flat)
+            # converted on the helper thread; checked here (the NaN check may call the values' own methods)
+            def converted(start: int) -> tuple[Any, list[Any]]:
+                part = params.unchecked(start, start + per)  # type: ignore[attr-defined]
+                return part, _flat(part, width, not extra)
+
+            with closing(_ahead(converted, starts)) as made:
+                for part, flat in made:
+                    params.check(part)  # type: ignore[attr-defined]
+                    cursor.execute(_many(head, values, tail, len(part)), flat)
             return
         for start in starts:
-            rows, flat = statement(start)
-            cursor.execute(_many(head, values, tail, rows), flat)
+            part = params[start : start + per]  # converted and checked here, if still pending
+            cursor.execute(_many(head, values, tail, len(part)), _flat(part, width, not extra))
 
     def _plain(self, cursor: Any, plan: WritePlan) -> bool:
         """Whether the table is one table and only that, as the statement names it: no trigger on it, no temp
