@@ -70,7 +70,11 @@ def test_sigkill_at_random_moments_leaves_whole_acknowledged_chunks(tmp_path):
                 rng.uniform(0.01, 0.1)
             )  # chunks commit every few ms (the file grows by tens of MB a second, and each check reads it whole)
             os.kill(child.pid, signal.SIGKILL)
-            out, _ = child.communicate()
+            # read through the same buffered reader as the lines above: it may already hold acknowledgements that
+            # came in with "ready" (communicate() would read the pipe beneath it and miss them)
+            out = child.stdout.read()
+            child.wait()
+            child.stdin.close()
             faults += 1
             acknowledged |= {int(line) for line in out.split()}
             conn = SQLITE.connect(db)
