@@ -545,7 +545,11 @@ class PrebuiltWriter:
         kept = self.rows  # until the next prepare(), so a retried chunk sends the same tuples
         if kept is None or len(kept) != len(rows) or (rows and (rows[0] is not kept[0] or rows[-1] is not kept[-1])):
             raise RuntimeError("prebuilt writes the chunk its prepare() was last given")
-        self.raw.send(sql, self.params)
+        self.send(sql, self.params)
+
+    def send(self, sql: str, params: list[tuple]) -> None:
+        """The ready tuples, timed: raw's executemany."""
+        self.raw.send(sql, params)
 
     def insert(self, rows: list[dict]) -> None:
         self._send(self.raw.insert_sql, rows)
@@ -592,9 +596,3 @@ class PrebuiltMultiWriter(PrebuiltWriter):
                     full if len(part) == self.per else self._statement(sql, len(part)), list(chain.from_iterable(part))
                 )
             cursor.close()
-
-    def _send(self, sql: str, rows: list[dict]) -> None:
-        kept = self.rows
-        if kept is None or len(kept) != len(rows) or (rows and (rows[0] is not kept[0] or rows[-1] is not kept[-1])):
-            raise RuntimeError("prebuilt writes the chunk its prepare() was last given")
-        self.send(sql, self.params)

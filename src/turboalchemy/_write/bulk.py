@@ -482,21 +482,21 @@ class _Pending(Sequence[Sequence[Any]]):
 
     def unchecked(self, start: int, stop: int) -> list[tuple[Any, ...]]:
         """Rows start..stop-1 converted, not yet checked (see check)."""
-        try:
-            return self._convert(self._chunk[start:stop])
-        except Exception as exc:  # a key a row lacks, a value a processor refuses: the careful path names it
-            raise Unconverted from exc
+        return self._unchecked(self._chunk[start:stop])
 
     def check(self, params: list[tuple[Any, ...]]) -> None:
         """Raise Unconverted where `refuse` finds fault with converted rows."""
         if self._refuse is not None and self._refuse(params):
             raise Unconverted
 
-    def _converted(self, rows: list[Any]) -> list[tuple[Any, ...]]:
+    def _unchecked(self, rows: list[Any]) -> list[tuple[Any, ...]]:
         try:
-            params = self._convert(rows)
+            return self._convert(rows)
         except Exception as exc:  # a key a row lacks, a value a processor refuses: the careful path names it
             raise Unconverted from exc
+
+    def _converted(self, rows: list[Any]) -> list[tuple[Any, ...]]:
+        params = self._unchecked(rows)
         self.check(params)
         return params
 
@@ -633,28 +633,33 @@ def _sqlalchemys_own(kind: Any) -> bool:
     )
 
 
+def _first_nan(plan: WritePlan, params: list[tuple[Any, ...]]) -> tuple[int, int] | None:
+    """(row, parameter) of the first NaN in a column that is checked for it, column by column; C-level passes."""
+    for i, p in enumerate(plan.params):
+        if p.source in plan.check_nan:
+            at = nan_position(list(map(itemgetter(i), params)))
+            if at >= 0:
+                return at, i
+    return None
+
+
 def _holds_nan(plan: WritePlan, params: list[tuple[Any, ...]]) -> bool:
-    return any(
-        nan_position(list(map(itemgetter(i), params))) >= 0
-        for i, p in enumerate(plan.params)
-        if p.source in plan.check_nan
-    )
+    return _first_nan(plan, params) is not None
 
 
 def _refuse_nan(plan: WritePlan, params: list[tuple[Any, ...]], start: int) -> None:
-    """Raise if a column holds NaN (SQLite would store NULL); C-level passes when clean."""
-    positions = [i for i, p in enumerate(plan.params) if p.source in plan.check_nan]
-    for i in positions:
-        at = nan_position(list(map(itemgetter(i), params)))
-        if at >= 0:
-            key = plan.params[i].column.key
-            raise _row_error(
-                plan.table,
-                start + at,
-                key,
-                "float",
-                f"row {start + at}, column {key!r}: NaN would be stored as NULL; pass None if NULL is meant",
-            )
+    """Raise if a column holds NaN (SQLite would store NULL)."""
+    found = _first_nan(plan, params)
+    if found is not None:
+        at, i = found
+        key = plan.params[i].column.key
+        raise _row_error(
+            plan.table,
+            start + at,
+            key,
+            "float",
+            f"row {start + at}, column {key!r}: NaN would be stored as NULL; pass None if NULL is meant",
+        )
 
 
 class _LazyValues:
@@ -864,8 +869,8 @@ def _write(
                     written += len(chunk)
                     chunk = take(iterator, chunk_size)
                     continue
-                # Converted as it is sent (COPY, SQLite statements) where the chunk goes without RETURNING; should a row defeat
-                # the fast conversion, the writer undoes the chunk and it is read again the careful way.
+                # Converted as it is sent (COPY, SQLite statements) where the chunk goes without RETURNING; should a
+                # row defeat the fast conversion, the writer undoes the chunk and it is read again the careful way.
                 for pending in (True, False) if pending_ok else (False,):
                     try:
                         batches = _batches(chunk, reader, written, plan_for, pending=pending)
